@@ -1,0 +1,264 @@
+"""The build pipeline up to the plan: source -> int8 model -> analysis -> reference -> Plan.
+
+Nothing here writes into the output directory; :mod:`tinygen.render` turns the
+plan into file contents and :mod:`tinygen.project` writes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinygen import analyze as an
+from tinygen.errors import DoesNotFit, TinygenError
+from tinygen.reference import ArenaInfo, measure_arena, run_reference
+from tinygen.tflite_model import TfliteModel, parse_model
+from tinygen.vectors import dequantize, quantize_input, quality
+
+DEFAULT_VECTORS = 32
+RUNTIMES = ("tflm", "compiled")
+
+
+@dataclass
+class Plan:
+    board: dict
+    runtime: str
+    name: str  # C-identifier-safe model name
+    model: TfliteModel = field(repr=False)
+    analysis: an.Analysis = field(repr=False)
+    arena: ArenaInfo
+    source: str
+    task: str
+    quantization_note: str
+    vectors: dict = field(repr=False)
+    quality: dict
+    budget: dict
+    compiled: dict | None = field(default=None, repr=False)  # {"files": {...}, "peak_bytes": int, "plan": obj}
+    tflm_dir: str | None = None
+
+
+def c_identifier(name: str) -> str:
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_").lower() or "model"
+    ident = re.sub(r"_+", "_", ident)
+    if ident[0].isdigit():
+        ident = "m_" + ident
+    return ident[:48]
+
+
+@contextlib.contextmanager
+def quiet_native():
+    """Silence stdout/stderr at the file-descriptor level (TensorFlow's C++ and Keras' export
+    chatter), so the CLI's own output stays readable.  Python exceptions still propagate."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None) -> dict:
+    est = board["estimates"]
+    io_bytes = model.input_tensor().nbytes + model.output_tensor().nbytes
+    if runtime == "tflm":
+        flash = len(model.raw) + est["framework_flash"] + est["tflm_flash"]
+        ram = arena.recommended_bytes + est["framework_ram"] + est["tflm_ram"] + io_bytes
+    else:
+        weights = sum(t.nbytes for t in model.tensors if t.is_constant)
+        flash = weights + est["framework_flash"] + est["compiled_flash"]
+        ram = (compiled_peak or 0) + est["framework_ram"] + est["compiled_ram"] + io_bytes
+    return {"flash_bytes": int(flash), "flash_budget": int(board["flash_bytes"]),
+            "ram_bytes": int(ram), "ram_budget": int(board["ram_bytes"]),
+            "fits": flash <= board["flash_bytes"] and ram <= board["ram_bytes"]}
+
+
+def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
+    b = plan_budget
+    problems = []
+    if b["flash_bytes"] > b["flash_budget"]:
+        problems.append(f"flash {b['flash_bytes']:,} B > {b['flash_budget']:,} B")
+    if b["ram_bytes"] > b["ram_budget"]:
+        problems.append(f"RAM {b['ram_bytes']:,} B > {b['ram_budget']:,} B")
+    if problems:
+        raise DoesNotFit(f"model does not fit {board['id']} with the {runtime} runtime: "
+                         f"{'; '.join(problems)} (model + runtime + framework estimate); "
+                         "use a smaller model" + (" or --runtime compiled" if runtime == "tflm" else ""))
+
+
+@dataclass
+class Source:
+    """What the pipeline starts from, after loading/training (float model optional)."""
+    name: str
+    description: str
+    task: str
+    tflite: bytes | None = None
+    keras_model: object | None = None
+    saved_model: Path | None = None
+    x_rep: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
+    from tinygen.recipes import train
+
+    with quiet_native():
+        tr = train(recipe, seed=seed, epochs=epochs, progress=lambda s: None)
+    return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, keras_model=tr.model,
+                  x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test)
+
+
+def source_from_user(model_path: str, data_path: str | None) -> Source:
+    from tinygen.loader import Dataset, fit_to_input, load_data, load_model, model_kind
+
+    path = Path(model_path)
+    kind = model_kind(path)
+    data = load_data(data_path) if data_path else None
+    name = path.stem if path.is_file() else path.name
+    if kind == "tflite":
+        raw = path.read_bytes()
+        m = parse_model(raw, str(path))
+        an.check_int8(m, str(path))
+        src = Source(name, f"{path.name} (int8 .tflite, used as is)", "unknown", tflite=raw)
+        if data is not None:
+            x = fit_to_input(data.x, m.input_tensor().shape, data.source).astype(np.float32)
+            src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
+        return src
+    if data is None:
+        raise TinygenError(f"--data is required with a float model ({path.name}): int8 quantization needs "
+                           "representative samples (.npz with x[, y], .npy or .csv)")
+    with quiet_native():
+        um = load_model(path)
+    if kind == "savedmodel":
+        import tensorflow as tf
+
+        with quiet_native():
+            loaded = tf.saved_model.load(str(path))
+        sig = loaded.signatures.get("serving_default")
+        if sig is None:
+            raise TinygenError(f"SavedModel {path} has no 'serving_default' signature; re-export it with one")
+        spec = list(sig.structured_input_signature[1].values())
+        if len(spec) != 1:
+            raise TinygenError(f"SavedModel {path} has {len(spec)} inputs; tinygen supports one")
+        in_shape = (1,) + tuple(int(d) for d in spec[0].shape[1:])
+        src = Source(name, f"{path.name} (SavedModel)", "unknown", saved_model=path, keras_model=sig)
+    else:
+        in_shape = (1,) + tuple(int(d) if d is not None else -1 for d in um.keras_model.inputs[0].shape[1:])
+        src = Source(name, f"{path.name} (Keras)", "unknown", keras_model=um.keras_model)
+    x = fit_to_input(data.x, in_shape, data.source).astype(np.float32)
+    src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
+    return src
+
+
+def _float_predict(src: Source, x: np.ndarray) -> np.ndarray | None:
+    if src.keras_model is None or x is None:
+        return None
+    with quiet_native():
+        if src.saved_model is not None:
+            import tensorflow as tf
+
+            outs = []
+            for i in range(len(x)):
+                r = src.keras_model(tf.constant(x[i: i + 1]))
+                r = list(r.values())[0] if isinstance(r, dict) else r
+                outs.append(np.asarray(r))
+            return np.concatenate(outs).astype(np.float32)
+        return np.asarray(src.keras_model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
+
+
+def infer_task(src: Source, out_shape: tuple[int, ...]) -> str:
+    if src.task != "unknown":
+        return src.task
+    y = src.y_test
+    if y is not None and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype, np.integer) \
+            and int(np.prod(out_shape)) > 1:
+        return "classification"
+    return "regression" if int(np.prod(out_shape)) <= 1 or y is not None else "unknown"
+
+
+def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAULT_VECTORS, seed: int = 0,
+              progress: Callable[[str], None] = lambda s: None, tflm_dir: str | None = None) -> Plan:
+    if runtime not in board["runtimes"]:
+        raise TinygenError(f"board {board['id']} does not support --runtime {runtime}; "
+                           f"choose one of: {', '.join(board['runtimes'])}")
+    per_channel_dense = bool(board.get("tflm", {}).get("per_channel_fully_connected", False)) \
+        if runtime == "tflm" else True
+    if src.tflite is not None:
+        raw = src.tflite
+        note = "int8 .tflite used as is"
+    else:
+        from tinygen.quantize import quantize
+
+        progress("quantizing to int8 (TFLite converter)")
+        with quiet_native():
+            raw = quantize(src.saved_model or src.keras_model, src.x_rep, per_channel_dense=per_channel_dense)
+        note = ("Dense per-channel (runtime computes per-channel FULLY_CONNECTED exactly)" if per_channel_dense
+                else "Dense per-tensor (the board's TFLM library computes per-tensor FULLY_CONNECTED only)")
+    m = parse_model(raw, src.name)
+    an.check_int8(m, src.name)
+    if runtime == "tflm":
+        an.check_tflm_ops(m, src.name)
+        if src.tflite is not None and an.dense_per_channel(m) and not per_channel_dense:
+            raise TinygenError(
+                f"{src.name} has per-channel FULLY_CONNECTED weights, which {board['id']}'s TFLM library "
+                f"({board['tflm']['lib_deps'][0]}) computes wrongly; re-convert with per-tensor Dense "
+                "quantization (pass the .keras model instead) or use --runtime compiled")
+    compiled = None
+    if runtime == "compiled":
+        from tinygen import compiled as cmod
+
+        cmod.check_supported(m)
+        cplan = cmod.plan_memory(m)
+        compiled = {"files": cmod.emit(m), "kernels": cmod.kernel_sources(), "peak_bytes": cplan.peak_bytes,
+                    "plan": cplan}
+    analysis = an.analyze(m)
+    progress("measuring the TFLM arena (tflite_micro, bisection)")
+    arena = measure_arena(raw, m, src.name)
+
+    in_t, out_t = m.input_tensor(), m.output_tensor()
+    in_scale, in_zp = in_t.scale[0], in_t.zero_point[0]
+    out_scale, out_zp = out_t.scale[0], out_t.zero_point[0]
+    rng = np.random.default_rng(seed)
+    if src.x_test is not None:
+        x_float = np.asarray(src.x_test, dtype=np.float32)
+        q_in = quantize_input(x_float, in_scale, in_zp).reshape((len(x_float),) + in_t.shape)
+    else:
+        x_float = None
+        q_in = rng.integers(-128, 128, size=(max(n_vectors, 1),) + in_t.shape, dtype=np.int16).astype(np.int8)
+    progress("running the tflite_micro reference on held-out data")
+    q_out = run_reference(raw, q_in, src.name, arena_bytes=arena.recommended_bytes)
+    float_out = _float_predict(src, x_float) if x_float is not None else None
+    if float_out is not None:
+        float_out = float_out.reshape((len(float_out),) + out_t.shape)
+    task = infer_task(src, out_t.shape)
+    qual = quality(task, dequantize(q_out, out_scale, out_zp), float_out, src.y_test) \
+        if (float_out is not None or src.y_test is not None) else {"task": task}
+
+    n = min(n_vectors, len(q_in))
+    vec = {"inputs": q_in[:n], "outputs": q_out[:n].astype(np.int8)}
+    if x_float is not None:
+        vec["float_inputs"] = x_float[:n].reshape((n,) + in_t.shape).astype(np.float32)
+    if float_out is not None:
+        vec["float_outputs"] = float_out[:n].astype(np.float32)
+    if task == "classification" and src.y_test is not None:
+        vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
+    budget = _budget(board, runtime, m, arena, compiled["peak_bytes"] if compiled else None)
+    return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, src.description, task, note,
+                vec, qual, budget, compiled, tflm_dir)

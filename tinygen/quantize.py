@@ -1,0 +1,135 @@
+"""Full-integer int8 post-training quantization with the TFLite converter.
+
+Input: a float Keras model (or SavedModel path) and calibration samples.
+Output: .tflite bytes whose input, output, weights and activations are int8
+(biases int32).  Errors: :class:`UnsupportedModel` naming the ops that cannot
+be made int8.
+
+Two deliberate choices:
+
+* The batch dimension is fixed to 1 before conversion.  With a free batch
+  dimension, TF 2.21 lowers ``Flatten``/``Reshape`` to SHAPE + STRIDED_SLICE +
+  PACK + RESHAPE; with batch 1 it is one RESHAPE.
+* ``per_channel_dense`` chooses per-channel or per-tensor FULLY_CONNECTED
+  weights.  TF 2.21 quantizes Dense per-channel by default, but the TFLM
+  Arduino libraries pinned for our boards (CMSIS-NN / ESP-NN kernels) compute
+  per-tensor FULLY_CONNECTED only and silently return wrong results for
+  per-channel weights.  The board file says what its library supports
+  (``tflm.per_channel_fully_connected``); the build summary reports the choice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tinygen.errors import TinygenError, UnsupportedModel
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _batch1_model(model):
+    """The same layers and weights with every input's batch dimension fixed to 1."""
+    import tensorflow as tf
+
+    inputs = []
+    for inp in model.inputs:
+        shape = tuple(inp.shape)[1:]
+        if any(d is None for d in shape):
+            raise TinygenError(
+                f"model input '{inp.name}' has an unknown dimension {tuple(inp.shape)}; "
+                "give the Keras Input a fixed shape"
+            )
+        inputs.append(tf.keras.Input(shape=shape, batch_size=1, name=inp.name.split(":")[0]))
+    if len(inputs) != 1:
+        raise UnsupportedModel(f"model has {len(inputs)} inputs; tinygen supports single-input models")
+    if len(model.outputs) != 1:
+        raise UnsupportedModel(f"model has {len(model.outputs)} outputs; tinygen supports single-output models")
+    return tf.keras.Model(inputs[0], model(inputs[0], training=False), name=model.name)
+
+
+def _representative(samples: np.ndarray, limit: int = 300):
+    samples = np.asarray(samples, dtype=np.float32)
+
+    def gen():
+        for i in range(min(len(samples), limit)):
+            yield [samples[i: i + 1]]
+
+    return gen
+
+
+def _float_ops(tflite_bytes: bytes) -> list[str]:
+    """Ops in a (partially) quantized model that still compute in float."""
+    from tinygen.tflite_model import parse_model
+
+    m = parse_model(tflite_bytes)
+    bad = []
+    for op in m.operators:
+        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        dtypes = {m.tensors[t].dtype for t in op.outputs}
+        if dtypes & {"float32", "float16"} and op.opcode not in bad:
+            bad.append(op.opcode)
+    return bad
+
+
+def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = False) -> bytes:
+    """Convert a float Keras model to a full-integer int8 .tflite (batch fixed to 1)."""
+    import tensorflow as tf
+
+    if isinstance(model, (str, Path)):
+        return quantize_saved_model(Path(model), representative, per_channel_dense=per_channel_dense)
+    conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
+    return _convert(conv, representative, per_channel_dense)
+
+
+def quantize_saved_model(path: Path, representative: np.ndarray, *, per_channel_dense: bool = False) -> bytes:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    sig = loaded.signatures.get("serving_default")
+    if sig is None:
+        raise TinygenError(f"SavedModel {path} has no 'serving_default' signature; re-export it with one")
+    (name, spec), = sig.structured_input_signature[1].items() if len(sig.structured_input_signature[1]) == 1 else \
+        (_ for _ in ()).throw(UnsupportedModel(f"SavedModel {path} has several inputs; tinygen supports one"))
+    shape = [1] + list(spec.shape[1:])
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=name)])
+    def serve(x):
+        out = sig(**{name: x})
+        return list(out.values())[0] if isinstance(out, dict) else out
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], loaded)
+    return _convert(conv, representative, per_channel_dense)
+
+
+def _convert(conv, representative, per_channel_dense: bool) -> bytes:
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = _representative(representative)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    if not per_channel_dense:
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    try:
+        return bytes(conv.convert())
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # Find which ops stay float by converting again with float fallback allowed.
+        try:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            conv.inference_input_type = tf.float32
+            conv.inference_output_type = tf.float32
+            bad = _float_ops(bytes(conv.convert()))
+        except Exception:
+            bad = []
+        if bad:
+            raise UnsupportedModel(
+                f"model cannot be fully int8-quantized: ops without an int8 kernel: {', '.join(bad)}; "
+                "replace those layers or train a model without them"
+            ) from None
+        raise UnsupportedModel(f"int8 conversion failed: {first[:300]}") from None

@@ -1,0 +1,73 @@
+"""Reference vectors and quality figures.
+
+``vectors/reference.npz`` in a generated project holds (N = number of vectors):
+
+* ``inputs``         int8    (N, *input_shape)   — input_shape includes the batch of 1
+* ``outputs``        int8    (N, *output_shape)  — what TFLM computes (tflite_micro interpreter)
+* ``float_inputs``   float32 (N, *input_shape)   — the samples before quantization (when known)
+* ``float_outputs``  float32 (N, *output_shape)  — the float model's outputs (when a float model exists)
+* ``labels``         int64   (N,)                — class labels (classifiers with labels only)
+
+The file is written with fixed zip timestamps so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Float -> int8 as TFLite's QUANTIZE does: round half away from zero, then clamp."""
+    q = np.round(np.asarray(x, dtype=np.float64) / scale) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((np.asarray(q, dtype=np.float32) - zero_point) * np.float32(scale)).astype(np.float32)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A deterministic .npz (numpy's savez stamps the current time into the zip)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            arr = np.ascontiguousarray(arrays[name])
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arr, allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def quality(task: str, int8_deq: np.ndarray, float_out: np.ndarray | None, y: np.ndarray | None) -> dict:
+    """Float-vs-int8 figures on held-out data (both over the same samples)."""
+    out: dict = {"task": task, "samples": int(len(int8_deq))}
+    q = int8_deq.reshape(len(int8_deq), -1)
+    f = float_out.reshape(len(float_out), -1) if float_out is not None else None
+    if task == "classification":
+        pred_q = q.argmax(axis=1)
+        if f is not None:
+            pred_f = f.argmax(axis=1)
+            out["top1_agreement"] = float(np.mean(pred_q == pred_f))
+        if y is not None:
+            y = np.asarray(y).reshape(-1)
+            out["int8_accuracy"] = float(np.mean(pred_q == y))
+            if f is not None:
+                out["float_accuracy"] = float(np.mean(pred_f == y))
+    else:
+        if f is not None:
+            d = q - f
+            out["int8_vs_float_max_abs"] = float(np.max(np.abs(d)))
+            out["int8_vs_float_rmse"] = float(np.sqrt(np.mean(d ** 2)))
+        if y is not None:
+            t = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+            if t.shape == q.shape:
+                out["int8_rmse"] = float(np.sqrt(np.mean((q - t) ** 2)))
+                if f is not None:
+                    out["float_rmse"] = float(np.sqrt(np.mean((f - t) ** 2)))
+    return out
