@@ -1,0 +1,64 @@
+"""Shared fixtures: projects built once per session through the real CLI, and tool lookups.
+
+Tests that need an external tool skip with the reason when it is missing; set
+TINYGEN_REQUIRE_TOOLS=1 (CI does) to turn those skips into failures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        msg = f"{name} is not installed (Debian: see .ci/run)"
+        if os.environ.get("TINYGEN_REQUIRE_TOOLS"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict | None = None):
+    """Run the real `tinygen` command in a child process; return CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "tinygen", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=full_env)
+
+
+def build_ok(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    res = run_cli("build", *args, cwd=cwd)
+    assert res.returncode == 0, f"tinygen build {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tinygen-session")
+
+
+@pytest.fixture(scope="session")
+def sine_project(session_dir) -> Path:
+    """tinygen build --board esp32 (default recipe: sine), TFLM runtime."""
+    out = session_dir / "sine-esp32"
+    build_ok("--board", "esp32", "--out", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_project(session_dir) -> Path:
+    """The classifier recipe on the Nano 33 BLE, with every held-out sample as a reference vector."""
+    out = session_dir / "digits-nano33ble"
+    build_ok("--board", "nano33ble", "--recipe", "digits", "--vectors", "360", "--out", str(out))
+    return out

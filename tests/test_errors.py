@@ -1,0 +1,157 @@
+"""Bad input: one clear line on stderr, a non-zero exit, no traceback, nothing half-written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def assert_one_line_error(res, *needles: str, code: int | None = None) -> str:
+    assert res.returncode != 0
+    if code is not None:
+        assert res.returncode == code, res.stderr
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ")
+    for n in needles:
+        assert n.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def assert_nothing_written(parent, name="out"):
+    assert not (parent / name).exists()
+    assert not [p for p in parent.iterdir() if p.name.startswith(f".{name}.tmp")]
+
+
+@pytest.fixture(scope="module")
+def float_tflite():
+    """A float .tflite that TFLM's own package ships (not written by tinygen)."""
+    from importlib.resources import files
+
+    return files("tflite_micro.python.tflite_micro").joinpath("sine_float.tflite").read_bytes()
+
+
+def test_missing_model_file(tmp_path):
+    res = run_cli("build", "--board", "esp32", "--model", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "does not exist", code=2)
+    assert_nothing_written(tmp_path)
+
+
+def test_truncated_tflite(tmp_path, sine_project):
+    bad = tmp_path / "trunc.tflite"
+    bad.write_bytes((sine_project / "model.tflite").read_bytes()[:700])
+    res = run_cli("build", "--board", "esp32", "--model", str(bad), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "truncated or corrupt")
+    assert_nothing_written(tmp_path)
+
+
+def test_corrupt_tflite(tmp_path, sine_project):
+    raw = bytearray((sine_project / "model.tflite").read_bytes())
+    rng = np.random.default_rng(0)
+    for i in rng.integers(8, 200, size=60):  # scribble over the flatbuffer's tables
+        raw[i] = 0xFF
+    bad = tmp_path / "corrupt.tflite"
+    bad.write_bytes(bytes(raw))
+    res = run_cli("inspect", str(bad))
+    assert_one_line_error(res, "corrupt")
+
+
+def test_file_that_is_not_a_model(tmp_path):
+    bad = tmp_path / "notes.tflite"
+    bad.write_text("these are my notes, not a model\n" * 10)
+    res = run_cli("build", "--board", "esp32", "--model", str(bad), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "not a TFLite flatbuffer")
+    assert_nothing_written(tmp_path)
+    other = tmp_path / "model.onnx"
+    other.write_bytes(b"\x08\x07")
+    assert_one_line_error(run_cli("build", "--board", "esp32", "--model", str(other)), "unknown model type")
+
+
+def test_float_only_tflite_is_refused_with_the_reason(tmp_path, float_tflite):
+    f = tmp_path / "sine_float.tflite"
+    f.write_bytes(float_tflite)
+    res = run_cli("build", "--board", "esp32", "--model", str(f), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "float .tflite", "re-quantized", code=3)
+    assert_nothing_written(tmp_path)
+
+
+def _with_opcode(model_bytes: bytes, new_builtin: int) -> bytes:
+    """Rewrite the first operator code of a model (via the flatbuffer object API)."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    m.operatorCodes[0].builtinCode = new_builtin
+    m.operatorCodes[0].deprecatedBuiltinCode = min(new_builtin, 127)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_op_tflm_lacks_is_refused_by_name(tmp_path, sine_project):
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    bad = tmp_path / "lsh.tflite"
+    bad.write_bytes(_with_opcode((sine_project / "model.tflite").read_bytes(),
+                                 schema.BuiltinOperator.LSH_PROJECTION))
+    res = run_cli("build", "--board", "esp32", "--model", str(bad), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "LSH_PROJECTION", "TFLM", code=3)
+    assert_nothing_written(tmp_path)
+
+
+def test_unknown_board(tmp_path):
+    res = run_cli("build", "--board", "arduino-uno", "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "unknown board 'arduino-uno'", "esp32", code=2)
+    assert_nothing_written(tmp_path)
+
+
+def test_data_with_the_wrong_shape(tmp_path):
+    import tensorflow as tf
+
+    model = tf.keras.Sequential([tf.keras.Input(shape=(4,)), tf.keras.layers.Dense(3)])
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, 5), np.float32))
+    res = run_cli("build", "--board", "esp32", "--model", str(tmp_path / "m.keras"), "--data",
+                  str(tmp_path / "d.npz"), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "(5,)", "(N, 4)")
+    assert_nothing_written(tmp_path)
+    np.savez(tmp_path / "nox.npz", samples=np.zeros((20, 4), np.float32))
+    res = run_cli("build", "--board", "esp32", "--model", str(tmp_path / "m.keras"), "--data",
+                  str(tmp_path / "nox.npz"), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "no array named 'x'")
+
+
+def test_existing_output_directory_without_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    res = run_cli("build", "--board", "esp32", "--out", str(out))
+    assert_one_line_error(res, "already exists", "--force")
+    assert (out / "keep.txt").read_text() == "mine"
+    # --force replaces tinygen projects only, never an unrelated directory
+    res = run_cli("build", "--board", "esp32", "--model", str(tmp_path / "x.tflite"), "--out", str(out), "--force")
+    assert res.returncode != 0 and (out / "keep.txt").exists()
+
+
+def test_model_too_big_for_the_board_is_refused_with_numbers(tmp_path):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([tf.keras.Input(shape=(1024,)), tf.keras.layers.Dense(1024),
+                                 tf.keras.layers.Dense(512), tf.keras.layers.Dense(4)])
+    model.save(tmp_path / "big.keras")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(16, 1024)).astype(np.float32))
+    res = run_cli("build", "--board", "nano33ble", "--model", str(tmp_path / "big.keras"), "--data",
+                  str(tmp_path / "d.npz"), "--out", str(tmp_path / "out"))
+    line = assert_one_line_error(res, "does not fit nano33ble", "flash", code=3)
+    assert "983,040" in line
+    assert_nothing_written(tmp_path)
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    assert_one_line_error(run_cli("build"), "--board")
+    assert_one_line_error(run_cli("build", "--board", "esp32", "--recipe", "nope"), "unknown recipe")
+    assert_one_line_error(run_cli("build", "--board", "esp32", "--data", "x.npz"), "--data goes with --model")

@@ -1,0 +1,30 @@
+"""A non-editable install must carry templates/, firmware/ and boards/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+from conftest import REPO
+
+
+def test_wheel_contains_templates_firmware_and_boards(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path), str(REPO)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    wheel = next(tmp_path.glob("tinygen-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for tracked in subprocess.run(["git", "ls-files", "templates", "firmware", "boards"], cwd=REPO,
+                                  capture_output=True, text=True).stdout.split():
+        assert f"tinygen/{tracked}" in names, tracked
+    assert "tinygen/cli.py" in names
+    # And the installed package finds them through tinygen.paths
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    code = ("import tinygen.paths as p; print(p.templates_dir()); print(p.firmware_dir()); print(p.boards_dir())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target)},
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.split():
+        assert line.startswith(str(target)), line
