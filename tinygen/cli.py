@@ -20,7 +20,8 @@ from rich.table import Table
 from tinygen import __version__
 from tinygen.errors import TinygenError
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, tests) gets wide tables instead of rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -142,6 +143,58 @@ def _summary_tables(plan) -> None:
     out.print(t)
 
 
+def build_project(board, model_path=None, recipe=None, data_path=None, out_dir=None, force=False, runtime=None,
+                  n_vectors=32, seed=1234, epochs=None, tflm_dir=None, show_progress=True):
+    """The whole of `tinygen build`: returns (plan, project dir, {path: bytes})."""
+    from tinygen.boards import get_board
+    from tinygen.pipeline import check_fits, make_plan, source_from_recipe, source_from_user
+    from tinygen.project import write_project
+    from tinygen.recipes import DEFAULT_RECIPE, RECIPES
+    from tinygen.render import render
+
+    b = get_board(board)
+    runtime = runtime or b["default_runtime"]
+    if runtime not in b["runtimes"]:
+        raise TinygenError(f"board {board} does not support --runtime {runtime}; "
+                           f"choose one of: {', '.join(b['runtimes'])}")
+    if model_path and recipe:
+        raise TinygenError("give either --model or --recipe, not both")
+    if recipe and recipe not in RECIPES:
+        raise TinygenError(f"unknown recipe '{recipe}'; choose one of: {', '.join(RECIPES)}")
+    if data_path and not model_path:
+        raise TinygenError("--data goes with --model (recipes bring their own data)")
+    if tflm_dir and not Path(tflm_dir, "src", "tensorflow", "lite", "micro").is_dir():
+        raise TinygenError(f"--tflm-dir {tflm_dir} is not a TFLM tree in Arduino-library layout "
+                           "(expected src/tensorflow/lite/micro/ inside it)")
+    if tflm_dir and runtime != "tflm":
+        tflm_dir = None
+    if runtime == "tflm" and b.get("tflm", {}).get("needs_tree") and not tflm_dir:
+        raise TinygenError(f"board {board} builds TFLM from a source tree: pass --tflm-dir DIR or set "
+                           "TINYGEN_TFLM_DIR (Arduino-library layout), or use --runtime compiled")
+    name_hint = Path(model_path).stem if model_path else (recipe or DEFAULT_RECIPE)
+    target = Path(out_dir or f"tinygen-{board}-{name_hint}")
+    if target.exists() and not force:  # fail before minutes of training
+        raise TinygenError(f"output directory {target} already exists; pass --force to replace it "
+                           "or choose another --out")
+    if model_path:
+        from tinygen.loader import model_kind
+
+        model_kind(Path(model_path))
+    with _Progress(show_progress) as progress:
+        if model_path:
+            progress(f"loading {model_path}")
+            src = source_from_user(model_path, data_path)
+        else:
+            progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
+            src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
+        plan = make_plan(src, b, runtime, n_vectors=n_vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
+        check_fits(plan.budget, b, runtime)
+        progress("rendering the project")
+        files = render(plan)
+        write_project(files, target, force=force)
+    return plan, target, files
+
+
 @cli.command("build")
 @click.option("--board", required=True, metavar="BOARD", help="Target board id (see `tinygen boards`).")
 @click.option("--model", "model_path", metavar="FILE", help=".keras, .h5, SavedModel dir or int8 .tflite.")
@@ -161,49 +214,11 @@ def _summary_tables(plan) -> None:
 def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_vectors, seed, epochs, tflm_dir,
               as_json) -> None:
     """Train or load a model, quantize it to int8, and emit a PlatformIO project."""
-    from tinygen.boards import get_board
-    from tinygen.pipeline import check_fits, make_plan, source_from_recipe, source_from_user
-    from tinygen.project import write_project
-    from tinygen.recipes import DEFAULT_RECIPE, RECIPES
-    from tinygen.render import manifest, render
+    from tinygen.render import manifest
 
-    b = get_board(board)
-    runtime = runtime or b["default_runtime"]
-    if runtime not in b["runtimes"]:
-        raise TinygenError(f"board {board} does not support --runtime {runtime}; "
-                           f"choose one of: {', '.join(b['runtimes'])}")
-    if model_path and recipe:
-        raise TinygenError("give either --model or --recipe, not both")
-    if recipe and recipe not in RECIPES:
-        raise TinygenError(f"unknown recipe '{recipe}'; choose one of: {', '.join(RECIPES)}")
-    if data_path and not model_path:
-        raise TinygenError("--data goes with --model (recipes bring their own data)")
-    if tflm_dir and not Path(tflm_dir, "src", "tensorflow", "lite", "micro").is_dir():
-        raise TinygenError(f"--tflm-dir {tflm_dir} is not a TFLM tree in Arduino-library layout "
-                           "(expected src/tensorflow/lite/micro/ inside it)")
-    if tflm_dir and runtime != "tflm":
-        tflm_dir = None
-    name_hint = Path(model_path).stem if model_path else (recipe or DEFAULT_RECIPE)
-    target = Path(out_dir or f"tinygen-{board}-{name_hint}")
-    if target.exists() and not force:  # fail before minutes of training
-        raise TinygenError(f"output directory {target} already exists; pass --force to replace it "
-                           "or choose another --out")
-    if model_path:
-        from tinygen.loader import model_kind
-
-        model_kind(Path(model_path))
-    with _Progress(not as_json) as progress:
-        if model_path:
-            progress(f"loading {model_path}")
-            src = source_from_user(model_path, data_path)
-        else:
-            progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
-            src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
-        plan = make_plan(src, b, runtime, n_vectors=n_vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
-        check_fits(plan.budget, b, runtime)
-        progress("rendering the project")
-        files = render(plan)
-        write_project(files, target, force=force)
+    plan, target, files = build_project(board, model_path, recipe, data_path, out_dir, force, runtime, n_vectors,
+                                        seed, epochs, tflm_dir, show_progress=not as_json)
+    b = plan.board
     if as_json:
         data = manifest(plan)
         data["project"] = str(target)
