@@ -222,11 +222,11 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
                 "quantization (pass the .keras model instead) or use --runtime compiled")
     compiled = None
     if runtime == "compiled":
-        from tinygen import compiled as cmod
+        from tinygen.compiled import check_supported, emit, kernel_sources, plan_memory
 
-        cmod.check_supported(m)
-        cplan = cmod.plan_memory(m)
-        compiled = {"files": cmod.emit(m), "kernels": cmod.kernel_sources(), "peak_bytes": cplan.peak_bytes,
+        check_supported(m)
+        cplan = plan_memory(m)
+        compiled = {"files": emit(m), "kernels": kernel_sources(), "peak_bytes": cplan.peak_bytes,
                     "plan": cplan}
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")

@@ -290,7 +290,8 @@ class DeviceLink:
         try:
             self._ser.write(data)
         except (serial.SerialException, OSError) as e:
-            raise ProtocolError(f"writing to {self.port} failed: {e}") from e
+            raise ProtocolError(f"lost the serial connection to the board on {self.port} while writing ({e}); "
+                                "the board was unplugged or the emulator stopped: reconnect it and run again") from None
 
     def _hex(self, tag: str, data: bytes) -> list[str]:
         if self.trace is None:
@@ -308,7 +309,8 @@ class DeviceLink:
             waiting = self._ser.in_waiting
             data = self._ser.read(waiting if waiting > 0 else 1)
         except (serial.SerialException, OSError) as e:
-            raise ProtocolError(f"reading from {self.port} failed: {e}") from e
+            raise ProtocolError(f"lost the serial connection to the board on {self.port} ({e}); "
+                                "the board was unplugged or the emulator stopped: reconnect it and run again") from None
         if data:
             for line in self._hex("RX", data):
                 self.trace(line)
