@@ -155,3 +155,59 @@ def test_usage_errors_are_one_line(tmp_path):
     assert_one_line_error(run_cli("build"), "--board")
     assert_one_line_error(run_cli("build", "--board", "esp32", "--recipe", "nope"), "unknown recipe")
     assert_one_line_error(run_cli("build", "--board", "esp32", "--data", "x.npz"), "--data goes with --model")
+
+
+def test_reference_interpreter_crash_becomes_a_clear_error(tmp_path):
+    """MobileNetV1-0.25 96x96x3 int8 makes the tflite_micro interpreter abort (SIGABRT); tinygen runs
+    it in a child process and reports the crash in one line instead of dying with it."""
+    import sys
+
+    sys.path.insert(0, str(__import__("conftest").REPO / "benchmarks"))
+    from bench_models import build_model
+    from tinygen.pipeline import quiet_native
+    from tinygen.quantize import quantize
+
+    model, shape = build_model("mobilenet")
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4,) + shape).astype(np.float32)
+    with quiet_native():
+        raw = quantize(model, x)
+    path = tmp_path / "mobilenet.tflite"
+    path.write_bytes(raw)
+    res = run_cli("inspect", str(path))
+    line = assert_one_line_error(res, "tflite_micro reference interpreter", "mobilenet.tflite", code=4)
+    assert "SIGABRT" in line or "crashed" in line
+
+
+def _model_with_sin():
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((4,))
+    h = tf.keras.layers.Dense(4)(inp)
+    h = tf.keras.layers.Lambda(lambda t: tf.math.sin(t))(h)  # SIN has no int8 kernel
+    return tf.keras.Model(inp, tf.keras.layers.Dense(2)(h))
+
+
+def test_model_that_cannot_be_fully_int8_names_the_ops(tmp_path):
+    from tinygen.errors import UnsupportedModel
+    from tinygen.pipeline import quiet_native
+    from tinygen.quantize import quantize
+
+    with pytest.raises(UnsupportedModel, match="ops without an int8 kernel: SIN"):
+        with quiet_native():
+            quantize(_model_with_sin(), np.random.default_rng(0).random((10, 4), dtype=np.float32))
+
+
+def test_partially_quantized_tflite_names_the_float_ops(tmp_path):
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(_model_with_sin())
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([np.random.default_rng(i).random((1, 4), dtype=np.float32)]
+                                           for i in range(10))
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path = tmp_path / "partial.tflite"
+    path.write_bytes(conv.convert())
+    res = run_cli("build", "--board", "esp32", "--model", str(path), "--out", str(tmp_path / "out"))
+    assert_one_line_error(res, "not fully int8", "SIN", code=3)
+    assert_nothing_written(tmp_path)

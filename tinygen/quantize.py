@@ -116,7 +116,7 @@ def _convert(conv, representative, per_channel_dense: bool) -> bytes:
     if not per_channel_dense:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     try:
-        return bytes(conv.convert())
+        result = bytes(conv.convert())
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         # Find which ops stay float by converting again with float fallback allowed.
@@ -133,3 +133,11 @@ def _convert(conv, representative, per_channel_dense: bool) -> bytes:
                 "replace those layers or train a model without them"
             ) from None
         raise UnsupportedModel(f"int8 conversion failed: {first[:300]}") from None
+    # The converter can leave an op without an int8 kernel in float, wrapped in
+    # DEQUANTIZE/QUANTIZE, and still succeed: that is not a full-integer model.
+    bad = _float_ops(result)
+    if bad:
+        raise UnsupportedModel(
+            f"model cannot be fully int8-quantized: ops without an int8 kernel: {', '.join(bad)}; "
+            "replace those layers or train a model without them")
+    return result
