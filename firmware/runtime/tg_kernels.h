@@ -1,0 +1,222 @@
+/*
+ * tg_kernels.h -- int8 kernels of tinygen's compiled runtime.
+ *
+ * The emitted tg_model.c is a straight-line sequence of calls to these
+ * functions. Every shape, offset and quantization parameter is a
+ * compile-time constant that tinygen checked in Python before emitting it,
+ * so the kernels do no validation of their own: they never allocate, never
+ * touch memory outside the buffers whose sizes the parameters describe, and
+ * use integer arithmetic only.
+ *
+ * Arithmetic is bit-exact with the TensorFlow Lite Micro reference kernels
+ * (the "double rounding" MultiplyByQuantizedMultiplier that the tflite_micro
+ * build uses; see tinygen/compiled/quant.py for the parameter side).
+ *
+ * Build switches:
+ *   __ARM_FEATURE_DSP   (set by the compiler, e.g. -mcpu=cortex-m4): inner
+ *                       multiply-accumulate loops use the DSP extension
+ *                       (SMLAD/SMLABB/SMLATT). Results are identical to the
+ *                       portable C loops.
+ *   TG_NO_DSP           force the portable C loops even where DSP exists.
+ *   TG_SINGLE_ROUNDING  use the "single rounding" multiplier variant instead.
+ *                       Only for the test that establishes which variant the
+ *                       reference uses; the Python side always precomputes
+ *                       parameters for the double-rounding variant.
+ */
+#ifndef TG_KERNELS_H
+#define TG_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TG_MAX_DIMS 6
+
+/* ---- fixed-point primitives (exposed for tests) ------------------------- */
+
+/* gemmlowp SaturatingRoundingDoublingHighMul. */
+int32_t tg_srdhm(int32_t a, int32_t b);
+/* gemmlowp RoundingDivideByPOT, 0 <= exponent <= 31. */
+int32_t tg_rdbpot(int32_t x, int32_t exponent);
+/* TFLite MultiplyByQuantizedMultiplier(int32 x, multiplier, shift);
+ * shift > 0 is a left shift. */
+int32_t tg_mbqm(int32_t x, int32_t multiplier, int32_t shift);
+
+/* ---- FULLY_CONNECTED ----------------------------------------------------- */
+
+typedef struct {
+    int32_t batches;      /* rows of the input */
+    int32_t accum_depth;  /* input values per row = weight columns */
+    int32_t output_depth; /* weight rows = output values per row */
+    int32_t input_offset; /* -(input zero point) */
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    int32_t per_channel;  /* multiplier/shift: [output_depth] or [1] */
+    const int8_t *weights;    /* [output_depth][accum_depth] */
+    const int32_t *bias;      /* [output_depth] or NULL */
+    const int32_t *multiplier;
+    const int32_t *shift;
+} tg_fc_params_t;
+
+void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output);
+
+/* ---- CONV_2D / DEPTHWISE_CONV_2D (NHWC) ----------------------------------- */
+
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t filter_h, filter_w;
+    int32_t filter_in_c;      /* conv: channels per group (in_c for ungrouped) */
+    int32_t depth_multiplier; /* depthwise only */
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_h, pad_w;     /* top / left padding */
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    int32_t per_channel;
+    const int8_t *weights;    /* conv: [out_c][fh][fw][filter_in_c]; dw: [fh][fw][out_c] */
+    const int32_t *bias;      /* [out_c] or NULL */
+    const int32_t *multiplier;
+    const int32_t *shift;
+} tg_conv_params_t;
+
+void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output);
+void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output);
+
+/* ---- AVERAGE_POOL_2D / MAX_POOL_2D (NHWC) -------------------------------- */
+
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, channels;
+    int32_t out_h, out_w;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} tg_pool_params_t;
+
+void tg_avg_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *output);
+void tg_max_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *output);
+
+/* ---- SOFTMAX (int8 in, int8 out with scale 1/256, zero point -128) -------- */
+
+typedef struct {
+    int32_t outer;            /* rows */
+    int32_t depth;            /* values per row (last dimension) */
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} tg_softmax_params_t;
+
+void tg_softmax_s8(const tg_softmax_params_t *p, const int8_t *input, int8_t *output);
+
+/* ---- LOGISTIC / TANH ---------------------------------------------------- */
+
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t input_range_radius;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+} tg_sigmoid_params_t;
+
+void tg_logistic_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *output);
+void tg_tanh_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *output);
+
+/* ---- ADD / MUL with broadcasting ---------------------------------------- */
+
+/* rank == 0: both inputs have the output's shape (flat loop over size).
+ * Otherwise out_dims are the output's dimensions (left-padded to rank) and
+ * a_strides / b_strides the element strides of each input, 0 along a
+ * broadcast dimension. */
+typedef struct {
+    int32_t rank;
+    int32_t out_dims[TG_MAX_DIMS];
+    int32_t a_strides[TG_MAX_DIMS];
+    int32_t b_strides[TG_MAX_DIMS];
+} tg_broadcast_t;
+
+typedef struct {
+    int32_t size;
+    tg_broadcast_t bcast;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t left_shift;
+    int32_t input1_multiplier, input1_shift;
+    int32_t input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} tg_add_params_t;
+
+typedef struct {
+    int32_t size;
+    tg_broadcast_t bcast;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} tg_mul_params_t;
+
+void tg_add_s8(const tg_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void tg_mul_s8(const tg_mul_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* ---- elementwise requantization (RELU, QUANTIZE) and clamping (RELU6) ---- */
+
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier, shift;
+    int32_t act_min, act_max;
+} tg_requant_params_t;
+
+void tg_requantize_s8(const tg_requant_params_t *p, const int8_t *input, int8_t *output);
+void tg_clamp_s8(int32_t size, int8_t lo, int8_t hi, const int8_t *input, int8_t *output);
+
+/* ---- PAD ---------------------------------------------------------------- */
+
+typedef struct {
+    int32_t rank;
+    int32_t in_dims[TG_MAX_DIMS];
+    int32_t out_dims[TG_MAX_DIMS];
+    int32_t before[TG_MAX_DIMS];
+    int32_t out_size;
+    int32_t pad_value;
+} tg_pad_params_t;
+
+void tg_pad_s8(const tg_pad_params_t *p, const int8_t *input, int8_t *output);
+
+/* ---- MEAN --------------------------------------------------------------- */
+
+/* Output element o (row-major over the kept dimensions) is the mean of the
+ * input elements at base(o) + sum(r_i * red_strides[i]). */
+typedef struct {
+    int32_t kept_rank;
+    int32_t kept_dims[TG_MAX_DIMS];
+    int32_t kept_strides[TG_MAX_DIMS];
+    int32_t red_rank;
+    int32_t red_dims[TG_MAX_DIMS];
+    int32_t red_strides[TG_MAX_DIMS];
+    int32_t num_reduced;      /* product of red_dims */
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier, shift;   /* already divided by num_reduced */
+} tg_mean_params_t;
+
+void tg_mean_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
+
+/* ---- CONCATENATION / RESHAPE copies -------------------------------------- */
+
+/* output = for each of `outer` rows: input[0] row, input[1] row, ...
+ * where input i contributes inner_bytes[i] bytes per row. */
+void tg_concat_s8(int32_t outer, int32_t n_inputs, const int8_t *const *inputs,
+                  const int32_t *inner_bytes, int8_t *output);
+void tg_copy_s8(int32_t size, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TG_KERNELS_H */

@@ -1,0 +1,721 @@
+"""Helpers for the compiled-runtime tests: quantize quietly, run the TFLM
+reference, build emitted C on the host (ASan/UBSan) or for Cortex-M4 (QEMU),
+and compare.
+
+The reference is always the tflite_micro interpreter; nothing here computes
+an expected output any other way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinygen.compiled import emit, kernel_sources
+from tinygen.tflite_model import TfliteModel
+
+HOST_CFLAGS = ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
+               "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+M4_CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+             "-Os", "-Wall", "-Wextra", "-Werror"]
+
+_JOBS = max(2, os.cpu_count() or 2)
+
+
+@contextlib.contextmanager
+def quiet_fds():
+    """Silence fds 1 and 2 (TensorFlow's converter prints from C++)."""
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [devnull]:
+            os.close(fd)
+
+
+def quantize_quiet(keras_model, rep: np.ndarray, per_channel_dense: bool = False) -> bytes:
+    from tinygen.quantize import quantize
+
+    with quiet_fds():
+        return quantize(keras_model, rep, per_channel_dense=per_channel_dense)
+
+
+def tflm_outputs(model_bytes: bytes, inputs: np.ndarray, arena_size: int | None = None) -> np.ndarray:
+    """Reference outputs from the tflite_micro interpreter, one row per input."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    arena = arena_size or max(1 << 20, 16 * len(model_bytes))
+    it = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
+    outs = []
+    for x in inputs:
+        it.set_input(x, 0)
+        it.invoke()
+        outs.append(np.array(it.get_output(0), dtype=np.int8, copy=True))
+    return np.stack(outs)
+
+
+def input_vectors(shape: tuple[int, ...], n_random: int, rng: np.random.Generator) -> np.ndarray:
+    """Random int8 inputs plus all -128, all 127 and both alternating-extreme patterns."""
+    size = int(np.prod(shape))
+    special = np.empty((4, size), dtype=np.int8)
+    special[0] = -128
+    special[1] = 127
+    special[2] = np.where(np.arange(size) % 2 == 0, 127, -128)
+    special[3] = np.where(np.arange(size) % 2 == 0, -128, 127)
+    rand = rng.integers(-128, 128, size=(n_random, size), dtype=np.int8)
+    return np.concatenate([special, rand]).reshape((-1,) + tuple(shape))
+
+
+# ---- host build --------------------------------------------------------------
+
+_HARNESS_MAIN = r"""
+#include <stdio.h>
+#include <stdlib.h>
+%(includes)s
+
+typedef int (*tg_invoke_fn)(const int8_t *, int8_t *);
+struct tg_entry { tg_invoke_fn fn; size_t in_bytes; size_t out_bytes; };
+static const struct tg_entry entries[] = {
+%(entries)s
+};
+
+int main(int argc, char **argv)
+{
+    int which;
+    int8_t *in, *out;
+    if (argc != 2) return 2;
+    which = atoi(argv[1]);
+    if (which < 0 || (size_t)which >= sizeof entries / sizeof entries[0]) return 2;
+    /* Exactly-sized heap buffers: ASan reports any access past their ends. */
+    in = (int8_t *)malloc(entries[which].in_bytes);
+    out = (int8_t *)malloc(entries[which].out_bytes);
+    if (in == NULL || out == NULL) return 3;
+    while (fread(in, 1, entries[which].in_bytes, stdin) == entries[which].in_bytes) {
+        if (entries[which].fn(in, out) != 0) return 4;
+        if (fwrite(out, 1, entries[which].out_bytes, stdout) != entries[which].out_bytes) return 5;
+    }
+    free(in);
+    free(out);
+    return 0;
+}
+"""
+
+
+def _run(cmd, cwd=None):
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@dataclass
+class HostBuild:
+    binary: Path
+    prefixes: list[str]
+    models: list[TfliteModel]
+
+    def run(self, i: int, inputs: np.ndarray) -> np.ndarray:
+        m = self.models[i]
+        out_shape = m.output_tensor().shape
+        x = np.ascontiguousarray(inputs, dtype=np.int8)
+        p = subprocess.run([str(self.binary), str(i)], input=x.tobytes(), capture_output=True)
+        if p.returncode != 0:
+            raise AssertionError(f"harness exited {p.returncode}:\n{p.stderr.decode(errors='replace')[-4000:]}")
+        return np.frombuffer(p.stdout, dtype=np.int8).reshape((len(x),) + tuple(out_shape))
+
+
+def write_sources(models: list[TfliteModel], workdir: Path) -> list[str]:
+    prefixes = [f"m{i}" for i in range(len(models))]
+    for m, p in zip(models, prefixes):
+        for name, text in emit(m, prefix=p).items():
+            (workdir / name).write_text(text)
+    for name, text in kernel_sources().items():
+        (workdir / name).write_text(text)
+    return prefixes
+
+
+def build_host(models: list[TfliteModel], workdir: Path, extra_flags: tuple[str, ...] = ()) -> HostBuild:
+    """Emit every model with its own prefix and link them all into one harness binary."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefixes = write_sources(models, workdir)
+    includes = "\n".join(f'#include "{p}_model.h"' for p in prefixes)
+    entries = "\n".join(f"    {{{p}_invoke, {p.upper()}_CM_INPUT_BYTES, {p.upper()}_CM_OUTPUT_BYTES}},"
+                        for p in prefixes)
+    (workdir / "harness_main.c").write_text(_HARNESS_MAIN % {"includes": includes, "entries": entries})
+    flags = HOST_CFLAGS + list(extra_flags)
+    sources = ["tg_kernels.c", "harness_main.c"] + [f"{p}_model.c" for p in prefixes]
+
+    def compile_one(src):
+        _run(["gcc", *flags, "-c", src, "-o", src[:-2] + ".o"], cwd=workdir)
+
+    with ThreadPoolExecutor(_JOBS) as ex:
+        list(ex.map(compile_one, sources))
+    binary = workdir / "harness"
+    _run(["gcc", *flags, *[s[:-2] + ".o" for s in sources], "-o", str(binary)], cwd=workdir)
+    return HostBuild(binary, prefixes, models)
+
+
+def assert_identical(got: np.ndarray, want: np.ndarray, label: str = "") -> None:
+    if got.shape != want.shape:
+        raise AssertionError(f"{label}: shape {got.shape} != {want.shape}")
+    diff = got.astype(np.int32) - want.astype(np.int32)
+    bad = np.nonzero(diff.reshape(len(diff), -1).any(axis=1))[0]
+    if len(bad):
+        i = bad[0]
+        raise AssertionError(
+            f"{label}: {len(bad)}/{len(got)} input vectors differ (max |diff| {np.abs(diff).max()} LSB); "
+            f"first at vector {i}: want {want[i].ravel()[:16]} got {got[i].ravel()[:16]}")
+
+
+# ---- Cortex-M4 cross build ------------------------------------------------------
+
+def require(available: bool, what: str) -> None:
+    """Skip the calling test when a tool is missing -- or fail, when TINYGEN_REQUIRE_TOOLS
+    is set (CI), as the rest of the suite does."""
+    if available:
+        return
+    import pytest
+
+    msg = f"{what} is not installed (Debian: see scripts/setup.sh)"
+    if os.environ.get("TINYGEN_REQUIRE_TOOLS"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def have_python_deps() -> bool:
+    """TensorFlow (conversion) and tflite_micro (the reference)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("tflite_micro") is not None
+
+
+def have_gcc() -> bool:
+    return shutil.which("gcc") is not None
+
+
+def have_arm_gcc() -> bool:
+    return shutil.which("arm-none-eabi-gcc") is not None
+
+
+def m4_compile_sizes(model: TfliteModel, workdir: Path, extra_flags: tuple[str, ...] = ()) -> dict[str, int]:
+    """Compile tg_kernels.c and the emitted tg_model.c for Cortex-M4 (-c, no link);
+    return the summed section sizes (text, rodata, data, bss) from arm-none-eabi-size -A."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name, text in {**emit(model), **kernel_sources()}.items():
+        (workdir / name).write_text(text)
+    totals = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
+    for src in ("tg_kernels.c", "tg_model.c"):
+        obj = src[:-2] + ".o"
+        _run(["arm-none-eabi-gcc", "-std=c99", *M4_CFLAGS, *extra_flags, "-c", src, "-o", obj], cwd=workdir)
+        out = _run(["arm-none-eabi-size", "-A", obj], cwd=workdir).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                name = parts[0]
+                for key in totals:
+                    if name == f".{key}" or name.startswith(f".{key}."):
+                        totals[key] += int(parts[1])
+    return totals
+
+
+# Minimal bare-metal harness for QEMU's mps2-an386 (Cortex-M4F): vector table,
+# reset code, semihosting for output and exit. Inputs are compiled in.
+_M4_LD = r"""
+MEMORY { FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M
+         RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = 4M }
+ENTRY(tgq_reset)
+_estack = ORIGIN(RAM) + LENGTH(RAM);
+SECTIONS {
+  .vectors : { KEEP(*(.vectors)) } > FLASH
+  .text : { *(.text .text.*) *(.rodata .rodata.*) . = ALIGN(4); } > FLASH
+  .ARM.exidx : { *(.ARM.exidx*) } > FLASH
+  _sidata = LOADADDR(.data);
+  .data : { . = ALIGN(4); _sdata = .; *(.data .data.*) . = ALIGN(4); _edata = .; } > RAM AT > FLASH
+  .bss (NOLOAD) : { . = ALIGN(4); _sbss = .; *(.bss .bss.* COMMON) . = ALIGN(4); _ebss = .; } > RAM
+}
+"""
+
+_M4_MAIN = r"""
+#include <stdint.h>
+#include <string.h>
+%(includes)s
+
+extern uint32_t _estack, _sidata, _sdata, _edata, _sbss, _ebss;
+void tgq_reset(void);
+static void tgq_fault(void) { for (;;) { } }
+
+__attribute__((section(".vectors"), used))
+static const void *const tgq_vectors[16] = {
+    &_estack, (const void *)tgq_reset, (const void *)tgq_fault, (const void *)tgq_fault,
+    (const void *)tgq_fault, (const void *)tgq_fault, (const void *)tgq_fault, 0, 0, 0, 0,
+    (const void *)tgq_fault, (const void *)tgq_fault, 0, (const void *)tgq_fault, (const void *)tgq_fault,
+};
+
+static int32_t tgq_semihost(int32_t op, const void *arg)
+{
+    register int32_t r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+static char tgq_line[256];
+static int tgq_len;
+static void tgq_flush(void) { tgq_line[tgq_len] = 0; tgq_semihost(0x04, tgq_line); tgq_len = 0; }
+static void tgq_hex(const int8_t *p, uint32_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        if (tgq_len > 240) tgq_flush();
+        tgq_line[tgq_len++] = digits[((uint8_t)p[i]) >> 4];
+        tgq_line[tgq_len++] = digits[((uint8_t)p[i]) & 15];
+    }
+}
+
+%(data)s
+
+#define TGQ_SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define TGQ_SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define TGQ_SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+static uint32_t tgq_ticks[%(n_models)d];
+static uint32_t tgq_t0;
+static void tgq_start(void) { tgq_t0 = TGQ_SYST_CVR; }
+static void tgq_stop(int k) { tgq_ticks[k] += (tgq_t0 - TGQ_SYST_CVR) & 0x00FFFFFFu; }
+
+int main(void)
+{
+    static int8_t out[%(max_out)d];
+    uint32_t i;
+    TGQ_SYST_RVR = 0x00FFFFFFu;
+    TGQ_SYST_CVR = 0u;
+    TGQ_SYST_CSR = 5u; /* enable, processor clock, no interrupt */
+    tgq_line[tgq_len++] = '<';
+%(runs)s
+    tgq_line[tgq_len++] = '>';
+    for (i = 0; i < %(n_models)du; i++) {
+        tgq_line[tgq_len++] = ' ';
+        tgq_hex((const int8_t *)&tgq_ticks[i], 4u);
+    }
+    tgq_line[tgq_len++] = '|';
+    tgq_flush();
+    return 0;
+}
+
+void tgq_reset(void)
+{
+    uint32_t *src = &_sidata, *dst = &_sdata;
+    while (dst < &_edata) *dst++ = *src++;
+    for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
+    *(volatile uint32_t *)0xE000ED88u |= (0xFu << 20); /* CPACR: enable the FPU */
+    __asm__ volatile("dsb\n isb" ::: "memory");
+    main();
+    {
+        static const uint32_t args[2] = {0x20026u, 0u}; /* ADP_Stopped_ApplicationExit */
+        tgq_semihost(0x18, args);
+    }
+    for (;;) { }
+}
+"""
+
+
+def have_qemu() -> bool:
+    return have_arm_gcc() and shutil.which("qemu-system-arm") is not None
+
+
+def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Path,
+                extra_flags: tuple[str, ...] = (), timeout: float = 300.0, instructions: list | None = None
+                ) -> list[np.ndarray]:
+    """Build all models + tg_kernels.c for Cortex-M4 (DSP path unless TG_NO_DSP), run
+    them on QEMU mps2-an386 over the given inputs, return the outputs per model.
+
+    If ``instructions`` is a list, it receives each model's mean guest instructions per
+    inference (QEMU -icount shift=0: 1 ns per instruction; SysTick at 25 MHz = 40
+    instructions per tick, so the figure has a resolution of 40 instructions)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefixes = write_sources(models, workdir)
+    data, runs = [], []
+    max_out = 1
+    for k, (m, p, x) in enumerate(zip(models, prefixes, inputs)):
+        x = np.ascontiguousarray(x, dtype=np.int8).reshape(len(x), -1)
+        vals = ", ".join(str(int(v)) for v in x.reshape(-1))
+        data.append(f"static const int8_t in{k}[{x.size}] = {{{vals}}};")
+        out_b = m.output_tensor().nbytes
+        max_out = max(max_out, out_b)
+        runs.append(f"    for (i = 0; i < {len(x)}u; i++) {{ tgq_start(); {p}_invoke(in{k} + i * {x.shape[1]}u, out); "
+                    f"tgq_stop({k}); tgq_hex(out, {out_b}u); }}")
+    includes = "\n".join(f'#include "{p}_model.h"' for p in prefixes)
+    (workdir / "qemu_main.c").write_text(_M4_MAIN % {
+        "includes": includes, "data": "\n".join(data), "runs": "\n".join(runs), "max_out": max_out,
+        "n_models": len(models)})
+    (workdir / "qemu.ld").write_text(_M4_LD)
+    sources = ["tg_kernels.c", "qemu_main.c"] + [f"{p}_model.c" for p in prefixes]
+    _run(["arm-none-eabi-gcc", "-std=c99", *M4_CFLAGS, *extra_flags, "-nostartfiles", "-T", "qemu.ld",
+          *sources, "-o", "qemu.elf", "--specs=nosys.specs"], cwd=workdir)
+    p = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+                        "-serial", "none", "-semihosting-config", "enable=on,target=native",
+                        "-icount", "shift=0", "-kernel", "qemu.elf"], cwd=workdir, capture_output=True,
+                       timeout=timeout)
+    text = p.stdout.decode("ascii", "replace").strip() + p.stderr.decode("ascii", "replace").strip()
+    found = re.search(r"<([0-9a-f\s]*)>", text)
+    if found is None:
+        raise AssertionError(f"QEMU run produced no result (exit {p.returncode}): {text[:500]}")
+    hexdigits = "".join(found.group(1).split())
+    if instructions is not None:
+        ticks = re.search(r">([0-9a-f\s]*)\|", text)
+        if ticks is None:
+            raise AssertionError(f"QEMU run printed no tick counts: {text[-300:]}")
+        words = ticks.group(1).split()
+        for word, x in zip(words, inputs):
+            t = int.from_bytes(bytes.fromhex(word), "little")
+            instructions.append(t * 40 / max(len(x), 1))
+    raw = np.frombuffer(bytes.fromhex(hexdigits), dtype=np.int8)
+    outs, pos = [], 0
+    for m, x in zip(models, inputs):
+        n = len(x) * m.output_tensor().nbytes
+        if pos + n > len(raw):
+            raise AssertionError(f"QEMU produced {len(raw)} output bytes, expected more; output: {text[:500]}")
+        outs.append(raw[pos:pos + n].reshape((len(x),) + tuple(m.output_tensor().shape)))
+        pos += n
+    return outs
+
+
+
+# ---- Keras model cases (built and converted in worker processes) -------------------------
+#
+# A case is a plain dict (picklable); build_keras(case) turns it into a Keras
+# model, convert_case(case) into int8 .tflite bytes. Conversions run in a small
+# spawn-based process pool so that the test process itself never imports
+# TensorFlow and two conversions run at once on two cores.
+
+
+def _act(name):
+    return None if name == "linear" else name
+
+
+def build_keras(case: dict):
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(int(case["seed"]))
+    kind = case["kind"]
+    init = keras.initializers.RandomNormal(stddev=float(case.get("w_std", 0.3)), seed=int(case["seed"]))
+    binit = keras.initializers.RandomNormal(stddev=float(case.get("b_std", 0.5)), seed=int(case["seed"]) + 1)
+    inp = L.Input(tuple(case["shape"]))
+    if kind == "fc":
+        y = L.Dense(case["units"], activation=_act(case["act"]), use_bias=case["bias"],
+                    kernel_initializer=init, bias_initializer=binit)(inp)
+    elif kind == "conv":
+        y = L.Conv2D(case["filters"], tuple(case["k"]), strides=tuple(case["strides"]), padding=case["padding"],
+                     dilation_rate=tuple(case["dil"]), groups=case["groups"], activation=_act(case["act"]),
+                     use_bias=case["bias"], kernel_initializer=init, bias_initializer=binit)(inp)
+    elif kind == "dw":
+        y = L.DepthwiseConv2D(tuple(case["k"]), strides=tuple(case["strides"]), padding=case["padding"],
+                              depth_multiplier=case["dm"], dilation_rate=tuple(case["dil"]),
+                              activation=_act(case["act"]), use_bias=case["bias"],
+                              depthwise_initializer=init, bias_initializer=binit)(inp)
+    elif kind in ("avgpool", "maxpool"):
+        cls = L.AveragePooling2D if kind == "avgpool" else L.MaxPooling2D
+        y = cls(tuple(case["pool"]), strides=tuple(case["strides"]), padding=case["padding"])(inp)
+    elif kind == "softmax":
+        x = inp
+        if case.get("dense"):
+            x = L.Dense(case["shape"][-1], kernel_initializer=init, bias_initializer=binit)(x)
+        y = L.Softmax()(x)
+    elif kind in ("sigmoid", "tanh", "relu", "relu6"):
+        if kind == "relu":
+            y = L.ReLU()(inp)
+        elif kind == "relu6":
+            y = L.ReLU(6.0)(inp)
+        else:
+            y = L.Activation(kind)(inp)
+    elif kind in ("add", "mul") and case["mode"] == "mean_5d":
+        # 5-D (with the batch) broadcasting: (1,A,B,C,D) op (1,1,B,1,D)
+        b = L.Lambda(lambda t: keras.ops.mean(t, axis=(1, 3), keepdims=True))(inp)
+        a = inp
+        y = L.Lambda(lambda t: t[0] + t[1] if kind == "add" else t[0] * t[1])([a, b])
+    elif kind == "leaky":
+        y = L.LeakyReLU(0.2)(L.Dense(4, kernel_initializer=init)(inp))
+    elif kind in ("add", "mul"):
+        c = case["shape"][-1]
+        a = L.Conv2D(c, 1, kernel_initializer=init, bias_initializer=binit)(inp)
+        mode = case["mode"]
+        if mode == "same":
+            b = L.Conv2D(c, 1, kernel_initializer=keras.initializers.RandomNormal(
+                stddev=float(case["w_std"]) * 3, seed=int(case["seed"]) + 7))(inp)
+        elif mode == "mean_hw":
+            b = L.GlobalAveragePooling2D(keepdims=True)(inp)
+        elif mode == "mean_w":
+            b = L.Lambda(lambda t: keras.ops.mean(t, axis=2, keepdims=True))(inp)
+        elif mode == "mean_c":
+            b = L.Lambda(lambda t: keras.ops.mean(t, axis=3, keepdims=True))(inp)
+        else:  # constant operand broadcast over the channels
+            const = np.random.default_rng(int(case["seed"])).uniform(-2, 2, size=(c,)).astype(np.float32)
+            b = None
+        if b is None:
+            if kind == "add":
+                y = L.Lambda(lambda t: t + const)(a)
+            else:
+                y = L.Lambda(lambda t: t * const)(a)
+        else:
+            first, second = (a, b) if case.get("order", 0) == 0 else (b, a)
+            y = L.Lambda(lambda t: t[0] + t[1] if kind == "add" else t[0] * t[1])([first, second])
+        if case.get("act") == "relu":
+            y = L.ReLU()(y)
+    elif kind == "reshape":
+        if case["mode"] == "alone":
+            y = L.Reshape((-1, case["shape"][0]))(inp)
+        else:
+            x = L.Conv2D(4, 3, padding="same", kernel_initializer=init)(inp)
+            x = L.Flatten()(x)
+            x = L.Dense(6, kernel_initializer=init, activation="relu")(x)
+            y = L.Softmax()(L.Reshape((2, 3))(x))
+    elif kind == "pad":
+        y = L.ZeroPadding2D(tuple(tuple(p) for p in case["pad"]))(inp)
+    elif kind == "mean":
+        if case["axes"] == "gap":
+            y = L.GlobalAveragePooling2D(keepdims=case["keep"])(inp)
+        else:
+            axes = tuple(case["axes"])
+            keep = case["keep"]
+            y = L.Lambda(lambda t: keras.ops.mean(t, axis=axes, keepdims=keep))(inp)
+    elif kind == "concat":
+        branches = []
+        for j, src in enumerate(case["srcs"]):
+            if src == "input":
+                branches.append(inp)
+            else:
+                t = L.Conv2D(case["width"][j], 1, kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=float(case["w_std"]) * (j + 1), seed=int(case["seed"]) + j))(inp)
+                if src in ("sigmoid", "tanh", "relu"):
+                    t = L.Activation(src)(t)
+                branches.append(t)
+        y = L.Concatenate(axis=case["axis"])(branches)
+    elif kind == "dead":
+        # A ReLU that is never active: every later scale collapses and TFLM's softmax
+        # Prepare aborts; the compiled runtime must refuse the model instead.
+        x = L.Dense(4, activation="relu", kernel_initializer="zeros",
+                    bias_initializer=keras.initializers.Constant(-1.0))(inp)
+        y = L.Softmax()(L.Dense(3, kernel_initializer=init)(x))
+    elif kind == "graph":
+        y = _random_graph(inp, case)
+    else:
+        raise ValueError(kind)
+    return keras.Model(inp, y)
+
+
+def _random_graph(inp, case: dict):
+    """A small random graph of supported Keras layers (deterministic in case['seed'])."""
+    import keras
+
+    L = keras.layers
+    rng = np.random.default_rng(int(case["seed"]))
+
+    def init():
+        return keras.initializers.RandomNormal(stddev=float(rng.uniform(0.1, 0.6)), seed=int(rng.integers(1 << 30)))
+
+    acts = ["linear", "relu", "relu6", "sigmoid", "tanh"]
+    x = inp
+    spatial = [x]
+    for _ in range(int(rng.integers(3, 8))):
+        c = int(rng.integers(2, 7))
+        choice = int(rng.integers(0, 8))
+        if choice == 0:
+            y = L.Conv2D(c, int(rng.integers(1, 4)), strides=int(rng.integers(1, 3)), padding="same",
+                         activation=_act(acts[int(rng.integers(0, 3))]), kernel_initializer=init())(x)
+        elif choice == 1:
+            y = L.DepthwiseConv2D(3, padding="same", depth_multiplier=int(rng.integers(1, 3)),
+                                  activation=_act(acts[int(rng.integers(0, 3))]), depthwise_initializer=init())(x)
+        elif choice == 2 and x.shape[1] >= 2 and x.shape[2] >= 2:
+            y = (L.MaxPooling2D if rng.random() < 0.5 else L.AveragePooling2D)(2, padding="same")(x)
+        elif choice == 3:
+            other = spatial[int(rng.integers(0, len(spatial)))]
+            if other.shape[1:3] == x.shape[1:3]:
+                y = L.Concatenate()([x, L.Activation(acts[int(rng.integers(0, 5))])(other)])
+            else:
+                y = L.ZeroPadding2D(1)(x)
+        elif choice == 4:
+            a = L.Conv2D(x.shape[-1], 1, kernel_initializer=init())(x)
+            y = (L.Add() if rng.random() < 0.5 else L.Multiply())([x, a])
+        elif choice == 5:
+            y = L.Activation(acts[int(rng.integers(1, 5))])(x)
+        elif choice == 6:
+            y = L.ZeroPadding2D(((int(rng.integers(0, 2)), 1), (1, int(rng.integers(0, 2)))))(x)
+        else:
+            y = L.Conv2D(c, 1, activation="relu6", kernel_initializer=init(),
+                         bias_initializer=keras.initializers.Constant(0.5))(x)
+        x = y
+        spatial.append(x)
+    if rng.random() < 0.5:
+        x = L.GlobalAveragePooling2D()(x)
+    else:
+        x = L.Flatten()(x)
+    x = L.Dense(int(rng.integers(4, 12)), activation=_act(acts[int(rng.integers(0, 5))]), kernel_initializer=init())(x)
+    if rng.random() < 0.5:
+        x = L.Reshape((2, -1))(x) if x.shape[-1] % 2 == 0 else x
+    x = L.Dense(int(rng.integers(2, 8)), kernel_initializer=init())(x)
+    if rng.random() < 0.6:
+        x = L.Softmax()(x)
+    return x
+
+
+def representative(case: dict, n: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(int(case["seed"]) + 12345)
+    mu, sigma = case.get("rep", (0.0, 1.0))
+    shape = tuple(case["shape"])
+    x = rng.normal(mu, sigma, size=(n,) + shape)
+    if case.get("rep_skew"):
+        x = np.abs(x)  # one-signed data: zero point near -128
+    return x.astype(np.float32)
+
+
+def convert_case(case: dict) -> bytes:
+    model = build_keras(case)
+    return quantize_quiet(model, representative(case), per_channel_dense=bool(case.get("per_channel", False)))
+
+
+def recipe_tflite(name: str) -> tuple[bytes, bytes]:
+    """Train a built-in recipe once; return its int8 model with per-tensor and with
+    per-channel FULLY_CONNECTED weights."""
+    from tinygen.recipes import train
+
+    with quiet_fds():
+        tr = train(name)
+    return (quantize_quiet(tr.model, tr.x_rep, per_channel_dense=False),
+            quantize_quiet(tr.model, tr.x_rep, per_channel_dense=True))
+
+
+def _call(fn_name: str, arg):
+    try:
+        return globals()[fn_name](*arg) if isinstance(arg, tuple) else globals()[fn_name](arg)
+    except Exception as exc:  # report, do not kill the pool
+        return exc
+
+
+_POOL = None
+
+
+def pool():
+    """A shared 2-process spawn pool (one per test session)."""
+    global _POOL
+    if _POOL is None:
+        import atexit
+        import multiprocessing
+        import sys
+        from concurrent.futures import ProcessPoolExecutor
+
+        here = str(Path(__file__).resolve().parent)
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        _POOL = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+        atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+    return _POOL
+
+
+def submit(fn_name: str, arg):
+    return pool().submit(_call, fn_name, arg)
+
+
+_JOBS_REGISTERED: dict[str, tuple[str, object]] = {}
+_FUTURES: dict = {}
+
+
+def register(key: str, fn_name: str, arg) -> None:
+    """Declare a conversion job (no work yet); the first result() call submits all of them."""
+    _JOBS_REGISTERED.setdefault(key, (fn_name, arg))
+
+
+def result(key: str):
+    """Result of a registered job (bytes), raising what the worker raised."""
+    if key not in _FUTURES:
+        fn_name, arg = _JOBS_REGISTERED[key]
+        _FUTURES[key] = submit(fn_name, arg)
+        for k, (fn_name, arg) in _JOBS_REGISTERED.items():
+            if k not in _FUTURES:
+                _FUTURES[k] = submit(fn_name, arg)
+    out = _FUTURES[key].result()
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+# ---- TFLM arena (bisection in a child process) ---------------------------------------------
+
+_ARENA_CHILD = r"""
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+raw = open(sys.argv[1], "rb").read()
+def ok(n):
+    try:
+        it = runtime.Interpreter.from_bytes(raw, arena_size=n)
+        d = it.get_input_details(0)
+        it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), 0)
+        it.invoke()
+        return True
+    except Exception:
+        return False
+lo, hi = int(sys.argv[2]), int(sys.argv[3])
+if len(sys.argv) > 4:
+    print("OK" if ok(int(sys.argv[4])) else "NO")
+    sys.exit(0)
+while not ok(hi):
+    lo, hi = hi, hi * 2
+    if hi > (1 << 28):
+        print(-1); sys.exit(0)
+while hi - lo > 16:
+    mid = (lo + hi) // 2
+    if ok(mid):
+        hi = mid
+    else:
+        lo = mid
+print(hi)
+"""
+
+
+def tflm_min_arena(model_bytes: bytes, start: int = 1 << 16) -> int:
+    """Smallest arena_size (within 16 bytes) with which the tflite_micro interpreter
+    allocates and invokes the model. Runs in child processes: a probe that crashes
+    the interpreter counts as too small."""
+    import sys
+
+    d = Path(tempfile.mkdtemp(prefix="tg_arena_"))
+    mpath = d / "model.tflite"
+    mpath.write_bytes(model_bytes)
+    try:
+        p = subprocess.run([sys.executable, "-c", _ARENA_CHILD, str(mpath), "0", str(start)],
+                           capture_output=True, text=True, timeout=600)
+        if p.returncode == 0 and p.stdout.strip():
+            return int(p.stdout.strip().splitlines()[-1])
+        # The interpreter crashed during a probe: probe each size in its own process.
+
+        def ok(n: int) -> bool:
+            q = subprocess.run([sys.executable, "-c", _ARENA_CHILD, str(mpath), "0", "0", str(n)],
+                               capture_output=True, text=True, timeout=300)
+            return q.returncode == 0 and q.stdout.strip().endswith("OK")
+
+        lo, hi = 0, start
+        while not ok(hi):
+            lo, hi = hi, hi * 2
+            if hi > (1 << 28):
+                return -1
+        while hi - lo > 16:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        return hi
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
