@@ -101,3 +101,21 @@ def test_boards_lists_known_boards():
     assert {"esp32", "nano33ble"} <= ids
     res = run_cli("boards")
     assert "esp32dev" in res.stdout and "Chirale" in res.stdout
+
+
+def test_inspect_compiled_memory_plan_beside_tflm_arena(digits_project):
+    res = run_cli("inspect", str(digits_project / "model.tflite"), "--runtime", "compiled", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    plan = data["compiled_memory_plan"]
+    assert 0 < plan["peak_bytes"] <= data["arena"]["host_min_bytes"]
+    arena = [t for t in plan["tensors"] if t["location"] == "arena"]
+    assert arena and max(t["offset"] + t["size"] for t in arena) <= plan["peak_bytes"]
+    # tensors alive at the same time never overlap
+    for a in arena:
+        for b in arena:
+            if a is b or a["last_op"] < b["first_op"] or b["last_op"] < a["first_op"]:
+                continue
+            if b["tensor"] in a.get("shares_with", []):
+                continue
+            assert a["offset"] + a["size"] <= b["offset"] or b["offset"] + b["size"] <= a["offset"], (a, b)
