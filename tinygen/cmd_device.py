@@ -113,7 +113,8 @@ def do_verify(project: Path, port: str, *, n_fresh: int, tolerance: int, report_
         expected = np.concatenate([expected, run_reference(raw, fresh, man["name"],
                                                            arena_bytes=man["arena"]["recommended_bytes"])])
     tracer = (lambda line: _err().print(line, markup=False)) if trace else None
-    with DeviceLink(port, man["serial"]["baud"], timeout=timeout, retries=retries, trace=tracer) as link:
+    with DeviceLink(port, man["serial"]["baud"], timeout=timeout, retries=retries, trace=tracer,
+                    open_delay=float(board["serial"].get("open_delay_s", 0.0))) as link:
         hello = link.hello()
         check_hello(hello, man, port)
 
