@@ -38,7 +38,8 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict
 
 
 def build_ok(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    res = run_cli("build", *args, cwd=cwd)
+    # Registry-library projects: a TINYGEN_TFLM_DIR in the environment must not leak into them.
+    res = run_cli("build", *args, cwd=cwd, env={"TINYGEN_TFLM_DIR": ""})
     assert res.returncode == 0, f"tinygen build {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
     return res
 

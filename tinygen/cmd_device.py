@@ -342,10 +342,12 @@ def verify_cmd(project, port, n_fresh, tolerance, report_dir, timeout, retries, 
 @click.option("--out", "out_dir", metavar="DIR", help="Project directory (default: tinygen-<board>-<model>).")
 @click.option("--force", is_flag=True, help="Replace an existing project in --out.")
 @click.option("--port", default=None, help="Real boards: serial port or 'auto' (default: auto).")
+@click.option("--tflm-dir", envvar="TINYGEN_TFLM_DIR", metavar="DIR",
+              help="TFLM source tree (Arduino-library layout) for --runtime tflm on emulated boards.")
 @_verify_options
 @click.pass_context
-def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir, force, port, n_fresh, tolerance,
-            report_dir, timeout, retries, seed, trace, as_json) -> None:
+def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir, force, port, tflm_dir, n_fresh,
+            tolerance, report_dir, timeout, retries, seed, trace, as_json) -> None:
     """Build -> compile -> flash -> verify in one go (the whole loop; emulated boards need no hardware)."""
     from tinygen.boards import get_board, is_emulated
     from tinygen.errors import VerificationFailed
@@ -358,7 +360,7 @@ def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir
         from tinygen.cli import _summary_tables, build_project
 
         plan, project, _ = build_project(board, model_path, recipe, data_path, str(project), force, runtime,
-                                         seed=1234, show_progress=not as_json)
+                                         seed=1234, tflm_dir=tflm_dir or None, show_progress=not as_json)
         if not as_json:
             _summary_tables(plan)
     man, b = project_board(project)

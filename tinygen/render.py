@@ -75,13 +75,22 @@ def render(plan: Plan) -> dict[str, bytes]:
     emulated = is_emulated(board)
     lib_deps: list[str] = []
     build_flags: list[str] = list(board["platformio"].get("build_flags", []))
-    if plan.runtime == "tflm":
-        if plan.tflm_dir:
-            lib_deps = [f"symlink://{Path(plan.tflm_dir).resolve().as_posix()}"]
-        else:
-            lib_deps = list(board["tflm"]["lib_deps"])
     custom = [("version", __version__), ("board", board["id"]), ("runtime", plan.runtime),
               ("model_sha256", m.sha256), ("vectors", "vectors/reference.npz")]
+    # TFLM from a source tree: on the bare-metal mps2 HAL the tinygen-mps2 platform compiles the
+    # tree itself (custom_tinygen_tflm_dir; Arduino-only files left out, our platform file added);
+    # on Arduino boards PlatformIO takes it as a library.
+    tflm_tree = Path(plan.tflm_dir).resolve().as_posix() if plan.runtime == "tflm" and plan.tflm_dir else None
+    tflm_bare_metal = tflm_tree is not None and board["hal"] == "mps2"
+    readme_tflm = None
+    if plan.runtime == "tflm":
+        if tflm_bare_metal:
+            custom += [("tflm_dir", tflm_tree), ("tflm_ops", " ".join(a.ops))]
+            readme_tflm = [f"source tree {tflm_tree}, compiled by the tinygen-mps2 platform"]
+        elif tflm_tree:
+            lib_deps = [f"symlink://{tflm_tree}"]
+        else:
+            lib_deps = list(board["tflm"]["lib_deps"])
     it, ot = m.input_tensor(), m.output_tensor()
     ctx = dict(
         version=__version__, source=plan.source, sha256=m.sha256, board=board, runtime=plan.runtime,
@@ -100,7 +109,10 @@ def render(plan: Plan) -> dict[str, bytes]:
         return env.get_template(name).render(**ctx, **extra).encode()
 
     out["platformio.ini"] = tpl("platformio.ini.j2")
-    out["README.md"] = tpl("README.md.j2")
+    if readme_tflm is None:
+        out["README.md"] = tpl("README.md.j2")
+    else:
+        out["README.md"] = env.get_template("README.md.j2").render(**{**ctx, "lib_deps": readme_tflm}).encode()
     out["model.tflite"] = m.raw
     out["tinygen.json"] = (json.dumps(manifest(plan), indent=2, sort_keys=True) + "\n").encode()
     out["vectors/reference.npz"] = npz_bytes(plan.vectors)
@@ -123,6 +135,8 @@ def render(plan: Plan) -> dict[str, bytes]:
         out["src/model_data.h"] = tpl("model_data.h.j2")
         out["src/model_data.cc"] = tpl("model_data.cc.j2", model_hex=hex_array(m.raw))
         out["src/tg_runtime_tflm.cc"] = tpl("tg_runtime_tflm.cc.j2")
+        if tflm_bare_metal:
+            _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal)
     else:
         for fname, text in sorted(plan.compiled["files"].items()):
             out[f"src/{fname}"] = text.encode()

@@ -1,0 +1,160 @@
+"""The TFLM glue against a real TFLM source tree (TINYGEN_TFLM_DIR, Arduino-library layout:
+src/tensorflow/lite/micro/..., src/third_party/...). Without it every test here skips.
+
+* Real boards (esp32, nano33ble): their glue starts with `#include <Chirale_TensorFlowLite.h>`,
+  then includes the TFLM headers. tg_runtime_tflm.cc and model_data.cc must compile warning-free
+  (-Wall -Wextra -Werror) for a Cortex-M4 against the tree's headers. The library's umbrella
+  header gets an empty stand-in. The tree's include directories are passed with -isystem, the
+  way a library's headers are usually treated, so that -Werror applies to our code only (this
+  tree's own headers trip -Wunused-parameter).
+* The emulated Cortex-M4 (qemu-m4): `tinygen run` builds the tree with the tinygen-mps2 platform
+  and runs the firmware in QEMU. Its outputs must be bit-exact with the tflite_micro interpreter.
+
+The models come from the session fixtures (sine_project: esp32, digits_project: nano33ble), so
+nothing is trained again here. A session fixture built while TINYGEN_TFLM_DIR is set (conftest
+passes the environment on) uses the tree instead of the board's registry library, and its glue
+then has no Chirale include. In that case the real-board glue is built again from the fixture's
+model with TINYGEN_TFLM_DIR="" (click treats an empty variable as unset).
+
+Time: most of it goes to compiling the tree for qemu-m4 once (a private PlatformIO core, so a
+cold object cache; the digits project reuses the sine project's objects). To keep the compiled
+objects between sessions, set PLATFORMIO_CACHE_DIR (e.g. ~/.platformio/.cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool, run_cli
+
+pytestmark = [pytest.mark.tflm, pytest.mark.slow]
+
+CXXFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-std=gnu++17", "-Os",
+            "-Wall", "-Wextra", "-Werror", "-fno-rtti", "-fno-exceptions", "-c"]
+# Include directories of an Arduino-layout tree (as firmware/platformio/tinygen-mps2/builder/main.py).
+TREE_INCLUDE_DIRS = ("src", "src/third_party/flatbuffers/include", "src/third_party/gemmlowp",
+                     "src/third_party/ruy", "src/third_party/cmsis", "src/third_party/cmsis/CMSIS/Core/Include",
+                     "src/third_party/cmsis_nn", "src/third_party/cmsis_nn/Include")
+HEADER_INCLUDE = "#include <Chirale_TensorFlowLite.h>"
+# Each Arduino core defines ARDUINO and its architecture macro.
+BOARD_DEFINES = {"esp32": ["-DARDUINO=10812", "-DARDUINO_ARCH_ESP32"],
+                 "nano33ble": ["-DARDUINO=10812", "-DARDUINO_ARCH_MBED", "-DARDUINO_ARDUINO_NANO33BLE"]}
+
+
+@pytest.fixture(scope="module")
+def tflm_tree() -> Path:
+    value = os.environ.get("TINYGEN_TFLM_DIR", "")
+    if not value:
+        pytest.skip("TINYGEN_TFLM_DIR is not set: these tests need a TFLM source tree in Arduino-library "
+                    "layout (src/tensorflow/lite/micro/...); TFLM is in no registry reachable here")
+    tree = Path(value).expanduser().resolve()
+    if not (tree / "src" / "tensorflow" / "lite" / "micro").is_dir():
+        pytest.fail(f"TINYGEN_TFLM_DIR={value} is not a TFLM tree in Arduino-library layout "
+                    "(no src/tensorflow/lite/micro)")
+    return tree
+
+
+def _build(*args: str) -> None:
+    res = run_cli("build", *args, env={"TINYGEN_TFLM_DIR": ""})
+    assert res.returncode == 0, f"tinygen build {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+
+
+# ------------------------------------------------------------------ real boards: compile the glue
+
+@pytest.fixture(scope="module")
+def standin_include(tmp_path_factory) -> Path:
+    """An empty stand-in for the Arduino library's umbrella header."""
+    inc = tmp_path_factory.mktemp("standin")
+    (inc / "Chirale_TensorFlowLite.h").write_text("/* stand-in for the Arduino library's umbrella header */\n")
+    return inc
+
+
+@pytest.mark.parametrize("fixture,board", [("digits_project", "nano33ble"), ("sine_project", "esp32")])
+def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm_tree, standin_include,
+                                                   tmp_path):
+    require_tool("arm-none-eabi-g++")
+    project = request.getfixturevalue(fixture)
+    if HEADER_INCLUDE not in (project / "src" / "tg_runtime_tflm.cc").read_text():
+        # the session fixture was built while TINYGEN_TFLM_DIR was set: build the shipping glue
+        # for the same model without the tree
+        model = project / "model.tflite"
+        project = tmp_path / board
+        _build("--board", board, "--model", str(model), "--vectors", "4", "--out", str(project))
+    src = project / "src"
+    glue = (src / "tg_runtime_tflm.cc").read_text()
+    assert HEADER_INCLUDE in glue
+    assert glue.index(HEADER_INCLUDE) < glue.index('#include "tensorflow/lite/micro/micro_interpreter.h"')
+    board_file = json.loads((Path(__file__).resolve().parent.parent / "boards" / f"{board}.json").read_text())
+    assert board_file["tflm"]["header"] == "Chirale_TensorFlowLite.h"
+
+    includes = ["-I", str(standin_include), "-I", str(src)]
+    for d in TREE_INCLUDE_DIRS:
+        if (tflm_tree / d).is_dir():
+            includes += ["-isystem", str(tflm_tree / d)]
+    for name in ("tg_runtime_tflm.cc", "model_data.cc"):
+        obj = tmp_path / (name + ".o")
+        res = subprocess.run(["arm-none-eabi-g++", *CXXFLAGS, *BOARD_DEFINES[board], *includes, str(src / name),
+                              "-o", str(obj)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{board} {name}:\n{res.stderr}"
+        assert obj.stat().st_size > 0
+    # the glue calls the tree's API: interpreter, resolver methods, arena figure
+    nm = subprocess.run(["arm-none-eabi-nm", "-C", str(tmp_path / "tg_runtime_tflm.cc.o")],
+                        capture_output=True, text=True, check=True).stdout
+    for symbol in ("tflite::MicroInterpreter::MicroInterpreter", "tflite::MicroInterpreter::AllocateTensors",
+                   "tflite::MicroInterpreter::Invoke", "tg_runtime_init", "tg_runtime_invoke"):
+        assert symbol in nm, symbol
+
+
+# ------------------------------------------------------------------ qemu-m4: the whole loop
+
+@pytest.fixture(scope="module")
+def pio_core(tmp_path_factory):
+    """An isolated PlatformIO core dir (its .cache holds the compiled TFLM objects, shared by the
+    two projects below: the second one compiles only its own kernels)."""
+    from tinygen import pio
+
+    require_tool("arm-none-eabi-g++")
+    require_tool("qemu-system-arm")
+    core = tmp_path_factory.mktemp("pio-core-tflm")
+    pio.ensure_offline_core(core)
+    return core
+
+
+@pytest.mark.parametrize("fixture,ops", [("sine_project", {"FULLY_CONNECTED"}),
+                                         ("digits_project", {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                                                             "SOFTMAX"})])
+def test_qemu_m4_tflm_bit_exact(fixture, ops, request, tflm_tree, pio_core, tmp_path):
+    from platformio.project.config import ProjectConfig
+
+    model = request.getfixturevalue(fixture) / "model.tflite"
+    project = tmp_path / "qemu-tflm"
+    _build("--board", "qemu-m4", "--runtime", "tflm", "--tflm-dir", str(tflm_tree), "--model", str(model),
+           "--out", str(project))
+    cfg = ProjectConfig(str(project / "platformio.ini"), parse_extra=False)
+    assert cfg.get("env:qemu-m4", "custom_tinygen_tflm_dir") == tflm_tree.as_posix()
+    assert not cfg.get("env:qemu-m4", "lib_deps")
+    man = json.loads((project / "tinygen.json").read_text())
+    assert set(cfg.get("env:qemu-m4", "custom_tinygen_tflm_ops").split()) == set(man["ops"])
+    assert set(man["ops"]) >= ops
+    assert (project / "src" / "tg_tflm_platform.cc").is_file()
+
+    res = run_cli("run", "--project", str(project), "--json", "--vectors", "16",
+                  env={"PLATFORMIO_CORE_DIR": str(pio_core)}, timeout=1200)
+    assert res.returncode == 0, f"{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+    result = json.loads(res.stdout)
+    m = result["metrics"]
+    assert result["runtime"] == "tflm"
+    assert m["passed"] and m["max_abs_diff_lsb"] == 0 and m["exact_match_pct"] == 100.0
+    assert m["vectors"] == man["vectors"]["count"] + 16
+    assert m["instructions_per_inference"]["min"] > 0
+
+    # bare metal: nothing of the Arduino core or the tree's Arduino files got in
+    elf = project / ".pio" / "build" / "qemu-m4" / "firmware.elf"
+    nm = subprocess.run(["arm-none-eabi-nm", "-C", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert "DebugLog" in nm and "tflite::MicroInterpreter::Invoke" in nm
+    assert "Serial" not in nm and "peripherals::" not in nm
