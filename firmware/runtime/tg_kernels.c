@@ -13,14 +13,22 @@
 #if defined(__ARM_FEATURE_DSP) && !defined(TG_NO_DSP)
 #include <arm_acle.h>
 #define TG_USE_DSP 1
+#define TG_HW_DSP 1
+#elif defined(TG_DSP_EMULATE)
+/* Host testing only: the DSP code path with C models of the DSP instructions. */
+#define TG_USE_DSP 1
+#define TG_HW_DSP 0
 #else
 #define TG_USE_DSP 0
+#define TG_HW_DSP 0
 #endif
 
 #if defined(__GNUC__)
 #define TG_INLINE static inline __attribute__((always_inline))
+#define TG_NOINLINE __attribute__((noinline))
 #else
 #define TG_INLINE static inline
+#define TG_NOINLINE
 #endif
 
 #define TG_INT32_MIN_ ((int32_t)(-2147483647 - 1))
@@ -233,97 +241,390 @@ static int32_t tg_fp_tanh(int32_t a, int32_t int_bits)
     return negative ? -t : t;
 }
 
-/* ==== multiply-accumulate inner loops ===================================== */
+/* ==== DSP instructions ===================================================== */
 
-#if TG_USE_DSP
-static uint32_t tg_load_u32(const int8_t *p)
+/* The few DSP-extension instructions the kernels use, on uint32_t values.
+ * TG_DSP_EMULATE (host testing only) runs the DSP code path with C models of
+ * the instructions, so that path can run under ASan/UBSan too. */
+#if TG_HW_DSP
+TG_INLINE uint32_t tg_sxtb16(uint32_t v) { return (uint32_t)__sxtb16((int8x4_t)v); }
+TG_INLINE uint32_t tg_sxtb16_ror8(uint32_t v)
+{
+#if defined(__GNUC__)
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+#else
+    return (uint32_t)__sxtb16((int8x4_t)((v >> 8) | (v << 24)));
+#endif
+}
+TG_INLINE uint32_t tg_sxtab16(uint32_t a, uint32_t v) { return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)v); }
+TG_INLINE uint32_t tg_sxtab16_ror8(uint32_t a, uint32_t v)
+{
+#if defined(__GNUC__)
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+#else
+    return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)((v >> 8) | (v << 24)));
+#endif
+}
+TG_INLINE int32_t tg_smlad(uint32_t a, uint32_t b, int32_t acc) { return __smlad((int16x2_t)a, (int16x2_t)b, acc); }
+TG_INLINE int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int16x2_t)a, (int16x2_t)b, acc); }
+TG_INLINE int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int16x2_t)a, (int16x2_t)b, acc); }
+#elif TG_USE_DSP
+static int32_t tg_lo16(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v & 0xFFFFu); }
+static int32_t tg_hi16(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v >> 16); }
+static uint32_t tg_pack16(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16); }
+static int32_t tg_b(uint32_t v, int32_t i) { return (int32_t)(int8_t)(uint8_t)((v >> (8 * i)) & 0xFFu); }
+static uint32_t tg_sxtb16(uint32_t v) { return tg_pack16(tg_b(v, 0), tg_b(v, 2)); }
+static uint32_t tg_sxtb16_ror8(uint32_t v) { return tg_pack16(tg_b(v, 1), tg_b(v, 3)); }
+static uint32_t tg_sxtab16(uint32_t a, uint32_t v) { return tg_pack16(tg_lo16(a) + tg_b(v, 0), tg_hi16(a) + tg_b(v, 2)); }
+static uint32_t tg_sxtab16_ror8(uint32_t a, uint32_t v) { return tg_pack16(tg_lo16(a) + tg_b(v, 1), tg_hi16(a) + tg_b(v, 3)); }
+static int32_t tg_wrap_add(int32_t acc, int32_t p) { return (int32_t)((uint32_t)acc + (uint32_t)p); }
+static int32_t tg_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return tg_wrap_add(tg_wrap_add(acc, tg_lo16(a) * tg_lo16(b)), tg_hi16(a) * tg_hi16(b));
+}
+static int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t acc) { return tg_wrap_add(acc, tg_lo16(a) * tg_lo16(b)); }
+static int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t acc) { return tg_wrap_add(acc, tg_hi16(a) * tg_hi16(b)); }
+#endif
+
+/* Unaligned 32-bit load / store (one LDR / STR on Cortex-M4). */
+TG_INLINE uint32_t tg_load_u32(const void *p)
 {
     uint32_t v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static uint32_t tg_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+TG_INLINE void tg_store_u32(void *p, uint32_t v) { memcpy(p, &v, sizeof v); }
+
+/* ==== requantization ========================================================= */
+
+/* Requantization parameters of a packed matrix product. */
+typedef struct {
+    const int32_t *bias;       /* packed products: folded bias, never NULL (unused by tg_rq_row) */
+    const int32_t *multiplier;
+    const int32_t *shift;
+    int32_t per_channel;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+} tg_rq_t;
+
+/* Requantize one value: MultiplyByQuantizedMultiplier (double rounding) with the
+ * shift already split into left / right and mask = 2^right - 1, then the output
+ * offset and the activation clamp. The multiplier is >= 0 (all tinygen emits), so
+ * the one saturating case of SaturatingRoundingDoublingHighMul (both operands
+ * INT32_MIN) cannot occur. */
+TG_INLINE int8_t tg_rq1(int32_t x, int32_t m, int32_t left, int32_t right, int32_t mask, int32_t off,
+                        int32_t lo, int32_t hi)
+{
+    const int64_t ab = (int64_t)tg_shl32(x, left) * (int64_t)m;
+    const int32_t high = (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+    const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+    const int32_t v = (high >> right) + ((high & mask) > threshold ? 1 : 0);
+    return tg_clamp_to_s8(v + off, lo, hi);
+}
+
+/* Channels c0 .. c0 + n - 1 (bias already in the accumulators): out0[i] from
+ * acc[i * stride] and, if out1 != NULL, out1[i] from acc[i * stride + 1].
+ * Each channel's shift is split once for both pixels. */
+static TG_NOINLINE void tg_rq_row(const tg_rq_t *r, const int32_t *acc, int32_t stride, int32_t n, int32_t c0,
+                                  int8_t *out0, int8_t *out1)
+{
+#ifdef TG_SINGLE_ROUNDING
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        const int32_t q = r->per_channel ? c0 + i : 0;
+        out0[i] = tg_clamp_to_s8(tg_mbqm_(acc[i * stride], r->multiplier[q], r->shift[q]) + r->output_offset,
+                                 r->act_min, r->act_max);
+        if (out1 != NULL) {
+            out1[i] = tg_clamp_to_s8(tg_mbqm_(acc[i * stride + 1], r->multiplier[q], r->shift[q]) +
+                                     r->output_offset, r->act_min, r->act_max);
+        }
+    }
+#else
+    const int32_t step = r->per_channel ? 1 : 0;
+    const int32_t *mp = r->multiplier + step * c0;
+    const int32_t *sp = r->shift + step * c0;
+    const int32_t off = r->output_offset, lo = r->act_min, hi = r->act_max;
+    int32_t i;
+    for (i = 0; i < n; i++, acc += stride, mp += step, sp += step) {
+        const int32_t m = *mp, sh = *sp;
+        const int32_t left = sh > 0 ? sh : 0;
+        const int32_t right = sh > 0 ? 0 : -sh;
+        const int32_t mask = (int32_t)((1u << right) - 1u);
+        out0[i] = tg_rq1(acc[0], m, left, right, mask, off, lo, hi);
+        if (out1 != NULL) {
+            out1[i] = tg_rq1(acc[1], m, left, right, mask, off, lo, hi);
+        }
+    }
+#endif
+}
+
+/* ==== packed int8 x int16 matrix products (CONV_2D, FULLY_CONNECTED) =========
+ *
+ * Both ops are computed as out[pixel][oc] = bias'[oc] + sum_k w[oc][k] * x[pixel][k]
+ * where bias' = bias + input_offset * sum_k w[oc][k] is folded in by tinygen at
+ * code-generation time (equal in integer arithmetic, so bit-exact), and x holds
+ * the raw int8 input values (padding taps hold the input zero point, which
+ * contributes w * (zero_point + input_offset) = 0, as TFLM's skipped taps do).
+ *
+ * K (values per output) is padded to K4 = a multiple of 4; weight columns past K
+ * are zero. Layouts (k = 4 * j + q):
+ *
+ *  column scratch, int16: two pixel slots interleaved per block of 4 k:
+ *      [8 j + 4 slot + TG_POS(q)]      (scratch size 4 * K4 bytes, 4-byte aligned)
+ *  weights, int8: output channels in pairs (within a group), interleaved per
+ *      block: pair base + 8 j + 4 (oc & 1) + q; an odd last channel of a group
+ *      is stored alone: base + 4 j + q.
+ *
+ * DSP path: one word of weights gives (w0, w2) and (w1, w3) by SXTB16 and
+ * SXTB16 ROR 8, so the column stores each block as (x0, x2), (x1, x3)
+ * (TG_POS = 0, 2, 1, 3) and every product is one SMLAD on two int16 pairs.
+ * Portable path: natural order. */
+
+#if TG_USE_DSP
+#define TG_POS(q) ((((q) ^ ((q) >> 1)) & 1) ? ((q) ^ 3) : (q))
+#else
+#define TG_POS(q) (q)
 #endif
 
-/* acc + sum_i w[i] * (x[i] + x_offset) */
-static int32_t tg_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t x_offset, int32_t acc)
+/* Store one int16 value of a column (byte access: no aliasing assumptions). */
+TG_INLINE void tg_col_put(int16_t *col, int32_t k, int32_t slot, int32_t v)
+{
+    const int16_t s = (int16_t)v;
+    memcpy(col + (8 * (k >> 2) + 4 * slot + TG_POS(k & 3)), &s, sizeof s);
+}
+
+/* Column entries k in [k0, k4) of one slot (the padding past K) set to 0. */
+static void tg_col_zero_tail(int16_t *col, int32_t k0, int32_t k4, int32_t slot)
+{
+    for (; k0 < k4; k0++) {
+        tg_col_put(col, k0, slot, 0);
+    }
+}
+
+/* n (a multiple of 4, k0 a multiple of 4) raw int8 values into a column slot. */
+TG_INLINE void tg_col_put_run(int16_t *col, int32_t k0, int32_t slot, const int8_t *src, int32_t n)
 {
 #if TG_USE_DSP
-    const uint32_t off16 = (uint32_t)x_offset & 0xFFFFu;
-    const int16x2_t off2 = (int16x2_t)((off16 << 16) | off16);
-    while (n >= 4) {
-        const uint32_t xv = tg_load_u32(x);
-        const uint32_t wv = tg_load_u32(w);
-        const int16x2_t x02 = __sxtab16(off2, (int8x4_t)xv);
-        const int16x2_t x13 = __sxtab16(off2, (int8x4_t)tg_ror8(xv));
-        acc = __smlad(x02, __sxtb16((int8x4_t)wv), acc);
-        acc = __smlad(x13, __sxtb16((int8x4_t)tg_ror8(wv)), acc);
-        x += 4;
-        w += 4;
-        n -= 4;
+    int8_t *dst = (int8_t *)(col + (8 * (k0 >> 2) + 4 * slot));
+    for (; n > 0; n -= 4, src += 4, dst += 16) {
+        const uint32_t v = tg_load_u32(src);
+        tg_store_u32(dst, tg_sxtb16(v));
+        tg_store_u32(dst + 4, tg_sxtb16_ror8(v));
+    }
+#else
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        tg_col_put(col, k0 + i, slot, src[i]);
     }
 #endif
-    while (n > 0) {
-        acc += (int32_t)*w * ((int32_t)*x + x_offset);
-        x++;
-        w++;
-        n--;
-    }
-    return acc;
 }
 
-/* The same dot product against two weight rows at once (the input is unpacked once). */
-static void tg_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t x_offset,
-                       int32_t *acc0, int32_t *acc1)
+/* n (a multiple of 4, k0 a multiple of 4) copies of v into a column slot. */
+TG_INLINE void tg_col_fill_run(int16_t *col, int32_t k0, int32_t slot, int32_t v, int32_t n)
 {
-    int32_t a0 = *acc0;
-    int32_t a1 = *acc1;
+    const uint32_t pair = ((uint32_t)v & 0xFFFFu) | ((uint32_t)v << 16);
+    int8_t *dst = (int8_t *)(col + (8 * (k0 >> 2) + 4 * slot));
+    for (; n > 0; n -= 4, dst += 16) {
+        tg_store_u32(dst, pair);
+        tg_store_u32(dst + 4, pair);
+    }
+}
+
+/* ---- inner products: accumulators += sum over nblk blocks ------------------
+ * x: column scratch (4 words per block: slot 0 pair, slot 1 pair);
+ * w2: a channel pair's interleaved rows (8 bytes per block), 4-byte aligned;
+ * w1: a lone channel's row (4 bytes per block). */
+
 #if TG_USE_DSP
-    const uint32_t off16 = (uint32_t)x_offset & 0xFFFFu;
-    const int16x2_t off2 = (int16x2_t)((off16 << 16) | off16);
-    while (n >= 4) {
-        const uint32_t xv = tg_load_u32(x);
-        const uint32_t v0 = tg_load_u32(w0);
-        const uint32_t v1 = tg_load_u32(w1);
-        const int16x2_t x02 = __sxtab16(off2, (int8x4_t)xv);
-        const int16x2_t x13 = __sxtab16(off2, (int8x4_t)tg_ror8(xv));
-        a0 = __smlad(x02, __sxtb16((int8x4_t)v0), a0);
-        a0 = __smlad(x13, __sxtb16((int8x4_t)tg_ror8(v0)), a0);
-        a1 = __smlad(x02, __sxtb16((int8x4_t)v1), a1);
-        a1 = __smlad(x13, __sxtb16((int8x4_t)tg_ror8(v1)), a1);
-        x += 4;
-        w0 += 4;
-        w1 += 4;
-        n -= 4;
-    }
+#if TG_HW_DSP && defined(__GNUC__)
+/* Loads with post-increment, as the instructions the loops are built around
+ * (GCC does not always form them itself). Weights are 4-byte aligned. */
+#define TG_LDR_INC(a, p) __asm__("ldr %0, [%1], #4" : "=r"(a), "+r"(p))
+#define TG_LDRD_INC(a, b, p) __asm__("ldrd %0, %1, [%2], #8" : "=r"(a), "=r"(b), "+r"(p))
+#else
+#define TG_LDR_INC(a, p) do { (a) = tg_load_u32(p); (p) += 1; } while (0)
+#define TG_LDRD_INC(a, b, p) do { (a) = tg_load_u32(p); (b) = tg_load_u32((p) + 1); (p) += 2; } while (0)
 #endif
-    while (n > 0) {
-        const int32_t xv = (int32_t)*x + x_offset;
-        a0 += (int32_t)*w0 * xv;
-        a1 += (int32_t)*w1 * xv;
-        x++;
-        w0++;
-        w1++;
-        n--;
+
+/* 2 channels x 2 pixels. */
+static TG_NOINLINE void tg_k2x2(const uint32_t *x, const uint32_t *w, int32_t nblk, int32_t *acc)
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (; nblk > 0; nblk--) {
+        uint32_t x0, x1, y0, y1, v, wl;
+        TG_LDRD_INC(x0, x1, x);
+        TG_LDRD_INC(y0, y1, x);
+        TG_LDR_INC(v, w);
+        wl = tg_sxtb16(v);
+        v = tg_sxtb16_ror8(v);
+        a00 = tg_smlad(x0, wl, a00);
+        a01 = tg_smlad(y0, wl, a01);
+        a00 = tg_smlad(x1, v, a00);
+        a01 = tg_smlad(y1, v, a01);
+        TG_LDR_INC(v, w);
+        wl = tg_sxtb16(v);
+        v = tg_sxtb16_ror8(v);
+        a10 = tg_smlad(x0, wl, a10);
+        a11 = tg_smlad(y0, wl, a11);
+        a10 = tg_smlad(x1, v, a10);
+        a11 = tg_smlad(y1, v, a11);
     }
-    *acc0 = a0;
-    *acc1 = a1;
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
 }
 
-/* Per-channel bias, requantization, output offset and activation clamp. */
-TG_INLINE int8_t tg_finish(int32_t acc, int32_t channel, const int32_t *bias, const int32_t *multiplier,
-                        const int32_t *shift, int32_t per_channel, int32_t output_offset,
-                        int32_t act_min, int32_t act_max)
+/* 2 channels x the pixel in slot 0. */
+static TG_NOINLINE void tg_k2x1(const uint32_t *x, const uint32_t *w, int32_t nblk, int32_t *acc)
 {
-    const int32_t q = per_channel ? channel : 0;
-    if (bias != NULL) {
-        acc += bias[channel];
+    int32_t a0 = acc[0], a1 = acc[2];
+    for (; nblk > 0; nblk--) {
+        uint32_t x0, x1, v0, v1;
+        TG_LDRD_INC(x0, x1, x);
+        x += 2;
+        TG_LDRD_INC(v0, v1, w);
+        a0 = tg_smlad(x0, tg_sxtb16(v0), a0);
+        a0 = tg_smlad(x1, tg_sxtb16_ror8(v0), a0);
+        a1 = tg_smlad(x0, tg_sxtb16(v1), a1);
+        a1 = tg_smlad(x1, tg_sxtb16_ror8(v1), a1);
     }
-    acc = tg_mbqm_(acc, multiplier[q], shift[q]);
-    acc += output_offset;
-    return tg_clamp_to_s8(acc, act_min, act_max);
+    acc[0] = a0;
+    acc[2] = a1;
 }
+
+/* 1 channel x 2 pixels (two = 1) or the pixel in slot 0 (two = 0). */
+static TG_NOINLINE void tg_k1x2(const uint32_t *x, const uint32_t *w, int32_t nblk, int32_t two, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    for (; nblk > 0; nblk--) {
+        uint32_t x0, x1, y0, y1, v;
+        TG_LDRD_INC(x0, x1, x);
+        TG_LDRD_INC(y0, y1, x);
+        TG_LDR_INC(v, w);
+        a0 = tg_smlad(x0, tg_sxtb16(v), a0);
+        a0 = tg_smlad(x1, tg_sxtb16_ror8(v), a0);
+        if (two) {
+            a1 = tg_smlad(y0, tg_sxtb16(v), a1);
+            a1 = tg_smlad(y1, tg_sxtb16_ror8(v), a1);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#else
+static TG_NOINLINE void tg_k2x2(const int16_t *x, const int8_t *w, int32_t nblk, int32_t *acc)
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 8, w += 8) {
+        for (q = 0; q < 4; q++) {
+            a00 += x[q] * w[q];
+            a01 += x[4 + q] * w[q];
+            a10 += x[q] * w[4 + q];
+            a11 += x[4 + q] * w[4 + q];
+        }
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+static TG_NOINLINE void tg_k2x1(const int16_t *x, const int8_t *w, int32_t nblk, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[2];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 8, w += 8) {
+        for (q = 0; q < 4; q++) {
+            a0 += x[q] * w[q];
+            a1 += x[q] * w[4 + q];
+        }
+    }
+    acc[0] = a0;
+    acc[2] = a1;
+}
+
+static TG_NOINLINE void tg_k1x2(const int16_t *x, const int8_t *w, int32_t nblk, int32_t two, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 8, w += 4) {
+        for (q = 0; q < 4; q++) {
+            a0 += x[q] * w[q];
+            if (two) {
+                a1 += x[4 + q] * w[q];
+            }
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#endif
+
+#if TG_USE_DSP
+#define TG_COLP(col) ((const uint32_t *)(const void *)(col))
+#define TG_WP(w) ((const uint32_t *)(const void *)(w))
+#else
+#define TG_COLP(col) (col)
+#define TG_WP(w) (w)
+#endif
+
+/* Outputs of n_oc channels (w: the channels' packed rows) for the pixel in slot 0
+ * (out0) and, if out1 != NULL, the pixel in slot 1 (out1). */
+static void tg_mm_s8(const int16_t *col, const int8_t *w, int32_t nblk, int32_t n_oc, int32_t oc0,
+                     const tg_rq_t *r, int8_t *out0, int8_t *out1)
+{
+    const int32_t *bias = r->bias + oc0;
+    int32_t acc[4]; /* [channel oc + i][pixel p] at 2 i + p */
+    int32_t oc;
+    for (oc = 0; oc < n_oc; oc += 2, w += 8 * nblk) {
+        const int32_t n = (oc + 1 < n_oc) ? 2 : 1;
+        acc[0] = acc[1] = bias[oc];
+        acc[2] = acc[3] = (n == 2) ? bias[oc + 1] : 0;
+        if (n == 1) {
+            tg_k1x2(TG_COLP(col), TG_WP(w), nblk, out1 != NULL, acc);
+        } else if (out1 != NULL) {
+            tg_k2x2(TG_COLP(col), TG_WP(w), nblk, acc);
+        } else {
+            tg_k2x1(TG_COLP(col), TG_WP(w), nblk, acc);
+        }
+        tg_rq_row(r, acc, 2, n, oc0 + oc, out0 + oc, out1 != NULL ? out1 + oc : NULL);
+    }
+}
+
+/* ==== FULLY_CONNECTED ===================================================== */
+
+void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
+{
+    const int32_t n = p->accum_depth;
+    const int32_t k4 = p->accum_padded;
+    const int32_t n4 = n & ~3;
+    const tg_rq_t r = {p->bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
+                       p->act_min, p->act_max};
+    int32_t b, slot, k;
+    for (b = 0; b < p->batches; b += 2) {
+        const int32_t rows = (b + 1 < p->batches) ? 2 : 1;
+        for (slot = 0; slot < rows; slot++) {
+            const int8_t *row = input + (int32_t)((b + slot) * n);
+            tg_col_put_run(scratch, 0, slot, row, n4);
+            for (k = n4; k < n; k++) {
+                tg_col_put(scratch, k, slot, row[k]);
+            }
+            tg_col_zero_tail(scratch, n, k4, slot);
+        }
+        tg_mm_s8(scratch, p->weights, k4 >> 2, p->output_depth, 0, &r,
+                 output + (int32_t)(b * p->output_depth),
+                 rows == 2 ? output + (int32_t)((b + 1) * p->output_depth) : NULL);
+    }
+}
+
+/* ==== CONV_2D ============================================================= */
 
 /* Filter taps k in [0, size) with 0 <= origin + dilation * k < limit: [*k0, *k1). */
 static void tg_valid_taps(int32_t origin, int32_t dilation, int32_t size, int32_t limit, int32_t *k0, int32_t *k1)
@@ -342,105 +643,65 @@ static void tg_valid_taps(int32_t origin, int32_t dilation, int32_t size, int32_
     *k1 = tg_max32(tg_min32(last, size), *k0);
 }
 
-/* ==== FULLY_CONNECTED ===================================================== */
-
-void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output)
-{
-    const int32_t n = p->accum_depth;
-    int32_t b;
-    int32_t oc;
-    for (b = 0; b < p->batches; b++) {
-        const int8_t *row = input + (int32_t)(b * n);
-        int8_t *out = output + (int32_t)(b * p->output_depth);
-        for (oc = 0; oc + 2 <= p->output_depth; oc += 2) {
-            int32_t a0 = 0;
-            int32_t a1 = 0;
-            tg_dot2_s8(row, p->weights + (int32_t)(oc * n), p->weights + (int32_t)((oc + 1) * n), n,
-                       p->input_offset, &a0, &a1);
-            out[oc] = tg_finish(a0, oc, p->bias, p->multiplier, p->shift, p->per_channel,
-                                p->output_offset, p->act_min, p->act_max);
-            out[oc + 1] = tg_finish(a1, oc + 1, p->bias, p->multiplier, p->shift, p->per_channel,
-                                    p->output_offset, p->act_min, p->act_max);
-        }
-        if (oc < p->output_depth) {
-            const int32_t acc = tg_dot_s8(row, p->weights + (int32_t)(oc * n), n, p->input_offset, 0);
-            out[oc] = tg_finish(acc, oc, p->bias, p->multiplier, p->shift, p->per_channel,
-                                p->output_offset, p->act_min, p->act_max);
-        }
-    }
-}
-
-/* ==== CONV_2D ============================================================= */
-
-/* Accumulators for output channels oc (and oc + 1 when two) at one output pixel. */
-static void tg_conv_pixel(const tg_conv_params_t *p, const int8_t *in_b, int32_t y0, int32_t x0,
-                          int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, int32_t oc, int32_t two,
-                          int32_t *acc0, int32_t *acc1)
+/* The im2col column of output pixel `pix` (flat over out_h * out_w) for the input
+ * channels [goff, goff + filter_in_c) into a scratch slot. */
+static void tg_conv_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t pix, int32_t goff,
+                        int16_t *col, int32_t slot)
 {
     const int32_t fic = p->filter_in_c;
-    const int32_t per_group = p->out_c / (p->in_c / fic);
-    const int32_t group_off = (oc / per_group) * fic;
-    const int32_t filter_oc_stride = p->filter_h * p->filter_w * fic;
-    const int8_t *f0 = p->weights + (int32_t)(oc * filter_oc_stride);
-    const int8_t *f1 = f0 + filter_oc_stride;
-    /* Ungrouped and undilated along x: a filter row is one contiguous run of input. */
-    const int32_t contiguous = (fic == p->in_c) && (p->dilation_w == 1);
-    int32_t ky, kx;
-    for (ky = ky0; ky < ky1; ky++) {
+    const int32_t oy = pix / p->out_w;
+    const int32_t ox = pix - oy * p->out_w;
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    const int32_t zp = -p->input_offset;
+    int32_t ky, kx, c;
+    int32_t k = 0;
+    for (ky = 0; ky < p->filter_h; ky++) {
         const int32_t iy = y0 + p->dilation_h * ky;
-        const int8_t *in_row = in_b + (int32_t)(iy * p->in_w * p->in_c);
-        if (contiguous) {
-            const int8_t *xin = in_row + (int32_t)((x0 + kx0) * p->in_c);
-            const int32_t off = (ky * p->filter_w + kx0) * fic;
-            const int32_t len = (kx1 - kx0) * fic;
-            if (two) {
-                tg_dot2_s8(xin, f0 + off, f1 + off, len, p->input_offset, acc0, acc1);
-            } else {
-                *acc0 = tg_dot_s8(xin, f0 + off, len, p->input_offset, *acc0);
-            }
-            continue;
-        }
-        for (kx = kx0; kx < kx1; kx++) {
+        const int32_t row_ok = (iy >= 0) && (iy < p->in_h);
+        for (kx = 0; kx < p->filter_w; kx++, k += fic) {
             const int32_t ix = x0 + p->dilation_w * kx;
-            const int8_t *xin = in_row + (int32_t)(ix * p->in_c + group_off);
-            const int32_t off = (ky * p->filter_w + kx) * fic;
-            if (two) {
-                tg_dot2_s8(xin, f0 + off, f1 + off, fic, p->input_offset, acc0, acc1);
+            const int32_t ok = row_ok && (ix >= 0) && (ix < p->in_w);
+            const int8_t *src = in_b + (ok ? (int32_t)((iy * p->in_w + ix) * p->in_c + goff) : 0);
+            if ((fic & 3) == 0) {
+                if (ok) {
+                    tg_col_put_run(col, k, slot, src, fic);
+                } else {
+                    tg_col_fill_run(col, k, slot, zp, fic);
+                }
             } else {
-                *acc0 = tg_dot_s8(xin, f0 + off, fic, p->input_offset, *acc0);
+                for (c = 0; c < fic; c++) {
+                    tg_col_put(col, k + c, slot, ok ? src[c] : zp);
+                }
             }
         }
     }
+    tg_col_zero_tail(col, k, p->k_padded, slot);
 }
 
-void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
+void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
 {
-    const int32_t per_group = p->out_c / (p->in_c / p->filter_in_c);
-    int32_t b, oy, ox, oc;
+    const int32_t groups = p->in_c / p->filter_in_c;
+    const int32_t per_group = p->out_c / groups;
+    const int32_t k4 = p->k_padded;
+    const int32_t n_pix = p->out_h * p->out_w;
+    const tg_rq_t r = {p->bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
+                       p->act_min, p->act_max};
+    int32_t b, pix, g;
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
-        for (oy = 0; oy < p->out_h; oy++) {
-            const int32_t y0 = oy * p->stride_h - p->pad_h;
-            int32_t ky0, ky1;
-            tg_valid_taps(y0, p->dilation_h, p->filter_h, p->in_h, &ky0, &ky1);
-            for (ox = 0; ox < p->out_w; ox++) {
-                const int32_t x0 = ox * p->stride_w - p->pad_w;
-                int32_t kx0, kx1;
-                tg_valid_taps(x0, p->dilation_w, p->filter_w, p->in_w, &kx0, &kx1);
-                for (oc = 0; oc < p->out_c; ) {
-                    /* Two channels share one pass over the input when they are in the same group. */
-                    const int32_t two = (oc + 1 < p->out_c) && ((oc + 1) % per_group != 0);
-                    int32_t a0 = 0;
-                    int32_t a1 = 0;
-                    tg_conv_pixel(p, in_b, y0, x0, ky0, ky1, kx0, kx1, oc, two, &a0, &a1);
-                    *output++ = tg_finish(a0, oc, p->bias, p->multiplier, p->shift, p->per_channel,
-                                          p->output_offset, p->act_min, p->act_max);
-                    if (two) {
-                        *output++ = tg_finish(a1, oc + 1, p->bias, p->multiplier, p->shift, p->per_channel,
-                                              p->output_offset, p->act_min, p->act_max);
-                    }
-                    oc += two ? 2 : 1;
+        int8_t *out_b = output + (int32_t)(b * n_pix * p->out_c);
+        for (pix = 0; pix < n_pix; pix += 2) {
+            const int32_t two = pix + 1 < n_pix;
+            for (g = 0; g < groups; g++) {
+                const int32_t oc0 = g * per_group;
+                int8_t *o0 = out_b + (int32_t)(pix * p->out_c + oc0);
+                tg_conv_col(p, in_b, pix, g * p->filter_in_c, scratch, 0);
+                if (two) {
+                    tg_conv_col(p, in_b, pix + 1, g * p->filter_in_c, scratch, 1);
                 }
+                tg_mm_s8(scratch, p->weights + (int32_t)(oc0 * k4), k4 >> 2, per_group, oc0, &r, o0,
+                         two ? o0 + p->out_c : NULL);
             }
         }
     }
@@ -448,10 +709,51 @@ void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output
 
 /* ==== DEPTHWISE_CONV_2D =================================================== */
 
+#if TG_USE_DSP
+/* Four channels (depth multiplier 1) of one output pixel over nky x nkx valid taps:
+ * one 32-bit load of input and of filter bytes per tap, the input offset added
+ * while widening (SXTAB16), four accumulators. */
+static TG_NOINLINE void tg_dw4(const int8_t *x, const int8_t *w, int32_t nky, int32_t nkx,
+                               const int32_t *steps, uint32_t off2, int32_t *acc)
+{
+    const int32_t x_row = steps[0], x_step = steps[1], w_row = steps[2], w_step = steps[3];
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (; nky > 0; nky--, x += x_row, w += w_row) {
+        const int8_t *xp = x;
+        const int8_t *wp = w;
+        int32_t k;
+        for (k = nkx; k > 0; k--, xp += x_step, wp += w_step) {
+            const uint32_t xv = tg_load_u32(xp);
+            const uint32_t wv = tg_load_u32(wp);
+            const uint32_t x02 = tg_sxtab16(off2, xv);
+            const uint32_t x13 = tg_sxtab16_ror8(off2, xv);
+            const uint32_t w02 = tg_sxtb16(wv);
+            const uint32_t w13 = tg_sxtb16_ror8(wv);
+            a0 = tg_smlabb(x02, w02, a0);
+            a2 = tg_smlatt(x02, w02, a2);
+            a1 = tg_smlabb(x13, w13, a1);
+            a3 = tg_smlatt(x13, w13, a3);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
+
 void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t dm = p->depth_multiplier;
+    const tg_rq_t r = {p->bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
+                       p->act_min, p->act_max};
     int32_t b, oy, ox, ic, m, ky, kx;
+#if TG_USE_DSP
+    const uint32_t off16 = (uint32_t)p->input_offset & 0xFFFFu;
+    const uint32_t off2 = (off16 << 16) | off16;
+    const int32_t steps[4] = {p->dilation_h * p->in_w * p->in_c, p->dilation_w * p->in_c,
+                              p->filter_w * p->out_c, p->out_c};
+#endif
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
         for (oy = 0; oy < p->out_h; oy++) {
@@ -465,39 +767,20 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                 tg_valid_taps(x0, p->dilation_w, p->filter_w, p->in_w, &kx0, &kx1);
                 ic = 0;
 #if TG_USE_DSP
-                if (dm == 1) {
-                    /* Four channels at a time: one 32-bit load of input and of filter
-                     * bytes per tap, four independent accumulators. */
-                    const uint32_t off16 = (uint32_t)p->input_offset & 0xFFFFu;
-                    const int16x2_t off2 = (int16x2_t)((off16 << 16) | off16);
+                if (dm == 1 && ky1 > ky0 && kx1 > kx0) {
+                    const int8_t *xb = in_b + (int32_t)(((y0 + p->dilation_h * ky0) * p->in_w + x0 +
+                                                         p->dilation_w * kx0) * p->in_c);
+                    const int8_t *wb = p->weights + (int32_t)((ky0 * p->filter_w + kx0) * p->out_c);
                     for (; ic + 4 <= p->in_c; ic += 4) {
-                        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                        const int32_t x_step = p->dilation_w * p->in_c;
-                        for (ky = ky0; ky < ky1; ky++) {
-                            const int32_t iy = y0 + p->dilation_h * ky;
-                            const int8_t *xp = in_b + (int32_t)((iy * p->in_w + x0 + p->dilation_w * kx0) * p->in_c + ic);
-                            const int8_t *wp = p->weights + (int32_t)((ky * p->filter_w + kx0) * p->out_c + ic);
-                            for (kx = kx0; kx < kx1; kx++, xp += x_step, wp += p->out_c) {
-                                const uint32_t xv = tg_load_u32(xp);
-                                const uint32_t wv = tg_load_u32(wp);
-                                const int16x2_t x02 = __sxtab16(off2, (int8x4_t)xv);
-                                const int16x2_t x13 = __sxtab16(off2, (int8x4_t)tg_ror8(xv));
-                                const int16x2_t w02 = __sxtb16((int8x4_t)wv);
-                                const int16x2_t w13 = __sxtb16((int8x4_t)tg_ror8(wv));
-                                a0 = __smlabb(x02, w02, a0);
-                                a2 = __smlatt(x02, w02, a2);
-                                a1 = __smlabb(x13, w13, a1);
-                                a3 = __smlatt(x13, w13, a3);
-                            }
+                        int32_t acc[4] = {0, 0, 0, 0};
+                        if (p->bias != NULL) {
+                            acc[0] = p->bias[ic];
+                            acc[1] = p->bias[ic + 1];
+                            acc[2] = p->bias[ic + 2];
+                            acc[3] = p->bias[ic + 3];
                         }
-                        out[ic + 0] = tg_finish(a0, ic + 0, p->bias, p->multiplier, p->shift, p->per_channel,
-                                                p->output_offset, p->act_min, p->act_max);
-                        out[ic + 1] = tg_finish(a1, ic + 1, p->bias, p->multiplier, p->shift, p->per_channel,
-                                                p->output_offset, p->act_min, p->act_max);
-                        out[ic + 2] = tg_finish(a2, ic + 2, p->bias, p->multiplier, p->shift, p->per_channel,
-                                                p->output_offset, p->act_min, p->act_max);
-                        out[ic + 3] = tg_finish(a3, ic + 3, p->bias, p->multiplier, p->shift, p->per_channel,
-                                                p->output_offset, p->act_min, p->act_max);
+                        tg_dw4(xb + ic, wb + ic, ky1 - ky0, kx1 - kx0, steps, off2, acc);
+                        tg_rq_row(&r, acc, 1, 4, ic, out + ic, NULL);
                     }
                 }
 #endif
@@ -514,8 +797,10 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                                 acc += wval * (xval + p->input_offset);
                             }
                         }
-                        out[oc] = tg_finish(acc, oc, p->bias, p->multiplier, p->shift, p->per_channel,
-                                            p->output_offset, p->act_min, p->act_max);
+                        if (p->bias != NULL) {
+                            acc += p->bias[oc];
+                        }
+                        tg_rq_row(&r, &acc, 1, 1, oc, out + oc, NULL);
                     }
                 }
             }

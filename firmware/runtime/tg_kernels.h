@@ -18,6 +18,8 @@
  *                       (SMLAD/SMLABB/SMLATT). Results are identical to the
  *                       portable C loops.
  *   TG_NO_DSP           force the portable C loops even where DSP exists.
+ *   TG_DSP_EMULATE      (host testing only) run the DSP code path with C models
+ *                       of the DSP instructions, e.g. under ASan/UBSan.
  *   TG_SINGLE_ROUNDING  use the "single rounding" multiplier variant instead.
  *                       Only for the test that establishes which variant the
  *                       reference uses; the Python side always precomputes
@@ -44,23 +46,37 @@ int32_t tg_rdbpot(int32_t x, int32_t exponent);
  * shift > 0 is a left shift. */
 int32_t tg_mbqm(int32_t x, int32_t multiplier, int32_t shift);
 
+/* ---- packed weights (CONV_2D and FULLY_CONNECTED) -------------------------
+ *
+ * tinygen packs these weights at code-generation time: each output channel's
+ * K = filter_h * filter_w * filter_in_c (FC: accum_depth) values are padded
+ * with zeros to K4 (a multiple of 4), and within each group the channels are
+ * stored in pairs interleaved per block of 4 values:
+ *     pair (2i, 2i+1): for each block j: 4 values of 2i, then 4 values of 2i+1
+ * (an odd last channel of a group is stored alone, K4 values). The bias is
+ * folded: bias'[oc] = bias[oc] + input_offset * sum_k w[oc][k] (never NULL),
+ * so the kernels multiply raw input values (exactly equal in integer
+ * arithmetic). `scratch` receives two int16 im2col columns: 4 * K4 bytes,
+ * 4-byte aligned. */
+
 /* ---- FULLY_CONNECTED ----------------------------------------------------- */
 
 typedef struct {
     int32_t batches;      /* rows of the input */
     int32_t accum_depth;  /* input values per row = weight columns */
+    int32_t accum_padded; /* K4: accum_depth rounded up to a multiple of 4 */
     int32_t output_depth; /* weight rows = output values per row */
-    int32_t input_offset; /* -(input zero point) */
+    int32_t input_offset; /* -(input zero point); already folded into bias */
     int32_t output_offset;
     int32_t act_min, act_max;
     int32_t per_channel;  /* multiplier/shift: [output_depth] or [1] */
-    const int8_t *weights;    /* [output_depth][accum_depth] */
-    const int32_t *bias;      /* [output_depth] or NULL */
+    const int8_t *weights;    /* packed, [output_depth][accum_padded] (see above) */
+    const int32_t *bias;      /* folded, [output_depth] */
     const int32_t *multiplier;
     const int32_t *shift;
 } tg_fc_params_t;
 
-void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output);
+void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch);
 
 /* ---- CONV_2D / DEPTHWISE_CONV_2D (NHWC) ----------------------------------- */
 
@@ -78,13 +94,14 @@ typedef struct {
     int32_t output_offset;
     int32_t act_min, act_max;
     int32_t per_channel;
-    const int8_t *weights;    /* conv: [out_c][fh][fw][filter_in_c]; dw: [fh][fw][out_c] */
-    const int32_t *bias;      /* [out_c] or NULL */
+    int32_t k_padded;         /* conv: K4 (see "packed weights"); dw: 0 */
+    const int8_t *weights;    /* conv: packed [out_c][K4]; dw: [fh][fw][out_c] */
+    const int32_t *bias;      /* conv: folded [out_c]; dw: [out_c] or NULL */
     const int32_t *multiplier;
     const int32_t *shift;
 } tg_conv_params_t;
 
-void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output);
+void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch);
 void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output);
 
 /* ---- AVERAGE_POOL_2D / MAX_POOL_2D (NHWC) -------------------------------- */

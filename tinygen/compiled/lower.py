@@ -25,6 +25,9 @@ from tinygen.tflite_model import Operator, Tensor, TfliteModel
 
 MAX_DIMS = 6
 
+# Sentinel tensor index: render(ref) asks ref(SCRATCH) for the step's scratch buffer.
+SCRATCH = -1
+
 SUPPORTED_OPS = (
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "RESHAPE", "SOFTMAX", "ADD", "MUL", "LOGISTIC", "TANH", "RELU", "RELU6", "PAD", "MEAN",
@@ -57,18 +60,20 @@ class Step:
     kernel: str = ""
     macs: int = 0
     notes: dict = field(default_factory=dict)
+    scratch: int = 0  # bytes of scratch (4-byte aligned) the kernel needs while it runs
 
 
 # ---- small helpers -----------------------------------------------------------
 
-def c_int_array(ctype: str, name: str, values, per_line: int = 16) -> str:
+def c_int_array(ctype: str, name: str, values, per_line: int = 16, align: int = 0) -> str:
     vals = [int(v) for v in np.asarray(values).reshape(-1)]
     if not vals:
         vals = [0]
     lines = []
     for i in range(0, len(vals), per_line):
         lines.append("    " + ", ".join(str(v) for v in vals[i:i + per_line]) + ",")
-    return f"static const {ctype} {name}[{len(vals)}] = {{\n" + "\n".join(lines) + "\n};"
+    attr = f" __attribute__((aligned({align})))" if align else ""
+    return f"static const {ctype} {name}[{len(vals)}]{attr} = {{\n" + "\n".join(lines) + "\n};"
 
 
 def c_struct(ctype: str, name: str, fields: list[tuple[str, object]]) -> str:
@@ -170,6 +175,39 @@ def _spatial(op: Operator, in_h, in_w, k_h, k_w, out_h, out_w, stride_h, stride_
     return _pad_amount(in_h, k_h, stride_h, dil_h, oh), _pad_amount(in_w, k_w, stride_w, dil_w, ow)
 
 
+def pack_weights(op: Operator, w: np.ndarray, bias, input_offset: int, groups: int = 1):
+    """Packed weights and folded bias for tg_conv2d_s8 / tg_fully_connected_s8.
+
+    ``w`` is [out_c][K]. Returns (packed int8 array, folded int32 bias, K4): rows
+    zero-padded to K4 (a multiple of 4); within each group the channels stored
+    in pairs, interleaved per block of 4 values (an odd last channel alone);
+    bias' = bias + input_offset * sum_k w[oc][k] (see tg_kernels.h)."""
+    w = np.asarray(w, dtype=np.int64)
+    out_c, k = w.shape
+    k4 = (k + 3) // 4 * 4
+    nblk = k4 // 4
+    wp = np.zeros((out_c, k4), dtype=np.int64)
+    wp[:, :k] = w
+    per_group = out_c // groups
+    parts = []
+    for g in range(groups):
+        rows = wp[g * per_group:(g + 1) * per_group]
+        n_pairs = per_group // 2
+        if n_pairs:
+            pairs = rows[:2 * n_pairs].reshape(n_pairs, 2, nblk, 4).transpose(0, 2, 1, 3)
+            parts.append(pairs.reshape(-1))
+        if per_group % 2:
+            parts.append(rows[-1].reshape(-1))
+    packed = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    b = np.zeros(out_c, dtype=np.int64) if bias is None else np.asarray(bias.data, dtype=np.int64).reshape(-1)
+    folded = b + int(input_offset) * w.sum(axis=1)
+    # Every partial sum the kernel forms stays within int32 (as TFLM's own do).
+    bound = np.abs(folded) + 128 * np.abs(w).sum(axis=1)
+    if (bound > 2**31 - 1).any():
+        raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
+    return packed.astype(np.int8), folded.astype(np.int32), k4
+
+
 def _mult_arrays(p: str, idx: int, mults, shifts, decls: list[str]):
     decls.append(c_int_array("int32_t", f"{p}_op{idx}_mult", mults, 8))
     decls.append(c_int_array("int32_t", f"{p}_op{idx}_shift", shifts, 16))
@@ -212,25 +250,24 @@ def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
         mm, ss = quant.fc_per_tensor_multiplier(s_in, w.scale[0], s_out)
         mults, shifts = [mm], [ss]
     act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
+    packed, folded, k4 = pack_weights(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
     wn = f"{p}_op{op.index}_w"
-    decls.append(c_int_array("int8_t", wn, w.data, 16))
-    bn = "NULL"
-    if bias is not None:
-        bn = f"{p}_op{op.index}_b"
-        decls.append(c_int_array("int32_t", bn, bias.data, 8))
+    decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
+    bn = f"{p}_op{op.index}_b"
+    decls.append(c_int_array("int32_t", bn, folded, 8))
     mn, sn = _mult_arrays(p, op.index, mults, shifts, decls)
     pn = f"{p}_op{op.index}"
     decls.append(c_struct("tg_fc_params_t", pn, [
-        ("batches", batches), ("accum_depth", accum), ("output_depth", out_depth),
+        ("batches", batches), ("accum_depth", accum), ("accum_padded", k4), ("output_depth", out_depth),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
         ("act_min", act_min), ("act_max", act_max), ("per_channel", int(per_channel)),
         ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn),
     ]))
     xi, yi = x.index, y.index
     return Step(op, (xi,), yi, decls,
-                lambda r: f"tg_fully_connected_s8(&{pn}, {r(xi)}, {r(yi)});",
+                lambda r: f"tg_fully_connected_s8(&{pn}, {r(xi)}, {r(yi)}, {r(SCRATCH)});",
                 kernel="tg_fully_connected_s8", macs=batches * accum * out_depth,
-                notes={"per_channel": per_channel})
+                notes={"per_channel": per_channel}, scratch=4 * k4)
 
 
 # ---- CONV_2D / DEPTHWISE_CONV_2D ---------------------------------------------
@@ -287,11 +324,20 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
     c = _conv_common(m, op, depthwise)
     decls: list[str] = []
     wn = f"{p}_op{op.index}_w"
-    decls.append(c_int_array("int8_t", wn, c["w"].data, 16))
-    bn = "NULL"
-    if c["bias"] is not None:
-        bn = f"{p}_op{op.index}_b"
-        decls.append(c_int_array("int32_t", bn, c["bias"].data, 8))
+    bn = f"{p}_op{op.index}_b"
+    k4 = 0
+    if depthwise:
+        decls.append(c_int_array("int8_t", wn, c["w"].data, 16))
+        if c["bias"] is not None:
+            decls.append(c_int_array("int32_t", bn, c["bias"].data, 8))
+        else:
+            bn = "NULL"
+    else:
+        w2 = np.asarray(c["w"].data).reshape(c["out_c"], -1)
+        packed, folded, k4 = pack_weights(op, w2, c["bias"], -c["x"].zero_point[0],
+                                          c["in_c"] // c["filter_in_c"])
+        decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
+        decls.append(c_int_array("int32_t", bn, folded, 8))
     per_channel = len(set(zip(c["mults"], c["shifts"]))) > 1
     if per_channel:
         mn, sn = _mult_arrays(p, op.index, c["mults"], c["shifts"], decls)
@@ -307,13 +353,15 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
         ("dilation_h", c["dh"]), ("dilation_w", c["dw"]), ("pad_h", c["pad_h"]), ("pad_w", c["pad_w"]),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
         ("act_min", c["act_min"]), ("act_max", c["act_max"]), ("per_channel", int(per_channel)),
-        ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn),
+        ("k_padded", k4), ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn),
     ]))
-    fn = "tg_depthwise_conv2d_s8" if depthwise else "tg_conv2d_s8"
     xi, yi = x.index, y.index
     per_out = c["k_h"] * c["k_w"] * (1 if depthwise else c["filter_in_c"])
-    return Step(op, (xi,), yi, decls, lambda r: f"{fn}(&{pn}, {r(xi)}, {r(yi)});",
-                kernel=fn, macs=y.size * per_out)
+    if depthwise:
+        return Step(op, (xi,), yi, decls, lambda r: f"tg_depthwise_conv2d_s8(&{pn}, {r(xi)}, {r(yi)});",
+                    kernel="tg_depthwise_conv2d_s8", macs=y.size * per_out)
+    return Step(op, (xi,), yi, decls, lambda r: f"tg_conv2d_s8(&{pn}, {r(xi)}, {r(yi)}, {r(SCRATCH)});",
+                kernel="tg_conv2d_s8", macs=y.size * per_out, scratch=4 * k4)
 
 
 # ---- pooling -----------------------------------------------------------------

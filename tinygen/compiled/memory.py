@@ -16,6 +16,9 @@ largest first, each at the lowest 16-byte-aligned offset that does not
 overlap a buffer alive at the same time (lifetimes are closed op-index
 intervals, so an op's inputs and output never overlap unless the op is one
 of the in-place ones above).
+
+A kernel's scratch buffer (``Step.scratch`` bytes, e.g. the im2col columns of
+CONV_2D) is one more arena buffer, alive only while its op runs.
 """
 
 from __future__ import annotations
@@ -40,10 +43,28 @@ class TensorPlacement:
 
 
 @dataclass(frozen=True)
+class ScratchPlacement:
+    op: int  # operator index
+    offset: int  # byte offset in the arena
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
 class MemoryPlan:
     tensors: tuple[TensorPlacement, ...]
-    peak_bytes: int  # arena size: highest offset + size over arena tensors
+    peak_bytes: int  # arena size: highest offset + size over arena tensors and scratch buffers
     alignment: int = ALIGN
+    scratch: tuple[ScratchPlacement, ...] = ()
+
+    def scratch_for(self, op_index: int) -> ScratchPlacement | None:
+        for s in self.scratch:
+            if s.op == op_index:
+                return s
+        return None
+
+    @property
+    def scratch_bytes(self) -> int:
+        return max((s.size for s in self.scratch), default=0)
 
     def placement(self, tensor_index: int) -> TensorPlacement:
         for t in self.tensors:
@@ -135,9 +156,18 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
         info[r] = (max(size[t] for t in members), min(first[t] for t in members),
                    max(last[t] for t in members))
 
+    # Scratch buffers: keys after every tensor index, alive during their op only.
+    scratch_key: dict[int, int] = {}
+    base = max(first, default=0) + 1
+    for i, st in enumerate(steps):
+        if getattr(st, "scratch", 0) > 0:
+            key = base + i
+            scratch_key[key] = st.op.index
+            info[key] = (int(st.scratch), i, i)
+
     offsets: dict[int, int] = {}
     placed: list[tuple[int, int, int, int]] = []
-    arena_roots = [r for r in groups if loc[r] == "arena"]
+    arena_roots = [r for r in groups if loc[r] == "arena"] + list(scratch_key)
     for r in sorted(arena_roots, key=lambda r: (-info[r][0], info[r][1], r)):
         sz, f, l = info[r]
         conflicts = sorted((o, s) for (o, s, pf, pl) in placed if not (pl < f or pf > l))
@@ -164,7 +194,9 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
         )
         for t in order
     )
-    return MemoryPlan(placements, peak), aliased
+    scratch = tuple(ScratchPlacement(op=scratch_key[k], offset=offsets[k], size=info[k][0])
+                    for k in sorted(scratch_key))
+    return MemoryPlan(placements, peak, scratch=scratch), aliased
 
 
 def memory_table(plan: MemoryPlan) -> list[dict]:
