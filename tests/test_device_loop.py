@@ -277,3 +277,25 @@ def test_flash_prints_the_port_and_stops_cleanly(qemu_sine, pio_core):
     assert proc.returncode == 0, err
     assert "stopped" in rest
     assert shutil.which("qemu-system-arm")
+
+
+def test_verify_fails_on_a_one_lsb_difference_unless_tolerated(qemu_sine, tmp_path):
+    """The board is right and the expected outputs are nudged by 1 LSB: verify must fail (exit 5)
+    at the default tolerance of 0 and pass at --tolerance 1."""
+    project = tmp_path / "nudged"
+    shutil.copytree(qemu_sine, project)
+    path = project / "vectors" / "reference.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    out = arrays["outputs"].astype(np.int16)
+    out[0] += 1 if out[0].flat[0] < 127 else -1
+    arrays["outputs"] = out.astype(np.int8)
+    np.savez(path, **arrays)
+    with _qemu(project) as qb:
+        res = _verify(project, qb.port, "--vectors", "0")
+        assert res.returncode == 5
+        assert "max |Δ| 1 LSB > tolerance 0 LSB" in res.stderr
+        res = _verify(project, qb.port, "--vectors", "0", "--tolerance", "1")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["max_abs_diff_lsb"] == 1 and m["exact_match_pct"] < 100.0

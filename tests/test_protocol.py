@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygen

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -165,6 +163,23 @@ def print_verify(result: dict) -> None:
     _out().print(t)
 
 
+def finish(result: dict, tolerance: int, as_json: bool) -> None:
+    """Print a verification result; raise VerificationFailed (exit 5) unless it passed."""
+    from tinygen.errors import VerificationFailed
+
+    if as_json:
+        from tinygen.cli import _emit_json
+
+        _emit_json(result)
+    else:
+        print_verify(result)
+    m = result["metrics"]
+    if not m["passed"]:
+        raise VerificationFailed(f"board outputs differ from the reference: max |Δ| {m['max_abs_diff_lsb']} LSB > "
+                                 f"tolerance {tolerance} LSB ({m['exact_match_pct']:.2f} % exact); see "
+                                 f"{result['reports']['markdown']}")
+
+
 # ----------------------------------------------------------------- commands
 
 def register(cli: click.Group) -> None:
@@ -312,23 +327,11 @@ def verify_cmd(project, port, n_fresh, tolerance, report_dir, timeout, retries, 
 
     Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
     """
-    from tinygen.errors import VerificationFailed
-
     man, board = project_board(project)
     port = resolve_port(port, board)
     result = do_verify(project, port, n_fresh=n_fresh, tolerance=tolerance, report_dir=report_dir,
                        timeout=timeout, retries=retries, seed=seed, trace=trace, quiet=as_json)
-    if as_json:
-        from tinygen.cli import _emit_json
-
-        _emit_json(result)
-    else:
-        print_verify(result)
-    m = result["metrics"]
-    if not m["passed"]:
-        raise VerificationFailed(f"board outputs differ from the reference: max |Δ| {m['max_abs_diff_lsb']} LSB > "
-                                 f"tolerance {tolerance} LSB ({m['exact_match_pct']:.2f} % exact); see "
-                                 f"{result['reports']['markdown']}")
+    finish(result, tolerance, as_json)
 
 
 @click.command("run")
@@ -350,7 +353,6 @@ def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir
             tolerance, report_dir, timeout, retries, seed, trace, as_json) -> None:
     """Build -> compile -> flash -> verify in one go (the whole loop; emulated boards need no hardware)."""
     from tinygen.boards import get_board, is_emulated
-    from tinygen.errors import VerificationFailed
 
     if project is None:
         b = get_board(board)
@@ -379,13 +381,4 @@ def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir
                 _err().print(f"… QEMU {b['emulator']['machine']} up, UART0 on {qb.port}", markup=False)
             result = do_verify(project, qb.port, n_fresh=n_fresh, tolerance=tolerance, report_dir=report_dir,
                                timeout=timeout, retries=retries, seed=seed, trace=trace, quiet=as_json)
-    if as_json:
-        from tinygen.cli import _emit_json
-
-        _emit_json(result)
-    else:
-        print_verify(result)
-    m = result["metrics"]
-    if not m["passed"]:
-        raise VerificationFailed(f"board outputs differ from the reference: max |Δ| {m['max_abs_diff_lsb']} LSB > "
-                                 f"tolerance {tolerance} LSB; see {result['reports']['markdown']}")
+    finish(result, tolerance, as_json)
