@@ -122,6 +122,13 @@ def _op_cases() -> list[dict]:
     add("concat", shape=[3, 5, 2], srcs=["sigmoid", "tanh"], width=[2, 2], axis=2)
     add("concat", shape=[5, 2, 3], srcs=["input", "sigmoid", "conv"], width=[3, 3, 3], axis=1)
     add("concat", shape=[4, 3, 2], srcs=["relu", "tanh", "conv"], width=[1, 4, 2], axis=-1)
+    # DEPTHWISE_CONV_2D 3x3, depth multiplier 1, channels a multiple of 4: the Cortex-M4 fast
+    # path (int16 tap pairs) for interior pixels, including the 32-channel chunk boundary.
+    add("dw", shape=[7, 6, 8], k=[3, 3], strides=[1, 1], dil=[1, 1], padding="same", dm=1, act="relu", bias=True)
+    add("dw", shape=[9, 9, 36], k=[3, 3], strides=[2, 2], dil=[1, 1], padding="valid", dm=1, act="relu6",
+        bias=False)
+    add("dw", shape=[8, 7, 12], k=[3, 3], strides=[1, 1], dil=[2, 2], padding="same", dm=1, act="linear",
+        bias=True)
     return cases
 
 
@@ -198,6 +205,33 @@ def test_emit_is_deterministic(built):
     assert a == emit(m)
     head = "\n".join(a["tg_model.c"].splitlines()[:6])
     assert m.sha256 in head and f"tinygen {tinygen.__version__}" in head
+
+
+def test_generic_requantization_path_is_bit_exact_too(built, tmp_path, monkeypatch):
+    """Layers whose accumulator bound rules out the fast requantization fall back to the generic
+    MultiplyByQuantizedMultiplier path; force that path on every FC/conv/depthwise case."""
+    from tinygen.compiled import quant
+
+    monkeypatch.setattr(quant, "fast_requant_constants", lambda *a, **k: None)
+    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw")]
+    b = H.build_host([built["models"][i] for i in idx], tmp_path / "generic")
+    for j, i in enumerate(idx):
+        H.assert_identical(b.run(j, built["inputs"][i]), built["refs"][i], f"generic requant {CASES[i]['id']}")
+    src = (tmp_path / "generic").rglob("*.c")
+    assert not any("_rq[" in p.read_text() for p in src)
+
+
+def test_dsp_code_path_under_sanitizers(built, tmp_path):
+    """TG_DSP_EMULATE runs the Cortex-M4 DSP code path (SMLAD blocking, depthwise 3x3 tap pairs)
+    on the host with C models of the instructions, under ASan/UBSan: bounds and results."""
+    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw")]
+    b = H.build_host([built["models"][i] for i in idx], tmp_path / "dsp", extra_flags=("-DTG_DSP_EMULATE",))
+    for j, i in enumerate(idx):
+        H.assert_identical(b.run(j, built["inputs"][i]), built["refs"][i], f"dsp-emulated {CASES[i]['id']}")
+    # the depthwise 3x3 cases really take the pre-widened fast path
+    dw3 = [i for i, c in enumerate(CASES) if c["kind"] == "dw" and c["k"] == [3, 3] and c["dm"] == 1
+           and c["shape"][-1] % 4 == 0]
+    assert dw3 and all("_w16" in emit(built["models"][i])["tg_model.c"] for i in dw3)
 
 
 def test_single_rounding_variant_does_not_match(built, tmp_path):

@@ -310,6 +310,7 @@ typedef struct {
     int32_t per_channel;
     int32_t output_offset;
     int32_t act_min, act_max;
+    const int32_t *rq;         /* fast constants (see tg_kernels.h) or NULL */
 } tg_rq_t;
 
 /* Requantize one value: MultiplyByQuantizedMultiplier (double rounding) with the
@@ -327,37 +328,89 @@ TG_INLINE int8_t tg_rq1(int32_t x, int32_t m, int32_t left, int32_t right, int32
     return tg_clamp_to_s8(v + off, lo, hi);
 }
 
+/* SMMULR: (a * b + 2^31) >> 32, the high word of the product rounded. */
+#if TG_HW_DSP && defined(__GNUC__)
+TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
+}
+#endif
+
+/* The same requantization from the fast constants (m, s1 = left + 1, right,
+ * rnd = right ? 2^(right - 1) : 0), nm = rnd ? -1 : 0. tinygen emits them only
+ * where |acc| * 2^s1 < 2^31 for every accumulator value that can occur; then
+ * SMMULR(acc << s1, m) == SaturatingRoundingDoublingHighMul(acc << left, m)
+ * exactly, |h| < 2^30, and (h + rnd + (h < 0 ? nm : 0)) >> right is
+ * RoundingDivideByPOT(h, right) (round half away from zero) without overflow. */
+TG_INLINE int8_t tg_rqf(int32_t x, int32_t m, int32_t s1, int32_t right, int32_t rnd, int32_t nm,
+                        int32_t off, int32_t lo, int32_t hi)
+{
+    const int32_t h = tg_smmulr(tg_shl32(x, s1), m);
+    const int32_t v = (h + rnd + ((h >> 31) & nm)) >> right;
+    return tg_clamp_to_s8(v + off, lo, hi);
+}
+
 /* Channels c0 .. c0 + n - 1 (bias already in the accumulators): out0[i] from
  * acc[i * stride] and, if out1 != NULL, out1[i] from acc[i * stride + 1].
  * Each channel's shift is split once for both pixels. */
 static TG_NOINLINE void tg_rq_row(const tg_rq_t *r, const int32_t *acc, int32_t stride, int32_t n, int32_t c0,
                                   int8_t *out0, int8_t *out1)
 {
+    const int32_t step = r->per_channel ? 1 : 0;
 #ifdef TG_SINGLE_ROUNDING
     int32_t i;
     for (i = 0; i < n; i++) {
-        const int32_t q = r->per_channel ? c0 + i : 0;
-        out0[i] = tg_clamp_to_s8(tg_mbqm_(acc[i * stride], r->multiplier[q], r->shift[q]) + r->output_offset,
-                                 r->act_min, r->act_max);
+        const int32_t q = step * (c0 + i);
+        int32_t m, sh;
+        if (r->rq != NULL) {
+            m = r->rq[3 * q];
+            sh = (r->rq[3 * q + 1] & 0xFF) - 1 - (r->rq[3 * q + 1] >> 8);
+        } else {
+            m = r->multiplier[q];
+            sh = r->shift[q];
+        }
+        out0[i] = tg_clamp_to_s8(tg_mbqm_(acc[i * stride], m, sh) + r->output_offset, r->act_min, r->act_max);
         if (out1 != NULL) {
-            out1[i] = tg_clamp_to_s8(tg_mbqm_(acc[i * stride + 1], r->multiplier[q], r->shift[q]) +
-                                     r->output_offset, r->act_min, r->act_max);
+            out1[i] = tg_clamp_to_s8(tg_mbqm_(acc[i * stride + 1], m, sh) + r->output_offset,
+                                     r->act_min, r->act_max);
         }
     }
 #else
-    const int32_t step = r->per_channel ? 1 : 0;
-    const int32_t *mp = r->multiplier + step * c0;
-    const int32_t *sp = r->shift + step * c0;
     const int32_t off = r->output_offset, lo = r->act_min, hi = r->act_max;
     int32_t i;
-    for (i = 0; i < n; i++, acc += stride, mp += step, sp += step) {
-        const int32_t m = *mp, sh = *sp;
-        const int32_t left = sh > 0 ? sh : 0;
-        const int32_t right = sh > 0 ? 0 : -sh;
-        const int32_t mask = (int32_t)((1u << right) - 1u);
-        out0[i] = tg_rq1(acc[0], m, left, right, mask, off, lo, hi);
-        if (out1 != NULL) {
-            out1[i] = tg_rq1(acc[1], m, left, right, mask, off, lo, hi);
+    if (r->rq != NULL) {
+        const int32_t qstep = 3 * step;
+        const int32_t *q = r->rq + qstep * c0;
+        for (i = 0; i < n; i++, acc += stride, q += qstep) {
+            const int32_t m = q[0];
+            const int32_t s1 = q[1] & 0xFF;
+            const int32_t right = (int32_t)((uint32_t)q[1] >> 8);
+            const int32_t rnd = q[2];
+            const int32_t nm = (int32_t)(0u - (uint32_t)rnd) >> 31;
+            out0[i] = tg_rqf(acc[0], m, s1, right, rnd, nm, off, lo, hi);
+            if (out1 != NULL) {
+                out1[i] = tg_rqf(acc[1], m, s1, right, rnd, nm, off, lo, hi);
+            }
+        }
+    } else {
+        const int32_t *mp = r->multiplier + step * c0;
+        const int32_t *sp = r->shift + step * c0;
+        for (i = 0; i < n; i++, acc += stride, mp += step, sp += step) {
+            const int32_t m = *mp, sh = *sp;
+            const int32_t left = sh > 0 ? sh : 0;
+            const int32_t right = sh > 0 ? 0 : -sh;
+            const int32_t mask = (int32_t)((1u << right) - 1u);
+            out0[i] = tg_rq1(acc[0], m, left, right, mask, off, lo, hi);
+            if (out1 != NULL) {
+                out1[i] = tg_rq1(acc[1], m, left, right, mask, off, lo, hi);
+            }
         }
     }
 #endif
@@ -370,6 +423,8 @@ static TG_NOINLINE void tg_rq_row(const tg_rq_t *r, const int32_t *acc, int32_t 
  * code-generation time (equal in integer arithmetic, so bit-exact), and x holds
  * the raw int8 input values (padding taps hold the input zero point, which
  * contributes w * (zero_point + input_offset) = 0, as TFLM's skipped taps do).
+ * CONV_2D goes through the int16 column scratch below; FULLY_CONNECTED reads
+ * its int8 rows directly (tg_fc4 / tg_fc2, same weight packing).
  *
  * K (values per output) is padded to K4 = a multiple of 4; weight columns past K
  * are zero. Layouts (k = 4 * j + q):
@@ -598,29 +653,142 @@ static void tg_mm_s8(const int16_t *col, const int8_t *w, int32_t nblk, int32_t 
     }
 }
 
-/* ==== FULLY_CONNECTED ===================================================== */
+/* ==== FULLY_CONNECTED =====================================================
+ *
+ * No scratch: the int8 input row is read directly, one word of 4 values per
+ * block widened on the fly (SXTB16 / SXTB16 ROR 8 give (x0, x2), (x1, x3), the
+ * same order the weights widen to), and each widened word is used by up to 4
+ * output channels (two packed pairs). The last partial block (K not a
+ * multiple of 4) is read from a zero-padded 4-byte copy on the stack. */
 
-void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
+#if TG_USE_DSP
+/* 4 channels (pairs at wa and wb) x one input row: acc[0..3] += nblk blocks. */
+static TG_NOINLINE void tg_fc4(const int8_t *x, const uint32_t *wa, const uint32_t *wb, int32_t nblk,
+                               int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (; nblk > 0; nblk--, x += 4) {
+        const uint32_t xv = tg_load_u32(x);
+        const uint32_t x02 = tg_sxtb16(xv);
+        const uint32_t x13 = tg_sxtb16_ror8(xv);
+        uint32_t v0, v1;
+        TG_LDRD_INC(v0, v1, wa);
+        a0 = tg_smlad(x02, tg_sxtb16(v0), a0);
+        a0 = tg_smlad(x13, tg_sxtb16_ror8(v0), a0);
+        a1 = tg_smlad(x02, tg_sxtb16(v1), a1);
+        a1 = tg_smlad(x13, tg_sxtb16_ror8(v1), a1);
+        TG_LDRD_INC(v0, v1, wb);
+        a2 = tg_smlad(x02, tg_sxtb16(v0), a2);
+        a2 = tg_smlad(x13, tg_sxtb16_ror8(v0), a2);
+        a3 = tg_smlad(x02, tg_sxtb16(v1), a3);
+        a3 = tg_smlad(x13, tg_sxtb16_ror8(v1), a3);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* 2 channels (a pair, 8 bytes per block, two = 1) or a lone channel (4 bytes per
+ * block, two = 0) x one input row. */
+static TG_NOINLINE void tg_fc2(const int8_t *x, const uint32_t *w, int32_t nblk, int32_t two, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    for (; nblk > 0; nblk--, x += 4) {
+        const uint32_t xv = tg_load_u32(x);
+        const uint32_t x02 = tg_sxtb16(xv);
+        const uint32_t x13 = tg_sxtb16_ror8(xv);
+        uint32_t v;
+        TG_LDR_INC(v, w);
+        a0 = tg_smlad(x02, tg_sxtb16(v), a0);
+        a0 = tg_smlad(x13, tg_sxtb16_ror8(v), a0);
+        if (two) {
+            TG_LDR_INC(v, w);
+            a1 = tg_smlad(x02, tg_sxtb16(v), a1);
+            a1 = tg_smlad(x13, tg_sxtb16_ror8(v), a1);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#else
+static void tg_fc4(const int8_t *x, const int8_t *wa, const int8_t *wb, int32_t nblk, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 4, wa += 8, wb += 8) {
+        for (q = 0; q < 4; q++) {
+            const int32_t v = x[q];
+            a0 += v * wa[q];
+            a1 += v * wa[4 + q];
+            a2 += v * wb[q];
+            a3 += v * wb[4 + q];
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+static void tg_fc2(const int8_t *x, const int8_t *w, int32_t nblk, int32_t two, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 4, w += two ? 8 : 4) {
+        for (q = 0; q < 4; q++) {
+            a0 += x[q] * w[q];
+            if (two) {
+                a1 += x[q] * w[4 + q];
+            }
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#endif
+
+void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t n = p->accum_depth;
     const int32_t k4 = p->accum_padded;
-    const int32_t n4 = n & ~3;
+    const int32_t od = p->output_depth;
     const tg_rq_t r = {p->bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
-                       p->act_min, p->act_max};
-    int32_t b, slot, k;
-    for (b = 0; b < p->batches; b += 2) {
-        const int32_t rows = (b + 1 < p->batches) ? 2 : 1;
-        for (slot = 0; slot < rows; slot++) {
-            const int8_t *row = input + (int32_t)((b + slot) * n);
-            tg_col_put_run(scratch, 0, slot, row, n4);
-            for (k = n4; k < n; k++) {
-                tg_col_put(scratch, k, slot, row[k]);
+                       p->act_min, p->act_max, p->rq};
+    int32_t b, oc;
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *row = input + (int32_t)(b * n);
+        int8_t *out = output + (int32_t)(b * od);
+        const int32_t nfull = n >> 2;
+        int8_t tail[4] = {0, 0, 0, 0};
+        memcpy(tail, row + 4 * nfull, (size_t)(n & 3));
+        for (oc = 0; oc < od;) {
+            const int8_t *w = p->weights + (int32_t)(oc * k4);
+            int32_t acc[4];
+            if (oc + 4 <= od) {
+                acc[0] = p->bias[oc];
+                acc[1] = p->bias[oc + 1];
+                acc[2] = p->bias[oc + 2];
+                acc[3] = p->bias[oc + 3];
+                tg_fc4(row, TG_WP(w), TG_WP(w + 2 * k4), nfull, acc);
+                if (n & 3) {
+                    tg_fc4(tail, TG_WP(w + 8 * nfull), TG_WP(w + 2 * k4 + 8 * nfull), 1, acc);
+                }
+                tg_rq_row(&r, acc, 1, 4, oc, out + oc, NULL);
+                oc += 4;
+            } else {
+                const int32_t two = oc + 2 <= od;
+                const int32_t blk = two ? 8 : 4;
+                acc[0] = p->bias[oc];
+                acc[1] = two ? p->bias[oc + 1] : 0;
+                tg_fc2(row, TG_WP(w), nfull, two, acc);
+                if (n & 3) {
+                    tg_fc2(tail, TG_WP(w + blk * nfull), 1, two, acc);
+                }
+                tg_rq_row(&r, acc, 1, two ? 2 : 1, oc, out + oc, NULL);
+                oc += two ? 2 : 1;
             }
-            tg_col_zero_tail(scratch, n, k4, slot);
         }
-        tg_mm_s8(scratch, p->weights, k4 >> 2, p->output_depth, 0, &r,
-                 output + (int32_t)(b * p->output_depth),
-                 rows == 2 ? output + (int32_t)((b + 1) * p->output_depth) : NULL);
     }
 }
 
@@ -686,7 +854,7 @@ void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output
     const int32_t k4 = p->k_padded;
     const int32_t n_pix = p->out_h * p->out_w;
     const tg_rq_t r = {p->bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
-                       p->act_min, p->act_max};
+                       p->act_min, p->act_max, p->rq};
     int32_t b, pix, g;
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
@@ -742,17 +910,98 @@ static TG_NOINLINE void tg_dw4(const int8_t *x, const int8_t *w, int32_t nky, in
 }
 #endif
 
+#if TG_USE_DSP
+/* (lo16(a), lo16(b)) and (hi16(a), hi16(b)): PKHBT / PKHTB. */
+#if TG_HW_DSP && defined(__GNUC__)
+TG_INLINE uint32_t tg_pk_lo(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+TG_INLINE uint32_t tg_pk_hi(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
+}
+#else
+TG_INLINE uint32_t tg_pk_lo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+TG_INLINE uint32_t tg_pk_hi(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
+#endif
+
+#define TG_DW_CHUNK 32
+
+/* 3x3 filter, depth multiplier 1, all 9 taps inside the input: ngrp groups of 4
+ * channels of one output pixel into acc (bias included). o: the 9 taps' input
+ * offsets; w16: the pre-widened weights, 18 words per group (tg_kernels.h):
+ * taps (0,1), (2,3), (4,5), (6,7) one SMLAD per channel, tap 8 SMLABB/SMLATT. */
+static TG_NOINLINE void tg_dw3x3(const int8_t *x, const uint32_t *w16, int32_t ngrp, const int32_t *o,
+                                 uint32_t off2, const int32_t *bias, int32_t *acc)
+{
+    for (; ngrp > 0; ngrp--, x += 4, acc += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        uint32_t xa, a02, a13;
+        if (bias != NULL) {
+            a0 = bias[0];
+            a1 = bias[1];
+            a2 = bias[2];
+            a3 = bias[3];
+            bias += 4;
+        }
+#define TG_DW_PAIR(t)                                                  \
+    do {                                                               \
+        const uint32_t xb = tg_load_u32(x + o[(t) + 1]);               \
+        uint32_t u, v;                                                 \
+        xa = tg_load_u32(x + o[t]);                                    \
+        u = tg_sxtab16(off2, xa);                                      \
+        v = tg_sxtab16(off2, xb);                                      \
+        a0 = tg_smlad(tg_pk_lo(u, v), w16[2 * (t)], a0);               \
+        a2 = tg_smlad(tg_pk_hi(u, v), w16[2 * (t) + 1], a2);           \
+        u = tg_sxtab16_ror8(off2, xa);                                 \
+        v = tg_sxtab16_ror8(off2, xb);                                 \
+        a1 = tg_smlad(tg_pk_lo(u, v), w16[2 * (t) + 2], a1);           \
+        a3 = tg_smlad(tg_pk_hi(u, v), w16[2 * (t) + 3], a3);           \
+    } while (0)
+        TG_DW_PAIR(0);
+        TG_DW_PAIR(2);
+        TG_DW_PAIR(4);
+        TG_DW_PAIR(6);
+#undef TG_DW_PAIR
+        w16 += 16;
+        xa = tg_load_u32(x + o[8]);
+        a02 = tg_sxtab16(off2, xa);
+        a13 = tg_sxtab16_ror8(off2, xa);
+        a0 = tg_smlabb(a02, w16[0], a0);
+        a2 = tg_smlatt(a02, w16[0], a2);
+        a1 = tg_smlabb(a13, w16[1], a1);
+        a3 = tg_smlatt(a13, w16[1], a3);
+        w16 += 2;
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+}
+#endif
+
 void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t dm = p->depth_multiplier;
     const tg_rq_t r = {p->bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
-                       p->act_min, p->act_max};
+                       p->act_min, p->act_max, p->rq};
     int32_t b, oy, ox, ic, m, ky, kx;
 #if TG_USE_DSP
     const uint32_t off16 = (uint32_t)p->input_offset & 0xFFFFu;
     const uint32_t off2 = (off16 << 16) | off16;
     const int32_t steps[4] = {p->dilation_h * p->in_w * p->in_c, p->dilation_w * p->in_c,
                               p->filter_w * p->out_c, p->out_c};
+    const int32_t fast3 = p->w16 != NULL && dm == 1 && p->filter_h == 3 && p->filter_w == 3 &&
+                          (p->in_c & 3) == 0;
+    int32_t o9[9];
+    for (ky = 0; ky < 9; ky++) {
+        o9[ky] = (ky / 3) * steps[0] + (ky % 3) * steps[1];
+    }
 #endif
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
@@ -767,6 +1016,16 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                 tg_valid_taps(x0, p->dilation_w, p->filter_w, p->in_w, &kx0, &kx1);
                 ic = 0;
 #if TG_USE_DSP
+                if (fast3 && ky1 - ky0 == 3 && kx1 - kx0 == 3) {
+                    const int8_t *xb = in_b + (int32_t)((y0 * p->in_w + x0) * p->in_c);
+                    for (; ic < p->in_c; ic += TG_DW_CHUNK) {
+                        const int32_t nch = tg_min32(TG_DW_CHUNK, p->in_c - ic);
+                        int32_t acc[TG_DW_CHUNK];
+                        tg_dw3x3(xb + ic, TG_WP(p->w16) + (ic / 4) * 18, nch / 4, o9, off2,
+                                 p->bias != NULL ? p->bias + ic : NULL, acc);
+                        tg_rq_row(&r, acc, 1, nch, ic, out + ic, NULL);
+                    }
+                }
                 if (dm == 1 && ky1 > ky0 && kx1 > kx0) {
                     const int8_t *xb = in_b + (int32_t)(((y0 + p->dilation_h * ky0) * p->in_w + x0 +
                                                          p->dilation_w * kx0) * p->in_c);

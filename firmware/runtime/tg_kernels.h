@@ -56,8 +56,20 @@ int32_t tg_mbqm(int32_t x, int32_t multiplier, int32_t shift);
  * (an odd last channel of a group is stored alone, K4 values). The bias is
  * folded: bias'[oc] = bias[oc] + input_offset * sum_k w[oc][k] (never NULL),
  * so the kernels multiply raw input values (exactly equal in integer
- * arithmetic). `scratch` receives two int16 im2col columns: 4 * K4 bytes,
- * 4-byte aligned. */
+ * arithmetic). CONV_2D's `scratch` receives two int16 im2col columns:
+ * 4 * K4 bytes, 4-byte aligned. */
+
+/* ---- fast requantization ---------------------------------------------------
+ *
+ * `rq` (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D), when not NULL, holds 3
+ * int32 per channel ([out_c] of them if per_channel, else 1) and replaces
+ * `multiplier` / `shift` (then NULL):
+ *     multiplier, (left + 1) | (right << 8), right ? 2^(right - 1) : 0
+ * (left / right: the shift split as in MultiplyByQuantizedMultiplier). tinygen
+ * emits it only when every accumulator value the layer can produce satisfies
+ * |acc| * 2^(left + 1) < 2^31; the kernels then requantize with one SMMULR and
+ * a rounding shift, bit-exact with the double-rounding
+ * MultiplyByQuantizedMultiplier. With NULL they use the generic path. */
 
 /* ---- FULLY_CONNECTED ----------------------------------------------------- */
 
@@ -74,9 +86,11 @@ typedef struct {
     const int32_t *bias;      /* folded, [output_depth] */
     const int32_t *multiplier;
     const int32_t *shift;
+    const int32_t *rq;        /* fast requantization constants or NULL (below) */
 } tg_fc_params_t;
 
-void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch);
+/* No scratch: the input rows are read directly. */
+void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output);
 
 /* ---- CONV_2D / DEPTHWISE_CONV_2D (NHWC) ----------------------------------- */
 
@@ -99,6 +113,14 @@ typedef struct {
     const int32_t *bias;      /* conv: folded [out_c]; dw: [out_c] or NULL */
     const int32_t *multiplier;
     const int32_t *shift;
+    const int32_t *rq;        /* fast requantization constants or NULL (below) */
+    /* depthwise 3x3, depth multiplier 1, in_c % 4 == 0: the weights pre-widened to
+     * int16 pairs (lo, hi), 18 words per group of 4 channels c..c+3: for taps
+     * (t, t + 1) = (0, 1), (2, 3), (4, 5), (6, 7) (tap = ky * 3 + kx) the words
+     * (w[t][c + j], w[t + 1][c + j]) for j = 0, 2, 1, 3, then (w[8][c], w[8][c + 2]),
+     * (w[8][c + 1], w[8][c + 3]). Used by the DSP path at pixels whose 9 taps
+     * all lie inside the input; NULL otherwise. */
+    const int32_t *w16;
 } tg_conv_params_t;
 
 void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch);

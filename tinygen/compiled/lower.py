@@ -208,6 +208,43 @@ def pack_weights(op: Operator, w: np.ndarray, bias, input_offset: int, groups: i
     return packed.astype(np.int8), folded.astype(np.int32), k4
 
 
+def _fast_rq(p: str, idx: int, bounds, mults, shifts, decls: list[str]) -> str:
+    """The `rq` field: fast requantization constants when provably exact, else NULL.
+
+    ``bounds`` (per output channel) bound |accumulator|; with one multiplier for
+    all channels the largest bound applies."""
+    bounds = [int(b) for b in np.asarray(bounds, dtype=np.int64).reshape(-1)]
+    if len(mults) == 1:
+        bounds = [max(bounds)] if bounds else [0]
+    consts = quant.fast_requant_constants(bounds, mults, shifts)
+    if consts is None:
+        return "NULL"
+    decls.append(c_int_array("int32_t", f"{p}_op{idx}_rq", consts, 8))
+    return f"{p}_op{idx}_rq"
+
+
+def _acc_bound_packed(w2, folded):
+    """|accumulator| bound of the packed products: raw int8 inputs, folded bias."""
+    w2 = np.asarray(w2, dtype=np.int64)
+    return np.abs(np.asarray(folded, dtype=np.int64)) + 128 * np.abs(w2).sum(axis=1)
+
+
+def dw3x3_widened(w, out_c: int) -> list[int]:
+    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, w16)."""
+    wt = np.asarray(w, dtype=np.int64).reshape(9, out_c)
+
+    def pk(lo, hi):
+        v = (int(lo) & 0xFFFF) | ((int(hi) & 0xFFFF) << 16)
+        return v - (1 << 32) if v >= 1 << 31 else v
+
+    out: list[int] = []
+    for c in range(0, out_c, 4):
+        for t in (0, 2, 4, 6):
+            out += [pk(wt[t][c + j], wt[t + 1][c + j]) for j in (0, 2, 1, 3)]
+        out += [pk(wt[8][c], wt[8][c + 2]), pk(wt[8][c + 1], wt[8][c + 3])]
+    return out
+
+
 def _mult_arrays(p: str, idx: int, mults, shifts, decls: list[str]):
     decls.append(c_int_array("int32_t", f"{p}_op{idx}_mult", mults, 8))
     decls.append(c_int_array("int32_t", f"{p}_op{idx}_shift", shifts, 16))
@@ -255,19 +292,21 @@ def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
     decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
     bn = f"{p}_op{op.index}_b"
     decls.append(c_int_array("int32_t", bn, folded, 8))
-    mn, sn = _mult_arrays(p, op.index, mults, shifts, decls)
+    rqn = _fast_rq(p, op.index, _acc_bound_packed(np.asarray(w.data).reshape(out_depth, accum), folded),
+                   mults, shifts, decls)
+    mn, sn = ("NULL", "NULL") if rqn != "NULL" else _mult_arrays(p, op.index, mults, shifts, decls)
     pn = f"{p}_op{op.index}"
     decls.append(c_struct("tg_fc_params_t", pn, [
         ("batches", batches), ("accum_depth", accum), ("accum_padded", k4), ("output_depth", out_depth),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
         ("act_min", act_min), ("act_max", act_max), ("per_channel", int(per_channel)),
-        ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn),
+        ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn), ("rq", rqn),
     ]))
     xi, yi = x.index, y.index
     return Step(op, (xi,), yi, decls,
-                lambda r: f"tg_fully_connected_s8(&{pn}, {r(xi)}, {r(yi)}, {r(SCRATCH)});",
+                lambda r: f"tg_fully_connected_s8(&{pn}, {r(xi)}, {r(yi)});",
                 kernel="tg_fully_connected_s8", macs=batches * accum * out_depth,
-                notes={"per_channel": per_channel}, scratch=4 * k4)
+                notes={"per_channel": per_channel})
 
 
 # ---- CONV_2D / DEPTHWISE_CONV_2D ---------------------------------------------
@@ -328,6 +367,17 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
     k4 = 0
     if depthwise:
         decls.append(c_int_array("int8_t", wn, c["w"].data, 16))
+        # accumulators: bias + sum w * (x + input_offset), x in [-128, 127], over
+        # any subset of the taps (padding taps are skipped)
+        wd = np.abs(np.asarray(c["w"].data, dtype=np.int64)).reshape(-1, c["out_c"]).sum(axis=0)
+        off = -int(c["x"].zero_point[0])
+        bd = np.zeros(c["out_c"], dtype=np.int64) if c["bias"] is None else \
+            np.abs(np.asarray(c["bias"].data, dtype=np.int64).reshape(-1))
+        acc_bound = bd + max(abs(-128 + off), abs(127 + off)) * wd
+        w16n = "NULL"
+        if c["dm"] == 1 and c["k_h"] == 3 and c["k_w"] == 3 and c["in_c"] % 4 == 0:
+            w16n = f"{p}_op{op.index}_w16"
+            decls.append(c_int_array("int32_t", w16n, dw3x3_widened(c["w"].data, c["out_c"]), 8))
         if c["bias"] is not None:
             decls.append(c_int_array("int32_t", bn, c["bias"].data, 8))
         else:
@@ -338,11 +388,15 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
                                           c["in_c"] // c["filter_in_c"])
         decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
         decls.append(c_int_array("int32_t", bn, folded, 8))
+        acc_bound = _acc_bound_packed(w2, folded)
     per_channel = len(set(zip(c["mults"], c["shifts"]))) > 1
     if per_channel:
-        mn, sn = _mult_arrays(p, op.index, c["mults"], c["shifts"], decls)
+        mults, shifts = c["mults"], c["shifts"]
     else:
-        mn, sn = _mult_arrays(p, op.index, c["mults"][:1], c["shifts"][:1], decls)
+        mults, shifts = c["mults"][:1], c["shifts"][:1]
+    # fast requantization constants replace the multiplier / shift arrays
+    rqn = _fast_rq(p, op.index, acc_bound, mults, shifts, decls)
+    mn, sn = ("NULL", "NULL") if rqn != "NULL" else _mult_arrays(p, op.index, mults, shifts, decls)
     pn = f"{p}_op{op.index}"
     x, y = c["x"], c["y"]
     decls.append(c_struct("tg_conv_params_t", pn, [
@@ -354,7 +408,8 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
         ("act_min", c["act_min"]), ("act_max", c["act_max"]), ("per_channel", int(per_channel)),
         ("k_padded", k4), ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn),
-    ]))
+        ("rq", rqn),
+    ] + ([("w16", w16n)] if depthwise else [])))
     xi, yi = x.index, y.index
     per_out = c["k_h"] * c["k_w"] * (1 if depthwise else c["filter_in_c"])
     if depthwise:

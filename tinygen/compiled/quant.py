@@ -166,3 +166,23 @@ def mean_multiplier(input_scale: float, output_scale: float, num_elements: int) 
     if mult > (1 << 31) - 1:
         raise UnsupportedModel("MEAN multiplier out of range")
     return int(mult), int(shift - s)
+
+
+def fast_requant_constants(bounds, mults, shifts) -> list[int] | None:
+    """Constants of the kernels' fast requantization (see tg_kernels.h), or None.
+
+    ``bounds[i]`` bounds |accumulator| of every value channel i (or, per-tensor,
+    every channel) can produce. Per channel: multiplier, (left + 1) | (right << 8),
+    rounding term 2^(right - 1) (0 if right == 0). SMMULR on ``acc << (left + 1)``
+    equals the double-rounding SaturatingRoundingDoublingHighMul(acc << left,
+    multiplier) only when that shift cannot overflow int32, i.e. bound * 2^(left + 1) < 2^31; if any
+    channel fails that, None (the kernels' generic path)."""
+    out: list[int] = []
+    for b, m, s in zip(bounds, mults, shifts):
+        left, right = max(int(s), 0), max(-int(s), 0)
+        if not (0 <= int(m) < 2**31) or right > 31:
+            return None
+        if int(b) * (1 << (left + 1)) > 2**31 - 1:
+            return None
+        out += [int(m), (left + 1) | (right << 8), (1 << (right - 1)) if right else 0]
+    return out
