@@ -131,25 +131,32 @@ def check_io(m: TfliteModel, name: str = "model") -> None:
         )
 
 
+def float_ops(m: TfliteModel) -> list[str]:
+    """Distinct ops (first-use order) that still compute in float; QUANTIZE/DEQUANTIZE are the
+    converters between the two and do not count."""
+    found: list[str] = []
+    for op in m.operators:
+        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(m.tensors[i].dtype in ("float32", "float16") for i in op.outputs) and op.opcode not in found:
+            found.append(op.opcode)
+    return found
+
+
 def check_int8(m: TfliteModel, name: str = "model") -> None:
     """Refuse float or partially quantized models, naming the float ops."""
     check_io(m, name)
     inp, out = m.input_tensor(), m.output_tensor()
-    float_ops = []
-    for op in m.operators:
-        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        if any(m.tensors[i].dtype in ("float32", "float16") for i in op.outputs) and op.opcode not in float_ops:
-            float_ops.append(op.opcode)
-    if inp.dtype == "float32" and out.dtype == "float32" and len(float_ops) == len(m.op_names):
+    in_float = float_ops(m)
+    if inp.dtype == "float32" and out.dtype == "float32" and len(in_float) == len(m.op_names):
         raise UnsupportedModel(
             f"{name} is a float .tflite; a .tflite cannot be re-quantized without its training graph. "
             "Pass the .keras/.h5/SavedModel it came from (with --data for calibration), "
             "or convert it to full-integer int8 yourself"
         )
-    if float_ops:
+    if in_float:
         raise UnsupportedModel(
-            f"{name} is not fully int8: ops computing in float: {', '.join(float_ops)}; "
+            f"{name} is not fully int8: ops computing in float: {', '.join(in_float)}; "
             "re-convert with full-integer quantization (TFLITE_BUILTINS_INT8)"
         )
     if inp.dtype != "int8" or out.dtype != "int8":

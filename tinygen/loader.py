@@ -49,11 +49,33 @@ class Dataset:
 
 
 @dataclass
+class SavedModelFn:
+    """A SavedModel's serving signature with its single input (loaded once, used by
+    quantization and by the float-model predictions)."""
+    path: Path
+    loaded: object = field(repr=False)  # keeps the signature's variables alive
+    fn: object = field(repr=False)  # the 'serving_default' concrete function
+    input_name: str
+    input_shape: tuple[int, ...]  # with the batch dimension fixed to 1
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        outs = []
+        for i in range(len(x)):
+            r = self.fn(**{self.input_name: tf.constant(x[i: i + 1])})
+            r = list(r.values())[0] if isinstance(r, dict) else r
+            outs.append(np.asarray(r))
+        return np.concatenate(outs).astype(np.float32)
+
+
+@dataclass
 class UserModel:
     path: Path
     kind: str  # "keras" | "savedmodel" | "tflite"
     keras_model: object | None = field(default=None, repr=False)
     tflite_bytes: bytes | None = field(default=None, repr=False)
+    saved_model: SavedModelFn | None = field(default=None, repr=False)
 
 
 def model_kind(path: Path) -> str:
@@ -79,7 +101,7 @@ def load_model(path: str | Path) -> UserModel:
     if kind == "tflite":
         return UserModel(p, kind, tflite_bytes=p.read_bytes())
     if kind == "savedmodel":
-        return UserModel(p, kind)
+        return UserModel(p, kind, saved_model=load_saved_model(p))
     import tensorflow as tf
 
     try:
@@ -89,6 +111,27 @@ def load_model(path: str | Path) -> UserModel:
         raise TinygenError(f"{p} could not be loaded as a Keras model ({msg}); "
                            "save it with model.save('model.keras')") from None
     return UserModel(p, kind, keras_model=model)
+
+
+def load_saved_model(path: Path) -> SavedModelFn:
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise TinygenError(f"{path} could not be loaded as a SavedModel ({msg}); re-export it") from None
+    sig = loaded.signatures.get("serving_default")
+    if sig is None:
+        raise TinygenError(f"SavedModel {path} has no 'serving_default' signature; re-export it with one")
+    inputs = sig.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise TinygenError(f"SavedModel {path} has {len(inputs)} inputs; tinygen supports one")
+    (name, spec), = inputs.items()
+    if any(d is None for d in spec.shape[1:]):
+        raise TinygenError(f"SavedModel {path} input '{name}' has an unknown dimension {tuple(spec.shape)}; "
+                           "export it with a fixed input shape")
+    return SavedModelFn(path, loaded, sig, name, (1,) + tuple(int(d) for d in spec.shape[1:]))
 
 
 def load_data(path: str | Path) -> Dataset:

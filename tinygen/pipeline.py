@@ -74,7 +74,7 @@ def quiet_native():
             os.close(saved[1])
 
 
-def _budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None) -> dict:
+def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None) -> dict:
     est = board["estimates"]
     io_bytes = model.input_tensor().nbytes + model.output_tensor().nbytes
     if runtime == "tflm":
@@ -110,7 +110,7 @@ class Source:
     task: str
     tflite: bytes | None = None
     keras_model: object | None = None
-    saved_model: Path | None = None
+    saved_model: object | None = None  # tinygen.loader.SavedModelFn
     x_rep: np.ndarray | None = None
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
@@ -147,18 +147,8 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
     with quiet_native():
         um = load_model(path)
     if kind == "savedmodel":
-        import tensorflow as tf
-
-        with quiet_native():
-            loaded = tf.saved_model.load(str(path))
-        sig = loaded.signatures.get("serving_default")
-        if sig is None:
-            raise TinygenError(f"SavedModel {path} has no 'serving_default' signature; re-export it with one")
-        spec = list(sig.structured_input_signature[1].values())
-        if len(spec) != 1:
-            raise TinygenError(f"SavedModel {path} has {len(spec)} inputs; tinygen supports one")
-        in_shape = (1,) + tuple(int(d) for d in spec[0].shape[1:])
-        src = Source(name, f"{path.name} (SavedModel)", "unknown", saved_model=path, keras_model=sig)
+        in_shape = um.saved_model.input_shape
+        src = Source(name, f"{path.name} (SavedModel)", "unknown", saved_model=um.saved_model)
     else:
         in_shape = (1,) + tuple(int(d) if d is not None else -1 for d in um.keras_model.inputs[0].shape[1:])
         src = Source(name, f"{path.name} (Keras)", "unknown", keras_model=um.keras_model)
@@ -168,18 +158,13 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
 
 
 def _float_predict(src: Source, x: np.ndarray) -> np.ndarray | None:
-    if src.keras_model is None or x is None:
+    if x is None:
         return None
     with quiet_native():
         if src.saved_model is not None:
-            import tensorflow as tf
-
-            outs = []
-            for i in range(len(x)):
-                r = src.keras_model(tf.constant(x[i: i + 1]))
-                r = list(r.values())[0] if isinstance(r, dict) else r
-                outs.append(np.asarray(r))
-            return np.concatenate(outs).astype(np.float32)
+            return src.saved_model.predict(x)
+        if src.keras_model is None:
+            return None
         return np.asarray(src.keras_model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
 
 
@@ -259,6 +244,6 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         vec["float_outputs"] = float_out[:n].astype(np.float32)
     if task == "classification" and src.y_test is not None:
         vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
-    budget = _budget(board, runtime, m, arena, compiled["peak_bytes"] if compiled else None)
+    plan_budget = budget(board, runtime, m, arena, compiled["peak_bytes"] if compiled else None)
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, src.description, task, note,
-                vec, qual, budget, compiled, tflm_dir)
+                vec, qual, plan_budget, compiled, tflm_dir)

@@ -21,7 +21,6 @@ Two deliberate choices:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -60,48 +59,40 @@ def _representative(samples: np.ndarray, limit: int = 300):
     return gen
 
 
-def _float_ops(tflite_bytes: bytes) -> list[str]:
-    """Ops in a (partially) quantized model that still compute in float."""
+def _refuse_float_ops(tflite_bytes: bytes) -> None:
+    """Raise UnsupportedModel naming the ops of a converted model that still compute in float."""
+    from tinygen.analyze import float_ops
     from tinygen.tflite_model import parse_model
 
-    m = parse_model(tflite_bytes)
-    bad = []
-    for op in m.operators:
-        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        dtypes = {m.tensors[t].dtype for t in op.outputs}
-        if dtypes & {"float32", "float16"} and op.opcode not in bad:
-            bad.append(op.opcode)
-    return bad
+    bad = float_ops(parse_model(tflite_bytes))
+    if bad:
+        raise UnsupportedModel(
+            f"model cannot be fully int8-quantized: ops without an int8 kernel: {', '.join(bad)}; "
+            "replace those layers or train a model without them")
 
 
 def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = False) -> bytes:
-    """Convert a float Keras model to a full-integer int8 .tflite (batch fixed to 1)."""
+    """Convert a float Keras model, or a loaded SavedModel (:class:`tinygen.loader.SavedModelFn`),
+    to a full-integer int8 .tflite with the batch fixed to 1."""
     import tensorflow as tf
 
-    if isinstance(model, (str, Path)):
-        return quantize_saved_model(Path(model), representative, per_channel_dense=per_channel_dense)
+    from tinygen.loader import SavedModelFn
+
+    if isinstance(model, SavedModelFn):
+        return quantize_saved_model(model, representative, per_channel_dense=per_channel_dense)
     conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
     return _convert(conv, representative, per_channel_dense)
 
 
-def quantize_saved_model(path: Path, representative: np.ndarray, *, per_channel_dense: bool = False) -> bytes:
+def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: bool = False) -> bytes:
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))
-    sig = loaded.signatures.get("serving_default")
-    if sig is None:
-        raise TinygenError(f"SavedModel {path} has no 'serving_default' signature; re-export it with one")
-    (name, spec), = sig.structured_input_signature[1].items() if len(sig.structured_input_signature[1]) == 1 else \
-        (_ for _ in ()).throw(UnsupportedModel(f"SavedModel {path} has several inputs; tinygen supports one"))
-    shape = [1] + list(spec.shape[1:])
-
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=name)])
+    @tf.function(input_signature=[tf.TensorSpec(list(sm.input_shape), tf.float32, name=sm.input_name)])
     def serve(x):
-        out = sig(**{name: x})
+        out = sm.fn(**{sm.input_name: x})
         return list(out.values())[0] if isinstance(out, dict) else out
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], loaded)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], sm.loaded)
     return _convert(conv, representative, per_channel_dense)
 
 
@@ -124,20 +115,13 @@ def _convert(conv, representative, per_channel_dense: bool) -> bytes:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             conv.inference_input_type = tf.float32
             conv.inference_output_type = tf.float32
-            bad = _float_ops(bytes(conv.convert()))
+            fallback = bytes(conv.convert())
         except Exception:
-            bad = []
-        if bad:
-            raise UnsupportedModel(
-                f"model cannot be fully int8-quantized: ops without an int8 kernel: {', '.join(bad)}; "
-                "replace those layers or train a model without them"
-            ) from None
+            fallback = None
+        if fallback is not None:
+            _refuse_float_ops(fallback)
         raise UnsupportedModel(f"int8 conversion failed: {first[:300]}") from None
     # The converter can leave an op without an int8 kernel in float, wrapped in
     # DEQUANTIZE/QUANTIZE, and still succeed: that is not a full-integer model.
-    bad = _float_ops(result)
-    if bad:
-        raise UnsupportedModel(
-            f"model cannot be fully int8-quantized: ops without an int8 kernel: {', '.join(bad)}; "
-            "replace those layers or train a model without them")
+    _refuse_float_ops(result)
     return result
