@@ -242,7 +242,7 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
     """Ops, tensors, parameters, MACs, measured arena and board fit of an int8 .tflite."""
     from tinygen import analyze as an
     from tinygen.boards import all_boards
-    from tinygen.pipeline import _budget
+    from tinygen.pipeline import budget
     from tinygen.reference import measure_arena
     from tinygen.tflite_model import read_model
 
@@ -256,26 +256,22 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
     with _Progress(not as_json) as progress:
         progress("measuring the TFLM arena (tflite_micro, bisection)")
         arena = measure_arena(m.raw, m, str(p))
-    cplan = None
-    if runtime == "compiled":
-        from tinygen import compiled as cmod
+    from tinygen import compiled as cmod
 
+    if runtime == "compiled":
         cmod.check_supported(m)
-        cplan = cmod.plan_memory(m)
+    # One static plan serves every board's fit check (and the table when --runtime compiled).
+    compiled_plan = None if cmod.unsupported_ops(m) else cmod.plan_memory(m)
+    cplan = compiled_plan if runtime == "compiled" else None
+    tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in a.ops)
     fits = {}
     for bid, b in all_boards().items():
         fits[bid] = {}
         for rt in b["runtimes"]:
-            if rt == "tflm" and any(op not in an.TFLM_RESOLVER_METHODS for op in a.ops):
-                continue
-            peak = None
-            if rt == "compiled":
-                from tinygen import compiled as cmod
-
-                if cmod.unsupported_ops(m):
-                    continue
-                peak = (cplan or cmod.plan_memory(m)).peak_bytes
-            fits[bid][rt] = _budget(b, rt, m, arena, peak)
+            if rt == "tflm" and tflm_ok:
+                fits[bid][rt] = budget(b, rt, m, arena, None)
+            elif rt == "compiled" and compiled_plan is not None:
+                fits[bid][rt] = budget(b, rt, m, arena, compiled_plan.peak_bytes)
     tensors = [{"index": t.index, "name": t.name, "shape": list(t.shape), "dtype": t.dtype,
                 "scale": list(t.scale) if len(t.scale) <= 1 else f"per-channel ({len(t.scale)}, axis "
                 f"{t.quantized_dimension})", "zero_point": list(t.zero_point[:1]) if t.zero_point else [],
@@ -285,8 +281,6 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
                 "macs": a.macs, "model_bytes": a.model_bytes, "arena": arena.as_dict(), "tensors": tensors,
                 "fits": fits}
         if cplan is not None:
-            from tinygen import compiled as cmod
-
             data["compiled_memory_plan"] = {"peak_bytes": cplan.peak_bytes, "tensors": cmod.memory_table(cplan)}
         _emit_json(data)
         return
@@ -309,8 +303,6 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
     out.print(f"TFLM arena: {_fmt(arena.recommended_bytes)} B recommended (host minimum {_fmt(arena.host_min_bytes)} B,"
               f" scratch bound {_fmt(arena.scratch_bound_bytes)} B, +10% +1 KiB)")
     if cplan is not None:
-        from tinygen import compiled as cmod
-
         ct = Table(title=f"compiled runtime memory plan: peak {_fmt(cplan.peak_bytes)} B "
                          f"(TFLM arena measured: {_fmt(arena.host_min_bytes)} B)")
         rows = cmod.memory_table(cplan)

@@ -50,12 +50,7 @@ def firmware_elf(project: Path, env: str) -> Path:
 def pio_build(project: Path, board: dict, target: str | None = None, upload_port: str | None = None) -> None:
     from tinygen import pio
 
-    if upload_port:
-        # PlatformIO reads the upload port from the environment when no option is given.
-        import os
-
-        os.environ["PLATFORMIO_UPLOAD_PORT"] = upload_port
-    pio.pio_run(project, target=target, environment=board["id"])
+    pio.pio_run(project, target=target, environment=board["id"], upload_port=upload_port)
 
 
 def resolve_port(port: str, board: dict) -> str:

@@ -411,8 +411,9 @@ def pio_run(
     environment: str | None = None,
     core_dir: Path | None = None,
     timeout: float = 1800,
+    upload_port: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """``pio run`` in ``project_dir`` (optionally ``-t target``, ``-e environment``).
+    """``pio run`` in ``project_dir`` (optionally ``-t target``, ``-e environment``, ``--upload-port``).
 
     Makes sure the core dir is set up for offline use first. Returns the
     completed process (stdout holds stdout+stderr). Raises ToolFailure with one
@@ -429,6 +430,8 @@ def pio_run(
         args += ["--environment", environment]
     if target:
         args += ["--target", target]
+    if upload_port:
+        args += ["--upload-port", upload_port]
     if verbose:
         args.append("--verbose")
     proc = _run_pio(args, core_dir=core_dir, timeout=timeout)

@@ -82,21 +82,22 @@ def render(plan: Plan) -> dict[str, bytes]:
     # on Arduino boards PlatformIO takes it as a library.
     tflm_tree = Path(plan.tflm_dir).resolve().as_posix() if plan.runtime == "tflm" and plan.tflm_dir else None
     tflm_bare_metal = tflm_tree is not None and board["hal"] == "mps2"
-    readme_tflm = None
+    tflm_source: list[str] = []  # how the README names the TFLM the project builds against
     if plan.runtime == "tflm":
         if tflm_bare_metal:
             custom += [("tflm_dir", tflm_tree), ("tflm_ops", " ".join(a.ops))]
-            readme_tflm = [f"source tree {tflm_tree}, compiled by the tinygen-mps2 platform"]
+            tflm_source = [f"source tree {tflm_tree}, compiled by the tinygen-mps2 platform"]
         elif tflm_tree:
-            lib_deps = [f"symlink://{tflm_tree}"]
+            lib_deps = tflm_source = [f"symlink://{tflm_tree}"]
         else:
-            lib_deps = list(board["tflm"]["lib_deps"])
+            lib_deps = tflm_source = list(board["tflm"]["lib_deps"])
     it, ot = m.input_tensor(), m.output_tensor()
     ctx = dict(
         version=__version__, source=plan.source, sha256=m.sha256, board=board, runtime=plan.runtime,
         name=plan.name, model_len=len(m.raw), ops=a.ops, params=a.params, macs=a.macs, arena=plan.arena,
         compiled_peak=plan.compiled["peak_bytes"] if plan.compiled else None, budget=plan.budget,
-        quantization_note=plan.quantization_note, lib_deps=lib_deps, build_flags=build_flags, custom=custom,
+        quantization_note=plan.quantization_note, lib_deps=lib_deps, tflm_source=tflm_source,
+        build_flags=build_flags, custom=custom,
         emulated=emulated, n_vectors=len(plan.vectors["inputs"]), input_shape=list(it.shape),
         output_shape=list(ot.shape), has_float="float_outputs" in plan.vectors,
         has_float_inputs="float_inputs" in plan.vectors, has_labels="labels" in plan.vectors,
@@ -109,10 +110,7 @@ def render(plan: Plan) -> dict[str, bytes]:
         return env.get_template(name).render(**ctx, **extra).encode()
 
     out["platformio.ini"] = tpl("platformio.ini.j2")
-    if readme_tflm is None:
-        out["README.md"] = tpl("README.md.j2")
-    else:
-        out["README.md"] = env.get_template("README.md.j2").render(**{**ctx, "lib_deps": readme_tflm}).encode()
+    out["README.md"] = tpl("README.md.j2")
     out["model.tflite"] = m.raw
     out["tinygen.json"] = (json.dumps(manifest(plan), indent=2, sort_keys=True) + "\n").encode()
     out["vectors/reference.npz"] = npz_bytes(plan.vectors)
