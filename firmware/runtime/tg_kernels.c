@@ -1069,7 +1069,9 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
 
 /* ==== pooling ============================================================= */
 
-void tg_avg_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *output)
+/* Both pools walk the same clipped windows (TFLM's reference pooling: the window is cut to
+ * the input, padding never counts); they differ only in how a window is reduced. */
+static void tg_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *output, int is_max)
 {
     int32_t b, oy, ox, c, fy, fx;
     for (b = 0; b < p->batches; b++) {
@@ -1084,14 +1086,17 @@ void tg_avg_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *outp
                 const int32_t fx1 = tg_min32(p->filter_w, p->in_w - x0);
                 const int32_t count = (fy1 - fy0) * (fx1 - fx0);
                 for (c = 0; c < p->channels; c++) {
-                    int32_t acc = 0;
+                    int32_t acc = is_max ? -128 : 0;
                     for (fy = fy0; fy < fy1; fy++) {
                         for (fx = fx0; fx < fx1; fx++) {
-                            acc += in_b[((y0 + fy) * p->in_w + (x0 + fx)) * p->channels + c];
+                            const int32_t v = in_b[((y0 + fy) * p->in_w + (x0 + fx)) * p->channels + c];
+                            acc = is_max ? tg_max32(acc, v) : acc + v;
                         }
                     }
-                    /* count > 0: tinygen only emits windows that overlap the input. */
-                    acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    if (!is_max) {
+                        /* count > 0: tinygen only emits windows that overlap the input. */
+                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    }
                     *output++ = tg_clamp_to_s8(acc, p->act_min, p->act_max);
                 }
             }
@@ -1099,31 +1104,14 @@ void tg_avg_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *outp
     }
 }
 
+void tg_avg_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *output)
+{
+    tg_pool_s8(p, input, output, 0);
+}
+
 void tg_max_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *output)
 {
-    int32_t b, oy, ox, c, fy, fx;
-    for (b = 0; b < p->batches; b++) {
-        const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->channels);
-        for (oy = 0; oy < p->out_h; oy++) {
-            const int32_t y0 = oy * p->stride_h - p->pad_h;
-            const int32_t fy0 = tg_max32(0, -y0);
-            const int32_t fy1 = tg_min32(p->filter_h, p->in_h - y0);
-            for (ox = 0; ox < p->out_w; ox++) {
-                const int32_t x0 = ox * p->stride_w - p->pad_w;
-                const int32_t fx0 = tg_max32(0, -x0);
-                const int32_t fx1 = tg_min32(p->filter_w, p->in_w - x0);
-                for (c = 0; c < p->channels; c++) {
-                    int32_t best = -128;
-                    for (fy = fy0; fy < fy1; fy++) {
-                        for (fx = fx0; fx < fx1; fx++) {
-                            best = tg_max32(best, in_b[((y0 + fy) * p->in_w + (x0 + fx)) * p->channels + c]);
-                        }
-                    }
-                    *output++ = tg_clamp_to_s8(best, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
+    tg_pool_s8(p, input, output, 1);
 }
 
 /* ==== SOFTMAX ============================================================= */

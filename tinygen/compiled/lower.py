@@ -111,6 +111,18 @@ def _need_int8_act(m: TfliteModel, op: Operator, t: Tensor, what: str) -> None:
         raise OpRefused(op, f"{what} tensor '{t.name}' has shape {t.shape}")
 
 
+def _int8_io(m: TfliteModel, op: Operator) -> tuple[Tensor, Tensor]:
+    """The one activation input and the output of an op, both per-tensor int8; a constant
+    input is refused (there is nothing to compute at run time)."""
+    x, = _act_inputs(m, op, 1)
+    y = m.tensors[op.outputs[0]]
+    _need_int8_act(m, op, x, "input")
+    _need_int8_act(m, op, y, "output")
+    if x.is_constant:
+        raise OpRefused(op, "constant input")
+    return x, y
+
+
 def _act_inputs(m: TfliteModel, op: Operator, n: int) -> list[Tensor]:
     if len(op.outputs) != 1:
         raise OpRefused(op, f"{len(op.outputs)} outputs")
@@ -254,12 +266,7 @@ def _mult_arrays(p: str, idx: int, mults, shifts, decls: list[str]):
 # ---- FULLY_CONNECTED ---------------------------------------------------------
 
 def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     if op.options.get("weightsFormat", 0) != 0:
         raise OpRefused(op, "shuffled weights format")
     if op.options.get("asymmetricQuantizeInputs", False):
@@ -312,12 +319,7 @@ def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
 # ---- CONV_2D / DEPTHWISE_CONV_2D ---------------------------------------------
 
 def _conv_common(m: TfliteModel, op: Operator, depthwise: bool):
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     w_t = m.tensors[op.inputs[1]]
     if len(x.shape) != 4 or len(y.shape) != 4 or len(w_t.shape) != 4:
         raise OpRefused(op, "input, filter and output must be 4-D (NHWC)")
@@ -422,12 +424,7 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
 # ---- pooling -----------------------------------------------------------------
 
 def _pool(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     if len(x.shape) != 4 or len(y.shape) != 4:
         raise OpRefused(op, "input and output must be 4-D (NHWC)")
     if abs(f32diff(x.scale[0], y.scale[0])) > 1.0e-6 or x.zero_point[0] != y.zero_point[0]:
@@ -483,12 +480,7 @@ def _reshape(m: TfliteModel, op: Operator, p: str) -> Step:
 # ---- SOFTMAX -------------------------------------------------------------------
 
 def _softmax(m: TfliteModel, op: Operator, p: str) -> Step:
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     if y.zero_point[0] != -128 or quant.f32(y.scale[0]) != quant.f32(1.0 / 256):
         raise OpRefused(op, "int8 softmax output must have scale 1/256 and zero point -128")
     if x.shape != y.shape or not x.shape:
@@ -510,12 +502,7 @@ def _softmax(m: TfliteModel, op: Operator, p: str) -> Step:
 # ---- LOGISTIC / TANH -------------------------------------------------------------
 
 def _sigmoid(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     if x.size != y.size:
         raise OpRefused(op, "input and output sizes differ")
     if kind == "logistic" and y.zero_point[0] != -128:
@@ -604,12 +591,7 @@ def _binary(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
 # ---- RELU / RELU6 / QUANTIZE ---------------------------------------------------------
 
 def _unary_checks(m: TfliteModel, op: Operator):
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     if x.size != y.size:
         raise OpRefused(op, "input and output sizes differ")
     return x, y
@@ -659,12 +641,7 @@ def _relu6(m: TfliteModel, op: Operator, p: str) -> Step:
 def _pad(m: TfliteModel, op: Operator, p: str) -> Step:
     if len(op.inputs) != 2:
         raise OpRefused(op, "PAD with a constant-value input (PADV2 form)")
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     pads = m.tensors[op.inputs[1]]
     if not pads.is_constant or pads.dtype != "int32":
         raise OpRefused(op, "paddings must be a constant int32 tensor")
@@ -690,12 +667,7 @@ def _pad(m: TfliteModel, op: Operator, p: str) -> Step:
 # ---- MEAN -------------------------------------------------------------------------------
 
 def _mean(m: TfliteModel, op: Operator, p: str) -> Step:
-    x, = _act_inputs(m, op, 1)
-    y = m.tensors[op.outputs[0]]
-    _need_int8_act(m, op, x, "input")
-    _need_int8_act(m, op, y, "output")
-    if x.is_constant:
-        raise OpRefused(op, "constant input")
+    x, y = _int8_io(m, op)
     axis_t = m.tensors[op.inputs[1]]
     if not axis_t.is_constant or axis_t.dtype != "int32":
         raise OpRefused(op, "axis must be a constant int32 tensor")
