@@ -107,7 +107,7 @@ def recipe(name):
     def build():
         from tinygen.recipes import train
 
-        with H.quiet_fds():
+        with H.quiet_native():
             tr = train(name)
         return tr.model, tr.x_rep
 

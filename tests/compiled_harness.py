@@ -8,7 +8,6 @@ an expected output any other way.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygen.compiled import emit, kernel_sources
+from tinygen.pipeline import quiet_native  # fds 1/2 silenced: TF's converter prints from C++
 from tinygen.tflite_model import TfliteModel
 
 HOST_CFLAGS = ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
@@ -31,26 +31,10 @@ M4_CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d1
 _JOBS = max(2, os.cpu_count() or 2)
 
 
-@contextlib.contextmanager
-def quiet_fds():
-    """Silence fds 1 and 2 (TensorFlow's converter prints from C++)."""
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved + [devnull]:
-            os.close(fd)
-
-
 def quantize_quiet(keras_model, rep: np.ndarray, per_channel_dense: bool = False) -> bytes:
     from tinygen.quantize import quantize
 
-    with quiet_fds():
+    with quiet_native():
         return quantize(keras_model, rep, per_channel_dense=per_channel_dense)
 
 
@@ -593,7 +577,7 @@ def recipe_tflite(name: str) -> tuple[bytes, bytes]:
     per-channel FULLY_CONNECTED weights."""
     from tinygen.recipes import train
 
-    with quiet_fds():
+    with quiet_native():
         tr = train(name)
     return (quantize_quiet(tr.model, tr.x_rep, per_channel_dense=False),
             quantize_quiet(tr.model, tr.x_rep, per_channel_dense=True))

@@ -55,6 +55,7 @@ def make_project(dest: Path, board_id: str = "qemu-m4") -> Path:
     shutil.copytree(FIXTURE, dest)
     src = dest / "src"
     shutil.copy2(HAL / "tg_hal.h", src)
+    shutil.copy2(HAL.parent / "app" / "tg_app.h", src)  # the real entry points main.c calls
     for item in (HAL / "mps2").iterdir():
         shutil.copy2(item, src)
     if board_id != "qemu-m4":
