@@ -125,9 +125,13 @@ def recurrent_hint(layers: list[list[str]]) -> str | None:
     if not rec:
         return None
     name, cls = rec[0]
+    if cls in ("GRU", "SimpleRNN"):
+        fix = f"rebuild it with {cls}(..., unroll=True) and a fixed sequence length (that converts to int8)"
+    else:  # unrolled, an LSTM still leaves a float SPLIT op: not a full-integer model
+        fix = ("an LSTM does not become full int8 even with unroll=True; use GRU(..., unroll=True) with a "
+               "fixed sequence length instead")
     return (f"the model has a recurrent {cls} layer ('{name}'), which the int8 converter cannot calibrate as a "
-            f"loop: rebuild it with {cls}(..., unroll=True) and a fixed sequence length, replace it with "
-            "Conv1D/Dense layers, or convert it yourself and pass an int8 .tflite")
+            f"loop: {fix}, or Conv1D/Dense layers, or pass an int8 .tflite you converted yourself")
 
 
 # ---------------------------------------------------------------- child side
