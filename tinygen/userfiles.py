@@ -115,6 +115,9 @@ def copy_user_tree(src: str | Path, dest: Path, kind: str, limit: int) -> None:
         out = dest / here.relative_to(root)
         out.mkdir(parents=True, exist_ok=True)
         for name in sorted(filenames):
-            data = read_user_file(here / name, kind, limit - total)
+            data = read_user_file(here / name, kind, limit)
             total += len(data)
+            if total > limit:
+                raise TinygenError(f"{kind} {root} holds more than tinygen's {limit // MIB} MiB limit for "
+                                   f"{kind} files; use a smaller model")
             (out / name).write_bytes(data)

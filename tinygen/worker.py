@@ -60,7 +60,7 @@ class Workdir:
         self._tmp.cleanup()
 
 
-def _signal_name(rc: int) -> str | None:
+def signal_name(rc: int) -> str | None:
     sig = -rc if rc < 0 else rc - 128 if rc > 128 else None
     if sig is None:
         return None
@@ -72,7 +72,7 @@ def _signal_name(rc: int) -> str | None:
 
 def crash_message(step: str, rc: int, subject: str, hint: str | None) -> str:
     tool, doing = STEPS.get(step, STEPS["start"])
-    sig = _signal_name(rc)
+    sig = signal_name(rc)
     how = f"crashed ({sig})" if sig else f"exited with status {rc}"
     what = hint or ("check the model with TensorFlow itself, and that --data holds ordinary values "
                     "(set TINYGEN_DEBUG=1 to see TensorFlow's messages)")
