@@ -92,7 +92,8 @@ def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | No
     result_path = work / f"{job}.result.json"
     result_path.unlink(missing_ok=True)
     env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not os.environ.get("TINYGEN_DEBUG"):
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env["PYTHONHASHSEED"] = "0"
     try:
         res = subprocess.run([sys.executable, "-m", "tinygen.worker", job, str(work)], capture_output=True,
@@ -218,6 +219,9 @@ JOBS = {"describe": _job_describe, "convert": _job_convert}
 
 
 def _child(job: str, work_dir: str) -> int:
+    import faulthandler
+
+    faulthandler.enable()  # a native crash leaves the Python stack on stderr (shown with TINYGEN_DEBUG=1)
     work = Path(work_dir)
     _step("start")
     args = json.loads((work / f"{job}.json").read_text())
