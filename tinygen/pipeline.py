@@ -104,36 +104,49 @@ def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
 
 @dataclass
 class Source:
-    """What the pipeline starts from, after loading/training (float model optional)."""
+    """What the pipeline starts from, after loading/training.
+
+    A float model is never held in this process: ``model_path`` is a private copy
+    (or the saved recipe model) that the :mod:`tinygen.worker` child loads, and
+    ``work`` is the private directory holding it."""
     name: str
     description: str
     task: str
     tflite: bytes | None = None
-    keras_model: object | None = None
-    saved_model: object | None = None  # tinygen.loader.SavedModelFn
+    model_path: Path | None = None  # staged .keras/.h5 or SavedModel directory
+    model_kind: str | None = None  # "keras" | "savedmodel"
+    work: object | None = field(default=None, repr=False)  # tinygen.worker.Workdir
+    hint: str | None = None  # what to try if the converter crashes (recurrent layers)
     x_rep: np.ndarray | None = None
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    float_pred: np.ndarray | None = field(default=None, repr=False)  # float model on x_test, from the worker
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
     from tinygen.recipes import train
+    from tinygen.worker import Workdir
 
     with quiet_native():
         tr = train(recipe, seed=seed, epochs=epochs, progress=lambda s: None)
-    return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, keras_model=tr.model,
-                  x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test)
+        work = Workdir()
+        path = work.path / f"{tr.name}.keras"
+        tr.model.save(path)  # the same child path as a user's model quantizes and predicts it
+    return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=path, model_kind="keras",
+                  work=work, x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test)
 
 
 def source_from_user(model_path: str, data_path: str | None) -> Source:
-    from tinygen.loader import Dataset, fit_to_input, load_data, load_model, model_kind
+    from tinygen.loader import Dataset, fit_to_input, load_data, model_kind, stage_model
+    from tinygen.userfiles import MODEL_LIMIT, read_user_file
+    from tinygen.worker import Workdir, recurrent_hint, run_job
 
     path = Path(model_path)
     kind = model_kind(path)
     data = load_data(data_path) if data_path else None
-    name = path.stem if path.is_file() else path.name
+    name = path.stem if kind != "savedmodel" else path.name
     if kind == "tflite":
-        raw = path.read_bytes()
+        raw = read_user_file(path, "model", MODEL_LIMIT)
         m = parse_model(raw, str(path))
         an.check_int8(m, str(path))
         src = Source(name, f"{path.name} (int8 .tflite, used as is)", "unknown", tflite=raw)
@@ -144,28 +157,52 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
     if data is None:
         raise TinygenError(f"--data is required with a float model ({path.name}): int8 quantization needs "
                            "representative samples (.npz with x[, y], .npy or .csv)")
-    with quiet_native():
-        um = load_model(path)
-    if kind == "savedmodel":
-        in_shape = um.saved_model.input_shape
-        src = Source(name, f"{path.name} (SavedModel)", "unknown", saved_model=um.saved_model)
-    else:
-        in_shape = (1,) + tuple(int(d) if d is not None else -1 for d in um.keras_model.inputs[0].shape[1:])
-        src = Source(name, f"{path.name} (Keras)", "unknown", keras_model=um.keras_model)
-    x = fit_to_input(data.x, in_shape, data.source).astype(np.float32)
+    work = Workdir()
+    try:
+        staged = stage_model(path, kind, work.path)
+        desc = run_job("describe", work.path, {"kind": kind, "model": str(staged), "display": path.name},
+                       subject=path.name, timeout=600)
+        hint = recurrent_hint(desc.get("layers", []))
+        in_shape = tuple(desc["input_shape"])
+        if any(d < 0 for d in in_shape):
+            raise TinygenError(f"{path.name}: the model input has an unknown dimension "
+                               f"{tuple(d if d >= 0 else None for d in in_shape)}; give the Keras Input a fixed "
+                               "shape" + (" (a fixed sequence length for a recurrent layer)" if hint else ""))
+        x = fit_to_input(data.x, in_shape, data.source).astype(np.float32)
+    except BaseException:
+        work.cleanup()
+        raise
+    src = Source(name, f"{path.name} ({'SavedModel' if kind == 'savedmodel' else 'Keras'})", "unknown",
+                 model_path=staged, model_kind=kind, work=work, hint=hint)
     src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
     return src
 
 
+def _convert_in_worker(src: Source, per_channel_dense: bool) -> bytes:
+    """int8 .tflite bytes (and src.float_pred) from the worker child; the private copy is removed after."""
+    from tinygen.worker import run_job
+
+    arrays = {"rep": np.asarray(src.x_rep[:300], dtype=np.float32)}  # quantize calibrates on <= 300 samples
+    if src.x_test is not None:
+        arrays["test"] = np.asarray(src.x_test, dtype=np.float32)
+    work = src.work.path
+    try:
+        result = run_job("convert", work, {"kind": src.model_kind, "model": str(src.model_path),
+                                           "display": src.name, "per_channel_dense": per_channel_dense},
+                         arrays, subject=src.name, timeout=1800, hint=src.hint)
+        raw = (work / result["model"]).read_bytes()
+        if result.get("predictions"):
+            src.float_pred = np.load(work / "convert.pred.npy", allow_pickle=False)
+    finally:
+        src.work.cleanup()
+    return raw
+
+
 def _float_predict(src: Source, x: np.ndarray) -> np.ndarray | None:
-    if x is None:
+    """The float model's outputs on the held-out samples (computed by the worker while converting)."""
+    if x is None or src.float_pred is None or len(src.float_pred) != len(x):
         return None
-    with quiet_native():
-        if src.saved_model is not None:
-            return src.saved_model.predict(x)
-        if src.keras_model is None:
-            return None
-        return np.asarray(src.keras_model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
+    return src.float_pred
 
 
 def infer_task(src: Source, out_shape: tuple[int, ...]) -> str:
@@ -189,11 +226,8 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         raw = src.tflite
         note = "int8 .tflite used as is"
     else:
-        from tinygen.quantize import quantize
-
         progress("quantizing to int8 (TFLite converter)")
-        with quiet_native():
-            raw = quantize(src.saved_model or src.keras_model, src.x_rep, per_channel_dense=per_channel_dense)
+        raw = _convert_in_worker(src, per_channel_dense)
         note = ("Dense per-channel (runtime computes per-channel FULLY_CONNECTED exactly)" if per_channel_dense
                 else "Dense per-tensor (the board's TFLM library computes per-tensor FULLY_CONNECTED only)")
     m = parse_model(raw, src.name)

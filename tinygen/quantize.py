@@ -49,12 +49,16 @@ def _batch1_model(model):
     return tf.keras.Model(inputs[0], model(inputs[0], training=False), name=model.name)
 
 
-def _representative(samples: np.ndarray, limit: int = 300):
+def _representative(samples: np.ndarray, limit: int = 300, on_calibrate=None):
     samples = np.asarray(samples, dtype=np.float32)
 
     def gen():
+        if on_calibrate:
+            on_calibrate(False)
         for i in range(min(len(samples), limit)):
             yield [samples[i: i + 1]]
+        if on_calibrate:  # the converter goes on to quantize with the ranges it saw
+            on_calibrate(True)
 
     return gen
 
@@ -71,20 +75,26 @@ def _refuse_float_ops(tflite_bytes: bytes) -> None:
             "replace those layers or train a model without them")
 
 
-def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = False) -> bytes:
+def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = False, on_calibrate=None) -> bytes:
     """Convert a float Keras model, or a loaded SavedModel (:class:`tinygen.loader.SavedModelFn`),
-    to a full-integer int8 .tflite with the batch fixed to 1."""
+    to a full-integer int8 .tflite with the batch fixed to 1.
+
+    This runs the TFLite converter in the calling process; tinygen itself calls it only in
+    the child of :mod:`tinygen.worker`.  ``on_calibrate(done)`` is told when calibration
+    starts (False) and ends (True), so a crash can be attributed to its step."""
     import tensorflow as tf
 
     from tinygen.loader import SavedModelFn
 
     if isinstance(model, SavedModelFn):
-        return quantize_saved_model(model, representative, per_channel_dense=per_channel_dense)
+        return quantize_saved_model(model, representative, per_channel_dense=per_channel_dense,
+                                    on_calibrate=on_calibrate)
     conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
-    return _convert(conv, representative, per_channel_dense)
+    return _convert(conv, representative, per_channel_dense, on_calibrate)
 
 
-def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: bool = False) -> bytes:
+def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: bool = False,
+                         on_calibrate=None) -> bytes:
     import tensorflow as tf
 
     @tf.function(input_signature=[tf.TensorSpec(list(sm.input_shape), tf.float32, name=sm.input_name)])
@@ -93,14 +103,14 @@ def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: b
         return list(out.values())[0] if isinstance(out, dict) else out
 
     conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], sm.loaded)
-    return _convert(conv, representative, per_channel_dense)
+    return _convert(conv, representative, per_channel_dense, on_calibrate)
 
 
-def _convert(conv, representative, per_channel_dense: bool) -> bytes:
+def _convert(conv, representative, per_channel_dense: bool, on_calibrate=None) -> bytes:
     import tensorflow as tf
 
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = _representative(representative)
+    conv.representative_dataset = _representative(representative, on_calibrate=on_calibrate)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8

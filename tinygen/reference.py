@@ -82,16 +82,19 @@ def _run_child(args: list[str], timeout: float, name: str) -> subprocess.Complet
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        # errors="replace": TFLM logs can quote tensor names, which are the model author's bytes.
         return subprocess.run([sys.executable, "-m", "tinygen.reference", *args], capture_output=True,
-                              text=True, timeout=timeout, env=env)
+                              text=True, errors="replace", timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise ToolFailure(f"the tflite_micro reference interpreter timed out on {name} after {timeout:.0f} s; "
                           "the model may be too large to simulate on this host") from None
 
 
 def _crash_message(name: str, rc: int) -> str:
-    sig = -rc if rc < 0 else rc - 128 if rc > 128 else None
-    how = {6: "aborted (SIGABRT)", 11: "crashed (SIGSEGV)"}.get(sig, f"exited with status {rc}")
+    from tinygen.worker import signal_name
+
+    sig = signal_name(rc)
+    how = "aborted (SIGABRT)" if sig == "SIGABRT" else f"crashed ({sig})" if sig else f"exited with status {rc}"
     return (f"the tflite_micro reference interpreter {how} on {name}; its kernels cannot run this model, "
             "so tinygen cannot produce reference outputs. Try a smaller input, fewer/other layers, "
             "or check the model with TFLite's own interpreter")
