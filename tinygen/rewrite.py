@@ -70,11 +70,19 @@ def _scales(t) -> list[float]:
     return [] if q is None or q.scale is None else list(q.scale)
 
 
-def _rewritable(g, op, opts) -> bool:
+def _constant(model, t) -> bool:
+    buffers = model.buffers or []
+    buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
+    return buf is not None and ((buf.data is not None and len(buf.data) > 0) or getattr(buf, "offset", 0) > 1)
+
+
+def _rewritable(model, g, op, opts) -> bool:
     ins = [int(i) for i in op.inputs]
     if len(ins) < 2 or ins[0] < 0 or ins[1] < 0 or len(op.outputs) != 1:
         return False
     x, w, y = g.tensors[ins[0]], g.tensors[ins[1]], g.tensors[int(op.outputs[0])]
+    if not _constant(model, w):  # weights computed at run time: their producer needs the 2-D shape
+        return False
     bias = g.tensors[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
     ws = _shape(w)
     if (x.type, w.type, y.type) != (_INT8, _INT8, _INT8) or len(ws) != 2 or min(ws) <= 0:
@@ -111,7 +119,7 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
         c = model.operatorCodes[op.opcodeIndex]
         return max(int(c.builtinCode), int(c.deprecatedBuiltinCode))
 
-    todo = [op for op in ops if code_of(op) == fc and _rewritable(g, op, op.builtinOptions)]
+    todo = [op for op in ops if code_of(op) == fc and _rewritable(model, g, op, op.builtinOptions)]
     if not todo:
         return raw, 0
     for buf in model.buffers or []:
@@ -119,6 +127,7 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
         if getattr(buf, "offset", 0) > 1:
             buf.data = np.frombuffer(raw[buf.offset: buf.offset + buf.size], dtype=np.uint8).copy()
             buf.offset, buf.size = 0, 0
+    model.buffers = model.buffers or []
     uses: dict[int, int] = {}
     for op in ops:
         for i in op.inputs:
