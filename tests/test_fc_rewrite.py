@@ -337,7 +337,7 @@ def _assert_cmsis_nn_kernels(project: Path, *symbols: str) -> None:
 
 @pytest.mark.tflm
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["mlp", "batch"])
+@pytest.mark.parametrize("kind", ["mlp", "keep", "batch"])
 def test_tree_qemu_m4_rewritten_model_equals_the_original(models, kind, tflm_tree, pio_core, tmp_path):
     original = models[kind].read_bytes()
     project = tmp_path / "rewritten"

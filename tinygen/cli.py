@@ -241,9 +241,9 @@ def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_v
 def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
     """Ops, tensors, parameters, MACs, measured arena and board fit of an int8 .tflite."""
     from tinygen import analyze as an
+    from tinygen import rewrite
     from tinygen.boards import all_boards
     from tinygen.pipeline import budget
-    from tinygen import rewrite
     from tinygen.reference import measure_arena
     from tinygen.tflite_model import parse_model, read_model
 
