@@ -338,7 +338,7 @@ def _assert_cmsis_nn_kernels(project: Path, *symbols: str) -> None:
 @pytest.mark.tflm
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mlp", "keep", "batch"])
-def test_tree_qemu_m4_rewritten_model_equals_the_original(models, kind, tflm_tree, pio_core, tmp_path):
+def test_tree_qemu_m4_rewritten_model_equals_the_original(tflm_tree, pio_core, models, kind, tmp_path):
     original = models[kind].read_bytes()
     project = tmp_path / "rewritten"
     build_ok("--board", "qemu-m4", "--runtime", "tflm", "--tflm-dir", str(tflm_tree), "--model", str(models[kind]),
@@ -362,7 +362,7 @@ def test_tree_qemu_m4_rewritten_model_equals_the_original(models, kind, tflm_tre
 
 @pytest.mark.tflm
 @pytest.mark.slow
-def test_tree_qemu_m4_original_model_without_the_rewrite_is_wrong(models, tflm_tree, pio_core, tmp_path):
+def test_tree_qemu_m4_original_model_without_the_rewrite_is_wrong(tflm_tree, pio_core, models, tmp_path):
     """What the rewrite fixes: the same tree runs the original model's per-channel FULLY_CONNECTED
     with one per-tensor multiplier. The project is made as build would make it for a library that
     computed FC per-channel (the board file's flag flipped), so the original model is shipped."""
