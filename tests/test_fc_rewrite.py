@@ -382,7 +382,8 @@ def test_tree_qemu_m4_original_model_without_the_rewrite_is_wrong(tflm_tree, pio
     res, result = _run_project(project, pio_core)
     m = result["metrics"]
     print(f"\nmlp: ORIGINAL model on qemu-m4 tflm (CMSIS-NN): max |Δ| {m['max_abs_diff_lsb']} LSB, "
-          f"{m['exact_match_pct']} % exact, {m['vectors_exact_pct']} % vectors exact")
+          f"{m['exact_match_pct']} % exact, {m['vectors_exact_pct']} % vectors exact, instructions/inference "
+          f"{m.get('instructions_per_inference')}")
     assert res.returncode == 5 and not m["passed"], f"{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
     assert m["max_abs_diff_lsb"] > 0 and m["vectors_exact_pct"] < 50
     _assert_cmsis_nn_kernels(project, "arm_fully_connected_s8")
