@@ -86,17 +86,24 @@ def _keras(kind: str):
     elif kind == "keep":  # 3-D input: the converter sets keep_num_dims
         layers = [tf.keras.Input((4, 6), batch_size=1), L.Dense(5)]
         in_shape = (1, 4, 6)
-    else:  # "batch": three rows per inference, fused RELU6
+    elif kind == "batch":  # three rows per inference, fused RELU6
         layers = [tf.keras.Input((6,), batch_size=3), L.Dense(5, activation="relu6")]
         in_shape = (3, 6)
-    model = tf.keras.Sequential(layers)
+    else:  # "shared": one Dense applied twice, so two FULLY_CONNECTED ops read the same weight tensor
+        inp = tf.keras.Input((6,), batch_size=1)
+        shared = L.Dense(6, activation="relu")
+        layers = None
+        model = tf.keras.Model(inp, L.Dense(3)(shared(shared(inp))))
+        in_shape = (1, 6)
+    if layers is not None:
+        model = tf.keras.Sequential(layers)
     rng = np.random.default_rng(11)
     dense = [layer for layer in model.layers if isinstance(layer, L.Dense)]
     for i, layer in enumerate(dense):
         k, n = layer.kernel.shape
         spread = np.geomspace(0.1, 3.0, n).astype(np.float32)
         layer.kernel.assign(rng.normal(size=(k, n)).astype(np.float32) * spread)
-        if not (kind == "mlp" and i == 1):
+        if not (kind in ("mlp", "shared") and i == len(dense) - 1):
             layer.bias.assign(rng.normal(scale=0.5, size=(n,)).astype(np.float32))
     rep = rng.normal(size=(64,) + in_shape).astype(np.float32)
     return model, rep
@@ -106,7 +113,7 @@ def _keras(kind: str):
 def models(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("std-int8")
     out = {}
-    for kind in ("mlp", "keep", "batch"):
+    for kind in ("mlp", "keep", "batch", "shared"):
         model, rep = _keras(kind)
         out[kind] = d / f"{kind}.tflite"
         out[kind].write_bytes(_convert(model, rep))
@@ -148,7 +155,7 @@ def input_shape(raw: bytes) -> tuple[int, ...]:
 
 def test_models_are_standard_per_channel_int8(models):
     no_bias = 0
-    for kind in ("mlp", "keep", "batch"):
+    for kind in ("mlp", "keep", "batch", "shared"):
         raw = models[kind].read_bytes()
         weights = _fc_weights(raw)
         assert weights, kind
@@ -164,11 +171,13 @@ def test_models_are_standard_per_channel_int8(models):
     assert no_bias >= 1  # the zero-bias path is exercised
     keep = [op for name, op in _ops(models["keep"].read_bytes()) if name == "FULLY_CONNECTED"]
     assert keep[0].builtinOptions.keepNumDims
+    shared = [op.inputs[1] for name, op in _ops(models["shared"].read_bytes()) if name == "FULLY_CONNECTED"]
+    assert len(shared) == 3 and shared[0] == shared[1]
     for w in _fc_weights(models["mlp-per-tensor"].read_bytes()):
         assert len(w.quantization.scale) == 1
 
 
-@pytest.mark.parametrize("kind", ["mlp", "keep", "batch"])
+@pytest.mark.parametrize("kind", ["mlp", "keep", "batch", "shared"])
 def test_rewrite_is_bit_exact_on_tflite_micro(models, kind):
     from tinygen.rewrite import fc_to_conv
 
@@ -184,6 +193,9 @@ def test_rewrite_is_bit_exact_on_tflite_micro(models, kind):
     g = m.subgraphs[0]
     filters = [g.tensors[op.inputs[1]] for name, op in _ops(new) if name == "CONV_2D"]
     orig_m, _ = _graph(raw)
+    fc_w = [op.inputs[1] for name, op in _ops(raw) if name == "FULLY_CONNECTED"]
+    conv_w = [op.inputs[1] for name, op in _ops(new) if name == "CONV_2D"]
+    assert len(set(conv_w)) == len(set(fc_w))  # shared weights stay one tensor
     for w, f in zip(_fc_weights(raw), filters):
         assert list(f.shape) == [w.shape[0], 1, 1, w.shape[1]]
         assert f.quantization.quantizedDimension == 0

@@ -128,10 +128,10 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
             buf.data = np.frombuffer(raw[buf.offset: buf.offset + buf.size], dtype=np.uint8).copy()
             buf.offset, buf.size = 0, 0
     model.buffers = model.buffers or []
-    uses: dict[int, int] = {}
-    for op in ops:
-        for i in op.inputs:
-            uses[int(i)] = uses.get(int(i), 0) + 1
+    # Weights read only by rewritten ops are reshaped in place; others get a 4-D view of the same buffer.
+    kept_inputs = {int(i) for op in ops if not any(op is t for t in todo) for i in op.inputs}
+    filters: dict[int, int] = {}
+    w_shapes = {int(op.inputs[1]): _shape(g.tensors[int(op.inputs[1])]) for op in todo}  # before any reshape
     conv_code = _opcode_index(schema, model, schema.BuiltinOperator.CONV_2D, _CONV_2D_VERSION)
     reshape_code = _opcode_index(schema, model, schema.BuiltinOperator.RESHAPE, _RESHAPE_VERSION)
 
@@ -149,7 +149,7 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
         return len(g.tensors) - 1
 
     def reshape_op(src: int, dst: int, shape: list[int], name: bytes):
-        shape_t = add_tensor(name + b"/tg_shape", [len(shape)], _INT32, None,
+        shape_t = add_tensor(name + b"_shape", [len(shape)], _INT32, None,
                              np.asarray(shape, dtype="<i4").tobytes())
         op = schema.OperatorT()
         op.opcodeIndex, op.inputs, op.outputs = reshape_code, [src, shape_t], [dst]
@@ -166,19 +166,21 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
         ins = [int(i) for i in op.inputs]
         x_i, w_i, y_i = ins[0], ins[1], int(op.outputs[0])
         x, w, y = g.tensors[x_i], g.tensors[w_i], g.tensors[y_i]
-        out_c, k = _shape(w)
+        out_c, k = w_shapes[w_i]
         rows = int(np.prod(_shape(x))) // k
-        base = y.name if isinstance(y.name, bytes) else str(y.name or f"t{y_i}").encode()
+        base = b"tg_fc%d" % sum(1 for o in new_ops if o.opcodeIndex == conv_code)  # short: names cost flash
         # The filter keeps its bytes and per-channel scales on axis 0; only its shape grows to OHWI.
-        if uses.get(w_i, 0) == 1:
-            w.shape, w.shapeSignature = [out_c, 1, 1, k], None
-            filt = w_i
-        else:
-            filt = len(g.tensors)  # shared weights: a second view of the same buffer
-            f = schema.TensorT()
-            f.name, f.shape, f.type, f.buffer = base + b"/tg_filter", [out_c, 1, 1, k], _INT8, w.buffer
-            f.quantization = _quant_copy(schema, w.quantization)
-            g.tensors.append(f)
+        if w_i not in filters:
+            if w_i not in kept_inputs:
+                w.shape, w.shapeSignature = [out_c, 1, 1, k], None
+                filters[w_i] = w_i
+            else:
+                f = schema.TensorT()
+                f.name, f.shape, f.type, f.buffer = base + b"/filter", [out_c, 1, 1, k], _INT8, w.buffer
+                f.quantization = _quant_copy(schema, w.quantization)
+                g.tensors.append(f)
+                filters[w_i] = len(g.tensors) - 1
+        filt = filters[w_i]
         if len(ins) > 2 and ins[2] >= 0:
             bias = ins[2]
         else:
@@ -187,9 +189,9 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
             bq = schema.QuantizationParametersT()
             bq.scale = [float(in_s) * float(s) for s in _scales(w)]
             bq.zeroPoint, bq.quantizedDimension = [0] * out_c, 0
-            bias = add_tensor(base + b"/tg_bias", [out_c], _INT32, bq, bytes(4 * out_c))
-        x4 = add_tensor(base + b"/tg_conv_in", [rows, 1, 1, k], _INT8, _quant_copy(schema, x.quantization))
-        y4 = add_tensor(base + b"/tg_conv_out", [rows, 1, 1, out_c], _INT8, _quant_copy(schema, y.quantization))
+            bias = add_tensor(base + b"/bias", [out_c], _INT32, bq, bytes(4 * out_c))
+        x4 = add_tensor(base + b"/conv_in", [rows, 1, 1, k], _INT8, _quant_copy(schema, x.quantization))
+        y4 = add_tensor(base + b"/conv_out", [rows, 1, 1, out_c], _INT8, _quant_copy(schema, y.quantization))
         conv = schema.OperatorT()
         conv.opcodeIndex, conv.inputs, conv.outputs = conv_code, [x4, filt, bias], [y4]
         conv.builtinOptionsType = schema.BuiltinOptions.Conv2DOptions
@@ -197,8 +199,8 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
         co.padding, co.strideW, co.strideH, co.dilationWFactor, co.dilationHFactor = _VALID, 1, 1, 1, 1
         co.fusedActivationFunction = int(op.builtinOptions.fusedActivationFunction) if op.builtinOptions else 0
         conv.builtinOptions = co
-        new_ops += [reshape_op(x_i, x4, [rows, 1, 1, k], base + b"/tg_in"), conv,
-                    reshape_op(y4, y_i, _shape(y), base + b"/tg_out")]
+        new_ops += [reshape_op(x_i, x4, [rows, 1, 1, k], base + b"/in"), conv,
+                    reshape_op(y4, y_i, _shape(y), base + b"/out")]
     g.operators = new_ops
     builder = flatbuffers.Builder(max(1024, len(raw) + 4096))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
