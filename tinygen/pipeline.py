@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from tinygen import analyze as an
+from tinygen import rewrite
 from tinygen.errors import DoesNotFit, TinygenError
 from tinygen.reference import ArenaInfo, measure_arena, run_reference
 from tinygen.tflite_model import TfliteModel, parse_model
@@ -225,20 +226,30 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
     if src.tflite is not None:
         raw = src.tflite
         note = "int8 .tflite used as is"
+        if runtime == "tflm":
+            # A user's per-channel FULLY_CONNECTED becomes CONV_2D 1x1 where the library computes FC
+            # per-tensor; the reference below stays the user's own model and the rewrite must match it.
+            raw, rewrite_note = rewrite.for_board(raw, board)
+            if rewrite_note:  # the build stops below unless the check holds
+                note = f"{rewrite_note}, bit-exact with the original on tflite_micro (checked)"
     else:
+        # Models we convert ourselves get per-tensor Dense weights instead of the rewrite: exact as
+        # well, and the model keeps the library's FULLY_CONNECTED kernel (the fastest path, no
+        # RESHAPE copies) and the op set the budgets were measured with.
         progress("quantizing to int8 (TFLite converter)")
         raw = _convert_in_worker(src, per_channel_dense)
         note = ("Dense per-channel (runtime computes per-channel FULLY_CONNECTED exactly)" if per_channel_dense
                 else "Dense per-tensor (the board's TFLM library computes per-tensor FULLY_CONNECTED only)")
+    rewritten = src.tflite is not None and raw is not src.tflite
     m = parse_model(raw, src.name)
     an.check_int8(m, src.name)
     if runtime == "tflm":
         an.check_tflm_ops(m, src.name)
         if src.tflite is not None and an.dense_per_channel(m) and not per_channel_dense:
             raise TinygenError(
-                f"{src.name} has per-channel FULLY_CONNECTED weights, which {board['id']}'s TFLM library "
-                f"({board['tflm']['lib_deps'][0]}) computes wrongly; re-convert with per-tensor Dense "
-                "quantization (pass the .keras model instead) or use --runtime compiled")
+                f"{src.name} has per-channel FULLY_CONNECTED weights in a form tinygen cannot rewrite to CONV_2D, "
+                f"which {board['id']}'s TFLM library ({rewrite.library_name(board)}) computes wrongly; re-convert "
+                "with per-tensor Dense quantization (pass the .keras model instead) or use --runtime compiled")
     compiled = None
     if runtime == "compiled":
         from tinygen.compiled import check_supported, emit, kernel_sources, plan_memory
@@ -262,7 +273,14 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         x_float = None
         q_in = rng.integers(-128, 128, size=(max(n_vectors, 1),) + in_t.shape, dtype=np.int16).astype(np.int8)
     progress("running the tflite_micro reference on held-out data")
-    q_out = run_reference(raw, q_in, src.name, arena_bytes=arena.recommended_bytes)
+    if rewritten:
+        # Outputs do not depend on the arena size; the original's own need is not measured.
+        ref_arena = max(2 * arena.recommended_bytes, 1 << 20)
+        q_out = run_reference(src.tflite, q_in, src.name, arena_bytes=ref_arena)
+        progress("checking the CONV_2D rewrite against the original (tflite_micro, bit-exact)")
+        rewrite.check_equivalent(src.tflite, raw, q_in, q_out, src.name, board, arena_bytes=ref_arena)
+    else:
+        q_out = run_reference(raw, q_in, src.name, arena_bytes=arena.recommended_bytes)
     float_out = _float_predict(src, x_float) if x_float is not None else None
     if float_out is not None:
         float_out = float_out.reshape((len(float_out),) + out_t.shape)
@@ -279,5 +297,6 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
     if task == "classification" and src.y_test is not None:
         vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
     plan_budget = budget(board, runtime, m, arena, compiled["peak_bytes"] if compiled else None)
-    return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, src.description, task, note,
+    description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
+    return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
                 vec, qual, plan_budget, compiled, tflm_dir)
