@@ -58,7 +58,8 @@ def _model_problems(model: TfliteModel) -> list[str]:
             written.add(t)
     if model.outputs[0] not in written:
         problems.append("the model output is not computed by any operator")
-    available = set(written) | {model.inputs[0]}
+    # Only the model input and the outputs of earlier ops exist when an op runs.
+    available = {model.inputs[0]}
     for op in model.operators:
         for t in op.inputs:
             if t >= 0 and not model.tensors[t].is_constant and t not in available:
