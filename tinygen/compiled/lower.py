@@ -698,7 +698,8 @@ def _pad(m: TfliteModel, op: Operator, p: str) -> Step:
     pv = np.asarray(pads.data).reshape(rank, 2)
     if (pv < 0).any():
         raise OpRefused(op, "negative padding")
-    want = tuple(int(x.shape[i] + pv[i, 0] + pv[i, 1]) for i in range(rank))
+    # Python ints: an int32 sum of hostile paddings could wrap around to the right shape.
+    want = tuple(int(x.shape[i]) + int(pv[i, 0]) + int(pv[i, 1]) for i in range(rank))
     if want != tuple(y.shape):
         raise OpRefused(op, f"output shape {y.shape} is not input {x.shape} plus paddings")
     pn = f"{p}_op{op.index}"
