@@ -267,7 +267,42 @@ def _read(raw: bytes, name: str) -> tuple[TfliteModel, "Facts"]:
     inputs = budget.ints(g.InputsAsNumpy())
     outputs = budget.ints(g.OutputsAsNumpy())
     desc = _text(root.Description(), "")
+    _touch_rest(schema, root, g, budget)
     return TfliteModel(raw, tuple(tensors), tuple(ops), inputs, outputs, desc), facts
+
+
+def _touch_rest(schema, root, g, budget: _Budget) -> None:
+    """Read every other table the TFLM runtime (or its Python wrapper, which unpacks the
+    whole model) may follow, so that a corrupt one is refused here and not found there.
+    Each table is charged to the budget before it is unpacked."""
+    def each(n: int, get, unpack=None, cost=lambda x: 0):
+        for i in range(n):
+            item = get(i)
+            budget.take(1 + (cost(item) if item is not None else 0))
+            if unpack is not None and item is not None:
+                unpack(item)
+
+    each(root.OperatorCodesLength(), root.OperatorCodes, schema.OperatorCodeT.InitFromObj)
+    each(root.BuffersLength(), root.Buffers, lambda b: (b.DataAsNumpy(), b.Offset(), b.Size()))
+    if not root.MetadataBufferIsNone():
+        root.MetadataBufferAsNumpy()
+    each(root.MetadataLength(), root.Metadata, schema.MetadataT.InitFromObj)
+    each(root.SignatureDefsLength(), root.SignatureDefs, schema.SignatureDefT.InitFromObj,
+         lambda sd: sd.InputsLength() + sd.OutputsLength())
+    each(root.ExternalBufferGroupsLength(), root.ExternalBufferGroups, schema.ExternalBufferGroupT.InitFromObj)
+    each(root.ExternalBuffersLength(), root.ExternalBuffers, schema.ExternalBufferT.InitFromObj)
+    g.Name()
+    for i in range(g.TensorsLength()):
+        t = g.Tensors(i)
+        q = t.Quantization()
+        if q is not None:
+            schema.QuantizationParametersT.InitFromObj(q)
+        each(t.VariantTensorsLength(), t.VariantTensors, schema.VariantSubTypeT.InitFromObj)
+    for i in range(g.OperatorsLength()):
+        op = g.Operators(i)
+        op.CustomOptionsAsNumpy(), op.IntermediatesAsNumpy(), op.MutatingVariableInputsAsNumpy()
+        budget.take(1)
+        schema.BuiltinOptions2Creator(op.BuiltinOptions2Type(), op.BuiltinOptions2())
 
 
 def parse_model(raw: bytes, name: str = "model") -> TfliteModel:
@@ -290,8 +325,8 @@ def parse_model(raw: bytes, name: str = "model") -> TfliteModel:
         raise
     except Exception as exc:  # flatbuffers raises assorted errors on corrupt input
         raise TinygenError(
-            f"{name} is not a valid .tflite: truncated or corrupt ({type(exc).__name__}: {exc}); "
-            "re-export it with the TFLite converter"
+            f"{name} is not a valid .tflite: truncated or corrupt (a table or vector lies outside the file "
+            f"or holds impossible values: {type(exc).__name__}); re-export it with the TFLite converter"
         ) from None
     check_model(model, facts, name)
     return model

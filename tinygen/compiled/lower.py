@@ -122,15 +122,15 @@ def _check_index_range(op: Operator, what: str, *factors: int) -> None:
 
 def _need_int8_act(m: TfliteModel, op: Operator, t: Tensor, what: str) -> None:
     if t.dtype != "int8":
-        raise OpRefused(op, f"{what} tensor '{t.name}' is {t.dtype}, the compiled runtime computes int8 only")
+        raise OpRefused(op, f"{what} tensor {t.index} is {t.dtype}, the compiled runtime computes int8 only")
     if len(t.scale) != 1 or len(t.zero_point) != 1:
-        raise OpRefused(op, f"{what} tensor '{t.name}' needs one scale and zero point (per-tensor int8)")
+        raise OpRefused(op, f"{what} tensor {t.index} needs one scale and zero point (per-tensor int8)")
     if not (t.scale[0] > 0 and math.isfinite(t.scale[0])):
-        raise OpRefused(op, f"{what} tensor '{t.name}' has scale {t.scale[0]}")
+        raise OpRefused(op, f"{what} tensor {t.index} has scale {t.scale[0]}")
     if not -128 <= t.zero_point[0] <= 127:
-        raise OpRefused(op, f"{what} tensor '{t.name}' has zero point {t.zero_point[0]}")
+        raise OpRefused(op, f"{what} tensor {t.index} has zero point {t.zero_point[0]}")
     if any(d <= 0 for d in t.shape):
-        raise OpRefused(op, f"{what} tensor '{t.name}' has shape {t.shape}")
+        raise OpRefused(op, f"{what} tensor {t.index} has shape {t.shape}")
 
 
 def _int8_io(m: TfliteModel, op: Operator) -> tuple[Tensor, Tensor]:
