@@ -375,18 +375,29 @@ def _one_line(res, code: int, *needles: str) -> None:
         assert n in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("case", ["nan_scale", "unknown_op", "dilation", "order"])
+def _custom_op(m, g):
+    c = m.operatorCodes[g.operators[2].opcodeIndex]
+    c.builtinCode, c.deprecatedBuiltinCode, c.customCode = S.BuiltinOperator.CUSTOM, 32, b"Evil\x1b[31m*/"
+
+
+def test_custom_op_name_is_kept_inert(base):
+    m = parse_model(mutate(base, _custom_op))
+    assert m.operators[2].opcode == "CUSTOM:Evil??31m??"
+
+
+@pytest.mark.parametrize("case", ["nan_scale", "unknown_op", "dilation", "order", "custom_op"])
 def test_cli_inspect_reports_the_malformed_model_not_an_arena_size(base, tmp_path, case):
     fns = {
         "nan_scale": lambda m, g: _tensor(g, 0, "out").quantization.scale.__setitem__(0, float("nan")),
         "unknown_op": lambda m, g: setattr(m.operatorCodes[0], "builtinCode", 250),
         "dilation": lambda m, g: setattr(g.operators[0].builtinOptions, "dilationWFactor", 1 << 30),
         "order": _swap_first_two_ops,
+        "custom_op": _custom_op,  # valid, but TFLM (which measures the arena) has no kernel for it
     }
     f = tmp_path / "bad.tflite"
     f.write_bytes(mutate(base, fns[case]))
     res = run_cli("inspect", str(f))
-    _one_line(res, 3 if case == "unknown_op" else 2, "op ")
+    _one_line(res, 3 if case in ("unknown_op", "custom_op") else 2, "op")
     assert "arena" not in res.stderr
 
 

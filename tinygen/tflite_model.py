@@ -12,6 +12,7 @@ missing, truncated, corrupt or non-TFLite file.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,7 +260,8 @@ def _read(raw: bytes, name: str) -> tuple[TfliteModel, "Facts"]:
             facts.unknown_builtin[i] = builtin
             opname = f"BUILTIN_{builtin}"
         elif opname == "CUSTOM":
-            opname = "CUSTOM:" + _text(code.CustomCode(), "")
+            # The custom name is file text that reaches messages and reports: keep it inert.
+            opname = "CUSTOM:" + re.sub(r"[^A-Za-z0-9_.-]", "?", _text(code.CustomCode(), ""))[:64]
         otype = int(op.BuiltinOptionsType())
         facts.options_type[i] = otype
         opts = schema.BuiltinOptionsCreator(otype, op.BuiltinOptions())
