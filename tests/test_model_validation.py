@@ -336,6 +336,27 @@ def test_root_offset_out_of_range(base):
     refused(b"\xff\xff\xff\x7f" + base[4:], "not a valid .tflite")
 
 
+def test_aliased_tables_cannot_make_parsing_quadratic(base):
+    """A hostile file whose 1500 operator entries all point at one table with 3000 inputs
+    would have the reader convert 4.5 M numbers from 25 kB; it is refused instead."""
+    import time
+
+    m = unpack(base)
+    g = m.subgraphs[0]
+    g.operators[0].inputs = list(g.operators[0].inputs) + [-1] * 3000
+    g.operators += [g.operators[3]] * 1500
+    raw = bytearray(pack(m))
+    sub = S.Model.GetRootAs(raw, 0).Subgraphs(0)
+    vec = sub._tab.Vector(sub._tab.Offset(10))  # SubGraph.operators
+    first = vec + int.from_bytes(raw[vec:vec + 4], "little")
+    for i in range(1, sub.OperatorsLength()):
+        at = vec + 4 * i
+        raw[at:at + 4] = (first - at).to_bytes(4, "little")
+    t0 = time.monotonic()
+    refused(bytes(raw), "not a valid .tflite", "tables overlap")
+    assert time.monotonic() - t0 < 2.0
+
+
 def test_compiled_runtime_refuses_an_average_pool_whose_sum_overflows_int32():
     """A valid model whose average-pool window (4096 x 4097 int8 values) would overflow the
     kernel's int32 sum: parse accepts it, the compiled runtime refuses it naming the op."""

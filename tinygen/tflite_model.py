@@ -112,6 +112,10 @@ def _builtin_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
+class _Overlap(ValueError):
+    pass
+
+
 class _Budget:
     """Caps the numbers read out of vectors at what the file can hold.
 
@@ -138,7 +142,7 @@ class _Budget:
     def take(self, n: int) -> None:
         self.left -= n
         if self.left < 0:
-            raise ValueError("vectors overlap (more numbers than the file can hold)")
+            raise _Overlap()
 
 
 def _options_dict(opts, budget: _Budget) -> dict:
@@ -325,6 +329,9 @@ def parse_model(raw: bytes, name: str = "model") -> TfliteModel:
         model, facts = _read(raw, name)
     except TinygenError:
         raise
+    except _Overlap:
+        raise TinygenError(f"{name} is not a valid .tflite: its tables overlap (more entries than the file "
+                           "can hold); the file is corrupt or hostile, re-export it with the TFLite converter") from None
     except Exception as exc:  # flatbuffers raises assorted errors on corrupt input
         raise TinygenError(
             f"{name} is not a valid .tflite: truncated or corrupt (a table or vector lies outside the file "
