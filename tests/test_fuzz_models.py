@@ -300,3 +300,25 @@ def _flip_until_refused(raw: bytes) -> bytes:
             parse_model(bad)
         except TinygenError:
             return bad
+
+
+def test_large_dilations_within_the_bounds_run_bit_exact_under_sanitizers(tmp_path):
+    """Near the validation bounds (effective filter 60001 rows, 40001 columns on an 8x8
+    input): accepted, and the kernels' index arithmetic stays defined (ASan/UBSan) and
+    bit-exact with tflite_micro."""
+    from test_model_validation import build_base, mutate
+
+    H.require(H.have_gcc(), "gcc")
+
+    def wide(m, g):
+        g.operators[0].builtinOptions.dilationHFactor = 30000
+        g.operators[1].builtinOptions.dilationWFactor = 20000
+        g.operators[1].builtinOptions.dilationHFactor = 3
+
+    raw = mutate(build_base(), wide)
+    m = parse_model(raw)
+    x = H.input_vectors(m.input_tensor().shape, 8, np.random.default_rng(SEED))
+    got = H.build_host([m], tmp_path / "host").run(0, x)
+    want = _tflm_outputs([raw], [x], tmp_path)[0]
+    assert want is not None, "tflite_micro refused the model"
+    H.assert_identical(got, want.reshape(got.shape), "wide dilations")

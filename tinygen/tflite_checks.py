@@ -56,7 +56,6 @@ class Facts:
     unknown_builtin: dict[int, int] = field(default_factory=dict)  # op -> builtin code not in the schema
     sparse: set[int] = field(default_factory=set)
     variable: set[int] = field(default_factory=set)
-    custom_quant: set[int] = field(default_factory=set)
 
 
 class _Bad(Exception):

@@ -238,8 +238,6 @@ def _read(raw: bytes, name: str) -> tuple[TfliteModel, "Facts"]:
             scale = budget.floats(q.ScaleAsNumpy())
             zp = budget.ints(q.ZeroPointAsNumpy())
             qdim = int(q.QuantizedDimension())
-            if q.DetailsType() != 0:
-                facts.custom_quant.add(i)
         if t.Sparsity() is not None:
             facts.sparse.add(i)
         if t.IsVariable():
