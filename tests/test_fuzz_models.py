@@ -294,12 +294,13 @@ def test_cli_on_mutants_one_line_no_traceback(seeds, tmp_path, how):
 
 def _flip_until_refused(raw: bytes) -> bytes:
     rng = np.random.default_rng(SEED + 2)
-    while True:
+    for _ in range(1000):
         _, bad = _byte_mutation(rng, raw)
         try:
             parse_model(bad)
         except TinygenError:
             return bad
+    raise AssertionError("no byte mutation was refused")
 
 
 def test_large_dilations_within_the_bounds_run_bit_exact_under_sanitizers(tmp_path):
