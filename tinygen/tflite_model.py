@@ -117,12 +117,12 @@ class _Overlap(ValueError):
 
 
 class _Budget:
-    """Caps the numbers read out of vectors at what the file can hold.
+    """Caps the numbers (and tables) read at what the file can hold.
 
-    A well-formed flatbuffer stores every vector once, so it cannot contain more
-    4-byte numbers than it has bytes / 4 (plus a little slack for 1-byte ones);
-    a hostile file whose tables all point at one long vector would otherwise
-    make reading it quadratic."""
+    A well-formed flatbuffer stores every vector and table once, each number in at
+    least one byte, so it cannot hold more of them than it has bytes; a hostile file
+    whose tables all point at one long vector would otherwise make reading it
+    quadratic."""
 
     def __init__(self, nbytes: int):
         self.left = nbytes + 1024
