@@ -148,7 +148,7 @@ def _tree_mutation(rng, raw: bytes) -> tuple[str, bytes]:
     elif kind == "graph_io":
         setattr(g, _pick(rng, ["inputs", "outputs"]), [int(rng.integers(-1, len(tensors) + 2))])
     elif kind in ("weights", "bias", "activation"):
-        const = [x for x in tensors if x.buffer and m.buffers[x.buffer].data is not None
+        const = [x for x in tensors if 0 < x.buffer < len(m.buffers) and m.buffers[x.buffer].data is not None
                  and len(m.buffers[x.buffer].data) and x.type == (9 if kind == "weights" else 2)]
         if kind == "activation" and op.builtinOptions is not None \
                 and hasattr(op.builtinOptions, "fusedActivationFunction"):
@@ -171,8 +171,11 @@ def mutants(seeds: dict[str, bytes]):
     for i in range(N_MUTANTS):
         base = seeds[names[i % len(names)]]
         kind, raw = (_byte_mutation if rng.random() < 0.4 else _tree_mutation)(rng, base)
-        if rng.random() < 0.15:  # a second edit on top
-            raw = _tree_mutation(rng, raw)[1] if raw[4:8] == b"TFL3" and _parses(raw) else raw
+        if rng.random() < 0.15 and raw[4:8] == b"TFL3" and _parses(raw):  # a second edit on top
+            try:
+                raw = _tree_mutation(rng, raw)[1]
+            except (IndexError, TypeError, ValueError, AttributeError, struct.error):
+                pass  # the first edit left nothing this edit can apply to (or pack)
         yield f"{i}:{names[i % len(names)]}:{kind}", raw
 
 
