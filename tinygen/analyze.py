@@ -78,7 +78,10 @@ class Analysis:
 
 
 def _op_macs(m: TfliteModel, op) -> int:
+    # parse_model checked the arity and weight ranks of the ops looked at here.
     t = m.tensors
+    if not op.outputs:
+        return 0
     out = t[op.outputs[0]]
     out_elems = int(np.prod(out.shape)) if out.shape else 1
     if op.opcode == "FULLY_CONNECTED":
@@ -118,7 +121,7 @@ def analyze(m: TfliteModel) -> Analysis:
         layers.append(OpInfo(op.index, op.opcode,
                              [m.tensors[i].name for i in op.inputs if i >= 0],
                              [m.tensors[i].name for i in op.outputs],
-                             m.tensors[op.outputs[0]].shape, macs))
+                             m.tensors[op.outputs[0]].shape if op.outputs else (), macs))
     return Analysis(m.op_names, counts, layers, params, total, len(m.raw),
                     m.input_tensor().shape, m.output_tensor().shape,
                     m.input_tensor().dtype, m.output_tensor().dtype, m.sha256)
@@ -147,6 +150,11 @@ def check_int8(m: TfliteModel, name: str = "model") -> None:
     """Refuse float or partially quantized models, naming the float ops."""
     check_io(m, name)
     inp, out = m.input_tensor(), m.output_tensor()
+    for what, t in (("input", inp), ("output", out)):
+        if t.dtype == "int8" and (len(t.scale) != 1 or len(t.zero_point) != 1):
+            raise UnsupportedModel(
+                f"{name}: the model {what} is int8 without one scale and zero point (per-tensor "
+                "quantization); re-convert with full-integer quantization")
     in_float = float_ops(m)
     if inp.dtype == "float32" and out.dtype == "float32" and len(in_float) == len(m.op_names):
         raise UnsupportedModel(

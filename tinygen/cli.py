@@ -253,6 +253,7 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
                            f"'tinygen build --model {p}')")
     m = read_model(p)
     an.check_int8(m, str(p))
+    an.check_tflm_ops(m, str(p))  # the arena is measured with TFLM: name its missing ops first
     a = an.analyze(m)
     with _Progress(not as_json) as progress:
         progress("measuring the TFLM arena (tflite_micro, bisection)")

@@ -58,7 +58,8 @@ def _model_problems(model: TfliteModel) -> list[str]:
             written.add(t)
     if model.outputs[0] not in written:
         problems.append("the model output is not computed by any operator")
-    available = set(written) | {model.inputs[0]}
+    # Only the model input and the outputs of earlier ops exist when an op runs.
+    available = {model.inputs[0]}
     for op in model.operators:
         for t in op.inputs:
             if t >= 0 and not model.tensors[t].is_constant and t not in available:
@@ -67,19 +68,16 @@ def _model_problems(model: TfliteModel) -> list[str]:
     return problems
 
 
-def _op_problems(model: TfliteModel) -> list[tuple[str, str]]:
-    """(op name, reason) for every operator that cannot be compiled, first-use order, deduplicated."""
-    out: list[tuple[str, str]] = []
-    seen: set[tuple[str, str]] = set()
+def _op_problems(model: TfliteModel) -> list[tuple[str, str, list[int]]]:
+    """(op name, reason, op indices) for every operator that cannot be compiled, first-use
+    order, one entry per distinct (name, reason)."""
+    out: dict[tuple[str, str], list[int]] = {}
     for op in model.operators:
         try:
             lower_op(model, op, "tg")
         except OpRefused as exc:
-            key = (op.opcode, exc.reason)
-            if key not in seen:
-                seen.add(key)
-                out.append(key)
-    return out
+            out.setdefault((op.opcode, exc.reason), []).append(op.index)
+    return [(name, reason, idx) for (name, reason), idx in out.items()]
 
 
 def unsupported_ops(model: TfliteModel) -> list[str]:
@@ -89,7 +87,7 @@ def unsupported_ops(model: TfliteModel) -> list[str]:
     (types, quantization, options) is outside what the kernel supports.
     """
     names: list[str] = []
-    for name, _ in _op_problems(model):
+    for name, _, _ in _op_problems(model):
         if name not in names:
             names.append(name)
     return names
@@ -102,8 +100,10 @@ def check_supported(model: TfliteModel) -> None:
         ops = _op_problems(model)
         if ops:
             by_name: dict[str, list[str]] = {}
-            for name, reason in ops:
-                by_name.setdefault(name, []).append(reason)
+            for name, reason, idx in ops:
+                where = f"op {idx[0]}" if len(idx) == 1 else "ops " + ", ".join(map(str, idx[:4])) + \
+                    (", ..." if len(idx) > 4 else "")
+                by_name.setdefault(name, []).append(f"{where}: {reason}")
             parts = [f"{name} ({'; '.join(reasons)})" for name, reasons in by_name.items()]
             raise UnsupportedModel(
                 "the compiled runtime cannot run this model: unsupported ops: " + ", ".join(parts)

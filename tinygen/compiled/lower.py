@@ -98,17 +98,39 @@ def _size(shape) -> int:
     return int(np.prod(shape)) if len(shape) else 1
 
 
+INT32_MAX = 2**31 - 1
+
+
+def _check_rq(op: Operator, mults, shifts) -> None:
+    """The kernels' requantization is free of undefined behaviour only for a multiplier in
+    [0, 2^31) and a shift in [-31, 30] (left shifts of at most 30 bits, right shifts of at
+    most 31)."""
+    for mlt, sh in zip(mults, shifts):
+        if not (0 <= int(mlt) <= INT32_MAX and -31 <= int(sh) <= 30):
+            raise OpRefused(op, f"requantization multiplier {mlt} / shift {sh} out of the kernels' range")
+
+
+def _check_index_range(op: Operator, what: str, *factors: int) -> None:
+    """Refuse unless the product of ``factors`` (a bound on an index the kernel computes in
+    int32) stays below 2^31."""
+    prod = 1
+    for f in factors:
+        prod *= max(int(f), 1)
+    if prod > INT32_MAX:
+        raise OpRefused(op, f"{what} ({prod}) could overflow the kernel's int32 index arithmetic")
+
+
 def _need_int8_act(m: TfliteModel, op: Operator, t: Tensor, what: str) -> None:
     if t.dtype != "int8":
-        raise OpRefused(op, f"{what} tensor '{t.name}' is {t.dtype}, the compiled runtime computes int8 only")
+        raise OpRefused(op, f"{what} tensor {t.index} is {t.dtype}, the compiled runtime computes int8 only")
     if len(t.scale) != 1 or len(t.zero_point) != 1:
-        raise OpRefused(op, f"{what} tensor '{t.name}' needs one scale and zero point (per-tensor int8)")
+        raise OpRefused(op, f"{what} tensor {t.index} needs one scale and zero point (per-tensor int8)")
     if not (t.scale[0] > 0 and math.isfinite(t.scale[0])):
-        raise OpRefused(op, f"{what} tensor '{t.name}' has scale {t.scale[0]}")
+        raise OpRefused(op, f"{what} tensor {t.index} has scale {t.scale[0]}")
     if not -128 <= t.zero_point[0] <= 127:
-        raise OpRefused(op, f"{what} tensor '{t.name}' has zero point {t.zero_point[0]}")
+        raise OpRefused(op, f"{what} tensor {t.index} has zero point {t.zero_point[0]}")
     if any(d <= 0 for d in t.shape):
-        raise OpRefused(op, f"{what} tensor '{t.name}' has shape {t.shape}")
+        raise OpRefused(op, f"{what} tensor {t.index} has shape {t.shape}")
 
 
 def _int8_io(m: TfliteModel, op: Operator) -> tuple[Tensor, Tensor]:
@@ -293,6 +315,9 @@ def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
                 raise OpRefused(op, "bias scale does not match input x weight scale (TFLM rejects it)")
         mm, ss = quant.fc_per_tensor_multiplier(s_in, w.scale[0], s_out)
         mults, shifts = [mm], [ss]
+    _check_rq(op, mults, shifts)
+    _check_index_range(op, "output size", batches, out_depth)
+    _check_index_range(op, "padded weights", out_depth, accum + 3)
     act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
     packed, folded, k4 = pack_weights(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
     wn = f"{p}_op{op.index}_w"
@@ -352,8 +377,15 @@ def _conv_common(m: TfliteModel, op: Operator, depthwise: bool):
     sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
     dh, dw = int(op.options.get("dilationHFactor", 1)), int(op.options.get("dilationWFactor", 1))
     pad_h, pad_w = _spatial(op, in_h, in_w, k_h, k_w, out_h, out_w, sh, sw, dh, dw)
+    # Row offsets reach (out * stride + pad + dilation * (filter + 2)) whole input rows, and the
+    # depthwise DSP path forms dilation * in_w * in_c steps: bound them all.
+    ext_h = out_h * sh + pad_h + dh * (k_h + 2) + in_h
+    ext_w = out_w * sw + pad_w + dw * (k_w + 2) + in_w
+    _check_index_range(op, "input extent rows x columns x channels x batches", ext_h, ext_w, in_c, n)
+    _check_index_range(op, "output size", n, out_h, out_w, out_c)
     s_in, s_out = x.scale[0], y.scale[0]
     mults, shifts = quant.conv_channel_multipliers(s_in, w.scale, s_out, out_c)
+    _check_rq(op, mults, shifts)
     act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
     return dict(x=x, y=y, w=w, bias=bias, n=n, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h,
                 out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w, filter_in_c=filter_in_c, dm=dm,
@@ -376,6 +408,8 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
         bd = np.zeros(c["out_c"], dtype=np.int64) if c["bias"] is None else \
             np.abs(np.asarray(c["bias"].data, dtype=np.int64).reshape(-1))
         acc_bound = bd + max(abs(-128 + off), abs(127 + off)) * wd
+        if int(acc_bound.max(initial=0)) > INT32_MAX:
+            raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
         w16n = "NULL"
         if c["dm"] == 1 and c["k_h"] == 3 and c["k_w"] == 3 and c["in_c"] % 4 == 0:
             w16n = f"{p}_op{op.index}_w16"
@@ -436,6 +470,10 @@ def _pool(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
     k_h, k_w = int(op.options.get("filterHeight", 1)), int(op.options.get("filterWidth", 1))
     sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
     pad_h, pad_w = _spatial(op, in_h, in_w, k_h, k_w, out_h, out_w, sh, sw, 1, 1)
+    _check_index_range(op, "input extent rows x columns x channels x batches",
+                       out_h * sh + pad_h + k_h + in_h, out_w * sw + pad_w + k_w + in_w, ch, n)
+    # The average pool sums up to (window clipped to the input) int8 values in int32.
+    _check_index_range(op, "window sum", 256, min(k_h, in_h), min(k_w, in_w))
     # Every window must overlap the input (else TFLM's average pool fails).
     for o, s, pad, k, size in ((out_h, sh, pad_h, k_h, in_h), (out_w, sw, pad_w, k_w, in_w)):
         for pos in (0, o - 1):
@@ -487,8 +525,12 @@ def _softmax(m: TfliteModel, op: Operator, p: str) -> Step:
         raise OpRefused(op, "input and output shapes differ")
     depth = x.shape[-1]
     outer = x.size // depth
+    # The sum of exponentials has 12 integer bits: each term is at most 1.0 (2^19 raw).
+    if depth >= 4096:
+        raise OpRefused(op, f"softmax over {depth} values (at most 4095: the int32 sum of exponentials overflows)")
     beta = quant.f32(op.options.get("beta", 1.0))
     mult, shift, diff_min = quant.softmax_params(beta, x.scale[0])
+    _check_rq(op, [mult], [shift])
     pn = f"{p}_op{op.index}"
     decls = [c_struct("tg_softmax_params_t", pn, [
         ("outer", outer), ("depth", depth), ("input_multiplier", mult),
@@ -508,6 +550,7 @@ def _sigmoid(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
     if kind == "logistic" and y.zero_point[0] != -128:
         raise OpRefused(op, "int8 logistic output must have zero point -128 (TFLM rejects it)")
     mult, shift, radius = quant.sigmoid_params(x.scale[0])
+    _check_rq(op, [mult], [shift])
     pn = f"{p}_op{op.index}"
     decls = [c_struct("tg_sigmoid_params_t", pn, [
         ("size", x.size), ("input_zero_point", x.zero_point[0]), ("input_range_radius", radius),
@@ -579,6 +622,9 @@ def _binary(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
         fields = common + [("output_multiplier", mm), ("output_shift", ss)]
         ctype, fn = "tg_mul_params_t", "tg_mul_s8"
     fields += [("act_min", act_min), ("act_max", act_max)]
+    got = dict(fields)
+    heads = [k[:-len("_multiplier")] for k in got if k.endswith("_multiplier")]
+    _check_rq(op, [got[h + "_multiplier"] for h in heads], [got[h + "_shift"] for h in heads])
     decls = [c_struct(ctype, pn, fields)]
     ai, bi, yi = a.index, b.index, y.index
     reads = tuple(t.index for t in (a, b) if not t.is_constant)
@@ -616,6 +662,7 @@ def _quantize(m: TfliteModel, op: Operator, p: str) -> Step:
 
 
 def _requant_step(op, p, x, y, mult, shift, act_min, act_max) -> Step:
+    _check_rq(op, [mult], [shift])
     pn = f"{p}_op{op.index}"
     decls = [c_struct("tg_requant_params_t", pn, [
         ("size", x.size), ("input_zero_point", x.zero_point[0]), ("output_zero_point", y.zero_point[0]),
@@ -651,7 +698,8 @@ def _pad(m: TfliteModel, op: Operator, p: str) -> Step:
     pv = np.asarray(pads.data).reshape(rank, 2)
     if (pv < 0).any():
         raise OpRefused(op, "negative padding")
-    want = tuple(int(x.shape[i] + pv[i, 0] + pv[i, 1]) for i in range(rank))
+    # Python ints: an int32 sum of hostile paddings could wrap around to the right shape.
+    want = tuple(int(x.shape[i]) + int(pv[i, 0]) + int(pv[i, 1]) for i in range(rank))
     if want != tuple(y.shape):
         raise OpRefused(op, f"output shape {y.shape} is not input {x.shape} plus paddings")
     pn = f"{p}_op{op.index}"
@@ -691,7 +739,10 @@ def _mean(m: TfliteModel, op: Operator, p: str) -> Step:
         strides[d] = strides[d + 1] * x.shape[d + 1]
     red = sorted(axes)
     num = int(np.prod([x.shape[d] for d in red])) if red else 1
+    # The kernel sums num int8 values in int32, then subtracts zero_point * num.
+    _check_index_range(op, "reduced values x 256", num, 256)
     mult, shift = quant.mean_multiplier(x.scale[0], y.scale[0], num)
+    _check_rq(op, [mult], [shift])
     pn = f"{p}_op{op.index}"
     decls = [c_struct("tg_mean_params_t", pn, [
         ("kept_rank", len(kept)), ("kept_dims", _pad_dims([x.shape[d] for d in kept], 1)),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinygen.errors import DoesNotFit
 from tinygen.tflite_model import TfliteModel
 
 ALIGN = 16
@@ -179,6 +180,9 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
         offsets[r] = cand
         placed.append((cand, sz, f, l))
     peak = max((o + s for (o, s, _, _) in placed), default=0)
+    if peak > 2**31 - 1:
+        # Arena offsets are int32 arithmetic in the emitted C; no microcontroller has this much.
+        raise DoesNotFit(f"the compiled runtime's arena would be {peak} bytes; the model is far too large")
 
     # Sanity: no two arena buffers alive at once overlap.
     for i1, (o1, s1, f1, l1) in enumerate(placed):

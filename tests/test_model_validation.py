@@ -1,0 +1,431 @@
+"""Malformed .tflite models are refused at parse time: exit 2 (3 for an unknown op), one line
+naming the op and the field, before anything measures, analyses or emits the model.
+
+The base model is written here with the TFLite schema's own flatbuffer bindings (no
+TensorFlow needed); each test breaks exactly one thing in it.
+"""
+
+from __future__ import annotations
+
+import flatbuffers
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from tinygen.errors import TinygenError
+from tinygen.tflite_model import parse_model
+
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
+
+
+def build_base() -> bytes:
+    """int8 [1,8,8,2] -> CONV_2D 3x3 (per-channel) -> DEPTHWISE 3x3 -> AVERAGE_POOL 2x2
+    -> RESHAPE [1,48] -> FULLY_CONNECTED 4."""
+    rng = np.random.default_rng(7)
+    buffers = [S.BufferT()]
+    tensors: list = []
+
+    def tensor(shape, dtype, scale=None, zp=None, data=None, qdim=0):
+        t = S.TensorT()
+        t.shape = list(shape)
+        t.type = dtype
+        t.name = f"t{len(tensors)}".encode()
+        t.buffer = 0
+        if data is not None:
+            b = S.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
+            buffers.append(b)
+            t.buffer = len(buffers) - 1
+        if scale is not None:
+            q = S.QuantizationParametersT()
+            q.scale = [float(s) for s in scale]
+            q.zeroPoint = [int(z) for z in zp]
+            q.quantizedDimension = qdim
+            t.quantization = q
+        tensors.append(t)
+        return len(tensors) - 1
+
+    I8, I32 = S.TensorType.INT8, S.TensorType.INT32
+    x = tensor([1, 8, 8, 2], I8, [0.05], [-3])
+    cw_s = [0.01, 0.02, 0.015]
+    cw = tensor([3, 3, 3, 2], I8, cw_s, [0, 0, 0], rng.integers(-127, 128, (3, 3, 3, 2), dtype=np.int8))
+    cb = tensor([3], I32, [0.05 * s for s in cw_s], [0, 0, 0], rng.integers(-500, 500, 3).astype(np.int32))
+    y1 = tensor([1, 8, 8, 3], I8, [0.1], [-10])
+    dw_s = [0.02, 0.01, 0.03]
+    dw = tensor([1, 3, 3, 3], I8, dw_s, [0, 0, 0], rng.integers(-127, 128, (1, 3, 3, 3), dtype=np.int8), qdim=3)
+    db = tensor([3], I32, [0.1 * s for s in dw_s], [0, 0, 0], rng.integers(-500, 500, 3).astype(np.int32))
+    y2 = tensor([1, 8, 8, 3], I8, [0.2], [5])
+    y3 = tensor([1, 4, 4, 3], I8, [0.2], [5])
+    shp = tensor([2], I32, data=np.array([1, 48], dtype=np.int32))
+    y4 = tensor([1, 48], I8, [0.2], [5])
+    fw = tensor([4, 48], I8, [0.01], [0], rng.integers(-127, 128, (4, 48), dtype=np.int8))
+    fb = tensor([4], I32, [0.002], [0], rng.integers(-500, 500, 4).astype(np.int32))
+    y5 = tensor([1, 4], I8, [0.3], [2])
+
+    codes, ops = [], []
+
+    def op(code, ins, outs, otype, opts):
+        if code not in [c.builtinCode for c in codes]:
+            c = S.OperatorCodeT()
+            c.builtinCode = code
+            c.deprecatedBuiltinCode = min(code, 127)
+            c.version = 1
+            codes.append(c)
+        o = S.OperatorT()
+        o.opcodeIndex = [c.builtinCode for c in codes].index(code)
+        o.inputs, o.outputs = list(ins), list(outs)
+        o.builtinOptionsType, o.builtinOptions = otype, opts
+        ops.append(o)
+
+    def conv_opts(cls, **kw):
+        o = cls()
+        o.padding = S.Padding.SAME
+        o.strideH = o.strideW = 1
+        o.dilationHFactor = o.dilationWFactor = 1
+        o.fusedActivationFunction = S.ActivationFunctionType.RELU
+        for k, v in kw.items():
+            setattr(o, k, v)
+        return o
+
+    B, O = S.BuiltinOperator, S.BuiltinOptions
+    op(B.CONV_2D, [x, cw, cb], [y1], O.Conv2DOptions, conv_opts(S.Conv2DOptionsT))
+    op(B.DEPTHWISE_CONV_2D, [y1, dw, db], [y2], O.DepthwiseConv2DOptions,
+       conv_opts(S.DepthwiseConv2DOptionsT, depthMultiplier=1))
+    pool = S.Pool2DOptionsT()
+    pool.padding, pool.strideH, pool.strideW, pool.filterHeight, pool.filterWidth = S.Padding.VALID, 2, 2, 2, 2
+    op(B.AVERAGE_POOL_2D, [y2], [y3], O.Pool2DOptions, pool)
+    rs = S.ReshapeOptionsT()
+    rs.newShape = [1, 48]
+    op(B.RESHAPE, [y3, shp], [y4], O.ReshapeOptions, rs)
+    op(B.FULLY_CONNECTED, [y4, fw, fb], [y5], O.FullyConnectedOptions, S.FullyConnectedOptionsT())
+
+    g = S.SubGraphT()
+    g.tensors, g.operators, g.inputs, g.outputs = tensors, ops, [x], [y5]
+    m = S.ModelT()
+    m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, codes, [g], buffers
+    m.description = b"tinygen validation test"
+    return pack(m)
+
+
+def pack(m) -> bytes:
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def unpack(raw: bytes):
+    return S.ModelT.InitFromPackedBuf(bytearray(raw), 0)
+
+
+@pytest.fixture(scope="module")
+def base() -> bytes:
+    return build_base()
+
+
+def mutate(raw: bytes, fn) -> bytes:
+    m = unpack(raw)
+    fn(m, m.subgraphs[0])
+    return pack(m)
+
+
+def refused(raw: bytes, *needles: str, code: int = 2) -> str:
+    with pytest.raises(TinygenError) as info:
+        parse_model(raw, "m.tflite")
+    msg = str(info.value)
+    assert info.value.exit_code == code, msg
+    assert "\n" not in msg
+    for n in needles:
+        assert n in msg, msg
+    return msg
+
+
+def test_base_model_is_accepted_by_parse_analysis_and_the_compiled_runtime(base):
+    from tinygen import analyze, compiled
+
+    m = parse_model(base)
+    analyze.check_int8(m)
+    analyze.analyze(m)
+    compiled.check_supported(m)
+    compiled.emit(m)
+
+
+def _swap_first_two_ops(m, g):
+    g.operators[0], g.operators[1] = g.operators[1], g.operators[0]
+
+
+def test_op_reading_a_tensor_before_it_is_computed(base):
+    refused(mutate(base, _swap_first_two_ops), "op 0 (DEPTHWISE_CONV_2D) input 0",
+            "before it is computed", "op 1 (later)")
+
+
+def test_operator_input_index_out_of_range(base):
+    def f(m, g):
+        g.operators[0].inputs[1] = 999
+
+    refused(mutate(base, f), "op 0 (CONV_2D) input 1", "999", "out of range")
+
+
+def test_operator_output_index_negative(base):
+    def f(m, g):
+        g.operators[2].outputs[0] = -1
+
+    refused(mutate(base, f), "op 2 (AVERAGE_POOL_2D) output 0", "out of range")
+
+
+def test_required_input_omitted(base):
+    def f(m, g):
+        g.operators[4].inputs[1] = -1
+
+    refused(mutate(base, f), "op 4 (FULLY_CONNECTED) input 1", "required")
+
+
+def _tensor(g, op, slot):
+    return g.tensors[g.operators[op].outputs[0] if slot == "out" else g.operators[op].inputs[slot]]
+
+
+@pytest.mark.parametrize("value, needle", [(float("nan"), "scale[0] is nan"), (-0.1, "scale[0] is -0.1"),
+                                           (float("inf"), "scale[0] is inf"), (0.0, "scale[0] is 0.0")])
+def test_bad_scale(base, value, needle):
+    def f(m, g):
+        _tensor(g, 0, "out").quantization.scale[0] = value
+
+    refused(mutate(base, f), "op 0 (CONV_2D) output 0 (tensor 3)", needle)
+
+
+def test_int8_zero_point_out_of_range(base):
+    def f(m, g):
+        _tensor(g, 1, "out").quantization.zeroPoint[0] = 200
+
+    refused(mutate(base, f), "op 1 (DEPTHWISE_CONV_2D) output 0", "zero point[0] 200", "int8")
+
+
+def test_int32_zero_point_out_of_range(base):
+    def f(m, g):
+        _tensor(g, 4, 2).quantization.zeroPoint[0] = 1 << 40
+
+    refused(mutate(base, f), "op 4 (FULLY_CONNECTED) input 2", "int32 range")
+
+
+def test_negative_dimension(base):
+    def f(m, g):
+        _tensor(g, 0, "out").shape[1] = -8
+
+    refused(mutate(base, f), "op 0 (CONV_2D) output 0", "dimension 1 is negative")
+
+
+def test_absurd_element_count(base):
+    def f(m, g):
+        _tensor(g, 0, "out").shape = [1, 70000, 70000, 3]
+
+    refused(mutate(base, f), "op 0 (CONV_2D) output 0", "elements")
+
+
+def test_shape_does_not_match_buffer(base):
+    def f(m, g):
+        _tensor(g, 0, 1).shape = [3, 3, 3, 3]
+
+    refused(mutate(base, f), "op 0 (CONV_2D) input 1", "constant data is 54 bytes", "needs 81")
+
+
+def test_unknown_opcode_is_unsupported(base):
+    def f(m, g):
+        m.operatorCodes[g.operators[2].opcodeIndex].builtinCode = 250
+
+    refused(mutate(base, f), "op 2", "unsupported op 250", code=3)
+
+
+def test_opcode_index_out_of_range(base):
+    def f(m, g):
+        g.operators[3].opcodeIndex = 17
+
+    refused(mutate(base, f), "op 3", "opcode index 17", "out of range")
+
+
+def test_conv_dilation_two_to_the_thirty(base):
+    def f(m, g):
+        g.operators[0].builtinOptions.dilationHFactor = 1 << 30
+
+    refused(mutate(base, f), "op 0 (CONV_2D) option dilationHFactor", str(1 << 30))
+
+
+def test_depthwise_stride_zero(base):
+    def f(m, g):
+        g.operators[1].builtinOptions.strideW = 0
+
+    refused(mutate(base, f), "op 1 (DEPTHWISE_CONV_2D) option strideW", "0 is not in 1..")
+
+
+def test_pool_filter_zero(base):
+    def f(m, g):
+        g.operators[2].builtinOptions.filterHeight = 0
+
+    refused(mutate(base, f), "op 2 (AVERAGE_POOL_2D) option filterHeight")
+
+
+def test_valid_window_larger_than_input(base):
+    def f(m, g):
+        g.operators[2].builtinOptions.filterWidth = 9
+
+    refused(mutate(base, f), "op 2 (AVERAGE_POOL_2D)", "effective filter width 9", "VALID")
+
+
+def test_conv_options_of_the_wrong_type(base):
+    def f(m, g):
+        g.operators[0].builtinOptionsType = S.BuiltinOptions.Pool2DOptions
+        g.operators[0].builtinOptions = S.Pool2DOptionsT()
+
+    refused(mutate(base, f), "op 0 (CONV_2D)", "builtin options are Pool2DOptions")
+
+
+def test_per_channel_scale_count_mismatch(base):
+    def f(m, g):
+        q = _tensor(g, 0, 1).quantization
+        q.scale, q.zeroPoint = q.scale[:2], q.zeroPoint[:2]
+
+    refused(mutate(base, f), "op 0 (CONV_2D) input 1", "2 per-channel scales", "size 3")
+
+
+def test_scale_and_zero_point_counts_differ(base):
+    def f(m, g):
+        _tensor(g, 1, 1).quantization.zeroPoint = [0]
+
+    refused(mutate(base, f), "op 1 (DEPTHWISE_CONV_2D) input 1", "3 quantization scales but 1 zero points")
+
+
+def test_quantized_dimension_out_of_range(base):
+    def f(m, g):
+        _tensor(g, 1, 1).quantization.quantizedDimension = 7
+
+    refused(mutate(base, f), "op 1 (DEPTHWISE_CONV_2D) input 1", "quantized_dimension 7")
+
+
+def test_fully_connected_weights_not_2d(base):
+    def f(m, g):
+        _tensor(g, 4, 1).shape = [4, 6, 8]
+
+    refused(mutate(base, f), "op 4 (FULLY_CONNECTED) input 1 (weights)", "2-D")
+
+
+def test_op_writes_a_constant(base):
+    def f(m, g):
+        g.operators[4].outputs[0] = g.operators[0].inputs[1]
+
+    refused(mutate(base, f), "op 4 (FULLY_CONNECTED) output 0", "constant data")
+
+
+def test_graph_output_out_of_range(base):
+    def f(m, g):
+        g.outputs = [99]
+
+    refused(mutate(base, f), "graph output 0", "tensor index 99")
+
+
+def test_buffer_index_out_of_range(base):
+    def f(m, g):
+        _tensor(g, 4, 1).buffer = 500
+
+    refused(mutate(base, f), "op 4 (FULLY_CONNECTED) input 1", "buffer index 500")
+
+
+@pytest.mark.parametrize("cut", [9, 40, 200, -100, -7])
+def test_truncated_file(base, cut):
+    refused(base[:cut], "not a valid .tflite")
+
+
+def test_root_offset_out_of_range(base):
+    refused(b"\xff\xff\xff\x7f" + base[4:], "not a valid .tflite")
+
+
+def test_aliased_tables_cannot_make_parsing_quadratic(base):
+    """A hostile file whose 1500 operator entries all point at one table with 3000 inputs
+    would have the reader convert 4.5 M numbers from 25 kB; it is refused instead."""
+    import time
+
+    m = unpack(base)
+    g = m.subgraphs[0]
+    g.operators[0].inputs = list(g.operators[0].inputs) + [-1] * 3000
+    g.operators += [g.operators[3]] * 1500
+    raw = bytearray(pack(m))
+    sub = S.Model.GetRootAs(raw, 0).Subgraphs(0)
+    vec = sub._tab.Vector(sub._tab.Offset(10))  # SubGraph.operators
+    first = vec + int.from_bytes(raw[vec:vec + 4], "little")
+    for i in range(1, sub.OperatorsLength()):
+        at = vec + 4 * i
+        raw[at:at + 4] = (first - at).to_bytes(4, "little")
+    t0 = time.monotonic()
+    refused(bytes(raw), "not a valid .tflite", "tables overlap")
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_compiled_runtime_refuses_an_average_pool_whose_sum_overflows_int32():
+    """A valid model whose average-pool window (4096 x 4097 int8 values) would overflow the
+    kernel's int32 sum: parse accepts it, the compiled runtime refuses it naming the op."""
+    from tinygen import compiled
+    from tinygen.errors import UnsupportedModel
+
+    t_in, t_out = S.TensorT(), S.TensorT()
+    for t, shape, name in ((t_in, [1, 4096, 4097, 1], b"x"), (t_out, [1, 1, 1, 1], b"y")):
+        t.shape, t.type, t.buffer, t.name = shape, S.TensorType.INT8, 0, name
+        t.quantization = S.QuantizationParametersT()
+        t.quantization.scale, t.quantization.zeroPoint = [0.1], [0]
+    code = S.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = S.BuiltinOperator.AVERAGE_POOL_2D
+    o = S.OperatorT()
+    o.opcodeIndex, o.inputs, o.outputs = 0, [0], [1]
+    o.builtinOptionsType = S.BuiltinOptions.Pool2DOptions
+    o.builtinOptions = S.Pool2DOptionsT()
+    p = o.builtinOptions
+    p.padding, p.strideH, p.strideW, p.filterHeight, p.filterWidth = S.Padding.VALID, 1, 1, 4096, 4097
+    g = S.SubGraphT()
+    g.tensors, g.operators, g.inputs, g.outputs = [t_in, t_out], [o], [0], [1]
+    m = S.ModelT()
+    m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, [code], [g], [S.BufferT()]
+    model = parse_model(pack(m))
+    with pytest.raises(UnsupportedModel, match="AVERAGE_POOL_2D.*window sum"):
+        compiled.check_supported(model)
+
+
+# ---- the CLI: one line, the right exit code, no traceback -----------------------------
+
+def _one_line(res, code: int, *needles: str) -> None:
+    assert res.returncode == code, res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]  # progress
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def _custom_op(m, g):
+    c = m.operatorCodes[g.operators[2].opcodeIndex]
+    c.builtinCode, c.deprecatedBuiltinCode, c.customCode = S.BuiltinOperator.CUSTOM, 32, b"Evil\x1b[31m*/"
+
+
+def test_custom_op_name_is_kept_inert(base):
+    m = parse_model(mutate(base, _custom_op))
+    assert m.operators[2].opcode == "CUSTOM:Evil??31m??"
+
+
+@pytest.mark.parametrize("case", ["nan_scale", "unknown_op", "dilation", "order", "custom_op"])
+def test_cli_inspect_reports_the_malformed_model_not_an_arena_size(base, tmp_path, case):
+    fns = {
+        "nan_scale": lambda m, g: _tensor(g, 0, "out").quantization.scale.__setitem__(0, float("nan")),
+        "unknown_op": lambda m, g: setattr(m.operatorCodes[0], "builtinCode", 250),
+        "dilation": lambda m, g: setattr(g.operators[0].builtinOptions, "dilationWFactor", 1 << 30),
+        "order": _swap_first_two_ops,
+        "custom_op": _custom_op,  # valid, but TFLM (which measures the arena) has no kernel for it
+    }
+    f = tmp_path / "bad.tflite"
+    f.write_bytes(mutate(base, fns[case]))
+    res = run_cli("inspect", str(f))
+    _one_line(res, 3 if case in ("unknown_op", "custom_op") else 2, "op")
+    assert "arena" not in res.stderr
+
+
+def test_cli_build_compiled_refuses_before_writing(base, tmp_path):
+    f = tmp_path / "bad.tflite"
+    f.write_bytes(mutate(base, lambda m, g: setattr(g.operators[1].builtinOptions, "dilationHFactor", 1 << 30)))
+    out = tmp_path / "out"
+    res = run_cli("build", "--board", "qemu-m4", "--runtime", "compiled", "--model", str(f), "--out", str(out))
+    _one_line(res, 2, "op 1 (DEPTHWISE_CONV_2D) option dilationHFactor")
+    assert not out.exists()
