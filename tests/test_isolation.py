@@ -157,6 +157,20 @@ def test_symlink_to_dev_zero_is_refused(models, tmp_path, name, role):
     one_line_error(build(tmp_path, model, data, timeout=60), "character device")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_inspect_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    p = tmp_path / "x.tflite"
+    if kind == "fifo":
+        os.mkfifo(p)
+    else:
+        os.symlink("/dev/zero", p)
+    try:
+        res = run_cli("inspect", str(p), timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"tinygen inspect on a {kind} hung")
+    one_line_error(res, "FIFO" if kind == "fifo" else "character device")
+
+
 def test_directory_named_like_a_keras_file_is_refused(tmp_path):
     (tmp_path / "x.h5").mkdir()
     np.save(tmp_path / "d.npy", samples())

@@ -340,9 +340,9 @@ def parse_model(raw: bytes, name: str = "model") -> TfliteModel:
 
 
 def read_model(path: str | Path) -> TfliteModel:
+    """Read and validate a .tflite file: regular files only, at most MODEL_LIMIT bytes (a FIFO or a
+    link to /dev/zero is refused before it is opened for a blocking or unbounded read)."""
+    from tinygen.userfiles import MODEL_LIMIT, read_user_file
+
     p = Path(path)
-    if not p.exists():
-        raise TinygenError(f"model file {p} does not exist; check the path")
-    if p.is_dir():
-        raise TinygenError(f"{p} is a directory, not a .tflite file")
-    return parse_model(p.read_bytes(), name=str(p))
+    return parse_model(read_user_file(p, "model", MODEL_LIMIT), name=str(p))
