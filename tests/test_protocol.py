@@ -1,8 +1,8 @@
 """The serial protocol: Python framing, the C validation firmware on a real pty,
 and DeviceLink's retries through a corrupting pty proxy.
 
-C parts need host gcc (ASan/UBSan) and skip without it; the Cortex-M4 compile
-needs arm-none-eabi-gcc.
+C parts need host gcc (ASan/UBSan) and skip without it (fail under
+TINYGEN_REQUIRE_TOOLS=1); the Cortex-M4 compile needs arm-none-eabi-gcc.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -28,6 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygen
+from conftest import require_tool
 from tinygen import protocol as P
 from tinygen.errors import TinygenError
 from tinygen.serial_link import DeviceLink
@@ -264,7 +264,9 @@ def test_model_info_header():
 # Building the C firmware
 # ---------------------------------------------------------------------------
 
-needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
+@pytest.fixture
+def needs_gcc():
+    require_tool("gcc")
 
 
 def _gen_dir(path: Path, **model) -> Path:
@@ -285,8 +287,7 @@ def _run(cmd):
 
 
 def _build_firmware(tmp_path_factory, model: dict) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("host gcc not installed")
+    require_tool("gcc")
     d = tmp_path_factory.mktemp("fw")
     gen = _gen_dir(d / "gen", **model)
     exe = d / "tg_fw"
@@ -793,8 +794,7 @@ def test_gives_up_with_clear_message(fw):
 # ---------------------------------------------------------------------------
 
 
-@needs_gcc
-def test_c_header_constants_compiled(tmp_path):
+def test_c_header_constants_compiled(tmp_path, needs_gcc):
     gen = _gen_dir(tmp_path, **MODEL)
     names = (["TG_PROTOCOL_VERSION", "TG_CRC32_POLY", "TG_CRC32_INIT", "TG_CRC32_XOROUT", "TG_REPLY_FLAG",
               "TG_FLAG_SEQ_UNTRUSTED", "TG_HEADER_BYTES", "TG_CRC_BYTES", "TG_HELLO_BYTES", "TG_STATUS_COUNT",
@@ -834,22 +834,21 @@ ARM_MODELS = {
 }
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 @pytest.mark.parametrize("model", list(ARM_MODELS))
 def test_tg_app_compiles_for_cortex_m4(tmp_path, model):
+    require_tool("arm-none-eabi-gcc")
     gen = _gen_dir(tmp_path / "gen", **ARM_MODELS[model])
     _run(["arm-none-eabi-gcc", *M4_FLAGS, "-std=c99", "-Wpedantic", *_includes(gen), FW / "app" / "tg_app.c",
           "-o", tmp_path / "tg_app.o"])
     assert (tmp_path / "tg_app.o").stat().st_size > 0
 
 
-@needs_gcc
-def test_tg_app_compiles_as_cxx_and_rejects_bad_model_info(tmp_path):
+def test_tg_app_compiles_as_cxx_and_rejects_bad_model_info(tmp_path, needs_gcc):
     gen = _gen_dir(tmp_path / "gen", **MODEL)
-    if shutil.which("g++"):  # headers are usable from C++ (TFLM glue is C++)
-        (tmp_path / "use.cc").write_text('#include "tg_protocol.h"\n#include "tg_app.h"\n#include "tg_runtime.h"\n'
-                                         '#include "tg_hal.h"\nint main() { return tg_status_name(0)[0] == \'O\' ? 0 : 1; }\n')
-        _run(["g++", "-Wall", "-Wextra", "-Werror", *_includes(gen), tmp_path / "use.cc", "-o", tmp_path / "use"])
+    require_tool("g++")  # headers are usable from C++ (TFLM glue is C++)
+    (tmp_path / "use.cc").write_text('#include "tg_protocol.h"\n#include "tg_app.h"\n#include "tg_runtime.h"\n'
+                                     '#include "tg_hal.h"\nint main() { return tg_status_name(0)[0] == \'O\' ? 0 : 1; }\n')
+    _run(["g++", "-Wall", "-Wextra", "-Werror", *_includes(gen), tmp_path / "use.cc", "-o", tmp_path / "use"])
     info = (gen / "tg_model_info.h").read_text()
     (gen / "tg_model_info.h").write_text(info.replace("#define TG_INPUT_SCALE", "#define TG_NOT_INPUT_SCALE"))
     r = subprocess.run(["gcc", "-std=c99", "-c", *_includes(gen), str(FW / "app" / "tg_app.c"), "-o",
