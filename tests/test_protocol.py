@@ -419,6 +419,24 @@ def test_ping_echo_and_limits(link):
         link.ping(payload + b"x")
 
 
+def test_too_long_request_fails_at_once(fw):
+    """TOO_LONG for a request longer than the board's buffer is not line noise:
+    one attempt and a clear error, or none once HELLO has given the limit."""
+    with DeviceLink(fw.path, timeout=1.0, retries=3) as link:
+        with pytest.raises(P.DeviceStatusError) as ei:
+            link.ping(bytes(P.MIN_RX_PAYLOAD + 1))
+        assert ei.value.status == P.Status.TOO_LONG and ei.value.exit_code == 4
+        msg = str(ei.value)
+        assert "\n" not in msg and "TOO_LONG" in msg and "PING" in msg and "77 bytes" in msg and "max_frame" in msg
+        assert (link.stats.attempts, link.stats.retries) == (1, 0)
+        assert link.hello().max_frame == 76
+        attempts = link.stats.attempts
+        with pytest.raises(P.ProtocolError, match=r"PING request of 77 bytes.*at most 76 bytes \(64 payload bytes\)"):
+            link.ping(bytes(P.MIN_RX_PAYLOAD + 1))
+        assert link.stats.attempts == attempts  # refused before sending
+        assert link.get_stats()["too_long"] == 1
+
+
 def test_long_cobs_runs_both_ways(start_fw, big_firmware_bin):
     """Runs of 253/254/255 non-zero bytes around the 0xFF-block boundary, in
     requests (INFER, PING) and replies (INFER output 2x-1 is never 0)."""
@@ -737,7 +755,7 @@ def drop(targets):
     return lambda i, chunk: b"" if i in targets else chunk
 
 
-@pytest.mark.parametrize("case", ["h2d_corrupt", "d2h_corrupt", "h2d_drop", "d2h_drop", "d2h_noise"])
+@pytest.mark.parametrize("case", ["h2d_corrupt", "d2h_corrupt", "h2d_drop", "d2h_drop", "d2h_noise", "h2d_overlong"])
 def test_retries_through_corrupting_proxy(fw, case):
     h2d = d2h = None
     if case == "h2d_corrupt":
@@ -748,6 +766,8 @@ def test_retries_through_corrupting_proxy(fw, case):
         h2d = drop({1})
     elif case == "d2h_drop":
         d2h = drop({1})
+    elif case == "h2d_overlong":  # empty COBS blocks appended on the line: the board sees an overlong frame
+        h2d = lambda i, c: (c[:-1] + b"\x01" * 100 + b"\x00") if i == 1 else c
     else:  # garbage and a text line injected before the 2nd reply, garbage merged into the 3rd
         d2h = lambda i, c: (b"tinygen: noise\n\x00" + c) if i == 1 else (b"\x17\xfe\x42" + c if i == 2 else c)
     proxy = PtyProxy(fw.path, h2d=h2d, d2h=d2h)
@@ -763,12 +783,15 @@ def test_retries_through_corrupting_proxy(fw, case):
                 assert s.error_replies == 1 and s.retries == 1
             elif case == "d2h_corrupt":
                 assert s.bad_replies == 1 and s.retries == 1
+            elif case == "h2d_overlong":  # HELLO said the request fits: TOO_LONG was noise, retried
+                assert s.error_replies == 1 and s.retries == 1
             elif case in ("h2d_drop", "d2h_drop"):
                 assert s.timeouts == 1 and s.retries == 1
             else:
                 assert "tinygen: noise" in link.log_lines
                 assert s.bad_replies == 1 and s.retries == 1
             board = link.get_stats()
+            assert board["too_long"] == (case == "h2d_overlong")
             assert board["bad_crc"] + board["bad_frame"] == (1 if case == "h2d_corrupt" else 0)
     finally:
         proxy.close()
