@@ -553,6 +553,84 @@ def test_empty_frames_and_garbage_before_a_frame(fw, link):
     np.testing.assert_array_equal(link.infer(np.ones((3, 4), np.int8))[0], np.ones(12, np.int8))
 
 
+# Each test below pins one statement of DEVELOPERS.md "Protocol: what the firmware does".
+
+
+def test_doc_empty_payload_required(link):
+    for op, seq in ((P.Opcode.HELLO, 21), (P.Opcode.GET_STATS, 22), (P.Opcode.RESET_STATS, 23)):
+        for payload in (b"\x00", b"x" * 12):
+            f = exchange(link, wire(raw_frame(op, seq, payload)))
+            assert (f.opcode, f.seq, f.status, f.flags, f.payload) == (op, seq, P.Status.BAD_LENGTH, 0, b"")
+    assert link.get_stats()["rejected"] == 6  # RESET_STATS with a payload reset nothing
+
+
+def test_doc_ping_limit_is_input_bytes_or_64(start_fw, big_firmware_bin):
+    for exe, limit in ((None, P.MIN_RX_PAYLOAD), (big_firmware_bin, 400)):
+        fw = start_fw(exe) if exe else start_fw()
+        with DeviceLink(fw.path, timeout=1.0, retries=0) as link:
+            assert link.hello().max_frame == P.FRAME_OVERHEAD + limit
+            data = bytes((i % 255) + 1 for i in range(limit))
+            assert link.ping(data) == data
+            f = exchange(link, wire(raw_frame(P.Opcode.PING, 31, data + b"!")))
+            assert (f.status, f.seq, f.seq_untrusted) == (P.Status.TOO_LONG, 31, True)
+
+
+def test_doc_request_status_and_flags_ignored(link):
+    for status, flags in ((0xFF, 0xFF), (P.Status.BAD_CRC, P.FLAG_SEQ_UNTRUSTED), (7, 0x80)):
+        f = exchange(link, wire(raw_frame(P.Opcode.PING, 41, b"abc", status=status, flags=flags)))
+        assert (f.status, f.flags, f.payload) == (P.Status.OK, 0, b"abc")
+        f = exchange(link, wire(raw_frame(P.Opcode.INFER, 42, bytes(12), status=status, flags=flags)))
+        assert f.status == P.Status.OK and f.flags == 0
+
+
+def test_doc_order_of_checks(link):
+    """too long > COBS cut short > shorter than 12 > CRC > version > reply flag / length field > opcode > length."""
+    long_cut = P.cobs_encode(raw_frame(P.Opcode.PING, 51, bytes(200)))[:-3]
+    cases = [
+        ("too long beats a cut COBS block", long_cut + b"\x00", P.Status.TOO_LONG, True),
+        ("cut beats a bad CRC", P.cobs_encode(raw_frame(P.Opcode.PING, 52, b"abcdef"))[:-2] + b"\xfe\x00",
+         P.Status.BAD_FRAME, True),
+        ("CRC beats the version", wire(raw_frame(P.Opcode.HELLO, 53, version=9)[:-1] + b"\x00"),
+         P.Status.BAD_CRC, True),
+        ("version beats the reply flag", wire(raw_frame(P.Opcode.HELLO | 0x80, 54, version=2)),
+         P.Status.BAD_VERSION, False),
+        ("version beats the length field", wire(raw_frame(P.Opcode.PING, 55, b"ab", version=0, length=9)),
+         P.Status.BAD_VERSION, False),
+        ("reply flag beats an unknown opcode", wire(raw_frame(0x42 | 0x80, 56)), P.Status.BAD_FRAME, False),
+        ("length field beats an unknown opcode", wire(raw_frame(0x42, 57, b"a", length=2)),
+         P.Status.BAD_FRAME, False),
+        ("unknown opcode with a payload", wire(raw_frame(0x42, 58, b"abc")), P.Status.UNKNOWN_OPCODE, False),
+    ]
+    for i, (name, data, status, untrusted) in enumerate(cases):
+        f = exchange(link, data)
+        assert (f.status, f.seq_untrusted, f.seq) == (status, untrusted, 51 + i), (name, f.status_name)
+
+
+def test_doc_init_failure_beats_infer_length(start_fw):
+    fw = start_fw(TG_TEST_INIT_STATUS=8)
+    with DeviceLink(fw.path, timeout=1.0, retries=0) as link:
+        f = exchange(link, wire(raw_frame(P.Opcode.INFER, 61, bytes(3))))
+        assert f.status == P.Status.ALLOC_FAILED
+
+
+def test_doc_leading_delimiter(link):
+    """Bytes left on the line (no 0x00 after them) merge with the next frame
+    unless a 0x00 comes first; with it, they get their own error reply."""
+    junk = b"\x13\x37\xfe\x01\x02"
+    link.send_raw(junk + wire(raw_frame(P.Opcode.PING, 71, b"hi")))
+    f = exchange(link, b"")
+    assert f.status in (P.Status.BAD_FRAME, P.Status.BAD_CRC, P.Status.TOO_LONG) and f.seq_untrusted
+    assert link.read_frame(0.3) is None  # the PING was swallowed
+    link.send_raw(junk)
+    first = exchange(link, b"\x00" + wire(raw_frame(P.Opcode.PING, 72, b"hi")))
+    assert first.seq_untrusted and first.status == P.Status.BAD_FRAME
+    second = link.read_frame(2.0)
+    assert (second.status, second.seq, second.payload) == (P.Status.OK, 72, b"hi")
+    link.send_raw(b"\x00" * 20)
+    assert link.read_frame(0.3) is None  # empty frames: no reply, not counted
+    assert link.get_stats()["frames"] == 4  # 2 junk chunks, the PING, GET_STATS
+
+
 def test_fuzz_every_chunk_gets_one_reply(fw, link):
     rng = np.random.default_rng(7)
     base = [raw_frame(P.Opcode.INFER, 1, bytes(range(12))), raw_frame(P.Opcode.HELLO, 2),
