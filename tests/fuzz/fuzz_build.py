@@ -5,7 +5,8 @@
 builds tests/fuzz/fuzz_frames.c with the real firmware/app/tg_app.c (clang,
 -fsanitize=fuzzer,address,undefined), writes a seed corpus and a dictionary
 made with tinygen.protocol's own encoders, and runs it. Crashing inputs land in
-the work directory (--workdir, default a fresh temp dir) as crash-*.
+the work directory (--workdir, default a fresh temp dir) as crash-*, libFuzzer's
+output in <harness>.log there.
 The pytest wrapper is tests/fuzz/test_fuzz.py.
 """
 
@@ -122,8 +123,10 @@ def run(exe: Path, workdir: Path, model: str, sealed: bool, *libfuzzer_args: str
     write_dict(workdir / "frames.dict")
     cmd = [str(exe), f"-dict={workdir / 'frames.dict'}", f"-artifact_prefix={workdir}/", "-print_final_stats=1",
            *libfuzzer_args, str(corpus)]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    out = r.stdout + r.stderr
+    log = workdir / f"{exe.name}.log"  # libFuzzer's progress, readable while a long run goes on
+    with log.open("w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=workdir)
+    out = log.read_text(errors="replace")
     m = re.search(r"stat::number_of_executed_units:\s*(\d+)", out)
     return r.returncode, out, int(m.group(1)) if m else 0
 
