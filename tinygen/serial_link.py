@@ -196,7 +196,7 @@ class DeviceLink:
             raise ProtocolError(f"the link to {self.port} is closed")
         fits = self._fits(len(payload))
         if fits is False:
-            raise ProtocolError(self._too_long(opcode, len(payload)))
+            raise ProtocolError(self._too_long(opcode, len(payload), sent=False))
         retries = self.retries if retries is None else retries
         timeout = self.timeout if timeout is None else timeout
         # time to move the bytes at the line rate (10 bits a byte), both ways
@@ -235,7 +235,8 @@ class DeviceLink:
                     self.stats.error_replies += 1
                     if frame.status == Status.TOO_LONG and not fits:
                         # the same bytes would be refused again: not line noise
-                        raise DeviceStatusError(self._too_long(opcode, len(payload)), frame.status, frame.payload)
+                        raise DeviceStatusError(self._too_long(opcode, len(payload), sent=True), frame.status,
+                                                frame.payload)
                     problems.append(f"the board reported {status_name(frame.status)}")
                     break
                 if frame.seq not in seqs or frame.opcode != (opcode & 0x7F):
@@ -291,15 +292,17 @@ class DeviceLink:
             return None
         return payload_len + FRAME_OVERHEAD <= self.info.max_frame
 
-    def _too_long(self, opcode: int, payload_len: int) -> str:
+    def _too_long(self, opcode: int, payload_len: int, sent: bool) -> str:
         frame = payload_len + FRAME_OVERHEAD
         if self.info is not None and self.info.max_frame:
             limit = (f"it accepts frames of at most {self.info.max_frame} bytes "
                      f"({self.info.max_frame - FRAME_OVERHEAD} payload bytes)")
         else:
             limit = "HELLO reports the largest frame it accepts (max_frame)"
-        return (f"the board on {self.port} refused a {_op_name(opcode)} request of {frame} bytes as too long "
-                f"(TOO_LONG): {limit}; send less, or regenerate and reflash the firmware for this model")
+        what = f"a {_op_name(opcode)} request of {frame} bytes"
+        said = (f"the board on {self.port} refused {what} as too long (TOO_LONG)" if sent
+                else f"{what} is longer than the board on {self.port} accepts (not sent)")
+        return f"{said}: {limit}; send less, or regenerate and reflash the firmware for this model"
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFF
