@@ -168,16 +168,10 @@ def assert_identical(got: np.ndarray, want: np.ndarray, label: str = "") -> None
 # ---- Cortex-M4 cross build ------------------------------------------------------
 
 def require(available: bool, what: str) -> None:
-    """Skip the calling test when a tool is missing -- or fail, when TINYGEN_REQUIRE_TOOLS
-    is set (CI), as the rest of the suite does."""
-    if available:
-        return
-    import pytest
+    """conftest.require: skip, or fail under TINYGEN_REQUIRE_TOOLS."""
+    from conftest import require as _require
 
-    msg = f"{what} is not installed (Debian: see scripts/setup.sh)"
-    if os.environ.get("TINYGEN_REQUIRE_TOOLS"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    _require(available, what)
 
 
 def have_python_deps() -> bool:

@@ -17,13 +17,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def require(available: bool, what: str) -> None:
+    """The one way a test skips for a missing tool or package: a skip with the reason,
+    or a failure when TINYGEN_REQUIRE_TOOLS is set (CI installs everything)."""
+    if available:
+        return
+    msg = f"{what} is not installed (Debian: see scripts/setup.sh)"
+    if os.environ.get("TINYGEN_REQUIRE_TOOLS"):
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
-    if path is None:
-        msg = f"{name} is not installed (Debian: see .ci/run)"
-        if os.environ.get("TINYGEN_REQUIRE_TOOLS"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require(path is not None, name)
     return path
 
 

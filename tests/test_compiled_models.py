@@ -21,8 +21,12 @@ import compiled_harness as H
 from tinygen.compiled import check_supported, plan_memory
 from tinygen.tflite_model import parse_model
 
-_needs = [pytest.mark.skipif(not H.have_python_deps(), reason="needs tensorflow and tflite_micro")]
-pytestmark = [pytest.mark.slow, *_needs]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_python_deps():
+    H.require(H.have_python_deps(), "tensorflow / tflite_micro (Python packages)")
 
 
 SEED = 777

@@ -22,8 +22,10 @@ from tinygen.compiled import SUPPORTED_OPS, check_supported, emit, memory_table,
 from tinygen.compiled.quant import quantize_multiplier, round_half_away
 from tinygen.tflite_model import parse_model
 
-_needs = [pytest.mark.skipif(not H.have_python_deps(), reason="needs tensorflow and tflite_micro")]
-pytestmark = _needs
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_python_deps():
+    H.require(H.have_python_deps(), "tensorflow / tflite_micro (Python packages)")
 
 
 SEED = 20250611

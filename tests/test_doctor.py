@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 
 def test_doctor_reports_tools_and_boards_as_they_are_here():
+    """Every verdict against facts found here without tinygen: PATH, importlib, boards/*.json."""
     res = run_cli("doctor", "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     tools = {t["tool"]: t for t in data["tools"]}
-    # Each verdict must agree with what is really on PATH here.
-    assert tools["arm-none-eabi-gcc"]["ok"] == bool(shutil.which("arm-none-eabi-gcc"))
-    assert tools["qemu-system-arm"]["ok"] == bool(shutil.which("qemu-system-arm"))
+    on_path = {"arm-none-eabi-gcc": "arm-none-eabi-gcc", "arm-none-eabi-g++ (+libstdc++)": "arm-none-eabi-g++",
+               "qemu-system-arm": "qemu-system-arm", "host gcc": "gcc"}
+    for tool, exe in on_path.items():
+        path = shutil.which(exe)
+        assert tools[tool]["ok"] == (path is not None), tools[tool]
+        if path:
+            assert tools[tool]["detail"] == path
+    have = {mod: importlib.util.find_spec(mod) is not None for mod in ("tensorflow", "tflite_micro", "SCons")}
+    assert tools["tensorflow"]["ok"] == have["tensorflow"] and tools["tflite_micro"]["ok"] == have["tflite_micro"]
+    pio_here = importlib.util.find_spec("platformio") is not None or bool(shutil.which("pio"))
+    assert tools["platformio"]["ok"] == pio_here
+    # the offline core is PlatformIO plus pip's SCons (tinygen packages it as tool-scons)
+    assert tools.get("platformio offline core", {"ok": False})["ok"] == (pio_here and have["SCons"])
     for t in data["tools"]:
         assert t["ok"] or t["fix"], t
+    emulated_here = pio_here and have["SCons"] and all(shutil.which(x) for x in ("arm-none-eabi-gcc", "qemu-system-arm"))
+    files = {json.loads(p.read_text())["id"]: json.loads(p.read_text()) for p in (REPO / "boards").glob("*.json")}
     boards = {b["board"]: b for b in data["boards"]}
-    assert {"esp32", "nano33ble", "qemu-m4"} <= set(boards)
-    emulated_ok = all(tools[k]["ok"] for k in ("platformio offline core", "arm-none-eabi-gcc", "qemu-system-arm"))
-    assert boards["qemu-m4"]["usable"] == emulated_ok
+    assert set(boards) == set(files)
+    for bid, spec in files.items():
+        want = emulated_here if spec.get("emulator") else pio_here
+        assert boards[bid]["usable"] == want, (bid, boards[bid])
     assert "registry" in boards["esp32"]["what"]
 
 

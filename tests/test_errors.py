@@ -131,9 +131,43 @@ def test_existing_output_directory_without_force(tmp_path):
     res = run_cli("build", "--board", "esp32", "--out", str(out))
     assert_one_line_error(res, "already exists", "--force")
     assert (out / "keep.txt").read_text() == "mine"
-    # --force replaces tinygen projects only, never an unrelated directory
-    res = run_cli("build", "--board", "esp32", "--model", str(tmp_path / "x.tflite"), "--out", str(out), "--force")
-    assert res.returncode != 0 and (out / "keep.txt").exists()
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("manifest", [None, "not json {", '{"title": "my thesis"}'],
+                         ids=["no-manifest", "junk-manifest", "foreign-json"])
+def test_force_never_replaces_a_directory_that_is_not_a_tinygen_project(tmp_path, sine_project, manifest):
+    """The model builds (see the control below), so the refusal comes from the --force guard."""
+    out = tmp_path / "thesis"
+    (out / "figures").mkdir(parents=True)
+    (out / "thesis.tex").write_text("\\chapter{years of work}\n")
+    (out / "figures" / "plot.png").write_bytes(b"\x89PNG\r\n")
+    if manifest is not None:
+        (out / "tinygen.json").write_text(manifest)
+    before = _tree(out)
+    res = run_cli("build", "--board", "esp32", "--model", str(sine_project / "model.tflite"), "--out", str(out),
+                  "--force")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
+    assert len(lines) == 1 and str(out) in lines[0], res.stderr
+    assert _tree(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis"]  # no temp or backup dirs left beside it
+
+
+def test_force_replaces_a_tinygen_project(tmp_path, sine_project):
+    """Control for the test above: the same build over a real project succeeds."""
+    import shutil
+
+    out = tmp_path / "proj"
+    shutil.copytree(sine_project, out)
+    (out / "README.md").write_text("edited since")
+    res = run_cli("build", "--board", "esp32", "--model", str(sine_project / "model.tflite"), "--out", str(out),
+                  "--force")
+    assert res.returncode == 0, res.stderr
+    assert (out / "tinygen.json").is_file() and (out / "README.md").read_text() != "edited since"
 
 
 def test_model_too_big_for_the_board_is_refused_with_numbers(tmp_path):

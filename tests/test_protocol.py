@@ -1,8 +1,8 @@
 """The serial protocol: Python framing, the C validation firmware on a real pty,
 and DeviceLink's retries through a corrupting pty proxy.
 
-C parts need host gcc (ASan/UBSan) and skip without it; the Cortex-M4 compile
-needs arm-none-eabi-gcc.
+C parts need host gcc (ASan/UBSan) and skip without it (fail under
+TINYGEN_REQUIRE_TOOLS=1); the Cortex-M4 compile needs arm-none-eabi-gcc.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -28,6 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygen
+from conftest import require_tool
 from tinygen import protocol as P
 from tinygen.errors import TinygenError
 from tinygen.serial_link import DeviceLink
@@ -264,7 +264,9 @@ def test_model_info_header():
 # Building the C firmware
 # ---------------------------------------------------------------------------
 
-needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
+@pytest.fixture
+def needs_gcc():
+    require_tool("gcc")
 
 
 def _gen_dir(path: Path, **model) -> Path:
@@ -285,8 +287,7 @@ def _run(cmd):
 
 
 def _build_firmware(tmp_path_factory, model: dict) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("host gcc not installed")
+    require_tool("gcc")
     d = tmp_path_factory.mktemp("fw")
     gen = _gen_dir(d / "gen", **model)
     exe = d / "tg_fw"
@@ -418,6 +419,24 @@ def test_ping_echo_and_limits(link):
         link.ping(payload + b"x")
 
 
+def test_too_long_request_fails_at_once(fw):
+    """TOO_LONG for a request longer than the board's buffer is not line noise:
+    one attempt and a clear error, or none once HELLO has given the limit."""
+    with DeviceLink(fw.path, timeout=1.0, retries=3) as link:
+        with pytest.raises(P.DeviceStatusError) as ei:
+            link.ping(bytes(P.MIN_RX_PAYLOAD + 1))
+        assert ei.value.status == P.Status.TOO_LONG and ei.value.exit_code == 4
+        msg = str(ei.value)
+        assert "\n" not in msg and "TOO_LONG" in msg and "PING" in msg and "77 bytes" in msg and "max_frame" in msg
+        assert (link.stats.attempts, link.stats.retries) == (1, 0)
+        assert link.hello().max_frame == 76
+        attempts = link.stats.attempts
+        with pytest.raises(P.ProtocolError, match=r"PING request of 77 bytes.*at most 76 bytes \(64 payload bytes\)"):
+            link.ping(bytes(P.MIN_RX_PAYLOAD + 1))
+        assert link.stats.attempts == attempts  # refused before sending
+        assert link.get_stats()["too_long"] == 1
+
+
 def test_long_cobs_runs_both_ways(start_fw, big_firmware_bin):
     """Runs of 253/254/255 non-zero bytes around the 0xFF-block boundary, in
     requests (INFER, PING) and replies (INFER output 2x-1 is never 0)."""
@@ -532,6 +551,84 @@ def test_empty_frames_and_garbage_before_a_frame(fw, link):
     info = link.hello()  # ... DeviceLink's leading 0x00 flushes it
     assert info.init_ok
     np.testing.assert_array_equal(link.infer(np.ones((3, 4), np.int8))[0], np.ones(12, np.int8))
+
+
+# Each test below pins one statement of DEVELOPERS.md "Protocol: what the firmware does".
+
+
+def test_doc_empty_payload_required(link):
+    for op, seq in ((P.Opcode.HELLO, 21), (P.Opcode.GET_STATS, 22), (P.Opcode.RESET_STATS, 23)):
+        for payload in (b"\x00", b"x" * 12):
+            f = exchange(link, wire(raw_frame(op, seq, payload)))
+            assert (f.opcode, f.seq, f.status, f.flags, f.payload) == (op, seq, P.Status.BAD_LENGTH, 0, b"")
+    assert link.get_stats()["rejected"] == 6  # RESET_STATS with a payload reset nothing
+
+
+def test_doc_ping_limit_is_input_bytes_or_64(start_fw, big_firmware_bin):
+    for exe, limit in ((None, P.MIN_RX_PAYLOAD), (big_firmware_bin, 400)):
+        fw = start_fw(exe) if exe else start_fw()
+        with DeviceLink(fw.path, timeout=1.0, retries=0) as link:
+            assert link.hello().max_frame == P.FRAME_OVERHEAD + limit
+            data = bytes((i % 255) + 1 for i in range(limit))
+            assert link.ping(data) == data
+            f = exchange(link, wire(raw_frame(P.Opcode.PING, 31, data + b"!")))
+            assert (f.status, f.seq, f.seq_untrusted) == (P.Status.TOO_LONG, 31, True)
+
+
+def test_doc_request_status_and_flags_ignored(link):
+    for status, flags in ((0xFF, 0xFF), (P.Status.BAD_CRC, P.FLAG_SEQ_UNTRUSTED), (7, 0x80)):
+        f = exchange(link, wire(raw_frame(P.Opcode.PING, 41, b"abc", status=status, flags=flags)))
+        assert (f.status, f.flags, f.payload) == (P.Status.OK, 0, b"abc")
+        f = exchange(link, wire(raw_frame(P.Opcode.INFER, 42, bytes(12), status=status, flags=flags)))
+        assert f.status == P.Status.OK and f.flags == 0
+
+
+def test_doc_order_of_checks(link):
+    """too long > COBS cut short > shorter than 12 > CRC > version > reply flag / length field > opcode > length."""
+    long_cut = P.cobs_encode(raw_frame(P.Opcode.PING, 51, bytes(200)))[:-3]
+    cases = [
+        ("too long beats a cut COBS block", long_cut + b"\x00", P.Status.TOO_LONG, True),
+        ("cut beats a bad CRC", P.cobs_encode(raw_frame(P.Opcode.PING, 52, b"abcdef"))[:-2] + b"\xfe\x00",
+         P.Status.BAD_FRAME, True),
+        ("CRC beats the version", wire(raw_frame(P.Opcode.HELLO, 53, version=9)[:-1] + b"\x00"),
+         P.Status.BAD_CRC, True),
+        ("version beats the reply flag", wire(raw_frame(P.Opcode.HELLO | 0x80, 54, version=2)),
+         P.Status.BAD_VERSION, False),
+        ("version beats the length field", wire(raw_frame(P.Opcode.PING, 55, b"ab", version=0, length=9)),
+         P.Status.BAD_VERSION, False),
+        ("reply flag beats an unknown opcode", wire(raw_frame(0x42 | 0x80, 56)), P.Status.BAD_FRAME, False),
+        ("length field beats an unknown opcode", wire(raw_frame(0x42, 57, b"a", length=2)),
+         P.Status.BAD_FRAME, False),
+        ("unknown opcode with a payload", wire(raw_frame(0x42, 58, b"abc")), P.Status.UNKNOWN_OPCODE, False),
+    ]
+    for i, (name, data, status, untrusted) in enumerate(cases):
+        f = exchange(link, data)
+        assert (f.status, f.seq_untrusted, f.seq) == (status, untrusted, 51 + i), (name, f.status_name)
+
+
+def test_doc_init_failure_beats_infer_length(start_fw):
+    fw = start_fw(TG_TEST_INIT_STATUS=8)
+    with DeviceLink(fw.path, timeout=1.0, retries=0) as link:
+        f = exchange(link, wire(raw_frame(P.Opcode.INFER, 61, bytes(3))))
+        assert f.status == P.Status.ALLOC_FAILED
+
+
+def test_doc_leading_delimiter(link):
+    """Bytes left on the line (no 0x00 after them) merge with the next frame
+    unless a 0x00 comes first; with it, they get their own error reply."""
+    junk = b"\x13\x37\xfe\x01\x02"
+    link.send_raw(junk + wire(raw_frame(P.Opcode.PING, 71, b"hi")))
+    f = exchange(link, b"")
+    assert f.status in (P.Status.BAD_FRAME, P.Status.BAD_CRC, P.Status.TOO_LONG) and f.seq_untrusted
+    assert link.read_frame(0.3) is None  # the PING was swallowed
+    link.send_raw(junk)
+    first = exchange(link, b"\x00" + wire(raw_frame(P.Opcode.PING, 72, b"hi")))
+    assert first.seq_untrusted and first.status == P.Status.BAD_FRAME
+    second = link.read_frame(2.0)
+    assert (second.status, second.seq, second.payload) == (P.Status.OK, 72, b"hi")
+    link.send_raw(b"\x00" * 20)
+    assert link.read_frame(0.3) is None  # empty frames: no reply, not counted
+    assert link.get_stats()["frames"] == 4  # 2 junk chunks, the PING, GET_STATS
 
 
 def test_fuzz_every_chunk_gets_one_reply(fw, link):
@@ -736,7 +833,7 @@ def drop(targets):
     return lambda i, chunk: b"" if i in targets else chunk
 
 
-@pytest.mark.parametrize("case", ["h2d_corrupt", "d2h_corrupt", "h2d_drop", "d2h_drop", "d2h_noise"])
+@pytest.mark.parametrize("case", ["h2d_corrupt", "d2h_corrupt", "h2d_drop", "d2h_drop", "d2h_noise", "h2d_overlong"])
 def test_retries_through_corrupting_proxy(fw, case):
     h2d = d2h = None
     if case == "h2d_corrupt":
@@ -747,6 +844,8 @@ def test_retries_through_corrupting_proxy(fw, case):
         h2d = drop({1})
     elif case == "d2h_drop":
         d2h = drop({1})
+    elif case == "h2d_overlong":  # empty COBS blocks appended on the line: the board sees an overlong frame
+        h2d = lambda i, c: (c[:-1] + b"\x01" * 100 + b"\x00") if i == 1 else c
     else:  # garbage and a text line injected before the 2nd reply, garbage merged into the 3rd
         d2h = lambda i, c: (b"tinygen: noise\n\x00" + c) if i == 1 else (b"\x17\xfe\x42" + c if i == 2 else c)
     proxy = PtyProxy(fw.path, h2d=h2d, d2h=d2h)
@@ -762,12 +861,15 @@ def test_retries_through_corrupting_proxy(fw, case):
                 assert s.error_replies == 1 and s.retries == 1
             elif case == "d2h_corrupt":
                 assert s.bad_replies == 1 and s.retries == 1
+            elif case == "h2d_overlong":  # HELLO said the request fits: TOO_LONG was noise, retried
+                assert s.error_replies == 1 and s.retries == 1
             elif case in ("h2d_drop", "d2h_drop"):
                 assert s.timeouts == 1 and s.retries == 1
             else:
                 assert "tinygen: noise" in link.log_lines
                 assert s.bad_replies == 1 and s.retries == 1
             board = link.get_stats()
+            assert board["too_long"] == (case == "h2d_overlong")
             assert board["bad_crc"] + board["bad_frame"] == (1 if case == "h2d_corrupt" else 0)
     finally:
         proxy.close()
@@ -793,8 +895,7 @@ def test_gives_up_with_clear_message(fw):
 # ---------------------------------------------------------------------------
 
 
-@needs_gcc
-def test_c_header_constants_compiled(tmp_path):
+def test_c_header_constants_compiled(tmp_path, needs_gcc):
     gen = _gen_dir(tmp_path, **MODEL)
     names = (["TG_PROTOCOL_VERSION", "TG_CRC32_POLY", "TG_CRC32_INIT", "TG_CRC32_XOROUT", "TG_REPLY_FLAG",
               "TG_FLAG_SEQ_UNTRUSTED", "TG_HEADER_BYTES", "TG_CRC_BYTES", "TG_HELLO_BYTES", "TG_STATUS_COUNT",
@@ -834,22 +935,21 @@ ARM_MODELS = {
 }
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 @pytest.mark.parametrize("model", list(ARM_MODELS))
 def test_tg_app_compiles_for_cortex_m4(tmp_path, model):
+    require_tool("arm-none-eabi-gcc")
     gen = _gen_dir(tmp_path / "gen", **ARM_MODELS[model])
     _run(["arm-none-eabi-gcc", *M4_FLAGS, "-std=c99", "-Wpedantic", *_includes(gen), FW / "app" / "tg_app.c",
           "-o", tmp_path / "tg_app.o"])
     assert (tmp_path / "tg_app.o").stat().st_size > 0
 
 
-@needs_gcc
-def test_tg_app_compiles_as_cxx_and_rejects_bad_model_info(tmp_path):
+def test_tg_app_compiles_as_cxx_and_rejects_bad_model_info(tmp_path, needs_gcc):
     gen = _gen_dir(tmp_path / "gen", **MODEL)
-    if shutil.which("g++"):  # headers are usable from C++ (TFLM glue is C++)
-        (tmp_path / "use.cc").write_text('#include "tg_protocol.h"\n#include "tg_app.h"\n#include "tg_runtime.h"\n'
-                                         '#include "tg_hal.h"\nint main() { return tg_status_name(0)[0] == \'O\' ? 0 : 1; }\n')
-        _run(["g++", "-Wall", "-Wextra", "-Werror", *_includes(gen), tmp_path / "use.cc", "-o", tmp_path / "use"])
+    require_tool("g++")  # headers are usable from C++ (TFLM glue is C++)
+    (tmp_path / "use.cc").write_text('#include "tg_protocol.h"\n#include "tg_app.h"\n#include "tg_runtime.h"\n'
+                                     '#include "tg_hal.h"\nint main() { return tg_status_name(0)[0] == \'O\' ? 0 : 1; }\n')
+    _run(["g++", "-Wall", "-Wextra", "-Werror", *_includes(gen), tmp_path / "use.cc", "-o", tmp_path / "use"])
     info = (gen / "tg_model_info.h").read_text()
     (gen / "tg_model_info.h").write_text(info.replace("#define TG_INPUT_SCALE", "#define TG_NOT_INPUT_SCALE"))
     r = subprocess.run(["gcc", "-std=c99", "-c", *_includes(gen), str(FW / "app" / "tg_app.c"), "-o",

@@ -6,7 +6,9 @@
 
 Frames, opcodes and status codes are defined in :mod:`tinygen.protocol`.
 Requests are retried (new sequence number each time) on timeouts, corrupt
-replies and BAD_CRC / BAD_FRAME / TOO_LONG answers; every request is preceded
+replies and BAD_CRC / BAD_FRAME answers; a TOO_LONG answer is retried only when
+HELLO said the frame fits (then it was a delimiter lost on the line), else it
+fails at once, as does a request longer than HELLO's max_frame; every request is preceded
 by a 0x00 so the board's receiver drops any half-received garbage.  Replies
 with a sequence number from an earlier request are dropped; a reply to any
 attempt of the current request is accepted (requests are idempotent).
@@ -165,9 +167,6 @@ class DeviceLink:
         payload = np.ascontiguousarray(arr).astype(in_dtype.newbyteorder("<"), copy=False).tobytes()
         if len(payload) != info.input_bytes:
             raise TinygenError(f"input tensor has {len(payload)} bytes, the board expects {info.input_bytes}")
-        if info.max_frame and len(payload) + FRAME_OVERHEAD > info.max_frame:
-            raise ProtocolError(f"an INFER frame of {len(payload) + FRAME_OVERHEAD} bytes exceeds the board's "
-                                f"limit of {info.max_frame}")
         frame = self.request(Opcode.INFER, payload, reply_bytes=info.output_bytes + 4)
         self._check_ok(frame, "INFER")
         out, ticks = parse_infer_reply(frame.payload, info.output_bytes)
@@ -192,9 +191,12 @@ class DeviceLink:
     def request(self, opcode: int, payload: bytes = b"", *, timeout: float | None = None,
                 retries: int | None = None, reply_bytes: int = 128) -> Frame:
         """Send one request, retrying as needed; return the reply frame
-        (any status but BAD_CRC / BAD_FRAME / TOO_LONG, which are retried)."""
+        (any status but BAD_CRC / BAD_FRAME and a TOO_LONG that can only be noise, which are retried)."""
         if self._ser is None:
             raise ProtocolError(f"the link to {self.port} is closed")
+        fits = self._fits(len(payload))
+        if fits is False:
+            raise ProtocolError(self._too_long(opcode, len(payload), sent=False))
         retries = self.retries if retries is None else retries
         timeout = self.timeout if timeout is None else timeout
         # time to move the bytes at the line rate (10 bits a byte), both ways
@@ -231,6 +233,10 @@ class DeviceLink:
                     continue
                 if frame.status in RETRYABLE_STATUSES and (frame.seq in seqs or frame.seq_untrusted):
                     self.stats.error_replies += 1
+                    if frame.status == Status.TOO_LONG and not fits:
+                        # the same bytes would be refused again: not line noise
+                        raise DeviceStatusError(self._too_long(opcode, len(payload), sent=True), frame.status,
+                                                frame.payload)
                     problems.append(f"the board reported {status_name(frame.status)}")
                     break
                 if frame.seq not in seqs or frame.opcode != (opcode & 0x7F):
@@ -279,6 +285,24 @@ class DeviceLink:
             detail = f" (runtime returned {int.from_bytes(frame.payload[:4], 'little', signed=True)})"
         raise DeviceStatusError(f"the board on {self.port} refused {what}: {describe_status(frame.status)}{detail}",
                                 frame.status, frame.payload)
+
+    def _fits(self, payload_len: int) -> bool | None:
+        """Whether a request frame fits the board's receive buffer (None: no HELLO yet)."""
+        if self.info is None or not self.info.max_frame:
+            return None
+        return payload_len + FRAME_OVERHEAD <= self.info.max_frame
+
+    def _too_long(self, opcode: int, payload_len: int, sent: bool) -> str:
+        frame = payload_len + FRAME_OVERHEAD
+        if self.info is not None and self.info.max_frame:
+            limit = (f"it accepts frames of at most {self.info.max_frame} bytes "
+                     f"({self.info.max_frame - FRAME_OVERHEAD} payload bytes)")
+        else:
+            limit = "HELLO reports the largest frame it accepts (max_frame)"
+        what = f"a {_op_name(opcode)} request of {frame} bytes"
+        said = (f"the board on {self.port} refused {what} as too long (TOO_LONG)" if sent
+                else f"{what} is longer than the board on {self.port} accepts (not sent)")
+        return f"{said}: {limit}; send less, or regenerate and reflash the firmware for this model"
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFF

@@ -20,9 +20,17 @@ import numpy as np
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Float -> int8 as TFLite's QUANTIZE does: round half away from zero, then clamp."""
-    q = np.round(np.asarray(x, dtype=np.float64) / scale) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    """Float -> int8 as TFLite's QUANTIZE does (reference_ops::AffineQuantize):
+    x / scale in float32, std::round (halves away from zero), + zero point, clamp."""
+    # float32 division, as the kernel does: in float64 a value a hair off a half can
+    # land on the other side of it.
+    with np.errstate(over="ignore", invalid="ignore"):  # +-inf saturate below, like the clamp
+        v = np.asarray(x, dtype=np.float32) / np.float32(scale)
+        # np.round rounds halves to even; trunc + the exact remainder rounds them away from zero.
+        t = np.trunc(v)
+        r = t + np.where(np.abs(v - t) >= np.float32(0.5), np.sign(v), np.float32(0))
+    q = np.clip(r.astype(np.float64) + zero_point, -128, 127)
+    return q.astype(np.int8)
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -1,0 +1,43 @@
+"""Atheris (libFuzzer for Python) harness for the .tflite reader.
+
+    python tests/fuzz/fuzz_model_reader.py [libFuzzer flags] CORPUS_DIR [SEED_FILES...]
+
+Every input goes through tinygen.tflite_model.parse_model. Refusing it with a
+TinygenError is the contract; any other exception (and a crash, a hang past
+-timeout, or memory past -rss_limit_mb) is a finding, which libFuzzer saves as
+crash-*/timeout-*/oom-* in the current directory (or -artifact_prefix).
+Seeds: any .tflite files (tests/fuzz/test_fuzz.py uses the one tflite_micro ships
+and an int8 model tinygen built).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+with atheris.instrument_imports():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated  # noqa: F401  (coverage)
+
+    from tinygen.errors import TinygenError
+    from tinygen.tflite_model import parse_model
+
+
+def one_input(data: bytes) -> None:
+    try:
+        parse_model(data, "fuzz.tflite")
+    except TinygenError as exc:
+        if "\n" in str(exc):
+            raise AssertionError(f"error message spans lines: {exc!r}") from None
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
