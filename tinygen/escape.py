@@ -13,11 +13,10 @@ import json
 import re
 import unicodedata
 
-from tinygen.errors import TinygenError
+from tinygen.errors import UnsafeText
 
-
-class UnsafeText(TinygenError):
-    """Text that cannot be written in a context without changing what it means."""
+__all__ = ["UnsafeText", "c_comment", "c_string", "c_identifier", "ini_comment", "ini_value", "pio_path",
+           "markdown", "json_text", "terminal", "rich_text"]
 
 
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")

@@ -105,17 +105,22 @@ def pio_command() -> list[str] | None:
     return None
 
 
+_INSTALLATION_VARS = ("PLATFORMIO_CORE_DIR", "PLATFORMIO_PACKAGES_DIR", "PLATFORMIO_PLATFORMS_DIR",
+                      "PLATFORMIO_HOME_DIR")
+
+
 def pio_env(home: Path | None = None) -> dict:
     """Environment for a pio subprocess that never goes to the network.
 
     ``home`` is the PlatformIO core dir (PLATFORMIO_CORE_DIR) of an offline build; the user's
-    PLATFORMIO_*_DIR variables are dropped then, so nothing is read from or written into their
-    installation. None keeps the caller's PlatformIO as configured (real boards).
+    variables that point at their installation are dropped then, so nothing is read from or
+    written into it (an explicit cache dir stays: it only speeds builds up). None keeps the
+    caller's PlatformIO as configured (real boards).
     """
     env = dict(os.environ)
     if home is not None:
-        for key in [k for k in env if k.startswith("PLATFORMIO_") and k.endswith("_DIR")]:
-            del env[key]
+        for key in _INSTALLATION_VARS:
+            env.pop(key, None)
         env["PLATFORMIO_CORE_DIR"] = str(Path(home).resolve())
     env.update(
         {

@@ -132,8 +132,10 @@ def check_out_dir(out: Path, force: bool, files: dict[str, bytes] | None = None)
         ancestor = full.parent
         while not ancestor.exists():
             ancestor = ancestor.parent
-        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-            raise OSError(errno.EACCES, f"{terminal(str(ancestor))} is not a writable directory")
+        if not ancestor.is_dir():
+            raise OSError(errno.ENOTDIR, f"{terminal(str(ancestor))} is not a directory")
+        # A real probe (os.access says yes to root, and knows nothing of read-only file systems).
+        os.rmdir(tempfile.mkdtemp(prefix=".tinygen-probe-", dir=ancestor))
     except OSError as exc:
         raise TinygenError(f"cannot write --out {shown}: {exc.strerror or exc}; choose another --out") from None
     return out
