@@ -467,7 +467,8 @@ def test_broken_reference_vectors_are_exit_2(key, qemu_project, tmp_path):
 
 def test_unusable_tinygen_home_is_one_line_exit_4(qemu_project, tmp_path):
     (tmp_path / "home-is-a-file").write_text("")
-    res = run_cli("flash", "--project", str(qemu_project), env={"TINYGEN_HOME": str(tmp_path / "home-is-a-file")})
+    res = run_cli("flash", "--project", str(qemu_project), env={"TINYGEN_HOME": str(tmp_path / "home-is-a-file")},
+                  timeout=120)  # a flash that does start keeps QEMU running: do not wait for that
     one_line_error(res, 4, "TINYGEN_HOME")
 
 

@@ -108,13 +108,13 @@ def _summary_tables(plan) -> None:
     t.add_column("what")
     t.add_column("value")
     t.add_row("source", Text(terminal(plan.source)))
-    t.add_row("ops", ", ".join(f"{op}×{a.op_counts[op]}" for op in a.ops))
+    t.add_row("ops", Text(terminal(", ".join(f"{op}×{a.op_counts[op]}" for op in a.ops))))  # CUSTOM:<name>
     t.add_row("parameters", _fmt(a.params))
     t.add_row("MACs / inference", _fmt(a.macs))
     t.add_row("model bytes", _fmt(a.model_bytes))
     t.add_row("input", f"{it.dtype} {list(it.shape)} scale={it.scale[0]:.6g} zp={it.zero_point[0]}")
     t.add_row("output", f"{ot.dtype} {list(ot.shape)} scale={ot.scale[0]:.6g} zp={ot.zero_point[0]}")
-    t.add_row("quantization", f"full-integer int8; {plan.quantization_note}")
+    t.add_row("quantization", Text(terminal(f"full-integer int8; {plan.quantization_note}")))
     t.add_row("TFLM arena", f"{_fmt(plan.arena.recommended_bytes)} B (host minimum {_fmt(plan.arena.host_min_bytes)} B"
                             f" + scratch {_fmt(plan.arena.scratch_bound_bytes)} B + 10% + 1 KiB)")
     if plan.compiled:

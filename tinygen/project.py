@@ -50,11 +50,17 @@ def _known_src_files() -> set[str]:
     return names
 
 
-def _manifest_problem(path: Path) -> str | None:
+def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
+    """(manifest, None), or (None, what is wrong with it)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return f"unreadable ({type(exc).__name__})"
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return None, f"unreadable ({type(exc).__name__})"
+    problem = _manifest_problem(data)
+    return (None, problem) if problem else (data, None)
+
+
+def _manifest_problem(data) -> str | None:
     if not isinstance(data, dict):
         return "not a JSON object"
     if data.get("manifest_version") not in MANIFEST_VERSIONS:
@@ -68,6 +74,9 @@ def _manifest_problem(path: Path) -> str | None:
         value = data[outer].get(inner)
         if not isinstance(value, typ) or isinstance(value, bool):
             return f"'{key}' is missing or not a {getattr(typ, '__name__', 'number')}"
+    if not (0 < data["serial"]["baud"] <= 10_000_000 and 0 < data["arena"]["recommended_bytes"] < 1 << 31
+            and 0 < data["output"]["scale"] < float("inf") and -128 <= data["output"]["zero_point"] <= 127):
+        return "'serial.baud', 'arena.recommended_bytes', 'output.scale' or 'output.zero_point' is out of range"
     if not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1 << 24
                for k in ("input", "output") for n in data[k]["shape"]):
         return "'input.shape'/'output.shape' must be lists of positive integers"
@@ -80,7 +89,7 @@ def _manifest_problem(path: Path) -> str | None:
 
 def foreign_entry(out: Path, files: dict[str, bytes] | None = None) -> str | None:
     """Why ``out`` is not a tinygen project that --force may replace (None: it is one)."""
-    problem = _manifest_problem(out / "tinygen.json")
+    _, problem = _read_manifest(out / "tinygen.json")
     if problem:
         return f"its tinygen.json is not a tinygen manifest ({problem})"
     wanted = set(files or {})
@@ -196,8 +205,8 @@ def load_manifest(project: Path) -> dict:
     shown = terminal(str(project))
     if not p.is_file():
         raise TinygenError(f"{shown} is not a tinygen project (no tinygen.json); create one with 'tinygen build'")
-    problem = _manifest_problem(p)
+    data, problem = _read_manifest(p)
     if problem:
         raise TinygenError(f"{shown}/tinygen.json is not a valid tinygen manifest ({problem}); rebuild the project "
                            "with 'tinygen build --force'")
-    return json.loads(p.read_text(encoding="utf-8"))
+    return data
