@@ -272,6 +272,18 @@ def test_ini_value_reads_back_exactly_or_is_refused(text, tmp_path):
     assert cfg.envs() == ["e"] and cfg.get("env:e", "custom_x") == text
 
 
+@pytest.mark.parametrize("text", HOSTILE + ["<script>x</script>", "[a](http://x)", "![i](x)", "*em* _u_", "&amp;",
+                                  "| a | b |", "~~s~~", "a\\*b", "$x$"])
+def test_markdown_renders_as_the_text_itself(text):
+    from markdown_it import MarkdownIt
+
+    from tinygen.escape import markdown, terminal
+
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parseInline("a " + markdown(text))[0].children
+    assert {t.type for t in tokens} == {"text"}, [t.type for t in tokens]
+    assert "".join(t.content for t in tokens) == "a " + terminal(text)
+
+
 def test_c_identifier_and_terminal_and_json():
     from tinygen.escape import c_identifier, json_text, rich_text, terminal
 

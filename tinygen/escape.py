@@ -116,10 +116,11 @@ def pio_path(path, what: str) -> str:
 
 
 def markdown(text: str, limit: int = 200) -> str:
-    """Inline Markdown text that renders as itself: one line, every ASCII punctuation backslash-escaped
-    (CommonMark allows that for all of them), so no emphasis, link, HTML, table cell or code span."""
+    """Inline Markdown text (never at the start of a line) that renders as itself: one line, and every
+    character that could start emphasis, a link or image, HTML, an entity, a code span, a table cell,
+    a closing heading sequence or (GitHub) math is backslash-escaped."""
     text = terminal(text)[:limit].replace("\n", " ")
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
+    return re.sub(r"([\\`*_\[\]<>|&~#$!])", r"\\\1", text)
 
 
 def json_text(value) -> str:
