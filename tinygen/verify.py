@@ -22,6 +22,9 @@ from tinygen.project import load_manifest
 from tinygen.vectors import dequantize
 
 
+_MAX_MODEL_BYTES = 256 << 20
+
+
 def load_project(project: Path) -> tuple[dict, bytes, dict]:
     """Manifest, model bytes and reference vectors, each checked: a broken project is exit 2, not a crash."""
     import hashlib
@@ -30,8 +33,13 @@ def load_project(project: Path) -> tuple[dict, bytes, dict]:
     man = load_manifest(project)
     shown = terminal(str(project))
     rebuild = "rebuild the project with 'tinygen build --force'"
+    model_path = project / man["model_file"]
     try:
-        raw = (project / man["model_file"]).read_bytes()
+        # A regular file of bounded size: a FIFO or a link to /dev/zero must not hang or fill memory.
+        if not model_path.is_file() or model_path.stat().st_size > _MAX_MODEL_BYTES:
+            raise TinygenError(f"{shown}/{terminal(man['model_file'])} is not a regular file of at most "
+                               f"{_MAX_MODEL_BYTES >> 20} MiB; {rebuild}")
+        raw = model_path.read_bytes()
     except OSError as exc:
         raise TinygenError(f"cannot read {shown}/{terminal(man['model_file'])}: {exc.strerror}; {rebuild}") from None
     if hashlib.sha256(raw).hexdigest() != man["model_sha256"]:
