@@ -503,6 +503,20 @@ def test_broken_reference_vectors_are_exit_2(key, qemu_project, tmp_path):
     one_line_error(res, 2, "reference.npz")
 
 
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "directory"])
+def test_project_model_that_is_not_a_regular_file_is_exit_2(kind, qemu_project, tmp_path):
+    p = copy_project(qemu_project, tmp_path / "p")
+    (p / "model.tflite").unlink()
+    if kind == "dev-zero":
+        (p / "model.tflite").symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(p / "model.tflite")
+    else:
+        (p / "model.tflite").mkdir()
+    res = run_cli("verify", "--project", str(p), "--port", str(tmp_path / "nope"), timeout=120)
+    one_line_error(res, 2, "model.tflite")
+
+
 def test_unusable_tinygen_home_is_one_line_exit_4(qemu_project, tmp_path):
     (tmp_path / "home-is-a-file").write_text("")
     res = run_cli("flash", "--project", str(qemu_project), env={"TINYGEN_HOME": str(tmp_path / "home-is-a-file")},
