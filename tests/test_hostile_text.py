@@ -517,6 +517,19 @@ def test_project_model_that_is_not_a_regular_file_is_exit_2(kind, qemu_project, 
     one_line_error(res, 2, "model.tflite")
 
 
+@pytest.mark.parametrize("kind", ["a-file", "below-a-file"])
+def test_unusable_platformio_core_dir_on_a_real_board_is_one_line_exit_4(kind, tiny_tflite, tmp_path):
+    (tmp_path / "m.tflite").write_bytes(tiny_tflite)
+    res = run_cli("build", "--board", "esp32", "--runtime", "compiled", "--model", str(tmp_path / "m.tflite"),
+                  "--vectors", "2", "--out", str(tmp_path / "p"))
+    assert res.returncode == 0, res.stderr
+    (tmp_path / "core").write_text("mine")
+    core = tmp_path / "core" if kind == "a-file" else tmp_path / "core" / "sub"
+    res = run_cli("flash", "--project", str(tmp_path / "p"), env={"PLATFORMIO_CORE_DIR": str(core)}, timeout=300)
+    one_line_error(res, 4, "PLATFORMIO_CORE_DIR")
+    assert (tmp_path / "core").read_text() == "mine"
+
+
 def test_unusable_tinygen_home_is_one_line_exit_4(qemu_project, tmp_path):
     (tmp_path / "home-is-a-file").write_text("")
     res = run_cli("flash", "--project", str(qemu_project), env={"TINYGEN_HOME": str(tmp_path / "home-is-a-file")},

@@ -432,6 +432,21 @@ def _last_error_line(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def _check_users_core_dir() -> None:
+    """A $PLATFORMIO_CORE_DIR PlatformIO cannot use is named up front (PlatformIO itself dies with a
+    traceback whose last line says nothing); only looked at, never created or changed."""
+    value = os.environ.get("PLATFORMIO_CORE_DIR")
+    if not value:
+        return
+    path = Path(value).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ToolFailure(f"PLATFORMIO_CORE_DIR={terminal(value)} is not a usable directory "
+                          f"({terminal(str(probe))} is not a writable directory); unset it or point it at one")
+
+
 def pio_run(
     project_dir: Path,
     target: str | None = None,
@@ -463,6 +478,8 @@ def pio_run(
         ensure_offline_core(core_dir)
     elif core_dir is not None:
         raise ValueError("core_dir goes with offline builds only")
+    else:
+        _check_users_core_dir()
     args = ["run", "--project-dir", where]
     if environment:
         args += ["--environment", environment]
