@@ -299,8 +299,9 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
             data["compiled_memory_plan"] = {"peak_bytes": cplan.peak_bytes, "tensors": cmod.memory_table(cplan)}
         _emit_json(data)
         return
-    t = Table(title=Text(terminal(f"{p.name}: {len(m.operators)} ops, {_fmt(a.params)} parameters, {_fmt(a.macs)} MACs, "
-                    f"{_fmt(a.model_bytes)} bytes, sha256 {m.sha256[:12]}…")))
+    t = Table(title=Text(terminal(f"{p.name}: {len(m.operators)} ops, {_fmt(a.params)} parameters, "
+                                  f"{_fmt(a.macs)} MACs, "
+                                  f"{_fmt(a.model_bytes)} bytes, sha256 {m.sha256[:12]}…")))
     for col in ("#", "op", "output shape", "MACs"):
         t.add_column(col)
     for layer in a.layers:
@@ -371,7 +372,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: still one line, traceback on request
         if os.environ.get("TINYGEN_DEBUG"):
             raise
-        err.print(f"error: internal error: {type(exc).__name__}: {terminal(exc)} (set TINYGEN_DEBUG=1 for the traceback)",
+        err.print(f"error: internal error: {type(exc).__name__}: {terminal(exc)} "
+                  "(set TINYGEN_DEBUG=1 for the traceback)",
                   markup=False)
         sys.exit(70)
 
