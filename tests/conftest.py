@@ -51,6 +51,15 @@ def build_ok(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return res
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tinygen_home(tmp_path_factory) -> Path:
+    """tinygen's own PlatformIO home (TINYGEN_HOME) in a temp dir: tests never write into the
+    developer's ~/.local/share/tinygen (and tinygen never writes into ~/.platformio)."""
+    home = tmp_path_factory.mktemp("tinygen-home")
+    os.environ["TINYGEN_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("tinygen-session")

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tinygen import __version__
 from tinygen.errors import TinygenError
+from tinygen.escape import pio_path, rich_text, terminal
 
 # Piped output (CI logs, tests) gets wide tables instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -48,6 +51,7 @@ class _Progress:
 
     def __call__(self, text: str) -> None:
         if self._status is not None:
+            text = rich_text(text)  # may quote file names: no control characters, no markup
             self._status.update(text)
             if not err.is_terminal:
                 err.print(f"[dim]… {text}[/dim]")
@@ -99,17 +103,18 @@ def boards_cmd(as_json: bool) -> None:
 def _summary_tables(plan) -> None:
     a, m = plan.analysis, plan.model
     it, ot = m.input_tensor(), m.output_tensor()
-    t = Table(title=f"tinygen build: {plan.name} → {plan.board['id']} ({plan.runtime})", show_header=False)
+    t = Table(title=Text(terminal(f"tinygen build: {plan.name} → {plan.board['id']} ({plan.runtime})")),
+              show_header=False)
     t.add_column("what")
     t.add_column("value")
-    t.add_row("source", plan.source)
-    t.add_row("ops", ", ".join(f"{op}×{a.op_counts[op]}" for op in a.ops))
+    t.add_row("source", Text(terminal(plan.source)))
+    t.add_row("ops", Text(terminal(", ".join(f"{op}×{a.op_counts[op]}" for op in a.ops))))  # CUSTOM:<name>
     t.add_row("parameters", _fmt(a.params))
     t.add_row("MACs / inference", _fmt(a.macs))
     t.add_row("model bytes", _fmt(a.model_bytes))
     t.add_row("input", f"{it.dtype} {list(it.shape)} scale={it.scale[0]:.6g} zp={it.zero_point[0]}")
     t.add_row("output", f"{ot.dtype} {list(ot.shape)} scale={ot.scale[0]:.6g} zp={ot.zero_point[0]}")
-    t.add_row("quantization", f"full-integer int8; {plan.quantization_note}")
+    t.add_row("quantization", Text(terminal(f"full-integer int8; {plan.quantization_note}")))
     t.add_row("TFLM arena", f"{_fmt(plan.arena.recommended_bytes)} B (host minimum {_fmt(plan.arena.host_min_bytes)} B"
                             f" + scratch {_fmt(plan.arena.scratch_bound_bytes)} B + 10% + 1 KiB)")
     if plan.compiled:
@@ -143,12 +148,20 @@ def _summary_tables(plan) -> None:
     out.print(t)
 
 
+def default_out_dir(board: str, name_hint: str) -> Path:
+    """tinygen-<board>-<model stem>, made of [A-Za-z0-9._-] only: the model's file name is user text,
+    and this directory reaches PlatformIO and SCons, which expand ``$`` (and SCons runs Python in it)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{board}-{name_hint}")
+    stem = re.sub(r"\.{2,}", ".", stem).strip("._-")[:100] or "model"
+    return Path(f"tinygen-{stem}")
+
+
 def build_project(board, model_path=None, recipe=None, data_path=None, out_dir=None, force=False, runtime=None,
                   n_vectors=32, seed=1234, epochs=None, tflm_dir=None, show_progress=True):
     """The whole of `tinygen build`: returns (plan, project dir, {path: bytes})."""
     from tinygen.boards import get_board
     from tinygen.pipeline import check_fits, make_plan, source_from_recipe, source_from_user
-    from tinygen.project import write_project
+    from tinygen.project import check_out_dir, write_project
     from tinygen.recipes import DEFAULT_RECIPE, RECIPES
     from tinygen.render import render
 
@@ -168,14 +181,14 @@ def build_project(board, model_path=None, recipe=None, data_path=None, out_dir=N
                            "(expected src/tensorflow/lite/micro/ inside it)")
     if tflm_dir and runtime != "tflm":
         tflm_dir = None
+    if tflm_dir:
+        pio_path(Path(tflm_dir).resolve(), "--tflm-dir")
     if runtime == "tflm" and b.get("tflm", {}).get("needs_tree") and not tflm_dir:
         raise TinygenError(f"board {board} builds TFLM from a source tree: pass --tflm-dir DIR or set "
                            "TINYGEN_TFLM_DIR (Arduino-library layout), or use --runtime compiled")
     name_hint = Path(model_path).stem if model_path else (recipe or DEFAULT_RECIPE)
-    target = Path(out_dir or f"tinygen-{board}-{name_hint}")
-    if target.exists() and not force:  # fail before minutes of training
-        raise TinygenError(f"output directory {target} already exists; pass --force to replace it "
-                           "or choose another --out")
+    target = Path(out_dir) if out_dir else default_out_dir(board, name_hint)
+    check_out_dir(target, force)  # fail before minutes of training
     if model_path:
         from tinygen.loader import model_kind
 
@@ -206,7 +219,8 @@ def build_project(board, model_path=None, recipe=None, data_path=None, out_dir=N
               help="tflm (TensorFlow Lite Micro, default on real boards) or compiled (plain C, no interpreter).")
 @click.option("--vectors", "n_vectors", type=click.IntRange(1, 10000), default=32, show_default=True,
               help="Reference vectors saved into the project.")
-@click.option("--seed", type=int, default=1234, show_default=True, help="Seed for training and vectors.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=1234, show_default=True,
+              help="Seed for training and vectors.")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=None, help="Override the recipe's epochs.")
 @click.option("--tflm-dir", envvar="TINYGEN_TFLM_DIR", metavar="DIR",
               help="Build TFLM from this source tree (Arduino-library layout) instead of the registry library.")
@@ -226,9 +240,10 @@ def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_v
         _emit_json(data)
         return
     _summary_tables(plan)
-    out.print(f"wrote [bold]{target}[/bold] ({len(files)} files). Next: "
-              + ("`tinygen run --project " + str(target) + "`" if b.get("emulator")
-                 else f"`cd {target} && pio run -t upload`, then `tinygen verify --project {target} --port auto`"))
+    shown = rich_text(target)
+    out.print(f"wrote [bold]{shown}[/bold] ({len(files)} files). Next: "
+              + ("`tinygen run --project " + shown + "`" if b.get("emulator")
+                 else f"`cd {shown} && pio run -t upload`, then `tinygen verify --project {shown} --port auto`"))
 
 
 # ----------------------------------------------------------------- inspect
@@ -300,19 +315,21 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
             data["compiled_memory_plan"] = {"peak_bytes": cplan.peak_bytes, "tensors": cmod.memory_table(cplan)}
         _emit_json(data)
         return
-    t = Table(title=f"{p.name}: {len(m.operators)} ops, {_fmt(a.params)} parameters, {_fmt(a.macs)} MACs, "
-                    f"{_fmt(a.model_bytes)} bytes, sha256 {m.sha256[:12]}…")
+    t = Table(title=Text(terminal(f"{p.name}: {len(m.operators)} ops, {_fmt(a.params)} parameters, "
+                                  f"{_fmt(a.macs)} MACs, "
+                                  f"{_fmt(a.model_bytes)} bytes, sha256 {m.sha256[:12]}…")))
     for col in ("#", "op", "output shape", "MACs"):
         t.add_column(col)
     for layer in a.layers:
-        t.add_row(str(layer.index), layer.opcode, str(list(layer.output_shape)), _fmt(layer.macs))
+        t.add_row(str(layer.index), Text(terminal(layer.opcode)), str(list(layer.output_shape)), _fmt(layer.macs))
     out.print(t)
     tt = Table(title="tensors")
     for col in ("#", "name", "shape", "dtype", "scale", "zero point", "const", "bytes"):
         tt.add_column(col)
     for d in tensors:
         scale = d["scale"] if isinstance(d["scale"], str) else (f"{d['scale'][0]:.6g}" if d["scale"] else "-")
-        tt.add_row(str(d["index"]), d["name"][:48], str(d["shape"]), d["dtype"], scale,
+        # Tensor names come from the model file: no control characters, no rich markup.
+        tt.add_row(str(d["index"]), Text(terminal(d["name"])[:48]), str(d["shape"]), d["dtype"], scale,
                    str(d["zero_point"][0]) if d["zero_point"] else "-", "yes" if d["constant"] else "",
                    _fmt(d["bytes"]))
     out.print(tt)
@@ -325,7 +342,7 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
         for col in rows[0].keys() if rows else ("tensor",):
             ct.add_column(str(col))
         for r in rows:
-            ct.add_row(*[str(v) for v in r.values()])
+            ct.add_row(*[Text(terminal(v)) for v in r.values()])
         out.print(ct)
     ft = Table(title="fits each board? (flash / RAM estimate vs budget)")
     for col in ("board", "runtime", "flash", "RAM", "fits"):
@@ -357,13 +374,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="tinygen", standalone_mode=False)
     except TinygenError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        # Messages quote user text (file and tensor names): never raw control characters on the terminal.
+        err.print(f"error: {terminal(exc)}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err.print("error: aborted", markup=False)
         sys.exit(130)
     except click.ClickException as exc:
-        err.print(f"error: {exc.format_message()} (see 'tinygen --help')", markup=False)
+        err.print(f"error: {terminal(exc.format_message())} (see 'tinygen --help')", markup=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)
@@ -371,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: still one line, traceback on request
         if os.environ.get("TINYGEN_DEBUG"):
             raise
-        err.print(f"error: internal error: {type(exc).__name__}: {exc} (set TINYGEN_DEBUG=1 for the traceback)",
+        err.print(f"error: internal error: {type(exc).__name__}: {terminal(exc)} "
+                  "(set TINYGEN_DEBUG=1 for the traceback)",
                   markup=False)
         sys.exit(70)
 

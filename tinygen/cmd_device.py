@@ -8,6 +8,7 @@ real serial port with tinygen's framed protocol.  ``run`` chains build -> compil
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import threading
@@ -17,8 +18,10 @@ from pathlib import Path
 import click
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from tinygen.errors import TinygenError, ToolFailure
+from tinygen.escape import terminal
 
 
 def _out():
@@ -49,8 +52,12 @@ def firmware_elf(project: Path, env: str) -> Path:
 
 def pio_build(project: Path, board: dict, target: str | None = None, upload_port: str | None = None) -> None:
     from tinygen import pio
+    from tinygen.boards import is_emulated
 
-    pio.pio_run(project, target=target, environment=board["id"], upload_port=upload_port)
+    # Emulated boards build with tinygen's own offline PlatformIO home; real boards with the user's
+    # PlatformIO exactly as installed (it fetches their platform and library from the registry).
+    pio.pio_run(project, target=target, environment=board["id"], upload_port=upload_port,
+                offline=is_emulated(board))
 
 
 def resolve_port(port: str, board: dict) -> str:
@@ -128,14 +135,20 @@ def do_verify(project: Path, port: str, *, n_fresh: int, tolerance: int, report_
         result["link"] = {k: v for k, v in vars(link_stats).items() if not k.startswith("_")} \
             if hasattr(link_stats, "__dict__") else str(link_stats)
     rdir = report_dir or (project / "reports")
-    result["reports"] = write_reports(rdir, result, board_out, expected, vectors, man)
+    try:
+        result["reports"] = write_reports(rdir, result, board_out, expected, vectors, man)
+    except Exception as exc:  # noqa: BLE001 - a report problem must never hide the verification result
+        result["reports"] = {}
+        reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+        result["report_error"] = f"could not write the reports to {rdir}: {reason}"
+        _err().print(f"warning: {terminal(result['report_error'])}; the result below stands", markup=False)
     return result
 
 
 def print_verify(result: dict) -> None:
     m = result["metrics"]
-    t = Table(title=f"tinygen verify: {result['board']} ({result['runtime']}) on {result['port']} — "
-                    f"{'PASS' if m['passed'] else 'FAIL'}", show_header=False)
+    t = Table(title=Text(terminal(f"tinygen verify: {result['board']} ({result['runtime']}) on {result['port']} — "
+                                  f"{'PASS' if m['passed'] else 'FAIL'}")), show_header=False)
     t.add_column("metric")
     t.add_column("value")
     t.add_row("vectors", f"{m['vectors']} ({result['reference_vectors']} reference + {result['fresh_vectors']} fresh)")
@@ -154,7 +167,7 @@ def print_verify(result: dict) -> None:
         ins = m["instructions_per_inference"]
         t.add_row("instructions / inference", f"{ins['min']:,} / {ins['median']:,.0f} / {ins['max']:,}")
     t.add_row("link", f"{m['vectors_per_second']:.1f} vectors/s")
-    t.add_row("reports", ", ".join(result["reports"].values()))
+    t.add_row("reports", Text(terminal(", ".join(result["reports"].values()) or "not written (see the warning)")))
     _out().print(t)
 
 
@@ -170,9 +183,9 @@ def finish(result: dict, tolerance: int, as_json: bool) -> None:
         print_verify(result)
     m = result["metrics"]
     if not m["passed"]:
+        see = f"; see {result['reports']['markdown']}" if result["reports"].get("markdown") else ""
         raise VerificationFailed(f"board outputs differ from the reference: max |Δ| {m['max_abs_diff_lsb']} LSB > "
-                                 f"tolerance {tolerance} LSB ({m['exact_match_pct']:.2f} % exact); see "
-                                 f"{result['reports']['markdown']}")
+                                 f"tolerance {tolerance} LSB ({m['exact_match_pct']:.2f} % exact){see}")
 
 
 # ----------------------------------------------------------------- commands
@@ -211,7 +224,7 @@ def doctor_cmd(as_json: bool) -> None:
             pio.ensure_offline_core()
             scons_ok = True
             detail = f"tool-scons from PyPI SCons and platform {pio.PLATFORM_NAME} installed in " \
-                     f"{pio.default_core_dir()}"
+                     f"tinygen's own PlatformIO home {pio.tinygen_core_dir()} (your ~/.platformio is not touched)"
         except TinygenError as exc:
             detail = str(exc)
         check("platformio offline core", scons_ok, detail, "pip install scons; then rerun tinygen doctor")
@@ -268,12 +281,12 @@ def flash_cmd(project: Path, port: str | None, no_build: bool) -> None:
 
     man, board = project_board(project)
     if not is_emulated(board):
-        _err().print(f"… pio run -t upload in {project}", markup=False)
+        _err().print(f"… pio run -t upload in {terminal(project)}", markup=False)
         pio_build(project, board, target="upload", upload_port=None if port in (None, "auto") else port)
-        _out().print(f"flashed {project} to {board['id']}")
+        _out().print(f"flashed {terminal(project)} to {board['id']}", markup=False)
         return
     if not no_build:
-        _err().print(f"… pio run in {project}", markup=False)
+        _err().print(f"… pio run in {terminal(project)}", markup=False)
         pio_build(project, board)
     qb = start_emulator(project, board).start()
     stop = threading.Event()
@@ -284,7 +297,7 @@ def flash_cmd(project: Path, port: str | None, no_build: bool) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(f"port: {qb.port}", flush=True)
-    _err().print(f"QEMU {board['emulator']['machine']} running {firmware_elf(project, board['id'])}; "
+    _err().print(f"QEMU {board['emulator']['machine']} running {terminal(firmware_elf(project, board['id']))}; "
                  "Ctrl-C stops it", markup=False)
     try:
         while not stop.is_set() and qb.running:
@@ -297,6 +310,13 @@ def flash_cmd(project: Path, port: str | None, no_build: bool) -> None:
     print("stopped", flush=True)
 
 
+def _check_timeout(ctx, param, value: float) -> float:
+    # nan compares false with everything: a plain range check would let it through (and hang).
+    if not (math.isfinite(value) and 0 < value <= 3600):
+        raise click.BadParameter(f"{value} is not a number of seconds in (0, 3600]")
+    return value
+
+
 def _verify_options(f):
     f = click.option("--vectors", "n_fresh", type=click.IntRange(0, 100000), default=16, show_default=True,
                      help="Fresh random vectors (through the reference interpreter) on top of the project's.")(f)
@@ -304,10 +324,12 @@ def _verify_options(f):
                      help="Allowed |board - reference| in LSB.")(f)
     f = click.option("--report-dir", type=click.Path(path_type=Path), default=None,
                      help="Where verify.json/.md/.png go (default: PROJECT/reports).")(f)
-    f = click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")(f)
+    f = click.option("--timeout", type=float, default=10.0, show_default=True, callback=_check_timeout,
+                     help="Seconds per request (0 < T <= 3600).")(f)
     f = click.option("--retries", type=click.IntRange(0, 100), default=3, show_default=True,
                      help="Resends after a corrupted or lost frame.")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh vectors.")(f)
+    f = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+                     help="Seed of the fresh vectors.")(f)
     f = click.option("--trace", is_flag=True, help="Hex-dump serial traffic to stderr.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
     return f
@@ -353,8 +375,9 @@ def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir
         b = get_board(board)
         recipe_name = recipe or ("sine" if not model_path else None)
         name_hint = Path(model_path).stem if model_path else recipe_name
-        project = Path(out_dir or f"tinygen-{board}-{name_hint}")
-        from tinygen.cli import _summary_tables, build_project
+        from tinygen.cli import _summary_tables, build_project, default_out_dir
+
+        project = Path(out_dir) if out_dir else default_out_dir(board, name_hint)
 
         plan, project, _ = build_project(board, model_path, recipe, data_path, str(project), force, runtime,
                                          seed=1234, tflm_dir=tflm_dir or None, show_progress=not as_json)
@@ -369,7 +392,7 @@ def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir
                            timeout=timeout, retries=retries, seed=seed, trace=trace, quiet=as_json)
     else:
         if not as_json:
-            _err().print(f"… pio run in {project}", markup=False)
+            _err().print(f"… pio run in {terminal(project)}", markup=False)
         pio_build(project, b)
         with start_emulator(project, b) as qb:
             if not as_json:

@@ -9,7 +9,8 @@ class TinygenError(Exception):
     """A user-facing failure: bad input, a missing tool, a failed check.
 
     ``exit_code`` lets callers tell classes of failure apart (2 = bad input,
-    3 = does not fit / unsupported, 4 = tool failure, 5 = verification failed).
+    3 = does not fit / unsupported, 4 = tool failure, 5 = verification failed); README.md's
+    "Exit codes" table lists them with 0, 130 (interrupted) and 70 (a tinygen bug, nothing else).
     """
 
     exit_code = 2
@@ -18,6 +19,11 @@ class TinygenError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class UnsafeText(TinygenError):
+    """User text (a name, a path) that cannot be written where it must go without changing its
+    meaning, e.g. a path with '$' that PlatformIO and SCons would expand (tinygen/escape.py)."""
 
 
 class UnsupportedModel(TinygenError):

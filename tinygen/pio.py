@@ -16,6 +16,11 @@ from this machine instead:
 
 Every pio process gets :func:`pio_env`, which turns off telemetry and the
 upgrade checks, the only other things that would reach for the network.
+
+All of this lives in tinygen's own PlatformIO home (:func:`tinygen_core_dir`),
+used for emulated boards only. Real boards (esp32, nano33ble) build and upload
+with the user's PlatformIO as installed: tinygen writes nothing into
+~/.platformio or $PLATFORMIO_CORE_DIR.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from tinygen.errors import ToolFailure
+from tinygen.escape import UnsafeText, pio_path, terminal
 from tinygen.paths import firmware_dir
 
 PLATFORM_NAME = "tinygen-mps2"
@@ -67,12 +73,21 @@ def platform_dir() -> Path:
     return firmware_dir() / "platformio" / PLATFORM_NAME
 
 
-def default_core_dir() -> Path:
-    """PlatformIO's core dir when none is given: $PLATFORMIO_CORE_DIR or ~/.platformio."""
-    env_dir = os.environ.get("PLATFORMIO_CORE_DIR")
-    if env_dir:
-        return Path(env_dir).expanduser()
-    return Path.home() / ".platformio"
+def tinygen_core_dir() -> Path:
+    """tinygen's own PlatformIO home, for emulated boards: $TINYGEN_HOME/platformio, else
+    ${XDG_DATA_HOME:-~/.local/share}/tinygen/platformio.
+
+    Never the user's ~/.platformio or $PLATFORMIO_CORE_DIR: the offline core writes a tool-scons
+    package that is not PlatformIO's, links the tinygen-mps2 platform and changes appstate
+    settings, none of which belongs in an installation the user builds other projects with.
+    Data (not cache) dir, because it holds installed packages that take a while to recreate.
+    """
+    home = os.environ.get("TINYGEN_HOME")
+    if home:
+        return Path(home).expanduser() / "platformio"
+    data = os.environ.get("XDG_DATA_HOME")
+    base = Path(data).expanduser() if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
+    return base / "tinygen" / "platformio"
 
 
 def pio_command() -> list[str] | None:
@@ -90,14 +105,22 @@ def pio_command() -> list[str] | None:
     return None
 
 
+_INSTALLATION_VARS = ("PLATFORMIO_CORE_DIR", "PLATFORMIO_PACKAGES_DIR", "PLATFORMIO_PLATFORMS_DIR",
+                      "PLATFORMIO_HOME_DIR")
+
+
 def pio_env(home: Path | None = None) -> dict:
     """Environment for a pio subprocess that never goes to the network.
 
-    ``home`` is the PlatformIO core dir (PLATFORMIO_CORE_DIR); None keeps the
-    caller's (or PlatformIO's default ~/.platformio).
+    ``home`` is the PlatformIO core dir (PLATFORMIO_CORE_DIR) of an offline build; the user's
+    variables that point at their installation are dropped then, so nothing is read from or
+    written into it (an explicit cache dir stays: it only speeds builds up). None keeps the
+    caller's PlatformIO as configured (real boards).
     """
     env = dict(os.environ)
     if home is not None:
+        for key in _INSTALLATION_VARS:
+            env.pop(key, None)
         env["PLATFORMIO_CORE_DIR"] = str(Path(home).resolve())
     env.update(
         {
@@ -349,14 +372,20 @@ def ensure_offline_core(core_dir: Path | None = None) -> None:
 
     Idempotent and cheap once done: installs ``tool-scons`` (from pip's SCons)
     into ``<core>/packages`` and links the tinygen-mps2 dev platform into
-    ``<core>/platforms``. ``core_dir`` None means $PLATFORMIO_CORE_DIR or
-    ~/.platformio.
+    ``<core>/platforms``. ``core_dir`` None means :func:`tinygen_core_dir`.
     """
-    core = Path(core_dir).expanduser() if core_dir is not None else default_core_dir()
-    core.mkdir(parents=True, exist_ok=True)
-    core = core.resolve()
-    _configure_core_state(core)
-    _install_scons_package(core)
+    core = Path(core_dir).expanduser() if core_dir is not None else tinygen_core_dir()
+    try:
+        pio_path(core.absolute(), "tinygen's PlatformIO home (TINYGEN_HOME)")
+        core.mkdir(parents=True, exist_ok=True)
+        core = core.resolve()
+        _configure_core_state(core)
+        _install_scons_package(core)
+    except UnsafeText as exc:
+        raise ToolFailure(str(exc)) from None
+    except OSError as exc:
+        raise ToolFailure(f"cannot set up tinygen's PlatformIO home {terminal(str(core))}: "
+                          f"{exc.strerror or exc}; set TINYGEN_HOME to a writable directory") from None
 
     pdir = platform_dir()
     if not (pdir / "platform.json").is_file():
@@ -403,6 +432,21 @@ def _last_error_line(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def _check_users_core_dir() -> None:
+    """A $PLATFORMIO_CORE_DIR PlatformIO cannot use is named up front (PlatformIO itself dies with a
+    traceback whose last line says nothing); only looked at, never created or changed."""
+    value = os.environ.get("PLATFORMIO_CORE_DIR")
+    if not value:
+        return
+    path = Path(value).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ToolFailure(f"PLATFORMIO_CORE_DIR={terminal(value)} is not a usable directory "
+                          f"({terminal(str(probe))} is not a writable directory); unset it or point it at one")
+
+
 def pio_run(
     project_dir: Path,
     target: str | None = None,
@@ -412,20 +456,31 @@ def pio_run(
     core_dir: Path | None = None,
     timeout: float = 1800,
     upload_port: str | None = None,
+    offline: bool = True,
 ) -> subprocess.CompletedProcess:
     """``pio run`` in ``project_dir`` (optionally ``-t target``, ``-e environment``, ``--upload-port``).
 
-    Makes sure the core dir is set up for offline use first. Returns the
-    completed process (stdout holds stdout+stderr). Raises ToolFailure with one
-    line (the last compiler/linker error) when pio is missing or the build fails.
+    ``offline`` (emulated boards): in ``core_dir`` (default: tinygen's own PlatformIO home), set up
+    for offline use first. Otherwise (real boards) the user's PlatformIO runs as installed: their
+    core dir, nothing written into it by tinygen. Returns the completed process (stdout holds
+    stdout+stderr). Raises ToolFailure with one line (the last compiler/linker error) when pio is
+    missing or the build fails.
     """
     project_dir = Path(project_dir)
     if not (project_dir / "platformio.ini").is_file():
-        raise ToolFailure(f"{project_dir} is not a PlatformIO project (no platformio.ini)")
+        raise ToolFailure(f"{terminal(str(project_dir))} is not a PlatformIO project (no platformio.ini)")
+    # SCons expands $ in paths and command lines: such a project dir must never reach it.
+    where = pio_path(project_dir.resolve(), "the project directory")
     if pio_command() is None:
         raise ToolFailure("PlatformIO is not installed (pio not found); run: pip install platformio")
-    ensure_offline_core(core_dir)
-    args = ["run", "--project-dir", str(project_dir.resolve())]
+    if offline:
+        core_dir = Path(core_dir) if core_dir is not None else tinygen_core_dir()
+        ensure_offline_core(core_dir)
+    elif core_dir is not None:
+        raise ValueError("core_dir goes with offline builds only")
+    else:
+        _check_users_core_dir()
+    args = ["run", "--project-dir", where]
     if environment:
         args += ["--environment", environment]
     if target:
@@ -437,7 +492,7 @@ def pio_run(
     proc = _run_pio(args, core_dir=core_dir, timeout=timeout)
     if proc.returncode != 0:
         raise ToolFailure(
-            f"pio run failed in {project_dir} (exit {proc.returncode}): "
-            f"{_last_error_line(proc.stdout)}"
+            f"pio run failed in {terminal(str(project_dir))} (exit {proc.returncode}): "
+            f"{terminal(_last_error_line(proc.stdout))}"
         )
     return proc

@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 
 from tinygen import __version__
-from tinygen import protocol
+from tinygen import escape, protocol
 from tinygen.analyze import TFLM_RESOLVER_METHODS
 from tinygen.boards import is_emulated
 from tinygen.paths import firmware_dir, templates_dir
@@ -22,9 +22,13 @@ MANIFEST_VERSION = 1
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              autoescape=False)
+    # autoescape is HTML escaping, wrong for C and ini: every variable that can carry user text
+    # goes through the filter for its context (tinygen/escape.py) instead.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters.update(escape.FILTERS)
+    return env
 
 
 def hex_array(data: bytes, per_line: int = 12) -> str:
@@ -81,6 +85,8 @@ def render(plan: Plan) -> dict[str, bytes]:
     # tree itself (custom_tinygen_tflm_dir; Arduino-only files left out, our platform file added);
     # on Arduino boards PlatformIO takes it as a library.
     tflm_tree = Path(plan.tflm_dir).resolve().as_posix() if plan.runtime == "tflm" and plan.tflm_dir else None
+    if tflm_tree is not None:
+        escape.pio_path(tflm_tree, "--tflm-dir")
     tflm_bare_metal = tflm_tree is not None and board["hal"] == "mps2"
     tflm_source: list[str] = []  # how the README names the TFLM the project builds against
     if plan.runtime == "tflm":

@@ -17,23 +17,68 @@ from pathlib import Path
 import numpy as np
 
 from tinygen.errors import TinygenError, VerificationFailed
+from tinygen.escape import markdown, terminal
 from tinygen.project import load_manifest
 from tinygen.vectors import dequantize
 
 
-def load_project(project: Path) -> tuple[dict, bytes, dict]:
-    man = load_manifest(project)
-    raw = (project / man["model_file"]).read_bytes()
-    import hashlib
+_MAX_MODEL_BYTES = 256 << 20
 
+
+def load_project(project: Path) -> tuple[dict, bytes, dict]:
+    """Manifest, model bytes and reference vectors, each checked: a broken project is exit 2, not a crash."""
+    import hashlib
+    import zipfile
+
+    man = load_manifest(project)
+    shown = terminal(str(project))
+    rebuild = "rebuild the project with 'tinygen build --force'"
+    model_path = project / man["model_file"]
+    try:
+        # A regular file of bounded size: a FIFO or a link to /dev/zero must not hang or fill memory.
+        if not model_path.is_file() or model_path.stat().st_size > _MAX_MODEL_BYTES:
+            raise TinygenError(f"{shown}/{terminal(man['model_file'])} is not a regular file of at most "
+                               f"{_MAX_MODEL_BYTES >> 20} MiB; {rebuild}")
+        raw = model_path.read_bytes()
+    except OSError as exc:
+        raise TinygenError(f"cannot read {shown}/{terminal(man['model_file'])}: {exc.strerror}; {rebuild}") from None
     if hashlib.sha256(raw).hexdigest() != man["model_sha256"]:
-        raise TinygenError(f"{project}/model.tflite does not match tinygen.json's sha256; rebuild the project")
+        raise TinygenError(f"{shown}/{terminal(man['model_file'])} does not match tinygen.json's sha256; {rebuild}")
     vec_path = project / man["vectors"]["file"]
-    if not vec_path.exists():
-        raise TinygenError(f"{vec_path} is missing; rebuild the project with 'tinygen build --force'")
-    with np.load(vec_path) as z:
-        vectors = {k: z[k] for k in z.files}
+    if not vec_path.is_file():
+        raise TinygenError(f"{terminal(str(vec_path))} is missing; {rebuild}")
+    try:
+        with np.load(vec_path, allow_pickle=False) as z:
+            vectors = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise TinygenError(f"{terminal(str(vec_path))} is not a readable .npz ({type(exc).__name__}); {rebuild}") \
+            from None
+    problem = _vectors_problem(vectors, man)
+    if problem:
+        raise TinygenError(f"{terminal(str(vec_path))} does not fit tinygen.json: {problem}; {rebuild}")
     return man, raw, vectors
+
+
+def _vectors_problem(vectors: dict, man: dict) -> str | None:
+    ins, outs = vectors.get("inputs"), vectors.get("outputs")
+    if ins is None or outs is None:
+        return "'inputs' or 'outputs' is missing"
+    if ins.dtype != np.int8 or outs.dtype != np.int8:
+        return f"'inputs'/'outputs' are {ins.dtype}/{outs.dtype}, expected int8"
+    n = len(ins) if ins.ndim else -1
+    if n < 1 or ins.shape[1:] != tuple(man["input"]["shape"]) or outs.shape != (n,) + tuple(man["output"]["shape"]):
+        return (f"'inputs' {list(ins.shape)} / 'outputs' {list(outs.shape)} are not N x {man['input']['shape']} / "
+                f"N x {man['output']['shape']}")
+    f = vectors.get("float_outputs")
+    if f is not None and (f.dtype.kind != "f" or f.ndim < 1 or len(f) > n or f.size != len(f) * (outs.size // n)):
+        return f"'float_outputs' {list(f.shape)} {f.dtype} does not match 'outputs'"
+    fi = vectors.get("float_inputs")
+    if fi is not None and (fi.dtype.kind != "f" or len(fi) != n):
+        return f"'float_inputs' {list(fi.shape)} {fi.dtype} does not match 'inputs'"
+    labels = vectors.get("labels")
+    if labels is not None and (labels.dtype.kind not in "iu" or labels.ndim != 1 or len(labels) > n):
+        return f"'labels' {list(labels.shape)} {labels.dtype} must be at most N integers"
+    return None
 
 
 def check_hello(hello, man: dict, port: str) -> None:
@@ -117,12 +162,13 @@ def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out
              "plot": report_dir / "verify.png"}
     paths["json"].write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     m = result["metrics"]
-    lines = [f"# tinygen verify: {man['name']} on {result['board']} ({result['runtime']})", "",
+    lines = [f"# tinygen verify: {markdown(man['name'])} on {markdown(result['board'])} "
+             f"({markdown(result['runtime'])})", "",
              f"**{'PASS' if m['passed'] else 'FAIL'}** — max |Δ| {m['max_abs_diff_lsb']} LSB "
              f"(tolerance {m['tolerance_lsb']} LSB) over {m['vectors']} vectors / {m['elements']} outputs.", "",
              "| metric | value |", "|---|---|"]
-    rows = [("port", result["port"]), ("model sha256", man["model_sha256"][:16] + "…"),
-            ("runtime on board", result["runtime"]), ("exact match", f"{m['exact_match_pct']:.2f} %"),
+    rows = [("port", markdown(result["port"])), ("model sha256", man["model_sha256"][:16] + "…"),
+            ("runtime on board", markdown(result["runtime"])), ("exact match", f"{m['exact_match_pct']:.2f} %"),
             ("vectors bit-exact", f"{m['vectors_exact_pct']:.2f} %"), ("max |Δ|", f"{m['max_abs_diff_lsb']} LSB"),
             ("MAE", f"{m['mae_lsb']:.4f} LSB"), ("RMSE", f"{m['rmse_lsb']:.4f} LSB"),
             ("cosine similarity", f"{m['cosine_similarity']:.6f}")]
@@ -176,7 +222,7 @@ def _plot(path: Path, board_out, ref_out, vectors: dict, man: dict) -> None:
         ax.plot([lo, hi], [lo, hi], "-", color="k", lw=0.5)
         ax.set_xlabel("reference output (dequantized)")
         ax.set_ylabel("board / float output")
-    ax.set_title(f"{man['name']}: board vs reference vs float")
+    ax.set_title(f"{man['name']}: board vs reference vs float".replace("$", r"\$"))
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})

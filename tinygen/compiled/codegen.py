@@ -14,6 +14,7 @@ import tinygen
 from tinygen.compiled.lower import SCRATCH, Step, c_int_array, lower
 from tinygen.compiled.memory import MemoryPlan, plan_steps
 from tinygen.errors import TinygenError
+from tinygen.escape import c_comment
 from tinygen.tflite_model import TfliteModel
 
 
@@ -72,13 +73,14 @@ def emit_sources(model: TfliteModel, prefix: str = "tg") -> dict[str, str]:
         tensor = model.tensors[t]
         if tensor.dtype != "int8":
             raise TinygenError(f"constant tensor '{tensor.name}' is {tensor.dtype}, expected int8")
-        decls.append(f"/* constant tensor {t}: {tensor.name} {list(tensor.shape)} */")
+        # Tensor names come from the model file: c_comment() keeps them from closing the comment.
+        decls.append(f"/* constant tensor {t}: {c_comment(tensor.name, 64)} {list(tensor.shape)} */")
         decls.append(c_int_array("int8_t", f"{prefix}_t{t}", tensor.data, 16))
     for st in steps:
-        decls.append(f"/* op {st.op.index}: {st.op.opcode} */")
+        decls.append(f"/* op {st.op.index}: {c_comment(st.op.opcode)} */")
         decls.extend(st.decls)
         out_t = model.tensors[st.output]
-        head = f"    /* op {st.op.index}: {st.op.opcode} -> tensor {st.output} {list(out_t.shape)} */"
+        head = f"    /* op {st.op.index}: {c_comment(st.op.opcode)} -> tensor {st.output} {list(out_t.shape)} */"
         if st.alias is not None and aliased.get(st.op.index):
             body.append(head)
             body.append("    /* view of the input tensor: no code */")
