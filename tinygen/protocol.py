@@ -110,7 +110,9 @@ STATUS_DESCRIPTIONS: dict[Status, str] = {
     Status.INTERNAL: "internal firmware error",
 }
 
-# Statuses that mean "a frame was mangled on the wire": the host resends.
+# Statuses that can mean "a frame was mangled on the wire", so the host resends. TOO_LONG is one
+# only while HELLO says the request fits the board's frame buffer (noise made it longer); for a
+# request that really is too long, serial_link fails at once instead of resending the same bytes.
 RETRYABLE_STATUSES = frozenset({Status.BAD_CRC, Status.BAD_FRAME, Status.TOO_LONG})
 
 
