@@ -25,6 +25,9 @@ VARIANT = "ARDUINO_NANO33BLE"
 # boards/nano33ble.json in platform-nordicnrf52 10.11.0: build.extra_flags and build.f_cpu
 BOARD_EXTRA = ["-DARDUINO_ARDUINO_NANO33BLE", "-DARDUINO_ARCH_NRF52840", "-DF_CPU=64000000L", "-DPLATFORMIO=60118"]
 SOURCE_SUFFIXES = (".c", ".cc", ".cpp")
+# Core libraries PlatformIO's dependency finder adds (chain+ mode follows the TFLM library's own
+# includes: Chirale's peripherals/peripherals.h includes <Wire.h>, found in the core's libraries/).
+FRAMEWORK_LIBRARIES = ("Wire",)
 OUR_WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 
 
@@ -87,6 +90,16 @@ def mbed_flags(framework: Path) -> MbedFlags:
     ldflags = [f for f in _lines(var / "ldflags.txt") if not f.startswith("-Wl,--wrap")]
     ldflags += ["-mfloat-abi=soft", "--specs=nano.specs", "--specs=nosys.specs"]
     return MbedFlags(framework, common, c_only, cxx_only, defines, includes, ldflags)
+
+
+def cache_key(flags: MbedFlags, *trees: Path | None) -> str:
+    """Same trees and flags, same objects: the composed framework's own path is left out."""
+    import hashlib
+    import json
+
+    stable = [f for f in flags.common if not f.startswith(("-iprefix", "@"))]
+    blob = json.dumps([[str(t) for t in trees], stable, flags.c_only, flags.cxx_only, flags.defines])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -22,7 +22,6 @@ library between runs (they take minutes to compile: the core's include list has 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shlex
@@ -179,19 +178,21 @@ def mbed_kit(trees, tmp_path_factory):
     work = tmp_path_factory.mktemp("kit")
     fw = kit.compose_framework(mbed, api, work)
     flags = kit.mbed_flags(fw)
-    key = hashlib.sha256(json.dumps([str(mbed), str(api), str(lib), flags.common, flags.defines,
-                                     flags.cxx_only, flags.c_only]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("TINYGEN_BOARD_TRUTH_CACHE") or work) / f"nano33ble-{key}"
+    cache = Path(os.environ.get("TINYGEN_BOARD_TRUTH_CACHE") or work) / f"nano33ble-{kit.cache_key(flags, mbed, api, lib)}"
     core_src = fw / "cores" / "arduino"
     core_files = [p for p in kit.sources_under(mbed / "cores" / "arduino", skip=("mbed/", "as_mbed_library/"))]
     core_files += kit.sources_under(mbed / "variants" / kit.VARIANT)
-    core = kit.compile_all(flags, core_files, cache / "core", [core_src], ours=False, root=mbed)
+    fw_libs = [mbed / "libraries" / name for name in kit.FRAMEWORK_LIBRARIES]
+    for d in fw_libs:
+        core_files += kit.sources_under(d)
+    core = kit.compile_all(flags, core_files, cache / "core", [core_src, *fw_libs], ours=False, root=mbed)
     assert not core.failures, "the Arduino core does not compile with its own flags:\n" + "\n".join(core.failures[:3])
     lib_src = lib / "src"
-    libres = kit.compile_all(flags, kit.sources_under(lib_src), cache / "lib", [lib_src], ours=False, root=lib_src)
+    libres = kit.compile_all(flags, kit.sources_under(lib_src), cache / "lib", [lib_src, *fw_libs], ours=False,
+                             root=lib_src)
     assert not libres.failures, ("the pinned library does not compile with the core's flags:\n"
                                  + "\n".join(libres.failures[:3]))
-    return {"flags": flags, "lib_src": lib_src, "work": work, "mbed": mbed, "lib": lib,
+    return {"flags": flags, "lib_src": lib_src, "work": work, "mbed": mbed, "lib": lib, "fw_libs": fw_libs,
             "core_a": kit.archive(core.objects, work / "libcore.a"),
             "lib_a": kit.archive(libres.objects, work / "libtflm.a")}
 
@@ -249,7 +250,8 @@ def _build_project(mbed_kit, project: Path) -> dict:
     flags = mbed_kit["flags"]
     src = project / "src"
     objdir = project / "ours"
-    res = kit.compile_all(flags, kit.sources_under(src), objdir, [src, mbed_kit["lib_src"]], ours=True, root=src)
+    res = kit.compile_all(flags, kit.sources_under(src), objdir, [src, mbed_kit["lib_src"], *mbed_kit["fw_libs"]],
+                          ours=True, root=src)
     assert not res.failures, "\n\n".join(res.failures)
     elf = project / "kit.elf"
     map_text = kit.link(flags, res.objects, [mbed_kit["lib_a"], mbed_kit["core_a"]], elf)
@@ -284,8 +286,10 @@ def test_hal_turns_on_the_dwt_cycle_counter(built):
     obj = next(o for o in built[("sine", "compiled")]["objects"] if "tg_hal_arduino" in o.name)
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", "-r", str(obj)], capture_output=True, text=True,
                          check=True).stdout
-    for address in ("e000edf0", "e0001000"):  # CoreDebug base (DEMCR at +0xC), DWT base (CTRL, CYCCNT at +4)
-        assert address in dis, address
+    # literal-pool addresses: the System Control Space page holding CoreDebug DEMCR (0xE000EDFC; the
+    # compiler loads 0xE000ED00 and adds the offset) and the DWT base (CTRL, CYCCNT at +4)
+    for address in ("e000ed", "e0001000"):
+        assert f".word\t0x{address}" in dis, address
     assert "SystemCoreClock" in dis
 
 
@@ -381,3 +385,29 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         parts = budget_parts(board, runtime, m, arena, man["compiled_arena_bytes"])
         predicted = sum(x["flash_bytes"] for x in parts if x["part"] != est["os_name"])
         close(f"{model}-{runtime} flash", b["size"]["flash"], predicted, rel=0.2)
+
+
+# ------------------------------------------------------------------ timing fields (always)
+
+def test_real_board_reports_cycles_and_microseconds_at_its_clock():
+    from tinygen.verify import latency, latency_rows
+
+    clock = all_boards()["nano33ble"]["clock_hz"]
+    m = latency([6400, 6464, 12800], clock, None, clock)  # the firmware's ticks are CYCCNT at 64 MHz
+    assert m["emulated"] is False
+    assert m["cycles_per_inference"]["min"] == 6400 and m["cycles_per_inference"]["clock_hz"] == clock
+    assert m["latency_us"]["min"] == pytest.approx(100.0) and m["latency_us"]["max"] == pytest.approx(200.0)
+    assert any("cycles" in label for label, _ in latency_rows(m))
+    fallback = latency([100, 200], 1_000_000, None, clock)  # micros(): no cycle figure is invented
+    assert "cycles_per_inference" not in fallback and fallback["latency_us"]["max"] == pytest.approx(200.0)
+
+
+def test_emulated_board_reports_instructions_and_no_microseconds():
+    from tinygen.verify import latency, latency_rows
+
+    board = all_boards()["qemu-m4"]
+    m = latency([100, 101], 25_000_000, board["emulator"]["instructions_per_tick"], board["clock_hz"])
+    assert m["emulated"] is True and "latency_us" not in m and "cycles_per_inference" not in m
+    assert m["instructions_per_inference"]["min"] == 100 * board["emulator"]["instructions_per_tick"]
+    rows = latency_rows(m)
+    assert all("µs" not in text for _, text in rows) and "emulated" in rows[0][0]
