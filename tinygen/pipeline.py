@@ -115,7 +115,8 @@ def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo
                           _kind(est, "core_flash")))
         parts.append(part(est.get("os_name", "OS"), est["os_flash"], est["os_ram"], _kind(est, "os_flash")))
     else:
-        parts.append(part("framework", est["framework_flash"], est["framework_ram"], _kind(est, "framework_flash")))
+        parts.append(part(est.get("framework_name", "framework"), est["framework_flash"], est["framework_ram"],
+                          _kind(est, "framework_flash")))
     return parts
 
 
