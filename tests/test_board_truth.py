@@ -333,29 +333,35 @@ int main() {
 
 
 def figures(built: dict, projects: dict, op_flash: dict) -> dict:
-    """The board file's measured figures from kit links: the largest over the projects of
-    Arduino core + toolchain libraries; tinygen + library minus the kernels the model's ops cost (TFLM
-    runtime base; its RAM without the arena); tinygen minus the weights (compiled runtime)."""
+    """The board file's measured figures from kit links. core_*: the Arduino core and the toolchain's
+    libraries as every firmware links them (the smallest over the projects); tflm_*: what the TFLM
+    projects add on top of that, minus the kernels of their ops (flash) or the arena (RAM), the largest
+    over the projects; compiled_*: the same for the compiled runtime, minus weights and arena."""
     from tinygen.tflite_model import parse_model
 
-    f = dict.fromkeys(("core_flash", "core_ram", "tflm_flash", "tflm_ram", "compiled_flash", "compiled_ram"), 0)
+    def total(parts: dict, key: str) -> int:
+        return sum(v[key] for k, v in parts.items() if k != "model_data")
+
+    def framework(parts: dict, key: str) -> int:
+        return parts["core"][key] + parts.get("toolchain", {key: 0})[key]
+
+    f = {"core_flash": min(framework(b["parts"], "flash") for b in built.values()),
+         "core_ram": min(framework(b["parts"], "ram") for b in built.values()),
+         "tflm_flash": 0, "tflm_ram": 0, "compiled_flash": 0, "compiled_ram": 0}
     for (model, runtime), b in built.items():
         p = projects[(model, runtime)]
         man = json.loads((p / "tinygen.json").read_text())
-        parts = b["parts"]
-        ours, tools = parts["tinygen"], parts.get("toolchain", {"flash": 0, "ram": 0})
-        f["core_flash"] = max(f["core_flash"], parts["core"]["flash"] + tools["flash"])
-        f["core_ram"] = max(f["core_ram"], parts["core"]["ram"] + tools["ram"])
+        flash = total(b["parts"], "flash") - f["core_flash"]
+        ram = total(b["parts"], "ram") - f["core_ram"]
         if runtime == "tflm":
-            lib = parts["library"]
             kernels = sum(op_flash[op] for op in man["ops"])
-            f["tflm_flash"] = max(f["tflm_flash"], ours["flash"] + lib["flash"] - kernels)
-            f["tflm_ram"] = max(f["tflm_ram"], ours["ram"] + lib["ram"] - man["arena"]["recommended_bytes"])
+            f["tflm_flash"] = max(f["tflm_flash"], flash - kernels)
+            f["tflm_ram"] = max(f["tflm_ram"], ram - man["arena"]["recommended_bytes"])
         else:
             m = parse_model((p / "model.tflite").read_bytes(), model)
             weights = sum(t.nbytes for t in m.tensors if t.is_constant)  # as budget() counts them
-            f["compiled_flash"] = max(f["compiled_flash"], ours["flash"] - weights)
-            f["compiled_ram"] = max(f["compiled_ram"], ours["ram"] - man["compiled_arena_bytes"])
+            f["compiled_flash"] = max(f["compiled_flash"], flash - weights)
+            f["compiled_ram"] = max(f["compiled_ram"], ram - man["compiled_arena_bytes"])
     return f
 
 
@@ -389,7 +395,9 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         close(key, value, est[key])
     for op in ops:
         close(f"tflm_op_flash[{op}]", op_flash[op], est["tflm_op_flash"][op])
-    # the budget's measured parts predict the firmware the kit links (mbed-os excluded on both sides)
+    # The budget's measured parts bound the firmware the kit links (mbed-os excluded on both sides): each
+    # op's kernel cost is measured alone, so code that kernels share counts once per op and the sum for
+    # a many-op model is an upper bound, a generous one for digits' seven ops.
     for (model, runtime), b in built.items():
         p = nano_projects[(model, runtime)]
         man = json.loads((p / "tinygen.json").read_text())
@@ -397,7 +405,8 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         arena = ArenaInfo(*(man["arena"][k] for k in ("host_min_bytes", "scratch_bound_bytes", "recommended_bytes")))
         parts = budget_parts(board, runtime, m, arena, man["compiled_arena_bytes"])
         predicted = sum(x["flash_bytes"] for x in parts if x["part"] != est["os_name"])
-        close(f"{model}-{runtime} flash", b["size"]["flash"], predicted, rel=0.2)
+        actual = b["size"]["flash"]
+        assert 0.97 * actual <= predicted <= 1.4 * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
 
 
 # ------------------------------------------------------------------ timing fields (always)
