@@ -407,6 +407,8 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         predicted = sum(x["flash_bytes"] for x in parts if x["part"] != est["os_name"])
         actual = b["size"]["flash"]
         assert 0.97 * actual <= predicted <= 1.4 * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
+        ram = sum(x["ram_bytes"] for x in parts if x["part"] != est["os_name"])
+        assert 0.9 * b["size"]["ram"] <= ram <= 1.2 * b["size"]["ram"], f"{model}-{runtime} RAM: {ram:,} B vs {b['size']}"
 
 
 # ------------------------------------------------------------------ timing fields (always)
