@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -209,11 +208,6 @@ def attribute(map_text: str, classify) -> dict[str, dict[str, int]]:
         if out_section.startswith(_RAM_SECTIONS):
             t["ram"] += nbytes
     return totals
-
-
-def tools_present() -> list[str]:
-    return [t for t in ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-ar", "arm-none-eabi-size",
-                        "arm-none-eabi-objdump") if shutil.which(t) is None]
 
 
 def env_tree(var: str, must_have: str) -> Path | None:
