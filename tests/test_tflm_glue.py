@@ -1,12 +1,15 @@
 """The TFLM glue against a real TFLM source tree (TINYGEN_TFLM_DIR, Arduino-library layout:
 src/tensorflow/lite/micro/..., src/third_party/...). Without it every test here skips.
 
-* Real boards (esp32, nano33ble): their glue starts with `#include <Chirale_TensorFlowLite.h>`,
-  then includes the TFLM headers. tg_runtime_tflm.cc and model_data.cc must compile warning-free
-  (-Wall -Wextra -Werror) for a Cortex-M4 against the tree's headers. The library's umbrella
-  header gets an empty stand-in. The tree's include directories are passed with -isystem, the
-  way a library's headers are usually treated, so that -Werror applies to our code only (this
-  tree's own headers trip -Wunused-parameter).
+* Real boards (esp32, nano33ble): their glue starts with `#include <HEADER>`, HEADER being the
+  umbrella header of the library version the board file pins, then includes the TFLM headers.
+  tg_runtime_tflm.cc and model_data.cc must compile warning-free (-Wall -Wextra -Werror) for a
+  Cortex-M4 against the tree's headers, the tree's own umbrella header included: a glue that names
+  a header the tree does not have fails here. Only the Arduino core, which that header pulls in
+  (<Arduino.h>, <Wire.h>), is absent: those two get empty stand-ins. tests/test_board_truth.py
+  compiles the same files against the real Arduino-mbed core. The tree's include directories are
+  passed with -isystem, the way a library's headers are usually treated, so that -Werror applies to
+  our code only (this tree's own headers trip -Wunused-parameter).
 * The emulated Cortex-M4 (qemu-m4): `tinygen run` builds the tree with the tinygen-mps2 platform
   and runs the firmware in QEMU. Its outputs must be bit-exact with the tflite_micro interpreter.
 
@@ -40,7 +43,6 @@ CXXFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16
 TREE_INCLUDE_DIRS = ("src", "src/third_party/flatbuffers/include", "src/third_party/gemmlowp",
                      "src/third_party/ruy", "src/third_party/cmsis", "src/third_party/cmsis/CMSIS/Core/Include",
                      "src/third_party/cmsis_nn", "src/third_party/cmsis_nn/Include")
-HEADER_INCLUDE = "#include <Chirale_TensorFlowLite.h>"
 # Each Arduino core defines ARDUINO and its architecture macro.
 BOARD_DEFINES = {"esp32": ["-DARDUINO=10812", "-DARDUINO_ARCH_ESP32"],
                  "nano33ble": ["-DARDUINO=10812", "-DARDUINO_ARCH_MBED", "-DARDUINO_ARDUINO_NANO33BLE"]}
@@ -68,9 +70,10 @@ def _build(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def standin_include(tmp_path_factory) -> Path:
-    """An empty stand-in for the Arduino library's umbrella header."""
+    """Empty stand-ins for the two Arduino core headers the library's umbrella header includes."""
     inc = tmp_path_factory.mktemp("standin")
-    (inc / "Chirale_TensorFlowLite.h").write_text("/* stand-in for the Arduino library's umbrella header */\n")
+    for name in ("Arduino.h", "Wire.h"):
+        (inc / name).write_text("/* stand-in for the Arduino core, which this test does not have */\n")
     return inc
 
 
@@ -79,7 +82,10 @@ def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm
                                                    tmp_path):
     require_tool("arm-none-eabi-g++")
     project = request.getfixturevalue(fixture)
-    if HEADER_INCLUDE not in (project / "src" / "tg_runtime_tflm.cc").read_text():
+    board_file = json.loads((Path(__file__).resolve().parent.parent / "boards" / f"{board}.json").read_text())
+    header = board_file["tflm"]["header"]
+    include_line = f"#include <{header}>"
+    if include_line not in (project / "src" / "tg_runtime_tflm.cc").read_text():
         # the session fixture was built while TINYGEN_TFLM_DIR was set: build the shipping glue
         # for the same model without the tree
         model = project / "model.tflite"
@@ -87,10 +93,11 @@ def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm
         _build("--board", board, "--model", str(model), "--vectors", "4", "--out", str(project))
     src = project / "src"
     glue = (src / "tg_runtime_tflm.cc").read_text()
-    assert HEADER_INCLUDE in glue
-    assert glue.index(HEADER_INCLUDE) < glue.index('#include "tensorflow/lite/micro/micro_interpreter.h"')
-    board_file = json.loads((Path(__file__).resolve().parent.parent / "boards" / f"{board}.json").read_text())
-    assert board_file["tflm"]["header"] == "Chirale_TensorFlowLite.h"
+    assert include_line in glue
+    assert glue.index(include_line) < glue.index('#include "tensorflow/lite/micro/micro_interpreter.h"')
+    props = tflm_tree / "library.properties"
+    if props.is_file() and f"version={board_file['tflm']['version']}" in props.read_text():
+        assert (tflm_tree / "src" / header).is_file(), f"the pinned version's tree has no {header}"
 
     includes = ["-I", str(standin_include), "-I", str(src)]
     for d in TREE_INCLUDE_DIRS:

@@ -120,10 +120,12 @@ def _summary_tables(plan) -> None:
     if plan.compiled:
         t.add_row("compiled arena", f"{_fmt(plan.compiled['peak_bytes'])} B (static plan)")
     b = plan.budget
-    t.add_row("flash estimate", f"{_fmt(b['flash_bytes'])} / {_fmt(b['flash_budget'])} B "
-                                f"({100 * b['flash_bytes'] / b['flash_budget']:.1f}%)")
-    t.add_row("RAM estimate", f"{_fmt(b['ram_bytes'])} / {_fmt(b['ram_budget'])} B "
-                              f"({100 * b['ram_bytes'] / b['ram_budget']:.1f}%)")
+    t.add_row("flash", f"{_fmt(b['flash_bytes'])} / {_fmt(b['flash_budget'])} B "
+                       f"({100 * b['flash_bytes'] / b['flash_budget']:.1f}%; {_fmt(b['flash_estimated_bytes'])} B estimated)")
+    t.add_row("RAM", f"{_fmt(b['ram_bytes'])} / {_fmt(b['ram_budget'])} B "
+                     f"({100 * b['ram_bytes'] / b['ram_budget']:.1f}%; {_fmt(b['ram_estimated_bytes'])} B estimated)")
+    t.add_row("budget parts", "; ".join(f"{p['part']} {_fmt(p['flash_bytes'])}/{_fmt(p['ram_bytes'])} B {p['kind']}"
+                                        for p in b["parts"]) + " (flash/RAM)")
     q = plan.quality
     if q.get("task") == "classification":
         parts = []
@@ -240,10 +242,13 @@ def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_v
         _emit_json(data)
         return
     _summary_tables(plan)
-    shown = rich_text(target)
-    out.print(f"wrote [bold]{shown}[/bold] ({len(files)} files). Next: "
-              + ("`tinygen run --project " + shown + "`" if b.get("emulator")
-                 else f"`cd {shown} && pio run -t upload`, then `tinygen verify --project {shown} --port auto`"))
+    import shlex
+
+    # After `cd DIR` the project is `.`: a hint that repeats DIR breaks for relative paths.
+    q = shlex.quote(str(target))
+    nxt = (f"tinygen run --project {q}" if b.get("emulator")
+           else f"cd {q} && pio run -t upload && tinygen verify --project . --port auto")
+    out.print(terminal(f"wrote {target} ({len(files)} files). Next: {nxt}"), markup=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------- inspect

@@ -127,7 +127,8 @@ def do_verify(project: Path, port: str, *, n_fresh: int, tolerance: int, report_
     instr = board.get("emulator", {}).get("instructions_per_tick") if board.get("emulator") else None
     labels = vectors.get("labels")
     m = metrics(board_out, expected, man, float_out=vectors.get("float_outputs"), labels=labels,
-                ticks=ticks, tick_hz=hello.tick_hz, instr_per_tick=instr, tolerance=tolerance, seconds=seconds)
+                ticks=ticks, tick_hz=hello.tick_hz, instr_per_tick=instr, tolerance=tolerance, seconds=seconds,
+                clock_hz=board.get("clock_hz"))
     result = {"project": str(project), "board": man["board"], "port": port, "runtime": hello.runtime,
               "model_sha256": man["model_sha256"], "reference_vectors": int(len(vectors["inputs"])),
               "fresh_vectors": int(n_fresh), "metrics": m}
@@ -161,11 +162,10 @@ def print_verify(result: dict) -> None:
     if "board_accuracy_pct" in m:
         t.add_row("accuracy vs labels", f"board {m['board_accuracy_pct']:.2f} %, reference "
                                         f"{m['reference_accuracy_pct']:.2f} %")
-    lat = m["latency_us"]
-    t.add_row("latency min/median/max", f"{lat['min']:.1f} / {lat['median']:.1f} / {lat['max']:.1f} µs")
-    if "instructions_per_inference" in m:
-        ins = m["instructions_per_inference"]
-        t.add_row("instructions / inference", f"{ins['min']:,} / {ins['median']:,.0f} / {ins['max']:,}")
+    from tinygen.verify import latency_rows
+
+    for label, text in latency_rows(m):
+        t.add_row(label, text)
     t.add_row("link", f"{m['vectors_per_second']:.1f} vectors/s")
     t.add_row("reports", Text(terminal(", ".join(result["reports"].values()) or "not written (see the warning)")))
     _out().print(t)
@@ -281,6 +281,9 @@ def flash_cmd(project: Path, port: str | None, no_build: bool) -> None:
 
     man, board = project_board(project)
     if not is_emulated(board):
+        from tinygen.realboard import check_first_build
+
+        check_first_build(project, board)
         _err().print(f"… pio run -t upload in {terminal(project)}", markup=False)
         pio_build(project, board, target="upload", upload_port=None if port in (None, "auto") else port)
         _out().print(f"flashed {terminal(project)} to {board['id']}", markup=False)
@@ -385,6 +388,9 @@ def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir
             _summary_tables(plan)
     man, b = project_board(project)
     if not is_emulated(b):
+        from tinygen.realboard import check_first_build
+
+        check_first_build(project, b)
         pio_build(project, b, target="upload", upload_port=None if port in (None, "auto") else port)
         time.sleep(2.0)  # the board reboots after upload
         port = resolve_port(port or "auto", b)

@@ -75,19 +75,72 @@ def quiet_native():
             os.close(saved[1])
 
 
-def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None) -> dict:
+def _kind(est: dict, key: str) -> str:
+    return "measured" if key in est.get("measured", {}).get("keys", []) else "estimate"
+
+
+def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo,
+                 compiled_peak: int | None) -> list[dict]:
+    """Where the flash and RAM go, part by part, each marked exact (from the model), measured (by
+    tests/test_board_truth.py against the real core and library) or estimate (what no tree here can
+    link: mbed-os, ESP-IDF)."""
     est = board["estimates"]
     io_bytes = model.input_tensor().nbytes + model.output_tensor().nbytes
+
+    def part(name, flash, ram, kind):
+        return {"part": name, "flash_bytes": int(flash), "ram_bytes": int(ram), "kind": kind}
+
     if runtime == "tflm":
-        flash = len(model.raw) + est["framework_flash"] + est["tflm_flash"]
-        ram = arena.recommended_bytes + est["framework_ram"] + est["tflm_ram"] + io_bytes
+        parts = [part("model flatbuffer", len(model.raw), 0, "exact"),
+                 part("TFLM arena + I/O", 0, arena.recommended_bytes + io_bytes, "exact")]
+        op_sizes = est.get("tflm_op_flash")
+        parts.append(part("TFLM runtime" + (" base" if op_sizes else ""), est["tflm_flash"], est["tflm_ram"],
+                          _kind(est, "tflm_flash")))
+        if op_sizes:
+            ops = sorted(set(model.op_names))
+            known = [op for op in ops if op in op_sizes]
+            if known:
+                parts.append(part(f"TFLM kernels ({', '.join(known)})", sum(op_sizes[op] for op in known), 0,
+                                  _kind(est, "tflm_op_flash")))
+            unknown = [op for op in ops if op not in op_sizes]
+            if unknown:
+                parts.append(part(f"TFLM kernels ({', '.join(unknown)})",
+                                  len(unknown) * max(op_sizes.values()), 0, "estimate"))
     else:
         weights = sum(t.nbytes for t in model.tensors if t.is_constant)
-        flash = weights + est["framework_flash"] + est["compiled_flash"]
-        ram = (compiled_peak or 0) + est["framework_ram"] + est["compiled_ram"] + io_bytes
+        parts = [part("weights", weights, 0, "exact"),
+                 part("compiled arena + I/O", 0, (compiled_peak or 0) + io_bytes, "exact"),
+                 part("compiled runtime", est["compiled_flash"], est["compiled_ram"], _kind(est, "compiled_flash"))]
+    if "core_flash" in est:
+        parts.append(part(est.get("core_name", "framework core"), est["core_flash"], est["core_ram"],
+                          _kind(est, "core_flash")))
+        parts.append(part(est.get("os_name", "OS"), est["os_flash"], est["os_ram"], _kind(est, "os_flash")))
+    else:
+        parts.append(part(est.get("framework_name", "framework"), est["framework_flash"], est["framework_ram"],
+                          _kind(est, "framework_flash")))
+    return parts
+
+
+def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None) -> dict:
+    parts = budget_parts(board, runtime, model, arena, compiled_peak)
+    flash = sum(p["flash_bytes"] for p in parts)
+    ram = sum(p["ram_bytes"] for p in parts)
+
+    def by_kind(key: str, kind: str) -> int:
+        return sum(p[key] for p in parts if p["kind"] == kind)
+
     return {"flash_bytes": int(flash), "flash_budget": int(board["flash_bytes"]),
             "ram_bytes": int(ram), "ram_budget": int(board["ram_bytes"]),
-            "fits": flash <= board["flash_bytes"] and ram <= board["ram_bytes"]}
+            "fits": flash <= board["flash_bytes"] and ram <= board["ram_bytes"],
+            "flash_estimated_bytes": by_kind("flash_bytes", "estimate"),
+            "ram_estimated_bytes": by_kind("ram_bytes", "estimate"),
+            "parts": parts}
+
+
+def budget_note(b: dict) -> str:
+    """One line: which parts of a budget are estimates (the rest is exact or measured)."""
+    est = [p["part"] for p in b.get("parts", []) if p["kind"] == "estimate"]
+    return ("estimated: " + ", ".join(est)) if est else "no estimated parts"
 
 
 def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
@@ -99,7 +152,7 @@ def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
         problems.append(f"RAM {b['ram_bytes']:,} B > {b['ram_budget']:,} B")
     if problems:
         raise DoesNotFit(f"model does not fit {board['id']} with the {runtime} runtime: "
-                         f"{'; '.join(problems)} (model + runtime + framework estimate); "
+                         f"{'; '.join(problems)} (model + runtime + framework; {budget_note(b)}); "
                          "use a smaller model" + (" or --runtime compiled" if runtime == "tflm" else ""))
 
 

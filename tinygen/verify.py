@@ -100,7 +100,7 @@ def check_hello(hello, man: dict, port: str) -> None:
 
 def metrics(board_out: np.ndarray, ref_out: np.ndarray, man: dict, *, float_out: np.ndarray | None,
             labels: np.ndarray | None, ticks: list[int], tick_hz: int, instr_per_tick: int | None,
-            tolerance: int, seconds: float) -> dict:
+            tolerance: int, seconds: float, clock_hz: int | None = None) -> dict:
     n = len(board_out)
     b = board_out.reshape(n, -1).astype(np.int32)
     r = ref_out.reshape(n, -1).astype(np.int32)
@@ -130,18 +130,36 @@ def metrics(board_out: np.ndarray, ref_out: np.ndarray, man: dict, *, float_out:
         f = float_out.reshape(len(float_out), -1)
         k = len(f)
         m["board_vs_float_rmse"] = float(np.sqrt(np.mean((bd[:k] - f) ** 2)))
-    t = np.asarray(ticks, dtype=np.float64)
-    us = t / float(tick_hz) * 1e6
-    m["latency_us"] = {"min": float(us.min()), "median": float(np.median(us)), "max": float(us.max())}
-    m["latency_ticks"] = {"min": int(t.min()), "median": float(np.median(t)), "max": int(t.max()),
-                          "tick_hz": int(tick_hz)}
-    if instr_per_tick:
-        m["instructions_per_inference"] = {"min": int(t.min() * instr_per_tick),
-                                           "median": float(np.median(t) * instr_per_tick),
-                                           "max": int(t.max() * instr_per_tick)}
+    m.update(latency(ticks, tick_hz, instr_per_tick, clock_hz))
     m["vectors_per_second"] = float(n / seconds) if seconds > 0 else math.inf
     m["passed"] = bool(m["max_abs_diff_lsb"] <= tolerance)
     return m
+
+
+def latency(ticks: list[int], tick_hz: int, instr_per_tick: int | None, clock_hz: int | None) -> dict:
+    """Timing fields. Emulated boards (instr_per_tick set): instructions only, marked emulated; QEMU's
+    virtual clock is no real core's, so no µs. Real boards: cycles when the firmware's ticks run at the
+    board's core clock (the cycle counter), and µs at that clock; otherwise µs from micros()."""
+    t = np.asarray(ticks, dtype=np.float64)
+
+    def stats(v: np.ndarray, scale: float = 1.0) -> dict:
+        return {"min": int(round(v.min() * scale)), "median": float(np.median(v) * scale),
+                "max": int(round(v.max() * scale))}
+
+    out: dict = {"latency_ticks": {**stats(t), "tick_hz": int(tick_hz)}}
+    if instr_per_tick:
+        out["emulated"] = True
+        out["instructions_per_inference"] = stats(t, instr_per_tick)
+        return out
+    out["emulated"] = False
+    us = t / float(tick_hz) * 1e6
+    out["latency_us"] = {"min": float(us.min()), "median": float(np.median(us)), "max": float(us.max())}
+    if clock_hz and int(tick_hz) == int(clock_hz):
+        out["cycles_per_inference"] = {**stats(t), "clock_hz": int(clock_hz)}
+        out["latency_source"] = f"CPU cycle counter at {clock_hz / 1e6:g} MHz"
+    else:
+        out["latency_source"] = f"timer at {tick_hz:,} Hz (no cycle counter)"
+    return out
 
 
 def run_vectors(link, inputs: np.ndarray, progress=lambda i, n: None) -> tuple[np.ndarray, list[int], float]:
@@ -177,18 +195,31 @@ def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out
     if "board_accuracy_pct" in m:
         rows.append(("accuracy vs labels (board / reference)",
                      f"{m['board_accuracy_pct']:.2f} % / {m['reference_accuracy_pct']:.2f} %"))
-    lat = m["latency_us"]
-    rows.append(("latency min / median / max", f"{lat['min']:.1f} / {lat['median']:.1f} / {lat['max']:.1f} µs"))
-    if "instructions_per_inference" in m:
-        ins = m["instructions_per_inference"]
-        rows.append(("instructions / inference (min / median / max)",
-                     f"{ins['min']:,} / {ins['median']:,.0f} / {ins['max']:,}"))
+    rows += [(k, v) for k, v in latency_rows(m)]
     rows.append(("vectors per second over the link", f"{m['vectors_per_second']:.1f}"))
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "![board vs reference vs float](verify.png)", ""]
     paths["markdown"].write_text("\n".join(lines))
     _plot(paths["plot"], board_out, ref_out, vectors, man)
     return {k: str(v) for k, v in paths.items()}
+
+
+def latency_rows(m: dict) -> list[tuple[str, str]]:
+    """(label, text) rows for the timing fields of :func:`latency`, for the Markdown report and the CLI."""
+    rows = []
+    if "instructions_per_inference" in m:
+        ins = m["instructions_per_inference"]
+        rows.append(("instructions / inference (emulated; min / median / max)",
+                     f"{ins['min']:,} / {ins['median']:,.0f} / {ins['max']:,} (QEMU -icount: no real-time figure)"))
+    if "cycles_per_inference" in m:
+        cyc = m["cycles_per_inference"]
+        rows.append(("cycles / inference (min / median / max)",
+                     f"{cyc['min']:,} / {cyc['median']:,.0f} / {cyc['max']:,}"))
+    if "latency_us" in m:
+        lat = m["latency_us"]
+        rows.append(("latency min / median / max",
+                     f"{lat['min']:.1f} / {lat['median']:.1f} / {lat['max']:.1f} µs ({m.get('latency_source', '')})"))
+    return rows
 
 
 def _plot(path: Path, board_out, ref_out, vectors: dict, man: dict) -> None:

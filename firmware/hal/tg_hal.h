@@ -20,7 +20,8 @@ void tg_hal_init(void);
 /* One received byte (0..255), or -1 when no byte is waiting. Never blocks. */
 int tg_hal_getc(void);
 
-/* Send n bytes from p; blocks until all of them are queued. */
+/* Send n bytes from p; returns once all are queued, or drops the rest when the
+ * port takes nothing for a bounded time (no host reading): never blocks forever. */
 void tg_hal_write(const uint8_t *p, uint32_t n);
 
 /* Free-running tick counter; wraps modulo 2^32. Subtract two readings
