@@ -79,3 +79,32 @@ def digits_project(session_dir) -> Path:
     out = session_dir / "digits-nano33ble"
     build_ok("--board", "nano33ble", "--recipe", "digits", "--vectors", "360", "--out", str(out))
     return out
+
+
+def assert_one_line_error(res, *needles: str, code: int | None = None) -> str:
+    """A refusal as the CLI promises it: non-zero exit (``code`` if given), one ``error:`` line on
+    stderr naming each of ``needles``, and no traceback anywhere."""
+    assert res.returncode != 0
+    if code is not None:
+        assert res.returncode == code, f"exit {res.returncode}, want {code}:\n{res.stdout}\n{res.stderr}"
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ")
+    for n in needles:
+        assert n.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def tflm_outputs(model_bytes: bytes, inputs):
+    """The tflite_micro interpreter (what TFLM computes, reference kernels), one input at a time."""
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 20)
+    outs = []
+    for x in inputs:
+        it.set_input(x, 0)
+        it.invoke()
+        outs.append(np.array(it.get_output(0)))
+    return np.stack(outs)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, require_tool
+from conftest import REPO, require_tool, tflm_outputs
 
 HEX = re.compile(r"0x([0-9a-f]{2}),")
 
@@ -31,18 +31,6 @@ def tflite_op_names(model_bytes: bytes) -> set[str]:
 
     interp = tf.lite.Interpreter(model_content=model_bytes)
     return {d["op_name"] for d in interp._get_ops_details()}
-
-
-def tflm_outputs(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
-    from tflite_micro.python.tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 20)
-    outs = []
-    for x in inputs:
-        it.set_input(x, 0)
-        it.invoke()
-        outs.append(np.array(it.get_output(0)))
-    return np.stack(outs)
 
 
 @pytest.mark.parametrize("fixture", ["sine_project", "digits_project"])
@@ -106,7 +94,8 @@ def test_platformio_ini_parses_with_platformio(fixture, board, platform, pio_boa
     assert cfg.get(env, "framework") == ["arduino"]
     deps = cfg.get(env, "lib_deps")
     board_file = json.loads((REPO / "boards" / f"{board}.json").read_text())
-    assert deps == board_file["tflm"]["lib_deps"]
+    tflm = board_file["tflm"]  # the board file's one fact: library + exact version
+    assert deps == [f"{tflm['library']}@{tflm['version']}"]
     assert cfg.get(env, "monitor_speed") == board_file["platformio"]["monitor_speed"]
     raw = (project / "model.tflite").read_bytes()
     assert cfg.get(env, "custom_tinygen_model_sha256") == hashlib.sha256(raw).hexdigest()

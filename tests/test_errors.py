@@ -5,20 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import run_cli
-
-
-def assert_one_line_error(res, *needles: str, code: int | None = None) -> str:
-    assert res.returncode != 0
-    if code is not None:
-        assert res.returncode == code, res.stderr
-    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error: ")
-    for n in needles:
-        assert n.lower() in lines[0].lower(), lines[0]
-    return lines[0]
+from conftest import assert_one_line_error, run_cli
 
 
 def assert_nothing_written(parent, name="out"):

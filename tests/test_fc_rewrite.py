@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import build_ok, require_tool, run_cli
+from conftest import build_ok, require_tool, run_cli, tflm_outputs
 
 N_RANDOM = 300
 
@@ -121,19 +121,6 @@ def models(tmp_path_factory) -> dict[str, Path]:
             out["mlp-per-tensor"] = d / "mlp-per-tensor.tflite"
             out["mlp-per-tensor"].write_bytes(_convert(model, rep, per_channel=False))
     return out
-
-
-def tflm_outputs(raw: bytes, inputs: np.ndarray) -> np.ndarray:
-    """The tflite_micro interpreter (reference kernels), one input at a time."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(raw, arena_size=1 << 20)
-    outs = []
-    for x in inputs:
-        it.set_input(x, 0)
-        it.invoke()
-        outs.append(np.array(it.get_output(0)))
-    return np.stack(outs)
 
 
 def probe(shape: tuple[int, ...], n: int = N_RANDOM, seed: int = 5) -> np.ndarray:

@@ -16,20 +16,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_one_line_error, run_cli
 
 FAST = 120  # seconds: every refusal here happens before any model is converted
 
 
 def one_line_error(res, *needles: str, code: int = 2) -> str:
-    assert res.returncode == code, f"exit {res.returncode}, want {code}:\n{res.stdout}\n{res.stderr}"
-    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error: ")
-    for n in needles:
-        assert n.lower() in lines[0].lower(), lines[0]
-    return lines[0]
+    return assert_one_line_error(res, *needles, code=code)
 
 
 def build(tmp_path, model, data=None, timeout=FAST):
