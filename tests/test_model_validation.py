@@ -320,6 +320,16 @@ def test_graph_output_out_of_range(base):
     refused(mutate(base, f), "graph output 0", "tensor index 99")
 
 
+@pytest.mark.parametrize("side", ["inputs", "outputs"])
+def test_graph_without_inputs_or_outputs(base, side):
+    # found by the mutation fuzz (tests/test_fuzz_models.py): an empty output list reached
+    # TfliteModel.output_tensor() and raised IndexError (exit 70)
+    def f(m, g):
+        setattr(g, side, [])
+
+    refused(mutate(base, f), "has no graph " + side[:-1])
+
+
 def test_buffer_index_out_of_range(base):
     def f(m, g):
         _tensor(g, 4, 1).buffer = 500

@@ -432,7 +432,7 @@ def _last_error_line(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _check_users_core_dir() -> None:
+def check_users_core_dir() -> None:
     """A $PLATFORMIO_CORE_DIR PlatformIO cannot use is named up front (PlatformIO itself dies with a
     traceback whose last line says nothing); only looked at, never created or changed."""
     value = os.environ.get("PLATFORMIO_CORE_DIR")
@@ -479,7 +479,7 @@ def pio_run(
     elif core_dir is not None:
         raise ValueError("core_dir goes with offline builds only")
     else:
-        _check_users_core_dir()
+        check_users_core_dir()
     args = ["run", "--project-dir", where]
     if environment:
         args += ["--environment", environment]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 from tinygen.errors import ToolFailure
+from tinygen.escape import terminal
 
 REGISTRY_HOST = "api.registry.platformio.org"
 CONNECT_TIMEOUT_S = 3.0
@@ -92,11 +94,14 @@ def registry_reachable(timeout: float = CONNECT_TIMEOUT_S) -> bool:
 
 def check_first_build(project: Path, board: dict) -> None:
     """Raise ToolFailure (one line) when the build needs the registry and the registry is out of reach."""
+    from tinygen.pio import check_users_core_dir
+
+    check_users_core_dir()  # an unusable $PLATFORMIO_CORE_DIR is the first thing to fix
     missing = missing_packages(project, board)
     if not missing or registry_reachable():
         return
     raise ToolFailure(
         f"the first build for {board['id']} needs the PlatformIO registry ({REGISTRY_HOST} is unreachable) to "
-        f"download {', '.join(missing)} into {core_dir()}; connect to the internet and run "
-        f"`pio pkg install -d {project}` once (later builds work offline), or try an emulated board: "
+        f"download {', '.join(missing)} into {terminal(str(core_dir()))}; connect to the internet and run "
+        f"`pio pkg install -d {terminal(shlex.quote(str(project)))}` once (later builds work offline), or try an emulated board: "
         "tinygen run --board qemu-m4")

@@ -96,6 +96,8 @@ def _check(m, facts: Facts) -> None:
             _fail(f"op {i}", f"opcode index {facts.bad_opcode[i]} is out of range "
                              f"({facts.n_opcodes} operator codes)")
     for what, seq in (("graph input", m.inputs), ("graph output", m.outputs)):
+        if not seq:  # every later stage reads input 0 and output 0
+            _fail("the graph", f"has no {what}")
         for k, t in enumerate(seq):
             if not 0 <= t < n:
                 _fail(f"{what} {k}", f"tensor index {t} is out of range ({n} tensors)")
