@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -596,3 +597,23 @@ def test_run_on_an_emulated_board_keeps_the_result_and_the_users_platformio(qemu
     assert not (home / ".platformio").exists()
     assert [p.name for p in core.iterdir()] == ["appstate.json"]
     assert (core / "appstate.json").read_text() == '{"mine": true}'
+
+
+def test_a_hostile_working_directory_is_never_imported(tiny_tflite, tmp_path):
+    # `python -m` puts the working directory first on sys.path: a numpy.py or tinygen/ beside the
+    # user's files would run inside tinygen's children (reference, TF worker, PlatformIO).
+    (tmp_path / "m.tflite").write_bytes(tiny_tflite)
+    marker = tmp_path / "PWNED"
+    payload = f"open({str(marker)!r}, 'w').write('x')\n"
+    (tmp_path / "numpy.py").write_text(payload)
+    (tmp_path / "tinygen").mkdir()
+    (tmp_path / "tinygen" / "__init__.py").write_text(payload)
+    # The user's `tinygen` (the console script, as setup.sh links it), not `python -m tinygen`.
+    exe = Path(sys.executable).parent / "tinygen"
+    if not exe.exists():
+        pytest.skip(f"no tinygen console script beside {sys.executable}")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([str(exe), "inspect", "m.tflite"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists()

@@ -97,7 +97,7 @@ def pio_command() -> list[str] | None:
     build runs in the same environment as tinygen; falls back to ``pio`` on PATH.
     """
     if importlib.util.find_spec("platformio") is not None:
-        return [sys.executable, "-m", "platformio"]
+        return [sys.executable, "-P", "-m", "platformio"]
     for name in ("pio", "platformio"):
         path = shutil.which(name)
         if path:

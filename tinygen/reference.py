@@ -83,7 +83,7 @@ def _run_child(args: list[str], timeout: float, name: str) -> subprocess.Complet
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         # errors="replace": TFLM logs can quote tensor names, which are the model author's bytes.
-        return subprocess.run([sys.executable, "-m", "tinygen.reference", *args], capture_output=True,
+        return subprocess.run([sys.executable, "-P", "-m", "tinygen.reference", *args], capture_output=True,
                               text=True, errors="replace", timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise ToolFailure(f"the tflite_micro reference interpreter timed out on {name} after {timeout:.0f} s; "

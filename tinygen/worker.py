@@ -96,7 +96,7 @@ def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | No
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env["PYTHONHASHSEED"] = "0"
     try:
-        res = subprocess.run([sys.executable, "-m", "tinygen.worker", job, str(work)], capture_output=True,
+        res = subprocess.run([sys.executable, "-P", "-m", "tinygen.worker", job, str(work)], capture_output=True,
                              text=True, errors="replace", timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
         step = _last_step(exc.stdout)
