@@ -21,7 +21,7 @@ from tinygen import analyze as an
 from tinygen import rewrite
 from tinygen.errors import DoesNotFit, TinygenError
 from tinygen.reference import ArenaInfo, measure_arena, run_reference
-from tinygen.tflite_model import TfliteModel, parse_model
+from tinygen.tflite_model import TfliteModel, parse_model, read_model
 from tinygen.vectors import dequantize, quantize_input, quality
 
 DEFAULT_VECTORS = 32
@@ -192,7 +192,6 @@ def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Cal
 
 def source_from_user(model_path: str, data_path: str | None) -> Source:
     from tinygen.loader import Dataset, fit_to_input, load_data, model_kind, stage_model
-    from tinygen.userfiles import MODEL_LIMIT, read_user_file
     from tinygen.worker import Workdir, recurrent_hint, run_job
 
     path = Path(model_path)
@@ -200,8 +199,8 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
     data = load_data(data_path) if data_path else None
     name = path.stem if kind != "savedmodel" else path.name
     if kind == "tflite":
-        raw = read_user_file(path, "model", MODEL_LIMIT)
-        m = parse_model(raw, str(path))
+        m = read_model(path)
+        raw = m.raw
         an.check_int8(m, str(path))
         src = Source(name, f"{path.name} (int8 .tflite, used as is)", "unknown", tflite=raw)
         if data is not None:

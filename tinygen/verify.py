@@ -19,6 +19,7 @@ import numpy as np
 from tinygen.errors import TinygenError, VerificationFailed
 from tinygen.escape import markdown, terminal
 from tinygen.project import load_manifest
+from tinygen.userfiles import read_user_file
 from tinygen.vectors import dequantize
 
 
@@ -36,12 +37,9 @@ def load_project(project: Path) -> tuple[dict, bytes, dict]:
     model_path = project / man["model_file"]
     try:
         # A regular file of bounded size: a FIFO or a link to /dev/zero must not hang or fill memory.
-        if not model_path.is_file() or model_path.stat().st_size > _MAX_MODEL_BYTES:
-            raise TinygenError(f"{shown}/{terminal(man['model_file'])} is not a regular file of at most "
-                               f"{_MAX_MODEL_BYTES >> 20} MiB; {rebuild}")
-        raw = model_path.read_bytes()
-    except OSError as exc:
-        raise TinygenError(f"cannot read {shown}/{terminal(man['model_file'])}: {exc.strerror}; {rebuild}") from None
+        raw = read_user_file(model_path, "project model", _MAX_MODEL_BYTES)
+    except TinygenError as exc:
+        raise TinygenError(f"{exc}, or {rebuild}") from None
     if hashlib.sha256(raw).hexdigest() != man["model_sha256"]:
         raise TinygenError(f"{shown}/{terminal(man['model_file'])} does not match tinygen.json's sha256; {rebuild}")
     vec_path = project / man["vectors"]["file"]
