@@ -48,6 +48,9 @@ from tinygen.userfiles import CSV_LIMIT, DATA_LIMIT, MODEL_LIMIT, check_regular,
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite")
 VALUE_BOUND = 1e30
+# The converter calibrates int8 ranges on at most this many of the calibration samples
+# (tinygen.quantize); the parent hands the worker no more than that.
+CALIBRATION_SAMPLES = 300
 
 
 @dataclass

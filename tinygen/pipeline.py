@@ -233,9 +233,10 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
 
 def _convert_in_worker(src: Source, per_channel_dense: bool) -> bytes:
     """int8 .tflite bytes (and src.float_pred) from the worker child; the private copy is removed after."""
+    from tinygen.loader import CALIBRATION_SAMPLES
     from tinygen.worker import run_job
 
-    arrays = {"rep": np.asarray(src.x_rep[:300], dtype=np.float32)}  # quantize calibrates on <= 300 samples
+    arrays = {"rep": np.asarray(src.x_rep[:CALIBRATION_SAMPLES], dtype=np.float32)}  # all the child uses
     if src.x_test is not None:
         arrays["test"] = np.asarray(src.x_test, dtype=np.float32)
     work = src.work.path

@@ -18,7 +18,8 @@ from pathlib import Path
 from tinygen.errors import TinygenError
 from tinygen.escape import pio_path, terminal
 
-MANIFEST_VERSIONS = (1,)
+MANIFEST_VERSION = 1  # what render.manifest() writes
+MANIFEST_VERSIONS = (MANIFEST_VERSION,)  # what tinygen reads
 # Keys every manifest has, with their types: what load_manifest's users index without checking.
 _MANIFEST_KEYS = {"manifest_version": int, "board": str, "runtime": str, "name": str, "model_sha256": str,
                   "model_file": str, "input": dict, "output": dict, "arena": dict, "vectors": dict, "serial": dict}

@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 from tinygen.errors import TinygenError, UnsupportedModel
+from tinygen.loader import CALIBRATION_SAMPLES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -49,7 +50,7 @@ def _batch1_model(model):
     return tf.keras.Model(inputs[0], model(inputs[0], training=False), name=model.name)
 
 
-def _representative(samples: np.ndarray, limit: int = 300, on_calibrate=None):
+def _representative(samples: np.ndarray, limit: int = CALIBRATION_SAMPLES, on_calibrate=None):
     samples = np.asarray(samples, dtype=np.float32)
 
     def gen():

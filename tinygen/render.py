@@ -16,9 +16,9 @@ from tinygen.analyze import TFLM_RESOLVER_METHODS
 from tinygen.boards import is_emulated
 from tinygen.paths import firmware_dir, templates_dir
 from tinygen.pipeline import Plan
+from tinygen.project import MANIFEST_VERSION
 from tinygen.vectors import npz_bytes
 
-MANIFEST_VERSION = 1
 
 
 def _env() -> jinja2.Environment:

@@ -24,18 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from tinygen.errors import TinygenError
+from tinygen.tflite_model import _schema
 
 _INT8, _INT32 = 9, 2  # schema TensorType
 _VALID = 1  # schema Padding
 # Versions the TFLite converter writes for these ops with int8 per-channel data.
 _CONV_2D_VERSION, _RESHAPE_VERSION = 3, 1
 NO_LIBRARY = "the TFLM source tree"
-
-
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return schema
 
 
 def _quant_copy(schema, q):
