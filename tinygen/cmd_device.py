@@ -283,7 +283,7 @@ def flash_cmd(project: Path, port: str | None, no_build: bool) -> None:
     if not is_emulated(board):
         from tinygen.realboard import check_first_build
 
-        check_first_build(project, board)
+        check_first_build(project, board, man["runtime"])
         _err().print(f"… pio run -t upload in {terminal(project)}", markup=False)
         pio_build(project, board, target="upload", upload_port=None if port in (None, "auto") else port)
         _out().print(f"flashed {terminal(project)} to {board['id']}", markup=False)
@@ -390,7 +390,7 @@ def run_cmd(ctx, board, project, model_path, recipe, data_path, runtime, out_dir
     if not is_emulated(b):
         from tinygen.realboard import check_first_build
 
-        check_first_build(project, b)
+        check_first_build(project, b, man["runtime"])
         pio_build(project, b, target="upload", upload_port=None if port in (None, "auto") else port)
         time.sleep(2.0)  # the board reboots after upload
         port = resolve_port(port or "auto", b)

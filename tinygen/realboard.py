@@ -48,8 +48,8 @@ def _installed_version(pkg_dir: Path) -> str | None:
     return None
 
 
-def missing_packages(project: Path, board: dict) -> list[str]:
-    """What the first `pio run` of this project would download: 'name@version' for each."""
+def missing_packages(project: Path, board: dict, runtime: str) -> list[str]:
+    """What the first `pio run` of this project (built with ``runtime``) would download: 'name@version' for each."""
     core = core_dir()
     missing = []
     pio = board["platformio"]
@@ -62,20 +62,12 @@ def missing_packages(project: Path, board: dict) -> list[str]:
     missing += [p for p in pio.get("packages", [])
                 if not (packages / p).is_dir() and not any(packages.glob(f"{p}@*"))]
     tflm = board.get("tflm", {})
-    man_runtime = _manifest_runtime(project)
-    if man_runtime == "tflm" and tflm.get("library"):
+    if runtime == "tflm" and tflm.get("library"):
         libname = tflm["library"].split("/", 1)[1]
         libdir = project / ".pio" / "libdeps" / board["id"] / libname
         if _installed_version(libdir) != tflm["version"]:
             missing.append(f"{tflm['library']}@{tflm['version']}")
     return missing
-
-
-def _manifest_runtime(project: Path) -> str | None:
-    try:
-        return json.loads((project / "tinygen.json").read_text(encoding="utf-8")).get("runtime")
-    except (OSError, ValueError):
-        return None
 
 
 def registry_reachable(timeout: float = CONNECT_TIMEOUT_S) -> bool:
@@ -92,12 +84,12 @@ def registry_reachable(timeout: float = CONNECT_TIMEOUT_S) -> bool:
         return False
 
 
-def check_first_build(project: Path, board: dict) -> None:
+def check_first_build(project: Path, board: dict, runtime: str) -> None:
     """Raise ToolFailure (one line) when the build needs the registry and the registry is out of reach."""
     from tinygen.pio import check_users_core_dir
 
     check_users_core_dir()  # an unusable $PLATFORMIO_CORE_DIR is the first thing to fix
-    missing = missing_packages(project, board)
+    missing = missing_packages(project, board, runtime)
     if not missing or registry_reachable():
         return
     raise ToolFailure(
