@@ -108,3 +108,18 @@ def tflm_outputs(model_bytes: bytes, inputs):
         it.invoke()
         outs.append(np.array(it.get_output(0)))
     return np.stack(outs)
+
+
+def tflm_tree_from_env(subdir: str, what: str) -> Path:
+    """The TFLM tree in $TINYGEN_TFLM_DIR, which must hold ``subdir`` (``what`` says what that is).
+
+    Unset: a plain skip (TFLM is in no registry reachable here; the suite passes without a tree).
+    Set to something else: a failure, since the tests were asked for and cannot run."""
+    value = os.environ.get("TINYGEN_TFLM_DIR", "")
+    if not value:
+        pytest.skip(f"TINYGEN_TFLM_DIR is not set: these tests need a TFLM source tree {what} ({subdir}); "
+                    "TFLM is in no registry reachable here")
+    tree = Path(value).expanduser().resolve()
+    if not (tree / subdir).is_dir():
+        pytest.fail(f"TINYGEN_TFLM_DIR={value} is not a TFLM source tree {what} (no {subdir})")
+    return tree

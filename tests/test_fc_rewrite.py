@@ -16,13 +16,12 @@ same build gives wrong outputs (the bug the rewrite fixes).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import build_ok, require_tool, run_cli, tflm_outputs
+from conftest import build_ok, require_tool, run_cli, tflm_outputs, tflm_tree_from_env
 
 N_RANDOM = 300
 
@@ -293,15 +292,7 @@ def test_compiled_runtime_on_qemu_runs_the_original(models, tmp_path):
 
 @pytest.fixture(scope="module")
 def tflm_tree() -> Path:
-    value = os.environ.get("TINYGEN_TFLM_DIR", "")
-    if not value:
-        pytest.skip("TINYGEN_TFLM_DIR is not set: these tests need a TFLM source tree in Arduino-library "
-                    "layout with CMSIS-NN kernels (src/tensorflow/lite/micro/kernels/cmsis_nn)")
-    tree = Path(value).expanduser().resolve()
-    if not (tree / "src" / "tensorflow" / "lite" / "micro" / "kernels" / "cmsis_nn").is_dir():
-        pytest.fail(f"TINYGEN_TFLM_DIR={value} is not a TFLM tree with CMSIS-NN kernels "
-                    "(no src/tensorflow/lite/micro/kernels/cmsis_nn)")
-    return tree
+    return tflm_tree_from_env("src/tensorflow/lite/micro/kernels/cmsis_nn", "with CMSIS-NN kernels")
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,19 @@ TENSOR_NAMES = {
 
 # ------------------------------------------------------------------ fixtures
 
+def full_int8(conv) -> bytes:
+    """Convert with int8 input, output and kernels, calibrated on 32 seeded (1, 4) samples."""
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    conv.representative_dataset = lambda: ([rng.standard_normal((1, 4)).astype(np.float32)] for _ in range(32))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
 @pytest.fixture(scope="module")
 def tiny_tflite(tmp_path_factory) -> bytes:
     """A 2-layer int8 Dense model (per-tensor, so every board's TFLM takes it), converted once."""
@@ -54,14 +67,8 @@ def tiny_tflite(tmp_path_factory) -> bytes:
     model = tf.keras.Sequential([tf.keras.Input(shape=(4,)), tf.keras.layers.Dense(3, activation="relu"),
                                  tf.keras.layers.Dense(2)])
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    conv.representative_dataset = lambda: ([rng.standard_normal((1, 4)).astype(np.float32)] for _ in range(32))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
     conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-    return conv.convert()
+    return full_int8(conv)
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +84,7 @@ def const_tflite() -> bytes:
 
     mod = Affine()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([mod.f.get_concrete_function()], mod)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    conv.representative_dataset = lambda: ([rng.standard_normal((1, 4)).astype(np.float32)] for _ in range(32))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return full_int8(conv)
 
 
 def rename_tensors(raw: bytes, name: str) -> bytes:

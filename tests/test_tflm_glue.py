@@ -27,13 +27,12 @@ objects between sessions, set PLATFORMIO_CACHE_DIR (e.g. ~/.platformio/.cache).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import require_tool, run_cli
+from conftest import build_ok, require_tool, run_cli, tflm_tree_from_env
 
 pytestmark = [pytest.mark.tflm, pytest.mark.slow]
 
@@ -50,20 +49,7 @@ BOARD_DEFINES = {"esp32": ["-DARDUINO=10812", "-DARDUINO_ARCH_ESP32"],
 
 @pytest.fixture(scope="module")
 def tflm_tree() -> Path:
-    value = os.environ.get("TINYGEN_TFLM_DIR", "")
-    if not value:
-        pytest.skip("TINYGEN_TFLM_DIR is not set: these tests need a TFLM source tree in Arduino-library "
-                    "layout (src/tensorflow/lite/micro/...); TFLM is in no registry reachable here")
-    tree = Path(value).expanduser().resolve()
-    if not (tree / "src" / "tensorflow" / "lite" / "micro").is_dir():
-        pytest.fail(f"TINYGEN_TFLM_DIR={value} is not a TFLM tree in Arduino-library layout "
-                    "(no src/tensorflow/lite/micro)")
-    return tree
-
-
-def _build(*args: str) -> None:
-    res = run_cli("build", *args, env={"TINYGEN_TFLM_DIR": ""})
-    assert res.returncode == 0, f"tinygen build {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+    return tflm_tree_from_env("src/tensorflow/lite/micro", "in Arduino-library layout")
 
 
 # ------------------------------------------------------------------ real boards: compile the glue
@@ -90,7 +76,7 @@ def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm
         # for the same model without the tree
         model = project / "model.tflite"
         project = tmp_path / board
-        _build("--board", board, "--model", str(model), "--vectors", "4", "--out", str(project))
+        build_ok("--board", board, "--model", str(model), "--vectors", "4", "--out", str(project))
     src = project / "src"
     glue = (src / "tg_runtime_tflm.cc").read_text()
     assert include_line in glue
@@ -140,7 +126,7 @@ def test_qemu_m4_tflm_bit_exact(fixture, ops, request, tflm_tree, pio_core, tmp_
 
     model = request.getfixturevalue(fixture) / "model.tflite"
     project = tmp_path / "qemu-tflm"
-    _build("--board", "qemu-m4", "--runtime", "tflm", "--tflm-dir", str(tflm_tree), "--model", str(model),
+    build_ok("--board", "qemu-m4", "--runtime", "tflm", "--tflm-dir", str(tflm_tree), "--model", str(model),
            "--out", str(project))
     cfg = ProjectConfig(str(project / "platformio.ini"), parse_extra=False)
     assert cfg.get("env:qemu-m4", "custom_tinygen_tflm_dir") == tflm_tree.as_posix()
