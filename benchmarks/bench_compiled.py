@@ -5,7 +5,7 @@ with random weights and synthetic calibration data (DS-CNN keyword spotting
 49x10x1, ResNet-8 32x32x3, MobileNetV1 alpha=0.25 96x96x3, the FC autoencoder
 640-128-128-128-8-128-128-128-640) -- it reports:
 
-* our static arena (tinygen.compiled.plan_memory) vs the smallest arena the
+* our static arena (tinygen.codegen.compiled.plan_memory) vs the smallest arena the
   tflite_micro interpreter needs (bisection, in child processes);
 * our Cortex-M4 code + constant data (.text + .rodata of tg_kernels.o and
   tg_model.o from arm-none-eabi-gcc -Os) vs the .tflite flatbuffer size;
@@ -36,8 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import compiled_harness as H  # noqa: E402  (test helpers: build, reference, sizes)
 
-from tinygen.compiled import check_supported, op_table, plan_memory  # noqa: E402
-from tinygen.tflite_model import parse_model  # noqa: E402
+from tinygen.codegen.compiled import check_supported, op_table, plan_memory  # noqa: E402
+from tinygen.tflite.model import parse_model  # noqa: E402
 
 
 def _keras():
@@ -105,7 +105,7 @@ def fc_autoencoder():
 
 def recipe(name):
     def build():
-        from tinygen.recipes import train
+        from tinygen.intake.recipes import train
 
         with H.quiet_native():
             tr = train(name)

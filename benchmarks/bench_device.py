@@ -54,9 +54,9 @@ def user_model(name: str, workdir: Path) -> tuple[str, str]:
 
 
 def bench_one(name: str, runtime: str, workdir: Path, tflm_dir: str | None, n_vectors: int) -> dict:
-    from tinygen import pio
-    from tinygen.cli import build_project
-    from tinygen.cmd_device import do_verify, start_emulator
+    from tinygen.device import pio
+    from tinygen.cli.main import build_project
+    from tinygen.cli.device import do_verify, start_emulator
 
     out = workdir / f"{name}-{runtime}"
     kwargs = {"recipe": name} if name in RECIPES else dict(zip(("model_path", "data_path"),

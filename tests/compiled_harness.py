@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygen.compiled import emit, kernel_sources
-from tinygen.pipeline import quiet_native  # fds 1/2 silenced: TF's converter prints from C++
-from tinygen.tflite_model import TfliteModel
+from tinygen.codegen.compiled import emit, kernel_sources
+from tinygen.intake.sources import quiet_native  # fds 1/2 silenced: TF's converter prints from C++
+from tinygen.tflite.model import TfliteModel
 
 HOST_CFLAGS = ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
                "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
@@ -32,7 +32,7 @@ _JOBS = max(2, os.cpu_count() or 2)
 
 
 def quantize_quiet(keras_model, rep: np.ndarray, per_channel_dense: bool = False) -> bytes:
-    from tinygen.quantize import quantize
+    from tinygen.intake.quantize import quantize
 
     with quiet_native():
         return quantize(keras_model, rep, per_channel_dense=per_channel_dense)
@@ -569,7 +569,7 @@ def convert_case(case: dict) -> bytes:
 def recipe_tflite(name: str) -> tuple[bytes, bytes]:
     """Train a built-in recipe once; return its int8 model with per-tensor and with
     per-channel FULLY_CONNECTED weights."""
-    from tinygen.recipes import train
+    from tinygen.intake.recipes import train
 
     with quiet_native():
         tr = train(name)

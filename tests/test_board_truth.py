@@ -35,8 +35,8 @@ import pytest
 import board_kit as kit
 from conftest import REPO, build_ok, require_tool, run_cli
 
-from tinygen.boards import TFLM_LIBRARY_HEADERS, all_boards, validate
-from tinygen.errors import TinygenError
+from tinygen.common.boards import TFLM_LIBRARY_HEADERS, all_boards, validate
+from tinygen.common.errors import TinygenError
 
 REAL_BOARDS = [b for b in all_boards().values() if not b.get("emulator")]
 
@@ -126,7 +126,7 @@ def test_next_hint_works_from_where_the_user_stands(nano_compiled):
 
 
 def test_flash_without_registry_says_so_in_seconds(nano_compiled, tmp_path):
-    from tinygen.realboard import registry_reachable
+    from tinygen.device.realboard import registry_reachable
 
     if registry_reachable():
         pytest.skip("the PlatformIO registry is reachable here, so the first build would download")
@@ -337,7 +337,7 @@ def figures(built: dict, projects: dict, op_flash: dict) -> dict:
     libraries as every firmware links them (the smallest over the projects); tflm_*: what the TFLM
     projects add on top of that, minus the kernels of their ops (flash) or the arena (RAM), the largest
     over the projects; compiled_*: the same for the compiled runtime, minus weights and arena."""
-    from tinygen.tflite_model import parse_model
+    from tinygen.tflite.model import parse_model
 
     def total(parts: dict, key: str) -> int:
         return sum(v[key] for k, v in parts.items() if k != "model_data")
@@ -366,10 +366,10 @@ def figures(built: dict, projects: dict, op_flash: dict) -> dict:
 
 
 def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projects):
-    from tinygen.analyze import TFLM_RESOLVER_METHODS
-    from tinygen.pipeline import budget_parts
-    from tinygen.reference import ArenaInfo
-    from tinygen.tflite_model import parse_model
+    from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
+    from tinygen.codegen.plan import budget_parts
+    from tinygen.analysis.reference import ArenaInfo
+    from tinygen.tflite.model import parse_model
 
     board = validate(json.loads((REPO / "boards" / "nano33ble.json").read_text()), "nano33ble.json")
     est = board["estimates"]
@@ -414,7 +414,7 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
 # ------------------------------------------------------------------ timing fields (always)
 
 def test_real_board_reports_cycles_and_microseconds_at_its_clock():
-    from tinygen.verify import latency, latency_rows
+    from tinygen.verification.verify import latency, latency_rows
 
     clock = all_boards()["nano33ble"]["clock_hz"]
     m = latency([6400, 6464, 12800], clock, None, clock)  # the firmware's ticks are CYCCNT at 64 MHz
@@ -427,7 +427,7 @@ def test_real_board_reports_cycles_and_microseconds_at_its_clock():
 
 
 def test_emulated_board_reports_instructions_and_no_microseconds():
-    from tinygen.verify import latency, latency_rows
+    from tinygen.verification.verify import latency, latency_rows
 
     board = all_boards()["qemu-m4"]
     m = latency([100, 101], 25_000_000, board["emulator"]["instructions_per_tick"], board["clock_hz"])

@@ -103,7 +103,7 @@ def test_platformio_ini_parses_with_platformio(fixture, board, platform, pio_boa
 
 @pytest.mark.parametrize("fixture", ["sine_project", "digits_project"])
 def test_op_resolver_registers_exactly_the_models_ops(fixture, request):
-    from tinygen.analyze import TFLM_RESOLVER_METHODS
+    from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
 
     project = request.getfixturevalue(fixture)
     glue = (project / "src" / "tg_runtime_tflm.cc").read_text()

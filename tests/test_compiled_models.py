@@ -1,6 +1,6 @@
 """Compiled runtime, whole models: recipes and random graphs bit-exact with TFLM.
 
-* The built-in recipes (``sine``, ``digits``), trained as ``tinygen.recipes.train``
+* The built-in recipes (``sine``, ``digits``), trained as ``tinygen.intake.recipes.train``
   does, quantized with per-tensor and per-channel FULLY_CONNECTED weights.
 * Seeded random graphs of supported Keras layers (Conv2D, DepthwiseConv2D,
   pooling, Add, Multiply, Concatenate, ZeroPadding2D, GlobalAveragePooling2D,
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import compiled_harness as H
-from tinygen.compiled import check_supported, plan_memory
-from tinygen.tflite_model import parse_model
+from tinygen.codegen.compiled import check_supported, plan_memory
+from tinygen.tflite.model import parse_model
 
 pytestmark = pytest.mark.slow
 

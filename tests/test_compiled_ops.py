@@ -3,7 +3,7 @@
 For each op, seeded random parameter combinations (shapes, strides, padding,
 dilation, channel counts, depth multipliers, fused activations, weight and
 input scales, per-tensor and per-channel FULLY_CONNECTED) each give one small
-Keras model, converted once to int8 with tinygen.quantize. All models are
+Keras model, converted once to int8 with tinygen.intake.quantize. All models are
 emitted as C with their own prefix, compiled together with tg_kernels.c on
 the host (-std=c99 -Wall -Wextra -Werror, ASan + UBSan) and run on many input
 vectors (random, all -128, all 127, alternating extremes); outputs must equal
@@ -18,9 +18,9 @@ import pytest
 
 import compiled_harness as H
 import tinygen
-from tinygen.compiled import SUPPORTED_OPS, check_supported, emit, memory_table, plan_memory
-from tinygen.compiled.quant import quantize_multiplier, round_half_away
-from tinygen.tflite_model import parse_model
+from tinygen.codegen.compiled import SUPPORTED_OPS, check_supported, emit, memory_table, plan_memory
+from tinygen.codegen.compiled.quant import quantize_multiplier, round_half_away
+from tinygen.tflite.model import parse_model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -192,7 +192,7 @@ def test_memory_plan_invariants(built):
 
 
 def test_op_table_rows(built):
-    from tinygen.compiled import op_table
+    from tinygen.codegen.compiled import op_table
 
     for m in built["models"]:
         rows = op_table(m)
@@ -212,7 +212,7 @@ def test_emit_is_deterministic(built):
 def test_generic_requantization_path_is_bit_exact_too(built, tmp_path, monkeypatch):
     """Layers whose accumulator bound rules out the fast requantization fall back to the generic
     MultiplyByQuantizedMultiplier path; force that path on every FC/conv/depthwise case."""
-    from tinygen.compiled import quant
+    from tinygen.codegen.compiled import quant
 
     monkeypatch.setattr(quant, "fast_requant_constants", lambda *a, **k: None)
     idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw")]
@@ -268,7 +268,7 @@ def test_float_model_is_refused():
 
     import tflite_micro
 
-    from tinygen.errors import UnsupportedModel
+    from tinygen.common.errors import UnsupportedModel
 
     path = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
     m = parse_model(path.read_bytes())
@@ -304,8 +304,8 @@ H.register("op:leaky", "convert_case", LEAKY_CASE)
 
 
 def test_unsupported_op_is_named():
-    from tinygen.compiled import unsupported_ops
-    from tinygen.errors import UnsupportedModel
+    from tinygen.codegen.compiled import unsupported_ops
+    from tinygen.common.errors import UnsupportedModel
 
     m = parse_model(H.result("op:leaky"))
     assert unsupported_ops(m) == ["LEAKY_RELU"]
@@ -325,7 +325,7 @@ def test_model_tflm_cannot_prepare_is_refused(tmp_path):
     import subprocess
     import sys
 
-    from tinygen.errors import UnsupportedModel
+    from tinygen.common.errors import UnsupportedModel
 
     raw = H.result("op:dead")
     m = parse_model(raw)
@@ -346,7 +346,7 @@ def test_srdhm_matches_gemmlowp_division_form(tmp_path):
     import subprocess
 
     H.require(H.have_gcc(), "gcc")
-    from tinygen.compiled import kernel_sources
+    from tinygen.codegen.compiled import kernel_sources
 
     for name, text in kernel_sources().items():
         (tmp_path / name).write_text(text)

@@ -32,8 +32,7 @@ def _tools():
 @pytest.fixture(scope="module")
 def pio_core(tmp_path_factory):
     """An isolated PlatformIO core dir, set up offline once for this module."""
-    from tinygen import pio
-
+    from tinygen.device import pio
     _tools()
     core = tmp_path_factory.mktemp("pio-core")
     pio.ensure_offline_core(core)
@@ -41,8 +40,7 @@ def pio_core(tmp_path_factory):
 
 
 def _pio_build(project: Path, core: Path) -> Path:
-    from tinygen import pio
-
+    from tinygen.device import pio
     pio.pio_run(project, core_dir=core, environment="qemu-m4")
     elf = project / ".pio" / "build" / "qemu-m4" / "firmware.elf"
     assert elf.exists()
@@ -67,7 +65,7 @@ def qemu_digits(session_dir, pio_core):
 
 
 def _qemu(project: Path):
-    from tinygen.emulator import QemuBoard
+    from tinygen.device.emulator import QemuBoard
 
     return QemuBoard(project / ".pio" / "build" / "qemu-m4" / "firmware.elf", {"machine": "mps2-an386"})
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, require_tool
-from tinygen.emulator import QemuBoard, board_machine, qemu_available
-from tinygen.errors import ToolFailure
-from tinygen.pio import PLATFORM_NAME, ensure_offline_core, pio_run, platform_dir
+from tinygen.device.emulator import QemuBoard, board_machine, qemu_available
+from tinygen.common.errors import ToolFailure
+from tinygen.device.pio import PLATFORM_NAME, ensure_offline_core, pio_run, platform_dir
 
 pytestmark = pytest.mark.slow
 

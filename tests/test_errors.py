@@ -185,8 +185,8 @@ def test_reference_interpreter_crash_becomes_a_clear_error(tmp_path):
 
     sys.path.insert(0, str(__import__("conftest").REPO / "benchmarks"))
     from bench_models import build_model
-    from tinygen.pipeline import quiet_native
-    from tinygen.quantize import quantize
+    from tinygen.intake.sources import quiet_native
+    from tinygen.intake.quantize import quantize
 
     model, shape = build_model("mobilenet")
     x = np.random.default_rng(0).uniform(-1, 1, size=(4,) + shape).astype(np.float32)
@@ -210,9 +210,9 @@ def _model_with_sin():
 
 
 def test_model_that_cannot_be_fully_int8_names_the_ops(tmp_path):
-    from tinygen.errors import UnsupportedModel
-    from tinygen.pipeline import quiet_native
-    from tinygen.quantize import quantize
+    from tinygen.common.errors import UnsupportedModel
+    from tinygen.intake.sources import quiet_native
+    from tinygen.intake.quantize import quantize
 
     with pytest.raises(UnsupportedModel, match="ops without an int8 kernel: SIN"):
         with quiet_native():

@@ -1,6 +1,6 @@
 """Standard int8 .tflite files (per-channel FULLY_CONNECTED) on TFLM boards whose library computes
 FULLY_CONNECTED per-tensor: each such layer is rewritten to RESHAPE + CONV_2D 1x1 + RESHAPE
-(tinygen/rewrite.py), and the rewrite must equal the user's original model bit for bit.
+(tinygen/codegen/fc_rewrite.py), and the rewrite must equal the user's original model bit for bit.
 
 The models are made here with the usual TF recipe (Optimize.DEFAULT, int8 in/out, a
 representative dataset), from Keras layers whose output channels have very different weight
@@ -58,7 +58,7 @@ def _convert(model, rep: np.ndarray, per_channel: bool = True) -> bytes:
     """The usual recipe; ``rep`` holds whole input tensors (batch dimension included)."""
     import tensorflow as tf
 
-    from tinygen.pipeline import quiet_native
+    from tinygen.intake.sources import quiet_native
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -165,7 +165,7 @@ def test_models_are_standard_per_channel_int8(models):
 
 @pytest.mark.parametrize("kind", ["mlp", "keep", "batch", "shared"])
 def test_rewrite_is_bit_exact_on_tflite_micro(models, kind):
-    from tinygen.rewrite import fc_to_conv
+    from tinygen.codegen.fc_rewrite import fc_to_conv
 
     raw = models[kind].read_bytes()
     new, n = fc_to_conv(raw)
@@ -197,8 +197,8 @@ def test_rewrite_is_bit_exact_on_tflite_micro(models, kind):
 
 
 def test_rewrite_leaves_other_models_alone(models):
-    from tinygen.boards import get_board
-    from tinygen.rewrite import fc_to_conv, for_board
+    from tinygen.common.boards import get_board
+    from tinygen.codegen.fc_rewrite import fc_to_conv, for_board
 
     per_tensor = models["mlp-per-tensor"].read_bytes()
     assert fc_to_conv(per_tensor) == (per_tensor, 0)
@@ -214,9 +214,9 @@ def test_a_rewrite_that_differs_is_refused(models):
     """The build's own check: a 'rewrite' with one weight changed must stop the build."""
     import flatbuffers
 
-    from tinygen.boards import get_board
-    from tinygen.errors import TinygenError
-    from tinygen.rewrite import check_equivalent, fc_to_conv
+    from tinygen.common.boards import get_board
+    from tinygen.common.errors import TinygenError
+    from tinygen.codegen.fc_rewrite import check_equivalent, fc_to_conv
 
     raw = models["mlp"].read_bytes()
     new, _ = fc_to_conv(raw)
@@ -297,8 +297,7 @@ def tflm_tree() -> Path:
 
 @pytest.fixture(scope="module")
 def pio_core(tflm_tree, tmp_path_factory) -> Path:
-    from tinygen import pio
-
+    from tinygen.device import pio
     require_tool("arm-none-eabi-g++")
     require_tool("qemu-system-arm")
     core = tmp_path_factory.mktemp("pio-core-fc")
@@ -356,10 +355,11 @@ def test_tree_qemu_m4_original_model_without_the_rewrite_is_wrong(tflm_tree, pio
     """What the rewrite fixes: the same tree runs the original model's per-channel FULLY_CONNECTED
     with one per-tensor multiplier. The project is made as build would make it for a library that
     computed FC per-channel (the board file's flag flipped), so the original model is shipped."""
-    from tinygen.boards import get_board
-    from tinygen.pipeline import make_plan, source_from_user
-    from tinygen.project import write_project
-    from tinygen.render import render
+    from tinygen.common.boards import get_board
+    from tinygen.codegen.plan import make_plan
+    from tinygen.intake.sources import source_from_user
+    from tinygen.codegen.project import write_project
+    from tinygen.codegen.render import render
 
     qemu = get_board("qemu-m4")
     trusting = {**qemu, "tflm": {**qemu["tflm"], "per_channel_fully_connected": True}}

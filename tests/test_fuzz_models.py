@@ -24,10 +24,12 @@ import pytest
 
 import compiled_harness as H
 from conftest import run_cli
-from tinygen import analyze, compiled
-from tinygen.errors import TinygenError
-from tinygen.reference import kernel_scratch_bound
-from tinygen.tflite_model import parse_model
+from tinygen.analysis import ops as analyze
+from tinygen.tflite.int8 import check_int8
+from tinygen.codegen import compiled
+from tinygen.common.errors import TinygenError
+from tinygen.analysis.reference import kernel_scratch_bound
+from tinygen.tflite.model import parse_model
 
 SEED = 8_2026
 N_MUTANTS = 400
@@ -195,7 +197,7 @@ def _through_tinygen(raw: bytes):
     m = parse_model(raw, "mutant.tflite")
     analyze.analyze(m)
     kernel_scratch_bound(m)
-    analyze.check_int8(m, "mutant.tflite")
+    check_int8(m, "mutant.tflite")
     compiled.check_supported(m)
     compiled.plan_memory(m)
     compiled.emit(m)

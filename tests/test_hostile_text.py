@@ -209,8 +209,8 @@ def test_readme_renders_the_name_as_plain_text(hostile_builds, key):
 
 @pytest.mark.parametrize("key", sorted(TENSOR_NAMES))
 def test_tensor_names_cannot_leave_the_compiled_runtimes_comments(const_tflite, key, tmp_path):
-    from tinygen.compiled import emit, kernel_sources
-    from tinygen.tflite_model import parse_model
+    from tinygen.codegen.compiled import emit, kernel_sources
+    from tinygen.tflite.model import parse_model
 
     model = parse_model(rename_tensors(const_tflite, TENSOR_NAMES[key]), "m")
     assert TENSOR_NAMES[key] + "1" in [t.name for t in model.tensors]  # the names really are in the model
@@ -248,7 +248,7 @@ HOSTILE = ["*/", "/*", "a\\", "??/", "x\ny", "\x1b[31m", "${a}", "é\u202e", "%(
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_c_string_is_the_same_bytes_in_c(text, tmp_path):
-    from tinygen.escape import c_string
+    from tinygen.common.escape import c_string
 
     gcc = require_tool("gcc")
     (tmp_path / "s.c").write_text("#include <stdio.h>\nint main(void) {\n"
@@ -262,7 +262,7 @@ def test_c_string_is_the_same_bytes_in_c(text, tmp_path):
 def test_ini_value_reads_back_exactly_or_is_refused(text, tmp_path):
     from platformio.project.config import ProjectConfig
 
-    from tinygen.escape import UnsafeText, ini_value
+    from tinygen.common.escape import UnsafeText, ini_value
 
     try:
         value = ini_value(text)
@@ -279,7 +279,7 @@ def test_ini_value_reads_back_exactly_or_is_refused(text, tmp_path):
 def test_markdown_renders_as_the_text_itself(text):
     from markdown_it import MarkdownIt
 
-    from tinygen.escape import markdown, terminal
+    from tinygen.common.escape import markdown, terminal
 
     tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parseInline("a " + markdown(text))[0].children
     assert {t.type for t in tokens} == {"text"}, [t.type for t in tokens]
@@ -287,7 +287,7 @@ def test_markdown_renders_as_the_text_itself(text):
 
 
 def test_c_identifier_and_terminal_and_json():
-    from tinygen.escape import c_identifier, json_text, rich_text, terminal
+    from tinygen.common.escape import c_identifier, json_text, rich_text, terminal
 
     for text in HOSTILE + ["", "9lives", "int"]:
         ident = c_identifier(text)
@@ -339,8 +339,8 @@ def test_force_keeps_a_folder_with_a_junk_manifest(tmp_path):
 
 @pytest.mark.parametrize("manifest", ["{}", "[]", '{"manifest_version": 1}', '{"manifest_version": 99}'])
 def test_force_refuses_manifests_that_are_not_tinygens(manifest, qemu_project, tmp_path):
-    from tinygen.errors import TinygenError
-    from tinygen.project import write_project
+    from tinygen.common.errors import TinygenError
+    from tinygen.codegen.project import write_project
 
     target = copy_project(qemu_project, tmp_path / "p")
     (target / "tinygen.json").write_text(manifest)
@@ -351,8 +351,8 @@ def test_force_refuses_manifests_that_are_not_tinygens(manifest, qemu_project, t
 
 @pytest.mark.parametrize("extra", ["notes.txt", "src/my_driver.c", "vectors/mine.npz", "lib/x.h"])
 def test_force_keeps_a_project_holding_user_files(extra, qemu_project, tmp_path):
-    from tinygen.errors import TinygenError
-    from tinygen.project import write_project
+    from tinygen.common.errors import TinygenError
+    from tinygen.codegen.project import write_project
 
     target = copy_project(qemu_project, tmp_path / "p")
     (target / extra).parent.mkdir(parents=True, exist_ok=True)
@@ -364,7 +364,7 @@ def test_force_keeps_a_project_holding_user_files(extra, qemu_project, tmp_path)
 
 
 def test_force_replaces_a_real_project_with_build_and_reports(qemu_project, tmp_path):
-    from tinygen.project import write_project
+    from tinygen.codegen.project import write_project
 
     target = copy_project(qemu_project, tmp_path / "p")
     (target / ".pio" / "build").mkdir(parents=True)
@@ -391,7 +391,7 @@ def test_force_through_the_cli_replaces_a_real_project(qemu_project, tmp_path):
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
 def test_project_directories_follow_the_umask(mask, qemu_project, tmp_path):
-    from tinygen.project import write_project
+    from tinygen.codegen.project import write_project
 
     old = os.umask(mask)
     try:
@@ -412,8 +412,8 @@ class _InterruptedFiles(dict):
 @pytest.mark.parametrize("how", ["oserror", "interrupt"])
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_failed_write_leaves_nothing_beside_out(how, existing, qemu_project, tmp_path):
-    from tinygen.errors import TinygenError
-    from tinygen.project import write_project
+    from tinygen.common.errors import TinygenError
+    from tinygen.codegen.project import write_project
 
     parent = tmp_path / "new" / "deeper"
     target = parent / "p"
@@ -540,8 +540,7 @@ def test_unusable_tinygen_home_is_one_line_exit_4(qemu_project, tmp_path):
 
 
 def test_exit_code_table_in_the_readme_matches_errors_py():
-    from tinygen import errors
-
+    from tinygen.common import errors
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
     codes = {int(c) for c in re.findall(r"^\| `?(\d+)`? \|", section, re.M)}
@@ -552,8 +551,7 @@ def test_exit_code_table_in_the_readme_matches_errors_py():
 # ------------------------------------------------------------------ item 6: the user's PlatformIO
 
 def test_pio_home_is_tinygens_own(tmp_path, monkeypatch):
-    from tinygen import pio
-
+    from tinygen.device import pio
     monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "users-core"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TINYGEN_HOME")

@@ -216,7 +216,7 @@ def test_lstm_converter_crash_is_one_line_naming_step_signal_and_fix(models, tmp
 def test_user_model_is_never_loaded_into_tinygen_itself(models, tmp_path):
     """Describing a user's Keras model happens in the worker: the CLI process never imports TensorFlow."""
     np.save(tmp_path / "d.npy", samples())
-    code = ("import sys; from tinygen.pipeline import source_from_user\n"
+    code = ("import sys; from tinygen.intake.sources import source_from_user\n"
             f"src = source_from_user({str(models / 'dense.keras')!r}, {str(tmp_path / 'd.npy')!r})\n"
             "assert src.x_rep.shape[1:] == (4,), src.x_rep.shape\n"
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
@@ -228,8 +228,8 @@ def test_user_model_is_never_loaded_into_tinygen_itself(models, tmp_path):
 
 
 def test_read_user_file_is_bounded(tmp_path):
-    from tinygen.errors import TinygenError
-    from tinygen.userfiles import read_user_file
+    from tinygen.common.errors import TinygenError
+    from tinygen.common.userfiles import read_user_file
 
     (tmp_path / "f").write_bytes(b"x" * 100)
     assert read_user_file(tmp_path / "f", "data file", 100) == b"x" * 100

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from tinygen.errors import TinygenError
-from tinygen.tflite_model import parse_model
+from tinygen.common.errors import TinygenError
+from tinygen.tflite.model import parse_model
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
 
@@ -140,10 +140,11 @@ def refused(raw: bytes, *needles: str, code: int = 2) -> str:
 
 
 def test_base_model_is_accepted_by_parse_analysis_and_the_compiled_runtime(base):
-    from tinygen import analyze, compiled
-
+    from tinygen.analysis import ops as analyze
+    from tinygen.tflite.int8 import check_int8
+    from tinygen.codegen import compiled
     m = parse_model(base)
-    analyze.check_int8(m)
+    check_int8(m)
     analyze.analyze(m)
     compiled.check_supported(m)
     compiled.emit(m)
@@ -370,8 +371,8 @@ def test_aliased_tables_cannot_make_parsing_quadratic(base):
 def test_compiled_runtime_refuses_an_average_pool_whose_sum_overflows_int32():
     """A valid model whose average-pool window (4096 x 4097 int8 values) would overflow the
     kernel's int32 sum: parse accepts it, the compiled runtime refuses it naming the op."""
-    from tinygen import compiled
-    from tinygen.errors import UnsupportedModel
+    from tinygen.codegen import compiled
+    from tinygen.common.errors import UnsupportedModel
 
     t_in, t_out = S.TensorT(), S.TensorT()
     for t, shape, name in ((t_in, [1, 4096, 4097, 1], b"x"), (t_out, [1, 1, 1, 1], b"y")):

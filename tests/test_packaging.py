@@ -18,11 +18,11 @@ def test_wheel_contains_templates_firmware_and_boards(tmp_path):
     for tracked in subprocess.run(["git", "ls-files", "templates", "firmware", "boards"], cwd=REPO,
                                   capture_output=True, text=True).stdout.split():
         assert f"tinygen/{tracked}" in names, tracked
-    assert "tinygen/cli.py" in names
-    # And the installed package finds them through tinygen.paths
+    assert "tinygen/cli/main.py" in names
+    # And the installed package finds them through tinygen.common.paths
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    code = ("import tinygen.paths as p; print(p.templates_dir()); print(p.firmware_dir()); print(p.boards_dir())")
+    code = ("import tinygen.common.paths as p; print(p.templates_dir()); print(p.firmware_dir()); print(p.boards_dir())")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target)},
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -28,9 +28,11 @@ from hypothesis import strategies as st
 
 import tinygen
 from conftest import require_tool
-from tinygen import protocol as P
-from tinygen.errors import TinygenError
-from tinygen.serial_link import DeviceLink
+from tinygen.codegen import protocol_header as H
+from tinygen.common import protocol as P
+from tinygen.device import framing as F
+from tinygen.common.errors import TinygenError
+from tinygen.device.serial_link import DeviceLink
 
 REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware"
@@ -60,17 +62,17 @@ def expected(x: np.ndarray) -> np.ndarray:
 
 
 def test_crc32_known_vectors():
-    assert P.crc32(b"123456789") == 0xCBF43926  # CRC-32/ISO-HDLC check value
-    assert P.crc32(b"") == 0
-    assert P.crc32(b"The quick brown fox jumps over the lazy dog") == 0x414FA339
+    assert F.crc32(b"123456789") == 0xCBF43926  # CRC-32/ISO-HDLC check value
+    assert F.crc32(b"") == 0
+    assert F.crc32(b"The quick brown fox jumps over the lazy dog") == 0x414FA339
     for data in (b"\x00", b"\xff" * 4, bytes(range(256)), b"tinygen" * 100):
-        assert P.crc32(data) == zlib.crc32(data) == binascii.crc32(data)
-    assert P.crc32(b"6789", P.crc32(b"12345")) == 0xCBF43926
+        assert F.crc32(data) == zlib.crc32(data) == binascii.crc32(data)
+    assert F.crc32(b"6789", F.crc32(b"12345")) == 0xCBF43926
 
 
 @given(st.binary(max_size=600))
 def test_crc32_matches_zlib(data):
-    assert P.crc32(data) == zlib.crc32(data)
+    assert F.crc32(data) == zlib.crc32(data)
 
 
 # ---------------------------------------------------------------------------
@@ -95,38 +97,38 @@ COBS_VECTORS = [  # canonical COBS examples (Cheshire & Baker / Wikipedia)
 
 @pytest.mark.parametrize("raw,enc", COBS_VECTORS, ids=range(len(COBS_VECTORS)))
 def test_cobs_vectors(raw, enc):
-    assert P.cobs_encode(raw) == enc
-    assert P.cobs_decode(enc) == raw
+    assert F.cobs_encode(raw) == enc
+    assert F.cobs_decode(enc) == raw
 
 
 @pytest.mark.parametrize("n", [0, 1, 253, 254, 255, 256, 507, 508, 509, 1000])
 @pytest.mark.parametrize("fill", [b"\x01", b"\xff", b"\x00"])
 def test_cobs_runs(n, fill):
     raw = fill * n
-    enc = P.cobs_encode(raw)
+    enc = F.cobs_encode(raw)
     assert 0 not in enc
-    assert len(enc) <= P.max_encoded_size(n)
-    assert P.cobs_decode(enc) == raw
+    assert len(enc) <= F.max_encoded_size(n)
+    assert F.cobs_decode(enc) == raw
     for extra in (b"\x00", b"\x05"):  # runs with a zero / a byte after them
-        assert P.cobs_decode(P.cobs_encode(raw + extra)) == raw + extra
+        assert F.cobs_decode(F.cobs_encode(raw + extra)) == raw + extra
 
 
 def test_cobs_accepts_trailing_empty_block_after_ff():
-    assert P.cobs_decode(b"\xff" + R[:254] + b"\x01") == R[:254]
+    assert F.cobs_decode(b"\xff" + R[:254] + b"\x01") == R[:254]
 
 
 @pytest.mark.parametrize("bad", [b"\x05\x11\x22", b"\x03\x11\x00", b"\x00", b"\x02\x11\x09\x01"])
 def test_cobs_rejects_malformed(bad):
     with pytest.raises(P.FrameError):
-        P.cobs_decode(bad)
+        F.cobs_decode(bad)
 
 
 @given(st.binary(max_size=2000))
 def test_cobs_roundtrip(data):
-    enc = P.cobs_encode(data)
+    enc = F.cobs_encode(data)
     assert 0 not in enc
-    assert len(enc) <= P.max_encoded_size(len(data))
-    assert P.cobs_decode(enc) == data
+    assert len(enc) <= F.max_encoded_size(len(data))
+    assert F.cobs_decode(enc) == data
 
 
 # ---------------------------------------------------------------------------
@@ -137,19 +139,19 @@ def test_cobs_roundtrip(data):
 @given(opcode=st.integers(0, 0x7F), seq=st.integers(0, 0xFFFF), status=st.integers(0, 255),
        flags=st.integers(0, 255), reply=st.booleans(), payload=st.binary(max_size=700))
 def test_frame_roundtrip(opcode, seq, status, flags, reply, payload):
-    f = P.Frame(opcode=opcode, seq=seq, payload=payload, is_reply=reply, status=status, flags=flags)
-    wire = P.encode_frame(f)
+    f = F.Frame(opcode=opcode, seq=seq, payload=payload, is_reply=reply, status=status, flags=flags)
+    wire = F.encode_frame(f)
     assert wire.endswith(b"\x00") and 0 not in wire[:-1]
-    assert P.decode_frame(wire) == f
-    assert P.decode_frame(wire[:-1]) == f
-    raw = P.pack_raw(f)
+    assert F.decode_frame(wire) == f
+    assert F.decode_frame(wire[:-1]) == f
+    raw = F.pack_raw(f)
     assert raw[:8] == struct.pack("<BBHBBH", 1, opcode | (0x80 if reply else 0), seq, status, flags, len(payload))
     assert struct.unpack("<I", raw[-4:])[0] == zlib.crc32(raw[:-4])
 
 
 def _sample_frames():
-    return [P.encode_frame(P.Frame(opcode=P.Opcode.INFER, seq=0x1234, payload=bytes([0, 1, 0x80, 0xFF] * 3))),
-            P.encode_frame(P.Frame(opcode=P.Opcode.HELLO, seq=7, is_reply=True, payload=bytes(300)))]
+    return [F.encode_frame(F.Frame(opcode=P.Opcode.INFER, seq=0x1234, payload=bytes([0, 1, 0x80, 0xFF] * 3))),
+            F.encode_frame(F.Frame(opcode=P.Opcode.HELLO, seq=7, is_reply=True, payload=bytes(300)))]
 
 
 @pytest.mark.parametrize("wire", _sample_frames(), ids=["infer", "zeros300"])
@@ -157,50 +159,50 @@ def test_truncated_and_corrupted_frames_rejected(wire):
     body = wire[:-1]
     for n in range(len(body)):
         with pytest.raises(P.FrameError):
-            P.decode_frame(body[:n])
+            F.decode_frame(body[:n])
     for i in range(len(body)):
         for bit in range(8):
             bad = bytearray(body)
             bad[i] ^= 1 << bit
             with pytest.raises(P.FrameError):
-                P.decode_frame(bytes(bad))
+                F.decode_frame(bytes(bad))
     with pytest.raises(P.FrameError):
-        P.decode_frame(body + b"\x01\x01")
+        F.decode_frame(body + b"\x01\x01")
 
 
 def test_crc_error_is_typed():
-    raw = bytearray(P.pack_raw(P.Frame(opcode=1, seq=1, payload=b"abc")))
+    raw = bytearray(F.pack_raw(F.Frame(opcode=1, seq=1, payload=b"abc")))
     raw[9] ^= 0x10
     with pytest.raises(P.CrcError):
-        P.unpack_raw(bytes(raw))
+        F.unpack_raw(bytes(raw))
     assert issubclass(P.CrcError, P.ProtocolError) and issubclass(P.ProtocolError, TinygenError)
 
 
 def test_length_field_checked():
     body = struct.pack("<BBHBBH", 1, 2, 3, 0, 0, 5) + b"abc"
     with pytest.raises(P.FrameError, match="length field"):
-        P.unpack_raw(body + struct.pack("<I", zlib.crc32(body)))
+        F.unpack_raw(body + struct.pack("<I", zlib.crc32(body)))
 
 
 def test_hello_roundtrip():
-    info = P.HelloInfo(protocol_version=1, init_status=8, runtime_name="compiled", model_hash=HASH8,
+    info = F.HelloInfo(protocol_version=1, init_status=8, runtime_name="compiled", model_hash=HASH8,
                        input_shape=(1, 49, 40, 1), output_shape=(1, 4), input_scale=0.5, input_zero_point=-128,
                        output_scale=0.00390625, output_zero_point=-128, input_bytes=1960, output_bytes=4,
                        arena_bytes=12345, tick_hz=16_000_000, max_frame=1972)
-    data = P.pack_hello(info)
+    data = F.pack_hello(info)
     assert len(data) == P.HELLO_BYTES == 108
-    assert P.parse_hello(data) == info
-    assert P.parse_hello(data).init_status_name == "ALLOC_FAILED"
+    assert F.parse_hello(data) == info
+    assert F.parse_hello(data).init_status_name == "ALLOC_FAILED"
     with pytest.raises(P.ProtocolError):
-        P.parse_hello(data[:-1])
+        F.parse_hello(data[:-1])
 
 
 def test_infer_reply_and_stats_payloads():
-    out, ticks = P.parse_infer_reply(P.pack_infer_reply(b"\x01\x02\xff", 0xDEADBEEF), 3)
+    out, ticks = F.parse_infer_reply(F.pack_infer_reply(b"\x01\x02\xff", 0xDEADBEEF), 3)
     assert (out, ticks) == (b"\x01\x02\xff", 0xDEADBEEF)
     with pytest.raises(P.ProtocolError):
-        P.parse_infer_reply(b"\x01\x02", 3)
-    assert P.parse_stats(struct.pack("<8I", *range(8))) == dict(zip(P.STATS, range(8)))
+        F.parse_infer_reply(b"\x01\x02", 3)
+    assert F.parse_stats(struct.pack("<8I", *range(8))) == dict(zip(P.STATS, range(8)))
 
 
 def test_status_names():
@@ -215,7 +217,7 @@ def test_status_names():
 
 
 def test_c_header_deterministic_with_banner():
-    a, b = P.render_c_header(), P.render_c_header()
+    a, b = H.render_c_header(), H.render_c_header()
     assert a == b
     first = a.splitlines()[0]
     assert "tinygen" in first and tinygen.__version__ in first
@@ -227,7 +229,7 @@ def _header_defines(text: str) -> dict[str, str]:
 
 
 def test_c_header_constants_parsed():
-    d = _header_defines(P.render_c_header())
+    d = _header_defines(H.render_c_header())
 
     def num(name):
         return int(d[name].rstrip("UL"), 0)
@@ -249,15 +251,15 @@ def test_c_header_constants_parsed():
 
 
 def test_model_info_header():
-    text = P.render_model_info_header(**MODEL)
+    text = H.render_model_info_header(**MODEL)
     d = _header_defines(text)
     assert d["TG_MODEL_HASH_BYTES"] == "{" + ", ".join(f"0x{b:02x}" for b in HASH8) + "}"
     assert d["TG_INPUT_DIMS"] == "{3, 4}" and d["TG_INPUT_RANK"] == "2" and d["TG_INPUT_BYTES"] == "12"
     assert d["TG_OUTPUT_SCALE"].endswith("f") and d["TG_INPUT_ZERO_POINT"] == "(-3)"
-    assert text == P.render_model_info_header(**MODEL)
-    assert "TG_INPUT_SCALE 1.0f" in P.render_model_info_header(**{**MODEL, "input_scale": 1})
+    assert text == H.render_model_info_header(**MODEL)
+    assert "TG_INPUT_SCALE 1.0f" in H.render_model_info_header(**{**MODEL, "input_scale": 1})
     with pytest.raises(P.ProtocolError):
-        P.render_model_info_header(**{**MODEL, "input_shape": (1, 2, 3, 4, 5, 6)})
+        H.render_model_info_header(**{**MODEL, "input_shape": (1, 2, 3, 4, 5, 6)})
 
 
 # ---------------------------------------------------------------------------
@@ -271,8 +273,8 @@ def needs_gcc():
 
 def _gen_dir(path: Path, **model) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "tg_protocol.h").write_text(P.render_c_header())
-    (path / "tg_model_info.h").write_text(P.render_model_info_header(**model))
+    (path / "tg_protocol.h").write_text(H.render_c_header())
+    (path / "tg_model_info.h").write_text(H.render_model_info_header(**model))
     return path
 
 
@@ -478,10 +480,10 @@ def raw_frame(opcode, seq, payload=b"", version=1, length=None, flags=0, status=
 
 
 def wire(raw: bytes) -> bytes:
-    return P.cobs_encode(raw) + b"\x00"
+    return F.cobs_encode(raw) + b"\x00"
 
 
-def exchange(link: DeviceLink, data: bytes, timeout=2.0) -> P.Frame:
+def exchange(link: DeviceLink, data: bytes, timeout=2.0) -> F.Frame:
     link.send_raw(data)
     f = link.read_frame(timeout)
     assert f is not None, "no reply"
@@ -493,7 +495,7 @@ def infer_ok(link: DeviceLink, seq=1):
     x = np.arange(-6, 6, dtype=np.int8)
     f = exchange(link, wire(raw_frame(P.Opcode.INFER, seq, x.tobytes())))
     assert (f.status, f.seq, f.opcode) == (P.Status.OK, seq, P.Opcode.INFER)
-    out, _ = P.parse_infer_reply(f.payload, 12)
+    out, _ = F.parse_infer_reply(f.payload, 12)
     assert out == expected(x).tobytes()
 
 
@@ -505,7 +507,7 @@ def test_bad_frames_get_the_right_status(fw, link):
         ("bit flip", wire(bytes(flipped)), P.Status.BAD_CRC, 0x0102),
         ("crc flip", wire(good[:-1] + bytes([good[-1] ^ 0x80])), P.Status.BAD_CRC, 0x0102),
         ("raw truncated", wire(good[:-3]), P.Status.BAD_CRC, 0x0102),
-        ("cobs truncated", P.cobs_encode(good)[:-3] + b"\x00", P.Status.BAD_FRAME, 0x0102),
+        ("cobs truncated", F.cobs_encode(good)[:-3] + b"\x00", P.Status.BAD_FRAME, 0x0102),
         ("short", wire(good[:7]), P.Status.BAD_FRAME, 0x0102),
         ("tiny", b"\x02\x07\x00", P.Status.BAD_FRAME, 0),
         ("garbage", bytes(range(1, 60)) + b"\x00", None, None),
@@ -585,10 +587,10 @@ def test_doc_request_status_and_flags_ignored(link):
 
 def test_doc_order_of_checks(link):
     """too long > COBS cut short > shorter than 12 > CRC > version > reply flag / length field > opcode > length."""
-    long_cut = P.cobs_encode(raw_frame(P.Opcode.PING, 51, bytes(200)))[:-3]
+    long_cut = F.cobs_encode(raw_frame(P.Opcode.PING, 51, bytes(200)))[:-3]
     cases = [
         ("too long beats a cut COBS block", long_cut + b"\x00", P.Status.TOO_LONG, True),
-        ("cut beats a bad CRC", P.cobs_encode(raw_frame(P.Opcode.PING, 52, b"abcdef"))[:-2] + b"\xfe\x00",
+        ("cut beats a bad CRC", F.cobs_encode(raw_frame(P.Opcode.PING, 52, b"abcdef"))[:-2] + b"\xfe\x00",
          P.Status.BAD_FRAME, True),
         ("CRC beats the version", wire(raw_frame(P.Opcode.HELLO, 53, version=9)[:-1] + b"\x00"),
          P.Status.BAD_CRC, True),
@@ -637,7 +639,7 @@ def test_fuzz_every_chunk_gets_one_reply(fw, link):
             raw_frame(P.Opcode.PING, 3, bytes(64))]
     sent = got = 0
     for i in range(300):
-        enc = bytearray(P.cobs_encode(base[i % 3]))
+        enc = bytearray(F.cobs_encode(base[i % 3]))
         kind = i % 5
         if kind == 0:  # bit flips
             for _ in range(rng.integers(1, 4)):
@@ -650,7 +652,7 @@ def test_fuzz_every_chunk_gets_one_reply(fw, link):
         elif kind == 3:  # random bytes
             enc = bytearray(rng.integers(0, 256, size=rng.integers(1, 120), dtype=np.uint8).tobytes())
         else:  # splice two frames
-            enc = enc[:len(enc) // 2] + bytearray(P.cobs_encode(base[(i + 1) % 3]))[len(enc) // 2:]
+            enc = enc[:len(enc) // 2] + bytearray(F.cobs_encode(base[(i + 1) % 3]))[len(enc) // 2:]
         chunks = [c for c in bytes(enc).split(b"\x00") if c]
         sent += len(chunks)
         link.send_raw(bytes(enc) + b"\x00")
@@ -702,7 +704,7 @@ def test_invoke_failure(start_fw):
 
 def test_stale_reply_dropped(link):
     link.hello()
-    link.send_raw(P.request(P.Opcode.HELLO, (link._seq + 1000) & 0xFFFF))
+    link.send_raw(F.request(P.Opcode.HELLO, (link._seq + 1000) & 0xFFFF))
     time.sleep(0.05)
     y, _ = link.infer(np.zeros((3, 4), np.int8))
     np.testing.assert_array_equal(y, expected(np.zeros((3, 4), np.int8)))
@@ -742,7 +744,7 @@ def test_resync_drops_partial_frame_after_open():
     nxt = (link._seq + 1) & 0xFFFF
 
     def reply(seq):
-        return P.encode_frame(P.Frame(opcode=P.Opcode.PING, seq=seq, payload=b"ok", is_reply=True))
+        return F.encode_frame(F.Frame(opcode=P.Opcode.PING, seq=seq, payload=b"ok", is_reply=True))
 
     link.send_raw(reply(nxt)[5:] + reply(nxt))  # a partial frame, then the reply to the coming PING
     assert link.ping(b"ok") == b"ok"
@@ -755,7 +757,7 @@ def test_resync_drops_partial_frame_after_open():
 
 def test_text_before_frame_without_delimiter():
     link = DeviceLink("loop://", timeout=0.2, retries=0)
-    good = P.encode_frame(P.Frame(opcode=P.Opcode.PING, seq=5, payload=b"\n\n", is_reply=True))
+    good = F.encode_frame(F.Frame(opcode=P.Opcode.PING, seq=5, payload=b"\n\n", is_reply=True))
     link.send_raw(b"boot: hello\r\nmore text\n" + good + b"tinygen: note\n\x00")
     assert link.read_frame(0.5).payload == b"\n\n"
     assert link.read_frame(0.2) is None

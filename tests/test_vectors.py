@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import require
-from tinygen.tflite_model import parse_model
-from tinygen.vectors import quantize_input
+from tinygen.tflite.model import parse_model
+from tinygen.analysis.vectors import quantize_input
 
 
 def _quantize_model(lo: float, hi: float, n: int) -> bytes:
@@ -18,7 +18,7 @@ def _quantize_model(lo: float, hi: float, n: int) -> bytes:
     result (RESHAPE keeps its quantization); calibration data spans [lo, hi]."""
     import tensorflow as tf
 
-    from tinygen.pipeline import quiet_native
+    from tinygen.intake.sources import quiet_native
 
     model = tf.keras.Sequential([tf.keras.Input(shape=(n,)), tf.keras.layers.Reshape((2, n // 2))])
     rep = [np.full((1, n), lo, np.float32), np.full((1, n), hi, np.float32)]

@@ -1,3 +1,5 @@
 """tinygen: tiny neural networks onto microcontrollers, verified over the serial port."""
 
-__version__ = "0.1.0"
+from tinygen.common.version import VERSION as __version__
+
+__all__ = ["__version__"]

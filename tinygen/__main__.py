@@ -1,3 +1,3 @@
-from tinygen.cli import main
+from tinygen.cli.main import main
 
 main()

@@ -5,7 +5,7 @@
  * tg_hal.h and the model only through tg_runtime.h.
  *
  * The protocol (frame layout, opcodes, status codes, HELLO layout) is defined
- * in tinygen/protocol.py and reaches this file as the generated tg_protocol.h.
+ * in tinygen/common/protocol.py and reaches this file as the generated tg_protocol.h.
  *
  * Macros required from tg_model_info.h (generated per model):
  *   TG_MODEL_HASH_BYTES   {0x.., ...}  first 8 bytes of the model's sha256

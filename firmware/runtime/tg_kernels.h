@@ -10,7 +10,7 @@
  *
  * Arithmetic is bit-exact with the TensorFlow Lite Micro reference kernels
  * (the "double rounding" MultiplyByQuantizedMultiplier that the tflite_micro
- * build uses; see tinygen/compiled/quant.py for the parameter side).
+ * build uses; see tinygen/codegen/compiled/quant.py for the parameter side).
  *
  * Build switches:
  *   __ARM_FEATURE_DSP   (set by the compiler, e.g. -mcpu=cortex-m4): inner

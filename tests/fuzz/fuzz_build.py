@@ -4,7 +4,7 @@
 
 builds tests/fuzz/fuzz_frames.c with the real firmware/app/tg_app.c (clang,
 -fsanitize=fuzzer,address,undefined), writes a seed corpus and a dictionary
-made with tinygen.protocol's own encoders, and runs it. Crashing inputs land in
+made with tinygen.common.protocol's own encoders, and runs it. Crashing inputs land in
 the work directory (--workdir, default a fresh temp dir) as crash-*, libFuzzer's
 output in <harness>.log there.
 The pytest wrapper is tests/fuzz/test_fuzz.py.
@@ -26,7 +26,9 @@ REPO = HERE.parents[1]
 FW = REPO / "firmware"
 sys.path.insert(0, str(REPO))
 
-from tinygen import protocol as P  # noqa: E402
+from tinygen.codegen import protocol_header as H
+from tinygen.common import protocol as P
+from tinygen.device import framing as F  # noqa: E402
 
 _BASE = dict(model_sha256=hashlib.sha256(b"tinygen fuzz model").hexdigest(), input_scale=0.0078125,
              input_zero_point=-3, output_scale=1 / 60, output_zero_point=5)
@@ -68,8 +70,8 @@ def rx_payload_max(model: dict) -> int:
 def build(workdir: Path, model: str = "big", sealed: bool = False) -> Path:
     gen = workdir / f"gen-{model}"
     gen.mkdir(parents=True, exist_ok=True)
-    (gen / "tg_protocol.h").write_text(P.render_c_header())
-    (gen / "tg_model_info.h").write_text(P.render_model_info_header(**MODELS[model]))
+    (gen / "tg_protocol.h").write_text(H.render_c_header())
+    (gen / "tg_model_info.h").write_text(H.render_model_info_header(**MODELS[model]))
     exe = workdir / f"fuzz_frames_{model}{'_sealed' if sealed else ''}"
     cmd = [clang(), *CFLAGS, *(["-DTG_FUZZ_SEALED"] if sealed else []), f"-I{gen}", f"-I{FW / 'hal'}",
            f"-I{FW / 'app'}", str(FW / "app" / "tg_app.c"), str(REPO / "tests" / "fixtures" / "protocol" /
@@ -81,15 +83,15 @@ def build(workdir: Path, model: str = "big", sealed: bool = False) -> Path:
     return exe
 
 
-def _requests(model: str) -> list[P.Frame]:
+def _requests(model: str) -> list[F.Frame]:
     n_in = input_bytes(MODELS[model])
     limit = rx_payload_max(MODELS[model])
-    F = P.Frame
-    return [F(P.Opcode.HELLO, 0x0101), F(P.Opcode.INFER, 0x0202, bytes((i * 37) & 0xFF for i in range(n_in))),
-            F(P.Opcode.PING, 0x0303), F(P.Opcode.PING, 0x0404, b"\x01" * limit),
-            F(P.Opcode.PING, 0x0505, bytes(range(256))[:limit]), F(P.Opcode.GET_STATS, 0x0606),
-            F(P.Opcode.RESET_STATS, 0x0707), F(P.Opcode.HELLO, 0x0808, b"x"), F(0x42, 0x0909),
-            F(P.Opcode.HELLO, 0x0A0A, version=2), F(P.Opcode.HELLO, 0x0B0B, is_reply=True)]
+    Fr = F.Frame
+    return [Fr(P.Opcode.HELLO, 0x0101), Fr(P.Opcode.INFER, 0x0202, bytes((i * 37) & 0xFF for i in range(n_in))),
+            Fr(P.Opcode.PING, 0x0303), Fr(P.Opcode.PING, 0x0404, b"\x01" * limit),
+            Fr(P.Opcode.PING, 0x0505, bytes(range(256))[:limit]), Fr(P.Opcode.GET_STATS, 0x0606),
+            Fr(P.Opcode.RESET_STATS, 0x0707), Fr(P.Opcode.HELLO, 0x0808, b"x"), Fr(0x42, 0x0909),
+            Fr(P.Opcode.HELLO, 0x0A0A, version=2), Fr(P.Opcode.HELLO, 0x0B0B, is_reply=True)]
 
 
 def write_seeds(corpus: Path, model: str, sealed: bool) -> None:
@@ -97,11 +99,11 @@ def write_seeds(corpus: Path, model: str, sealed: bool) -> None:
     frames = _requests(model)
     if sealed:
         for i, f in enumerate(frames):
-            (corpus / f"seed-{i:02d}").write_bytes(P.pack_raw(f)[:-P.CRC_BYTES])
+            (corpus / f"seed-{i:02d}").write_bytes(F.pack_raw(f)[:-P.CRC_BYTES])
         return
     for i, f in enumerate(frames):  # as DeviceLink sends them: a leading 0x00, the frame, 0x00
-        (corpus / f"seed-{i:02d}").write_bytes(b"\x00" + P.encode_frame(f))
-    session = b"".join(b"\x00" + P.encode_frame(f) for f in frames) + P.encode_frame(frames[5])
+        (corpus / f"seed-{i:02d}").write_bytes(b"\x00" + F.encode_frame(f))
+    session = b"".join(b"\x00" + F.encode_frame(f) for f in frames) + F.encode_frame(frames[5])
     (corpus / "seed-session").write_bytes(session)
 
 
@@ -109,8 +111,8 @@ def write_dict(path: Path) -> None:
     """Tokens libFuzzer splices in: whole encoded requests and their pieces."""
     tokens = {b"\x00", b"\xff", b"\x01\x01", b"\x02\x01"}
     for op in P.Opcode:
-        raw = P.pack_raw(P.Frame(op, 0x0101))
-        tokens.add(P.cobs_encode(raw))
+        raw = F.pack_raw(F.Frame(op, 0x0101))
+        tokens.add(F.cobs_encode(raw))
         tokens.add(raw[:2])
     lines = [f'kw{i}="' + "".join(f"\\x{b:02x}" for b in t) + '"' for i, t in enumerate(sorted(tokens))]
     path.write_text("\n".join(lines) + "\n")

@@ -2,7 +2,7 @@
 
     python tests/fuzz/fuzz_model_reader.py [libFuzzer flags] CORPUS_DIR [SEED_FILES...]
 
-Every input goes through tinygen.tflite_model.parse_model. Refusing it with a
+Every input goes through tinygen.tflite.model.parse_model. Refusing it with a
 TinygenError is the contract; any other exception (and a crash, a hang past
 -timeout, or memory past -rss_limit_mb) is a finding, which libFuzzer saves as
 crash-*/timeout-*/oom-* in the current directory (or -artifact_prefix).
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 with atheris.instrument_imports():
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated  # noqa: F401  (coverage)
 
-    from tinygen.errors import TinygenError
-    from tinygen.tflite_model import parse_model
+    from tinygen.common.errors import TinygenError
+    from tinygen.tflite.model import parse_model
 
 
 def one_input(data: bytes) -> None:

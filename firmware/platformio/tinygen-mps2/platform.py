@@ -2,7 +2,7 @@
 
 It needs no registry package: the toolchain is the system arm-none-eabi-gcc
 (Debian: gcc-arm-none-eabi + libnewlib-arm-none-eabi) found on PATH, and the
-firmware runs in qemu-system-arm (see tinygen/emulator.py). The build itself
+firmware runs in qemu-system-arm (see tinygen/device/emulator.py). The build itself
 is builder/main.py.
 """
 

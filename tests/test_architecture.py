@@ -1,0 +1,137 @@
+"""The package's shape: data flows one way through the stage subpackages.
+
+Each subpackage may import only the stages before it (its docstring says which), so a
+newcomer can read the pipeline off the folder names.  These tests parse every module's
+imports (module level and inside functions) and fail on an import against the flow, on
+a module-level import cycle, and on a new module dropped at the top of the package.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import tinygen
+
+PKG = Path(tinygen.__file__).resolve().parent
+
+# The order data flows in.  A module may import its own stage and any earlier one.
+STAGES = ("common", "tflite", "intake", "analysis", "codegen", "device", "verification", "api", "cli")
+TOP_LEVEL = {"__init__.py", "__main__.py", "api.py"}
+
+
+def stage_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "tinygen":
+        return None
+    if len(parts) == 1:
+        return STAGES.index("api")  # `import tinygen` / `from tinygen import __version__`
+    return STAGES.index(parts[1]) if parts[1] in STAGES else None
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def is_module(name: str) -> bool:
+    rel = Path(*name.split(".")[1:])
+    return (PKG / rel).with_suffix(".py").is_file() or (PKG / rel / "__init__.py").is_file()
+
+
+def imports(source: str, module: str, *, top_only: bool = False) -> list[tuple[str, int]]:
+    """(imported module, line) for every tinygen import in ``source``."""
+    tree = ast.parse(source)
+    nodes = tree.body if top_only else list(ast.walk(tree))
+    found = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = module.split(".")[: -node.level] if not module.endswith("__init__") else module.split(".")
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # `from tinygen.codegen import compiled` imports the submodule, not just the package
+            subs = [f"{target}.{a.name}" for a in node.names if is_module(f"{target}.{a.name}")]
+            found += [(s, node.lineno) for s in subs] or [(target, node.lineno)]
+    return [(m, line) for m, line in found if m == "tinygen" or m.startswith("tinygen.")]
+
+
+def violations(source: str, module: str) -> list[str]:
+    own = stage_of(module)
+    out = []
+    for target, line in imports(source, module):
+        st = stage_of(target)
+        if st is not None and own is not None and st > own:
+            out.append(f"{module}:{line} imports {target} ({STAGES[st]} comes after {STAGES[own]})")
+    return out
+
+
+def package_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def test_every_module_sits_in_a_stage():
+    stray = [p.name for p in PKG.glob("*.py") if p.name not in TOP_LEVEL]
+    assert not stray, f"modules at the top of the package belong in a stage subpackage: {stray}"
+    for name in package_modules():
+        if name not in ("tinygen", "tinygen.__main__"):
+            assert stage_of(name) is not None, f"{name} is in no stage"
+
+
+def test_imports_follow_the_data_flow():
+    problems = []
+    for name, path in package_modules().items():
+        problems += violations(path.read_text(), name)
+    assert not problems, "\n".join(problems)
+
+
+def test_no_import_cycles_at_module_level():
+    mods = package_modules()
+    graph = {name: {t for t, _ in imports(p.read_text(), name, top_only=True) if t in mods and t != name}
+             for name, p in mods.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(m):] + [m]))
+            elif m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
+
+
+def test_every_stage_states_what_it_may_import():
+    for stage in STAGES:
+        init = PKG / stage / "__init__.py"
+        if stage == "api":
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "May import" in doc, f"tinygen/{stage}/__init__.py must say what it owns and may import"
+
+
+@pytest.mark.parametrize("source, module, bad", [
+    ("from tinygen.device.pio import build\n", "tinygen.codegen.render", True),
+    ("def f():\n    from tinygen.cli.main import out\n", "tinygen.device.pio", True),
+    ("from tinygen.codegen import render\n", "tinygen.intake.sources", True),
+    ("from . import quant\n", "tinygen.codegen.compiled.lower", False),
+    ("from tinygen.common.errors import TinygenError\n", "tinygen.tflite.model", False),
+    ("from tinygen.analysis import reference\n", "tinygen.codegen.plan", False),
+])
+def test_the_checker_itself_catches_a_backward_import(source, module, bad):
+    assert bool(violations(source, module)) is bad

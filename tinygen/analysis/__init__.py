@@ -1,0 +1,7 @@
+"""What an int8 model is and what it computes: ops, parameters and MACs
+(:mod:`.ops`), the reference outputs and arena size from the ``tflite_micro``
+interpreter run in a child process (:mod:`.reference`), and test-vector arithmetic
+(:mod:`.vectors`).
+
+May import: :mod:`tinygen.common`, :mod:`tinygen.tflite`, :mod:`tinygen.intake`.
+"""

@@ -1,0 +1,235 @@
+"""The reference: what TFLM computes, from the ``tflite_micro`` Python interpreter.
+
+The interpreter runs in a child process (``python -m tinygen.analysis.reference``)
+because it can kill its host: some models make it abort (SIGABRT) and an
+arena that is too small can make it segfault.  A crash becomes a
+:class:`ToolFailure` naming the model and what to try.
+
+Arena sizing (:func:`measure_arena`): the smallest arena with which the
+interpreter allocates and runs the model is found by bisection (each probe a
+real ``AllocateTensors`` + ``Invoke``; crashed probes count as too small).
+That figure is taken on a 64-bit host, where TFLM's bookkeeping structs are
+larger than on a 32-bit MCU, so for the structs it is an upper bound.  What
+it does not cover are scratch buffers that optimized kernels (CMSIS-NN,
+ESP-NN) request and the reference kernels do not, so the recommended arena
+adds a bound for those (see :func:`kernel_scratch_bound`), then 10 % and
+1 KiB of margin, rounded up to 16 bytes.  ``arena_used_bytes``-style
+figures are not used: TFLM's own "used" figure under-reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinygen.common.errors import ToolFailure
+
+_PROBE_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArenaInfo:
+    host_min_bytes: int  # smallest arena that allocates + invokes on this (64-bit) host
+    scratch_bound_bytes: int  # bound on optimized-kernel scratch buffers
+    recommended_bytes: int  # what generated firmware uses
+
+    def as_dict(self) -> dict:
+        return {"host_min_bytes": self.host_min_bytes, "scratch_bound_bytes": self.scratch_bound_bytes,
+                "recommended_bytes": self.recommended_bytes,
+                "method": "bisection of tflite_micro AllocateTensors+Invoke on a 64-bit host, "
+                          "+ optimized-kernel scratch bound, +10%, +1024 B, 16-byte aligned"}
+
+
+def _align16(n: int) -> int:
+    return (n + 15) // 16 * 16
+
+
+def kernel_scratch_bound(model) -> int:
+    """Upper bound on the largest scratch buffer CMSIS-NN / ESP-NN kernels request.
+
+    CMSIS-NN's convolutions im2col at most two columns of int16 (2 x in_c x kh x kw x 2 B);
+    depthwise and fully-connected request at most in_c x kh x kw x 2 B or the
+    per-output-channel kernel sums (4 B each).  We take 4 x in_c x kh x kw + 4 x out_c for
+    every conv-like op and keep the largest, since scratch buffers of different ops share
+    the arena's temporary region.
+    """
+    best = 0
+    for op in model.operators:
+        if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+            continue
+        w = model.tensors[op.inputs[1]].shape
+        x = model.tensors[op.inputs[0]].shape
+        in_c = int(x[-1]) if x else 1
+        if op.opcode == "FULLY_CONNECTED":
+            k = int(w[-1])
+            need = 2 * k + 4 * int(w[0])
+        else:
+            kh, kw = int(w[1]), int(w[2])
+            out_c = int(w[0]) if op.opcode != "DEPTHWISE_CONV_2D" else int(w[3])
+            need = 4 * in_c * kh * kw + 4 * out_c
+        best = max(best, need)
+    return _align16(best)
+
+
+def _run_child(args: list[str], timeout: float, name: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        # errors="replace": TFLM logs can quote tensor names, which are the model author's bytes.
+        return subprocess.run([sys.executable, "-P", "-m", "tinygen.analysis.reference", *args], capture_output=True,
+                              text=True, errors="replace", timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ToolFailure(f"the tflite_micro reference interpreter timed out on {name} after {timeout:.0f} s; "
+                          "the model may be too large to simulate on this host") from None
+
+
+def _crash_message(name: str, rc: int) -> str:
+    from tinygen.intake.worker import signal_name
+
+    sig = signal_name(rc)
+    how = "aborted (SIGABRT)" if sig == "SIGABRT" else f"crashed ({sig})" if sig else f"exited with status {rc}"
+    return (f"the tflite_micro reference interpreter {how} on {name}; its kernels cannot run this model, "
+            "so tinygen cannot produce reference outputs. Try a smaller input, fewer/other layers, "
+            "or check the model with TFLite's own interpreter")
+
+
+def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
+    """Bisect the smallest working arena in child processes; see the module docstring."""
+    with tempfile.TemporaryDirectory(prefix="tinygen-ref-") as tmp:
+        mpath = Path(tmp) / "model.tflite"
+        mpath.write_bytes(model_bytes)
+        lo, hi = 0, None  # lo: known failing, hi: known working
+        probe = max(4096, _align16(4 * len(model_bytes)))
+        restarts = 0
+        while True:
+            # One child probes a sequence; if it dies mid-probe, that size counts as failing.
+            plan = {"lo": lo, "hi": hi, "first": probe}
+            res = _run_child(["arena", str(mpath), json.dumps(plan)], 300, name)
+            for line in res.stdout.splitlines():
+                if line.startswith("PROBE "):
+                    _, size, verdict = line.split()
+                    size = int(size)
+                    if verdict == "ok":
+                        hi = size if hi is None else min(hi, size)
+                    else:
+                        lo = max(lo, size)
+                elif line.startswith("TRY "):
+                    last_try = int(line.split()[1])
+            if res.returncode == 0:
+                break
+            if "last_try" not in locals():
+                raise ToolFailure(_crash_message(name, res.returncode))
+            lo = max(lo, last_try)  # the child died on this size
+            del last_try
+            restarts += 1
+            if hi is None:
+                if lo >= _PROBE_LIMIT or restarts > 40:
+                    raise ToolFailure(_crash_message(name, res.returncode))
+                probe = lo * 2
+            else:
+                probe = (lo + hi) // 2
+            if restarts > 40:
+                raise ToolFailure(_crash_message(name, res.returncode))
+        if hi is None:
+            raise ToolFailure(f"{name} does not allocate in a {_PROBE_LIMIT // (1 << 20)} MiB arena; "
+                              "the model is far too large for a microcontroller")
+        scratch = kernel_scratch_bound(model)
+        recommended = _align16(int(hi * 1.10) + scratch + 1024)
+        return ArenaInfo(hi, scratch, recommended)
+
+
+def run_reference(model_bytes: bytes, inputs: np.ndarray, name: str = "model",
+                  arena_bytes: int | None = None) -> np.ndarray:
+    """Outputs of the tflite_micro interpreter for a batch of int8 inputs (N, *input_shape)."""
+    inputs = np.ascontiguousarray(inputs, dtype=np.int8)
+    with tempfile.TemporaryDirectory(prefix="tinygen-ref-") as tmp:
+        mpath, ipath, opath = (Path(tmp) / n for n in ("model.tflite", "in.npy", "out.npy"))
+        mpath.write_bytes(model_bytes)
+        np.save(ipath, inputs)
+        arena = arena_bytes or max(1 << 20, 8 * len(model_bytes))
+        res = _run_child(["invoke", str(mpath), str(ipath), str(opath), str(arena)],
+                         120 + 0.05 * len(inputs), name)
+        if res.returncode != 0:
+            err = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("ERROR ")]
+            if err:
+                raise ToolFailure(f"tflite_micro reference on {name}: {err[-1][6:]}")
+            raise ToolFailure(_crash_message(name, res.returncode))
+        return np.load(opath)
+
+
+# ---------------------------------------------------------------- child side
+
+def _interp(model_bytes: bytes, arena: int):
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
+
+
+def _child_arena(mpath: str, plan_json: str) -> int:
+    model_bytes = Path(mpath).read_bytes()
+    plan = json.loads(plan_json)
+    lo, hi = plan["lo"], plan["hi"]
+
+    def works(size: int) -> bool:
+        print(f"TRY {size}", flush=True)
+        try:
+            it = _interp(model_bytes, size)
+            det = it.get_input_details(0)
+            it.set_input(np.zeros(tuple(det["shape"]), dtype=det["dtype"]), 0)
+            it.invoke()
+            ok = True
+        except Exception:
+            ok = False
+        print(f"PROBE {size} {'ok' if ok else 'fail'}", flush=True)
+        return ok
+
+    size = plan["first"]
+    while hi is None:
+        if works(size):
+            hi = size
+        else:
+            lo = size
+            size *= 2
+            if size > _PROBE_LIMIT:
+                return 0
+    while hi - lo > 16:
+        mid = _align16((lo + hi) // 2)
+        if mid >= hi or mid <= lo:
+            break
+        if works(mid):
+            hi = mid
+        else:
+            lo = mid
+    return 0
+
+
+def _child_invoke(mpath: str, ipath: str, opath: str, arena: str) -> int:
+    model_bytes = Path(mpath).read_bytes()
+    inputs = np.load(ipath)
+    try:
+        it = _interp(model_bytes, int(arena))
+    except Exception as exc:
+        print(f"ERROR interpreter could not be created: {exc}", file=sys.stderr)
+        return 3
+    det = it.get_input_details(0)
+    shape = tuple(int(d) for d in det["shape"])
+    outs = []
+    for x in inputs:
+        it.set_input(np.asarray(x, dtype=det["dtype"]).reshape(shape), 0)
+        it.invoke()
+        outs.append(np.array(it.get_output(0)))
+    np.save(opath, np.stack(outs) if outs else np.zeros((0,), np.int8))
+    return 0
+
+
+if __name__ == "__main__":
+    cmd, *rest = sys.argv[1:]
+    # Keep the child's stdout for our protocol lines; TFLM logs go to stderr.
+    sys.exit({"arena": _child_arena, "invoke": _child_invoke}[cmd](*rest))

@@ -1,0 +1,9 @@
+"""Where C is written: the plan for one board and runtime (:mod:`.plan`), the
+compiled runtime's lowering, memory plan and C printer (:mod:`.compiled`), the TFLM
+per-channel FC rewrite (:mod:`.fc_rewrite`), the protocol's C headers
+(:mod:`.protocol_header`), rendering the project's files from templates
+(:mod:`.render`, pure) and the one writer of output directories (:mod:`.project`).
+
+May import: :mod:`tinygen.common`, :mod:`tinygen.tflite`, :mod:`tinygen.intake`,
+:mod:`tinygen.analysis`.
+"""

@@ -1,0 +1,844 @@
+"""Lower each TFLite operator to one call of a tg_kernels.c function.
+
+``lower(model, prefix)`` checks every operator against what the compiled
+runtime (and TFLM's int8 kernel for that op) accepts, computes all parameters
+that TFLM computes in Prepare (see :mod:`tinygen.codegen.compiled.quant`) and returns a
+list of :class:`Step`: C declarations (weights, biases, multipliers, a params
+struct) plus a C statement whose tensor arguments are filled in by the
+emitter once memory is planned.
+
+All shapes are checked here, so every index the kernels compute stays inside
+the buffers by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from tinygen.codegen.compiled import quant
+from tinygen.common.errors import UnsupportedModel
+from tinygen.tflite.model import Operator, Tensor, TfliteModel
+
+MAX_DIMS = 6
+
+# Sentinel tensor index: render(ref) asks ref(SCRATCH) for the step's scratch buffer.
+SCRATCH = -1
+
+SUPPORTED_OPS = (
+    "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+    "RESHAPE", "SOFTMAX", "ADD", "MUL", "LOGISTIC", "TANH", "RELU", "RELU6", "PAD", "MEAN",
+    "CONCATENATION", "QUANTIZE", "DEQUANTIZE",
+)
+
+
+class OpRefused(UnsupportedModel):
+    """One operator cannot be compiled; ``reason`` is a short phrase."""
+
+    def __init__(self, op: Operator, reason: str):
+        super().__init__(f"{op.opcode} (op {op.index}): {reason}")
+        self.op = op
+        self.reason = reason
+
+
+Ref = Callable[[int], str]  # tensor index -> C expression of its data pointer
+
+
+@dataclass
+class Step:
+    op: Operator
+    reads: tuple[int, ...]  # activation (non-constant) tensors read
+    output: int  # tensor written
+    decls: list[str]  # C declarations this step needs (deterministic text)
+    render: Callable[[Ref], str]  # C statement(s) given tensor refs
+    inplace: tuple[int, ...] = ()  # reads whose buffer the output may reuse
+    alias: int | None = None  # RESHAPE: output is a view of this tensor
+    const_inputs: tuple[int, ...] = ()  # constant tensors passed as data
+    kernel: str = ""
+    macs: int = 0
+    notes: dict = field(default_factory=dict)
+    scratch: int = 0  # bytes of scratch (4-byte aligned) the kernel needs while it runs
+
+
+# ---- small helpers -----------------------------------------------------------
+
+def c_int_array(ctype: str, name: str, values, per_line: int = 16, align: int = 0) -> str:
+    vals = [int(v) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = [0]
+    lines = []
+    for i in range(0, len(vals), per_line):
+        lines.append("    " + ", ".join(str(v) for v in vals[i:i + per_line]) + ",")
+    attr = f" __attribute__((aligned({align})))" if align else ""
+    return f"static const {ctype} {name}[{len(vals)}]{attr} = {{\n" + "\n".join(lines) + "\n};"
+
+
+def c_struct(ctype: str, name: str, fields: list[tuple[str, object]]) -> str:
+    parts = []
+    for key, value in fields:
+        if isinstance(value, (list, tuple)):
+            text = "{" + ", ".join(str(int(v)) for v in value) + "}"
+        elif isinstance(value, str):
+            text = value
+        else:
+            text = str(int(value))
+        parts.append(f"    .{key} = {text},")
+    return f"static const {ctype} {name} = {{\n" + "\n".join(parts) + "\n};"
+
+
+def _pad_dims(values, fill=0):
+    vals = list(values)
+    return vals + [fill] * (MAX_DIMS - len(vals))
+
+
+def _size(shape) -> int:
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _check_rq(op: Operator, mults, shifts) -> None:
+    """The kernels' requantization is free of undefined behaviour only for a multiplier in
+    [0, 2^31) and a shift in [-31, 30] (left shifts of at most 30 bits, right shifts of at
+    most 31)."""
+    for mlt, sh in zip(mults, shifts):
+        if not (0 <= int(mlt) <= INT32_MAX and -31 <= int(sh) <= 30):
+            raise OpRefused(op, f"requantization multiplier {mlt} / shift {sh} out of the kernels' range")
+
+
+def _check_index_range(op: Operator, what: str, *factors: int) -> None:
+    """Refuse unless the product of ``factors`` (a bound on an index the kernel computes in
+    int32) stays below 2^31."""
+    prod = 1
+    for f in factors:
+        prod *= max(int(f), 1)
+    if prod > INT32_MAX:
+        raise OpRefused(op, f"{what} ({prod}) could overflow the kernel's int32 index arithmetic")
+
+
+def _need_int8_act(m: TfliteModel, op: Operator, t: Tensor, what: str) -> None:
+    if t.dtype != "int8":
+        raise OpRefused(op, f"{what} tensor {t.index} is {t.dtype}, the compiled runtime computes int8 only")
+    if len(t.scale) != 1 or len(t.zero_point) != 1:
+        raise OpRefused(op, f"{what} tensor {t.index} needs one scale and zero point (per-tensor int8)")
+    if not (t.scale[0] > 0 and math.isfinite(t.scale[0])):
+        raise OpRefused(op, f"{what} tensor {t.index} has scale {t.scale[0]}")
+    if not -128 <= t.zero_point[0] <= 127:
+        raise OpRefused(op, f"{what} tensor {t.index} has zero point {t.zero_point[0]}")
+    if any(d <= 0 for d in t.shape):
+        raise OpRefused(op, f"{what} tensor {t.index} has shape {t.shape}")
+
+
+def _int8_io(m: TfliteModel, op: Operator) -> tuple[Tensor, Tensor]:
+    """The one activation input and the output of an op, both per-tensor int8; a constant
+    input is refused (there is nothing to compute at run time)."""
+    x, = _act_inputs(m, op, 1)
+    y = m.tensors[op.outputs[0]]
+    _need_int8_act(m, op, x, "input")
+    _need_int8_act(m, op, y, "output")
+    if x.is_constant:
+        raise OpRefused(op, "constant input")
+    return x, y
+
+
+def _act_inputs(m: TfliteModel, op: Operator, n: int) -> list[Tensor]:
+    if len(op.outputs) != 1:
+        raise OpRefused(op, f"{len(op.outputs)} outputs")
+    ins = [i for i in op.inputs]
+    if len(ins) < n or any(i < 0 for i in ins[:n]):
+        raise OpRefused(op, "missing input")
+    return [m.tensors[i] for i in ins[:n]]
+
+
+def _activation(op: Operator) -> str:
+    return op.options.get("fusedActivationFunction", "NONE")
+
+
+def _weights_and_bias(m: TfliteModel, op: Operator, out_c: int, qdim: int):
+    w = m.tensors[op.inputs[1]]
+    if not w.is_constant:
+        raise OpRefused(op, "weights are not constant")
+    if w.dtype != "int8":
+        raise OpRefused(op, f"weights are {w.dtype}; only int8 weights are supported")
+    if any(z != 0 for z in w.zero_point):
+        raise OpRefused(op, "weights have a non-zero zero point")
+    if len(w.scale) == 0:
+        raise OpRefused(op, "weights are not quantized")
+    if len(w.scale) > 1 and (len(w.scale) != out_c or w.quantized_dimension != qdim):
+        raise OpRefused(op, "per-channel weight scales do not match the output channels")
+    bias = None
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = m.tensors[op.inputs[2]]
+        if not b.is_constant or b.dtype != "int32":
+            raise OpRefused(op, f"bias must be a constant int32 tensor (got {b.dtype})")
+        if b.size != out_c:
+            raise OpRefused(op, "bias length does not match the output channels")
+        bias = b
+    return w, bias
+
+
+def _out_size(padding: str, in_size: int, k: int, stride: int, dil: int) -> int:
+    eff = (k - 1) * dil + 1
+    if padding == "SAME":
+        return (in_size + stride - 1) // stride
+    if padding == "VALID":
+        return (in_size + stride - eff) // stride
+    raise ValueError(padding)
+
+
+def _pad_amount(in_size: int, k: int, stride: int, dil: int, out: int) -> int:
+    eff = (k - 1) * dil + 1
+    total = max((out - 1) * stride + eff - in_size, 0)
+    return total // 2
+
+
+def _spatial(op: Operator, in_h, in_w, k_h, k_w, out_h, out_w, stride_h, stride_w, dil_h, dil_w):
+    padding = op.options.get("padding", "SAME")
+    if padding not in ("SAME", "VALID"):
+        raise OpRefused(op, f"padding {padding}")
+    if min(stride_h, stride_w, dil_h, dil_w, k_h, k_w) <= 0:
+        raise OpRefused(op, "non-positive stride, dilation or filter size")
+    oh = _out_size(padding, in_h, k_h, stride_h, dil_h)
+    ow = _out_size(padding, in_w, k_w, stride_w, dil_w)
+    if (oh, ow) != (out_h, out_w) or oh <= 0 or ow <= 0:
+        raise OpRefused(op, f"output size {out_h}x{out_w} does not match {padding} padding ({oh}x{ow})")
+    return _pad_amount(in_h, k_h, stride_h, dil_h, oh), _pad_amount(in_w, k_w, stride_w, dil_w, ow)
+
+
+def pack_weights(op: Operator, w: np.ndarray, bias, input_offset: int, groups: int = 1):
+    """Packed weights and folded bias for tg_conv2d_s8 / tg_fully_connected_s8.
+
+    ``w`` is [out_c][K]. Returns (packed int8 array, folded int32 bias, K4): rows
+    zero-padded to K4 (a multiple of 4); within each group the channels stored
+    in pairs, interleaved per block of 4 values (an odd last channel alone);
+    bias' = bias + input_offset * sum_k w[oc][k] (see tg_kernels.h)."""
+    w = np.asarray(w, dtype=np.int64)
+    out_c, k = w.shape
+    k4 = (k + 3) // 4 * 4
+    nblk = k4 // 4
+    wp = np.zeros((out_c, k4), dtype=np.int64)
+    wp[:, :k] = w
+    per_group = out_c // groups
+    parts = []
+    for g in range(groups):
+        rows = wp[g * per_group:(g + 1) * per_group]
+        n_pairs = per_group // 2
+        if n_pairs:
+            pairs = rows[:2 * n_pairs].reshape(n_pairs, 2, nblk, 4).transpose(0, 2, 1, 3)
+            parts.append(pairs.reshape(-1))
+        if per_group % 2:
+            parts.append(rows[-1].reshape(-1))
+    packed = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    b = np.zeros(out_c, dtype=np.int64) if bias is None else np.asarray(bias.data, dtype=np.int64).reshape(-1)
+    folded = b + int(input_offset) * w.sum(axis=1)
+    # Every partial sum the kernel forms stays within int32 (as TFLM's own do).
+    bound = np.abs(folded) + 128 * np.abs(w).sum(axis=1)
+    if (bound > 2**31 - 1).any():
+        raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
+    return packed.astype(np.int8), folded.astype(np.int32), k4
+
+
+def _fast_rq(p: str, idx: int, bounds, mults, shifts, decls: list[str]) -> str:
+    """The `rq` field: fast requantization constants when provably exact, else NULL.
+
+    ``bounds`` (per output channel) bound |accumulator|; with one multiplier for
+    all channels the largest bound applies."""
+    bounds = [int(b) for b in np.asarray(bounds, dtype=np.int64).reshape(-1)]
+    if len(mults) == 1:
+        bounds = [max(bounds)] if bounds else [0]
+    consts = quant.fast_requant_constants(bounds, mults, shifts)
+    if consts is None:
+        return "NULL"
+    decls.append(c_int_array("int32_t", f"{p}_op{idx}_rq", consts, 8))
+    return f"{p}_op{idx}_rq"
+
+
+def _acc_bound_packed(w2, folded):
+    """|accumulator| bound of the packed products: raw int8 inputs, folded bias."""
+    w2 = np.asarray(w2, dtype=np.int64)
+    return np.abs(np.asarray(folded, dtype=np.int64)) + 128 * np.abs(w2).sum(axis=1)
+
+
+def dw3x3_widened(w, out_c: int) -> list[int]:
+    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, w16)."""
+    wt = np.asarray(w, dtype=np.int64).reshape(9, out_c)
+
+    def pk(lo, hi):
+        v = (int(lo) & 0xFFFF) | ((int(hi) & 0xFFFF) << 16)
+        return v - (1 << 32) if v >= 1 << 31 else v
+
+    out: list[int] = []
+    for c in range(0, out_c, 4):
+        for t in (0, 2, 4, 6):
+            out += [pk(wt[t][c + j], wt[t + 1][c + j]) for j in (0, 2, 1, 3)]
+        out += [pk(wt[8][c], wt[8][c + 2]), pk(wt[8][c + 1], wt[8][c + 3])]
+    return out
+
+
+def _mult_arrays(p: str, idx: int, mults, shifts, decls: list[str]):
+    decls.append(c_int_array("int32_t", f"{p}_op{idx}_mult", mults, 8))
+    decls.append(c_int_array("int32_t", f"{p}_op{idx}_shift", shifts, 16))
+    return f"{p}_op{idx}_mult", f"{p}_op{idx}_shift"
+
+
+# ---- FULLY_CONNECTED ---------------------------------------------------------
+
+def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
+    x, y = _int8_io(m, op)
+    if op.options.get("weightsFormat", 0) != 0:
+        raise OpRefused(op, "shuffled weights format")
+    if op.options.get("asymmetricQuantizeInputs", False):
+        raise OpRefused(op, "hybrid (asymmetric input) quantization")
+    w_t = m.tensors[op.inputs[1]]
+    if len(w_t.shape) != 2:
+        raise OpRefused(op, f"weights shape {w_t.shape} is not 2-D")
+    out_depth, accum = w_t.shape
+    w, bias = _weights_and_bias(m, op, out_depth, 0)
+    if not y.shape or y.shape[-1] != out_depth:
+        raise OpRefused(op, f"output shape {y.shape} does not end in {out_depth}")
+    batches = y.size // out_depth
+    if x.size != batches * accum:
+        raise OpRefused(op, f"input of {x.size} values is not {batches} rows of {accum}")
+    s_in, s_out = x.scale[0], y.scale[0]
+    decls: list[str] = []
+    per_channel = len(w.scale) > 1
+    if per_channel:
+        mults, shifts = quant.conv_channel_multipliers(s_in, w.scale, s_out, out_depth)
+    else:
+        if bias is not None and bias.scale:
+            diff = abs(float(s_in) * float(w.scale[0]) - float(bias.scale[0]))
+            if diff / float(s_out) > 0.02:
+                raise OpRefused(op, "bias scale does not match input x weight scale (TFLM rejects it)")
+        mm, ss = quant.fc_per_tensor_multiplier(s_in, w.scale[0], s_out)
+        mults, shifts = [mm], [ss]
+    _check_rq(op, mults, shifts)
+    _check_index_range(op, "output size", batches, out_depth)
+    _check_index_range(op, "padded weights", out_depth, accum + 3)
+    act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
+    packed, folded, k4 = pack_weights(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
+    wn = f"{p}_op{op.index}_w"
+    decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
+    bn = f"{p}_op{op.index}_b"
+    decls.append(c_int_array("int32_t", bn, folded, 8))
+    rqn = _fast_rq(p, op.index, _acc_bound_packed(np.asarray(w.data).reshape(out_depth, accum), folded),
+                   mults, shifts, decls)
+    mn, sn = ("NULL", "NULL") if rqn != "NULL" else _mult_arrays(p, op.index, mults, shifts, decls)
+    pn = f"{p}_op{op.index}"
+    decls.append(c_struct("tg_fc_params_t", pn, [
+        ("batches", batches), ("accum_depth", accum), ("accum_padded", k4), ("output_depth", out_depth),
+        ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
+        ("act_min", act_min), ("act_max", act_max), ("per_channel", int(per_channel)),
+        ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn), ("rq", rqn),
+    ]))
+    xi, yi = x.index, y.index
+    return Step(op, (xi,), yi, decls,
+                lambda r: f"tg_fully_connected_s8(&{pn}, {r(xi)}, {r(yi)});",
+                kernel="tg_fully_connected_s8", macs=batches * accum * out_depth,
+                notes={"per_channel": per_channel})
+
+
+# ---- CONV_2D / DEPTHWISE_CONV_2D ---------------------------------------------
+
+def _conv_common(m: TfliteModel, op: Operator, depthwise: bool):
+    x, y = _int8_io(m, op)
+    w_t = m.tensors[op.inputs[1]]
+    if len(x.shape) != 4 or len(y.shape) != 4 or len(w_t.shape) != 4:
+        raise OpRefused(op, "input, filter and output must be 4-D (NHWC)")
+    n, in_h, in_w, in_c = x.shape
+    yn, out_h, out_w, out_c = y.shape
+    if yn != n:
+        raise OpRefused(op, "batch mismatch")
+    if depthwise:
+        one, k_h, k_w, w_oc = w_t.shape
+        if one != 1 or w_oc != out_c:
+            raise OpRefused(op, f"filter shape {w_t.shape} does not match output channels {out_c}")
+        if out_c % in_c:
+            raise OpRefused(op, "output channels are not a multiple of input channels")
+        dm = out_c // in_c
+        if int(op.options.get("depthMultiplier", dm)) != dm:
+            raise OpRefused(op, "depth_multiplier option does not match the shapes")
+        filter_in_c = 1
+        w, bias = _weights_and_bias(m, op, out_c, 3)
+    else:
+        w_oc, k_h, k_w, filter_in_c = w_t.shape
+        if w_oc != out_c:
+            raise OpRefused(op, f"filter shape {w_t.shape} does not match output channels {out_c}")
+        if in_c % filter_in_c:
+            raise OpRefused(op, "input channels are not a multiple of the filter depth")
+        groups = in_c // filter_in_c
+        if out_c % groups:
+            raise OpRefused(op, "output channels are not a multiple of the groups")
+        dm = 1
+        w, bias = _weights_and_bias(m, op, out_c, 0)
+    sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
+    dh, dw = int(op.options.get("dilationHFactor", 1)), int(op.options.get("dilationWFactor", 1))
+    pad_h, pad_w = _spatial(op, in_h, in_w, k_h, k_w, out_h, out_w, sh, sw, dh, dw)
+    # Row offsets reach (out * stride + pad + dilation * (filter + 2)) whole input rows, and the
+    # depthwise DSP path forms dilation * in_w * in_c steps: bound them all.
+    ext_h = out_h * sh + pad_h + dh * (k_h + 2) + in_h
+    ext_w = out_w * sw + pad_w + dw * (k_w + 2) + in_w
+    _check_index_range(op, "input extent rows x columns x channels x batches", ext_h, ext_w, in_c, n)
+    _check_index_range(op, "output size", n, out_h, out_w, out_c)
+    s_in, s_out = x.scale[0], y.scale[0]
+    mults, shifts = quant.conv_channel_multipliers(s_in, w.scale, s_out, out_c)
+    _check_rq(op, mults, shifts)
+    act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
+    return dict(x=x, y=y, w=w, bias=bias, n=n, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h,
+                out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w, filter_in_c=filter_in_c, dm=dm,
+                sh=sh, sw=sw, dh=dh, dw=dw, pad_h=pad_h, pad_w=pad_w, mults=mults,
+                shifts=shifts, act_min=act_min, act_max=act_max)
+
+
+def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
+    c = _conv_common(m, op, depthwise)
+    decls: list[str] = []
+    wn = f"{p}_op{op.index}_w"
+    bn = f"{p}_op{op.index}_b"
+    k4 = 0
+    if depthwise:
+        decls.append(c_int_array("int8_t", wn, c["w"].data, 16))
+        # accumulators: bias + sum w * (x + input_offset), x in [-128, 127], over
+        # any subset of the taps (padding taps are skipped)
+        wd = np.abs(np.asarray(c["w"].data, dtype=np.int64)).reshape(-1, c["out_c"]).sum(axis=0)
+        off = -int(c["x"].zero_point[0])
+        bd = np.zeros(c["out_c"], dtype=np.int64) if c["bias"] is None else \
+            np.abs(np.asarray(c["bias"].data, dtype=np.int64).reshape(-1))
+        acc_bound = bd + max(abs(-128 + off), abs(127 + off)) * wd
+        if int(acc_bound.max(initial=0)) > INT32_MAX:
+            raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
+        w16n = "NULL"
+        if c["dm"] == 1 and c["k_h"] == 3 and c["k_w"] == 3 and c["in_c"] % 4 == 0:
+            w16n = f"{p}_op{op.index}_w16"
+            decls.append(c_int_array("int32_t", w16n, dw3x3_widened(c["w"].data, c["out_c"]), 8))
+        if c["bias"] is not None:
+            decls.append(c_int_array("int32_t", bn, c["bias"].data, 8))
+        else:
+            bn = "NULL"
+    else:
+        w2 = np.asarray(c["w"].data).reshape(c["out_c"], -1)
+        packed, folded, k4 = pack_weights(op, w2, c["bias"], -c["x"].zero_point[0],
+                                          c["in_c"] // c["filter_in_c"])
+        decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
+        decls.append(c_int_array("int32_t", bn, folded, 8))
+        acc_bound = _acc_bound_packed(w2, folded)
+    per_channel = len(set(zip(c["mults"], c["shifts"]))) > 1
+    if per_channel:
+        mults, shifts = c["mults"], c["shifts"]
+    else:
+        mults, shifts = c["mults"][:1], c["shifts"][:1]
+    # fast requantization constants replace the multiplier / shift arrays
+    rqn = _fast_rq(p, op.index, acc_bound, mults, shifts, decls)
+    mn, sn = ("NULL", "NULL") if rqn != "NULL" else _mult_arrays(p, op.index, mults, shifts, decls)
+    pn = f"{p}_op{op.index}"
+    x, y = c["x"], c["y"]
+    decls.append(c_struct("tg_conv_params_t", pn, [
+        ("batches", c["n"]), ("in_h", c["in_h"]), ("in_w", c["in_w"]), ("in_c", c["in_c"]),
+        ("out_h", c["out_h"]), ("out_w", c["out_w"]), ("out_c", c["out_c"]),
+        ("filter_h", c["k_h"]), ("filter_w", c["k_w"]), ("filter_in_c", c["filter_in_c"]),
+        ("depth_multiplier", c["dm"]), ("stride_h", c["sh"]), ("stride_w", c["sw"]),
+        ("dilation_h", c["dh"]), ("dilation_w", c["dw"]), ("pad_h", c["pad_h"]), ("pad_w", c["pad_w"]),
+        ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
+        ("act_min", c["act_min"]), ("act_max", c["act_max"]), ("per_channel", int(per_channel)),
+        ("k_padded", k4), ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn),
+        ("rq", rqn),
+    ] + ([("w16", w16n)] if depthwise else [])))
+    xi, yi = x.index, y.index
+    per_out = c["k_h"] * c["k_w"] * (1 if depthwise else c["filter_in_c"])
+    if depthwise:
+        return Step(op, (xi,), yi, decls, lambda r: f"tg_depthwise_conv2d_s8(&{pn}, {r(xi)}, {r(yi)});",
+                    kernel="tg_depthwise_conv2d_s8", macs=y.size * per_out)
+    return Step(op, (xi,), yi, decls, lambda r: f"tg_conv2d_s8(&{pn}, {r(xi)}, {r(yi)}, {r(SCRATCH)});",
+                kernel="tg_conv2d_s8", macs=y.size * per_out, scratch=4 * k4)
+
+
+# ---- pooling -----------------------------------------------------------------
+
+def _pool(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
+    x, y = _int8_io(m, op)
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        raise OpRefused(op, "input and output must be 4-D (NHWC)")
+    if abs(f32diff(x.scale[0], y.scale[0])) > 1.0e-6 or x.zero_point[0] != y.zero_point[0]:
+        raise OpRefused(op, "input and output quantization differ (TFLM rejects it)")
+    n, in_h, in_w, ch = x.shape
+    yn, out_h, out_w, ych = y.shape
+    if (yn, ych) != (n, ch):
+        raise OpRefused(op, "batch or channel mismatch")
+    k_h, k_w = int(op.options.get("filterHeight", 1)), int(op.options.get("filterWidth", 1))
+    sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
+    pad_h, pad_w = _spatial(op, in_h, in_w, k_h, k_w, out_h, out_w, sh, sw, 1, 1)
+    _check_index_range(op, "input extent rows x columns x channels x batches",
+                       out_h * sh + pad_h + k_h + in_h, out_w * sw + pad_w + k_w + in_w, ch, n)
+    # The average pool sums up to (window clipped to the input) int8 values in int32.
+    _check_index_range(op, "window sum", 256, min(k_h, in_h), min(k_w, in_w))
+    # Every window must overlap the input (else TFLM's average pool fails).
+    for o, s, pad, k, size in ((out_h, sh, pad_h, k_h, in_h), (out_w, sw, pad_w, k_w, in_w)):
+        for pos in (0, o - 1):
+            start = pos * s - pad
+            if min(k, size - start) - max(0, -start) <= 0:
+                raise OpRefused(op, "a pooling window lies entirely in the padding")
+    act_min, act_max = quant.activation_range(_activation(op), y.scale[0], y.zero_point[0])
+    pn = f"{p}_op{op.index}"
+    decls = [c_struct("tg_pool_params_t", pn, [
+        ("batches", n), ("in_h", in_h), ("in_w", in_w), ("channels", ch),
+        ("out_h", out_h), ("out_w", out_w), ("filter_h", k_h), ("filter_w", k_w),
+        ("stride_h", sh), ("stride_w", sw), ("pad_h", pad_h), ("pad_w", pad_w),
+        ("act_min", act_min), ("act_max", act_max),
+    ])]
+    fn = "tg_avg_pool_s8" if kind == "avg" else "tg_max_pool_s8"
+    xi, yi = x.index, y.index
+    return Step(op, (xi,), yi, decls, lambda r: f"{fn}(&{pn}, {r(xi)}, {r(yi)});", kernel=fn)
+
+
+def f32diff(a: float, b: float) -> float:
+    return quant.f32(quant.f32(a) - quant.f32(b))
+
+
+# ---- RESHAPE -------------------------------------------------------------------
+
+def _reshape(m: TfliteModel, op: Operator, p: str) -> Step:
+    x, = _act_inputs(m, op, 1)
+    y = m.tensors[op.outputs[0]]
+    if x.dtype != "int8" or y.dtype != "int8":
+        raise OpRefused(op, f"{x.dtype} -> {y.dtype}; only int8 tensors are supported")
+    if x.size != y.size:
+        raise OpRefused(op, f"{x.shape} -> {y.shape} changes the number of values")
+    xi, yi = x.index, y.index
+    n = y.size
+    if x.is_constant:
+        return Step(op, (), yi, [], lambda r: f"tg_copy_s8({n}, {r(xi)}, {r(yi)});",
+                    const_inputs=(xi,), kernel="tg_copy_s8")
+    return Step(op, (xi,), yi, [], lambda r: f"tg_copy_s8({n}, {r(xi)}, {r(yi)});",
+                alias=xi, kernel="tg_copy_s8")
+
+
+# ---- SOFTMAX -------------------------------------------------------------------
+
+def _softmax(m: TfliteModel, op: Operator, p: str) -> Step:
+    x, y = _int8_io(m, op)
+    if y.zero_point[0] != -128 or quant.f32(y.scale[0]) != quant.f32(1.0 / 256):
+        raise OpRefused(op, "int8 softmax output must have scale 1/256 and zero point -128")
+    if x.shape != y.shape or not x.shape:
+        raise OpRefused(op, "input and output shapes differ")
+    depth = x.shape[-1]
+    outer = x.size // depth
+    # The sum of exponentials has 12 integer bits: each term is at most 1.0 (2^19 raw).
+    if depth >= 4096:
+        raise OpRefused(op, f"softmax over {depth} values (at most 4095: the int32 sum of exponentials overflows)")
+    beta = quant.f32(op.options.get("beta", 1.0))
+    mult, shift, diff_min = quant.softmax_params(beta, x.scale[0])
+    _check_rq(op, [mult], [shift])
+    pn = f"{p}_op{op.index}"
+    decls = [c_struct("tg_softmax_params_t", pn, [
+        ("outer", outer), ("depth", depth), ("input_multiplier", mult),
+        ("input_left_shift", shift), ("diff_min", diff_min),
+    ])]
+    xi, yi = x.index, y.index
+    return Step(op, (xi,), yi, decls, lambda r: f"tg_softmax_s8(&{pn}, {r(xi)}, {r(yi)});",
+                inplace=(xi,), kernel="tg_softmax_s8")
+
+
+# ---- LOGISTIC / TANH -------------------------------------------------------------
+
+def _sigmoid(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
+    x, y = _int8_io(m, op)
+    if x.size != y.size:
+        raise OpRefused(op, "input and output sizes differ")
+    if kind == "logistic" and y.zero_point[0] != -128:
+        raise OpRefused(op, "int8 logistic output must have zero point -128 (TFLM rejects it)")
+    mult, shift, radius = quant.sigmoid_params(x.scale[0])
+    _check_rq(op, [mult], [shift])
+    pn = f"{p}_op{op.index}"
+    decls = [c_struct("tg_sigmoid_params_t", pn, [
+        ("size", x.size), ("input_zero_point", x.zero_point[0]), ("input_range_radius", radius),
+        ("input_multiplier", mult), ("input_left_shift", shift),
+    ])]
+    fn = "tg_logistic_s8" if kind == "logistic" else "tg_tanh_s8"
+    xi, yi = x.index, y.index
+    return Step(op, (xi,), yi, decls, lambda r: f"{fn}(&{pn}, {r(xi)}, {r(yi)});",
+                inplace=(xi,), kernel=fn)
+
+
+# ---- ADD / MUL -----------------------------------------------------------------
+
+def broadcast_plan(a_shape, b_shape, out_shape):
+    """Broadcast description (rank, out_dims, a_strides, b_strides) or None if same shape."""
+    rank = max(len(a_shape), len(b_shape))
+    if rank > MAX_DIMS:
+        raise ValueError(f"rank {rank} > {MAX_DIMS}")
+    a = [1] * (rank - len(a_shape)) + list(a_shape)
+    b = [1] * (rank - len(b_shape)) + list(b_shape)
+    out = []
+    for da, db in zip(a, b):
+        if da != db and da != 1 and db != 1:
+            raise ValueError(f"shapes {tuple(a_shape)} and {tuple(b_shape)} do not broadcast")
+        out.append(max(da, db))
+    if list(out_shape) != out and [1] * (len(out) - len(out_shape)) + list(out_shape) != out:
+        raise ValueError(f"output shape {tuple(out_shape)} is not the broadcast shape {tuple(out)}")
+    if a == out and b == out:
+        return None
+
+    def strides(dims):
+        st, acc = [0] * rank, 1
+        for d in range(rank - 1, -1, -1):
+            st[d] = 0 if (dims[d] == 1 and out[d] != 1) else acc
+            acc *= dims[d]
+        return st
+
+    return rank, out, strides(a), strides(b)
+
+
+def _binary(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
+    a, b = _act_inputs(m, op, 2)
+    y = m.tensors[op.outputs[0]]
+    for t, what in ((a, "first input"), (b, "second input"), (y, "output")):
+        _need_int8_act(m, op, t, what)
+    try:
+        bc = broadcast_plan(a.shape, b.shape, y.shape)
+    except ValueError as exc:
+        raise OpRefused(op, str(exc)) from None
+    act_min, act_max = quant.activation_range(_activation(op), y.scale[0], y.zero_point[0])
+    if bc is None:
+        bfields = ("bcast", "{0, {0}, {0}, {0}}")
+    else:
+        rank, out, sa, sb = bc
+        bfields = ("bcast", "{%d, {%s}, {%s}, {%s}}" % (
+            rank, ", ".join(map(str, _pad_dims(out, 1))), ", ".join(map(str, _pad_dims(sa))),
+            ", ".join(map(str, _pad_dims(sb)))))
+    common = [("size", y.size), bfields, ("input1_offset", -a.zero_point[0]),
+              ("input2_offset", -b.zero_point[0]), ("output_offset", y.zero_point[0])]
+    pn = f"{p}_op{op.index}"
+    if kind == "add":
+        q = quant.add_params(a.scale[0], b.scale[0], y.scale[0])
+        fields = common + [(k, q[k]) for k in (
+            "left_shift", "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
+            "output_multiplier", "output_shift")]
+        ctype, fn = "tg_add_params_t", "tg_add_s8"
+    else:
+        mm, ss = quant.quantize_multiplier(float(a.scale[0]) * float(b.scale[0]) / float(y.scale[0]))
+        fields = common + [("output_multiplier", mm), ("output_shift", ss)]
+        ctype, fn = "tg_mul_params_t", "tg_mul_s8"
+    fields += [("act_min", act_min), ("act_max", act_max)]
+    got = dict(fields)
+    heads = [k[:-len("_multiplier")] for k in got if k.endswith("_multiplier")]
+    _check_rq(op, [got[h + "_multiplier"] for h in heads], [got[h + "_shift"] for h in heads])
+    decls = [c_struct(ctype, pn, fields)]
+    ai, bi, yi = a.index, b.index, y.index
+    reads = tuple(t.index for t in (a, b) if not t.is_constant)
+    consts = tuple(t.index for t in (a, b) if t.is_constant)
+    inplace = tuple(t.index for t in (a, b) if not t.is_constant and t.size == y.size)
+    return Step(op, reads, yi, decls, lambda r: f"{fn}(&{pn}, {r(ai)}, {r(bi)}, {r(yi)});",
+                inplace=inplace, const_inputs=consts, kernel=fn)
+
+
+# ---- RELU / RELU6 / QUANTIZE ---------------------------------------------------------
+
+def _unary_checks(m: TfliteModel, op: Operator):
+    x, y = _int8_io(m, op)
+    if x.size != y.size:
+        raise OpRefused(op, "input and output sizes differ")
+    return x, y
+
+
+def _relu(m: TfliteModel, op: Operator, p: str) -> Step:
+    x, y = _unary_checks(m, op)
+    # CalculateReluOpData: the scale ratio is a float32 division; the lower
+    # bound is the output zero point (roundf(0 / scale) == 0).
+    mult, shift = quant.quantize_multiplier(quant.f32(quant.f32(x.scale[0]) / quant.f32(y.scale[0])))
+    act_min = max(-128, y.zero_point[0])
+    return _requant_step(op, p, x, y, mult, shift, act_min, 127)
+
+
+def _quantize(m: TfliteModel, op: Operator, p: str) -> Step:
+    x, = _act_inputs(m, op, 1)
+    if x.dtype != "int8":
+        raise OpRefused(op, f"input is {x.dtype}; only int8 -> int8 requantization is supported")
+    x, y = _unary_checks(m, op)
+    mult, shift = quant.quantize_multiplier(float(x.scale[0]) / float(y.scale[0]))
+    return _requant_step(op, p, x, y, mult, shift, -128, 127)
+
+
+def _requant_step(op, p, x, y, mult, shift, act_min, act_max) -> Step:
+    _check_rq(op, [mult], [shift])
+    pn = f"{p}_op{op.index}"
+    decls = [c_struct("tg_requant_params_t", pn, [
+        ("size", x.size), ("input_zero_point", x.zero_point[0]), ("output_zero_point", y.zero_point[0]),
+        ("multiplier", mult), ("shift", shift), ("act_min", act_min), ("act_max", act_max),
+    ])]
+    xi, yi = x.index, y.index
+    return Step(op, (xi,), yi, decls, lambda r: f"tg_requantize_s8(&{pn}, {r(xi)}, {r(yi)});",
+                inplace=(xi,), kernel="tg_requantize_s8")
+
+
+def _relu6(m: TfliteModel, op: Operator, p: str) -> Step:
+    x, y = _unary_checks(m, op)
+    zp = x.zero_point[0]
+    six = quant.round_half_away(quant.f32(quant.f32(6.0) / quant.f32(x.scale[0]))) + zp
+    six = max(-128, min(127, six))
+    xi, yi, n = x.index, y.index, x.size
+    return Step(op, (xi,), yi, [], lambda r: f"tg_clamp_s8({n}, {zp}, {six}, {r(xi)}, {r(yi)});",
+                inplace=(xi,), kernel="tg_clamp_s8")
+
+
+# ---- PAD ------------------------------------------------------------------------------
+
+def _pad(m: TfliteModel, op: Operator, p: str) -> Step:
+    if len(op.inputs) != 2:
+        raise OpRefused(op, "PAD with a constant-value input (PADV2 form)")
+    x, y = _int8_io(m, op)
+    pads = m.tensors[op.inputs[1]]
+    if not pads.is_constant or pads.dtype != "int32":
+        raise OpRefused(op, "paddings must be a constant int32 tensor")
+    rank = len(x.shape)
+    if rank == 0 or rank > 5 or len(y.shape) != rank or pads.size != 2 * rank:
+        raise OpRefused(op, f"unsupported rank {rank}")
+    pv = np.asarray(pads.data).reshape(rank, 2)
+    if (pv < 0).any():
+        raise OpRefused(op, "negative padding")
+    # Python ints: an int32 sum of hostile paddings could wrap around to the right shape.
+    want = tuple(int(x.shape[i]) + int(pv[i, 0]) + int(pv[i, 1]) for i in range(rank))
+    if want != tuple(y.shape):
+        raise OpRefused(op, f"output shape {y.shape} is not input {x.shape} plus paddings")
+    pn = f"{p}_op{op.index}"
+    decls = [c_struct("tg_pad_params_t", pn, [
+        ("rank", rank), ("in_dims", _pad_dims(x.shape, 1)), ("out_dims", _pad_dims(y.shape, 1)),
+        ("before", _pad_dims([int(v) for v in pv[:, 0]])), ("out_size", y.size),
+        ("pad_value", y.zero_point[0]),
+    ])]
+    xi, yi = x.index, y.index
+    return Step(op, (xi,), yi, decls, lambda r: f"tg_pad_s8(&{pn}, {r(xi)}, {r(yi)});", kernel="tg_pad_s8")
+
+
+# ---- MEAN -------------------------------------------------------------------------------
+
+def _mean(m: TfliteModel, op: Operator, p: str) -> Step:
+    x, y = _int8_io(m, op)
+    axis_t = m.tensors[op.inputs[1]]
+    if not axis_t.is_constant or axis_t.dtype != "int32":
+        raise OpRefused(op, "axis must be a constant int32 tensor")
+    rank = len(x.shape)
+    if rank == 0 or rank > MAX_DIMS:
+        raise OpRefused(op, f"unsupported rank {rank}")
+    axes: list[int] = []
+    for a in np.asarray(axis_t.data).reshape(-1):
+        a = int(a) + (rank if int(a) < 0 else 0)
+        if not 0 <= a < rank:
+            raise OpRefused(op, f"axis {a} out of range")
+        if a not in axes:
+            axes.append(a)
+    keep = bool(op.options.get("keepDims", False))
+    kept = [d for d in range(rank) if d not in axes]
+    want = tuple(1 if d in axes else x.shape[d] for d in range(rank)) if keep else tuple(x.shape[d] for d in kept)
+    if tuple(y.shape) != want and _size(y.shape) != _size(want):
+        raise OpRefused(op, f"output shape {y.shape} does not match the reduction {want}")
+    strides = [1] * rank
+    for d in range(rank - 2, -1, -1):
+        strides[d] = strides[d + 1] * x.shape[d + 1]
+    red = sorted(axes)
+    num = int(np.prod([x.shape[d] for d in red])) if red else 1
+    # The kernel sums num int8 values in int32, then subtracts zero_point * num.
+    _check_index_range(op, "reduced values x 256", num, 256)
+    mult, shift = quant.mean_multiplier(x.scale[0], y.scale[0], num)
+    _check_rq(op, [mult], [shift])
+    pn = f"{p}_op{op.index}"
+    decls = [c_struct("tg_mean_params_t", pn, [
+        ("kept_rank", len(kept)), ("kept_dims", _pad_dims([x.shape[d] for d in kept], 1)),
+        ("kept_strides", _pad_dims([strides[d] for d in kept])),
+        ("red_rank", len(red)), ("red_dims", _pad_dims([x.shape[d] for d in red], 1)),
+        ("red_strides", _pad_dims([strides[d] for d in red])), ("num_reduced", num),
+        ("input_zero_point", x.zero_point[0]), ("output_zero_point", y.zero_point[0]),
+        ("multiplier", mult), ("shift", shift),
+    ])]
+    xi, yi = x.index, y.index
+    return Step(op, (xi,), yi, decls, lambda r: f"tg_mean_s8(&{pn}, {r(xi)}, {r(yi)});", kernel="tg_mean_s8")
+
+
+# ---- CONCATENATION ----------------------------------------------------------------------
+
+def _concat(m: TfliteModel, op: Operator, p: str) -> Step:
+    if len(op.outputs) != 1 or not op.inputs or any(i < 0 for i in op.inputs):
+        raise OpRefused(op, "bad inputs/outputs")
+    ins = [m.tensors[i] for i in op.inputs]
+    y = m.tensors[op.outputs[0]]
+    _need_int8_act(m, op, y, "output")
+    if _activation(op) != "NONE":
+        raise OpRefused(op, "fused activation on CONCATENATION")
+    rank = len(y.shape)
+    axis = int(op.options.get("axis", 0))
+    axis += rank if axis < 0 else 0
+    if not 0 <= axis < rank:
+        raise OpRefused(op, f"axis {axis} out of range")
+    total = 0
+    for t in ins:
+        _need_int8_act(m, op, t, "input")
+        if t.scale[0] != y.scale[0] or t.zero_point[0] != y.zero_point[0]:
+            raise OpRefused(op, "inputs need the output's scale and zero point (TFLM rejects it)")
+        if len(t.shape) != rank or any(t.shape[d] != y.shape[d] for d in range(rank) if d != axis):
+            raise OpRefused(op, f"input shape {t.shape} does not fit output {y.shape} along axis {axis}")
+        total += t.shape[axis]
+    if total != y.shape[axis]:
+        raise OpRefused(op, "input sizes along the axis do not add up to the output")
+    outer = int(np.prod(y.shape[:axis])) if axis else 1
+    inner = [int(np.prod(t.shape[axis:])) for t in ins]
+    pn = f"{p}_op{op.index}_inner"
+    decls = [c_int_array("int32_t", pn, inner)]
+    idxs = [t.index for t in ins]
+    yi = y.index
+    n = len(ins)
+
+    def render(r: Ref) -> str:
+        lst = ", ".join(r(i) for i in idxs)
+        return ("{\n        const int8_t *const ins[%d] = {%s};\n"
+                "        tg_concat_s8(%d, %d, ins, %s, %s);\n    }" % (n, lst, outer, n, pn, r(yi)))
+
+    reads = tuple(dict.fromkeys(t.index for t in ins if not t.is_constant))
+    consts = tuple(dict.fromkeys(t.index for t in ins if t.is_constant))
+    return Step(op, reads, yi, decls, render, const_inputs=consts, kernel="tg_concat_s8")
+
+
+def _dequantize(m: TfliteModel, op: Operator, p: str) -> Step:
+    y = m.tensors[op.outputs[0]] if op.outputs else None
+    raise OpRefused(op, f"output is {y.dtype if y is not None else '?'}; the compiled runtime computes int8 only")
+
+
+_LOWER = {
+    "FULLY_CONNECTED": _fully_connected,
+    "CONV_2D": lambda m, op, p: _conv(m, op, p, False),
+    "DEPTHWISE_CONV_2D": lambda m, op, p: _conv(m, op, p, True),
+    "AVERAGE_POOL_2D": lambda m, op, p: _pool(m, op, p, "avg"),
+    "MAX_POOL_2D": lambda m, op, p: _pool(m, op, p, "max"),
+    "RESHAPE": _reshape,
+    "SOFTMAX": _softmax,
+    "ADD": lambda m, op, p: _binary(m, op, p, "add"),
+    "MUL": lambda m, op, p: _binary(m, op, p, "mul"),
+    "LOGISTIC": lambda m, op, p: _sigmoid(m, op, p, "logistic"),
+    "TANH": lambda m, op, p: _sigmoid(m, op, p, "tanh"),
+    "RELU": _relu,
+    "RELU6": _relu6,
+    "PAD": _pad,
+    "MEAN": _mean,
+    "CONCATENATION": _concat,
+    "QUANTIZE": _quantize,
+    "DEQUANTIZE": _dequantize,
+}
+
+
+def lower_op(m: TfliteModel, op: Operator, prefix: str) -> Step:
+    fn = _LOWER.get(op.opcode)
+    if fn is None:
+        raise OpRefused(op, "no compiled kernel")
+    try:
+        return fn(m, op, prefix)
+    except OpRefused:
+        raise
+    except UnsupportedModel as exc:  # a parameter TFLM's Prepare would also reject
+        raise OpRefused(op, str(exc)) from None
+    except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:
+        raise OpRefused(op, f"malformed operator ({type(exc).__name__}: {exc})") from None
+
+
+def lower(m: TfliteModel, prefix: str = "tg") -> list[Step]:
+    return [lower_op(m, op, prefix) for op in m.operators]

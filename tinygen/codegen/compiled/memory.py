@@ -1,0 +1,221 @@
+"""Static memory plan for the compiled runtime.
+
+Every non-constant tensor gets a place:
+
+* ``"input"``  -- the caller's input buffer (the model input, and RESHAPE views
+  of it): read in place, never copied into the arena;
+* ``"output"`` -- the caller's output buffer (the model output, and tensors
+  it is a RESHAPE view of): the last kernel writes straight into it;
+* ``"arena"``  -- an offset in the one static arena.
+
+Tensors that can share bytes are grouped into buffers first: a RESHAPE output
+is a view of its input, and an elementwise op (RELU, RELU6, QUANTIZE,
+LOGISTIC, TANH, SOFTMAX, non-broadcast ADD/MUL) writes over its input when
+nothing reads that input afterwards.  Arena buffers are then placed greedily,
+largest first, each at the lowest 16-byte-aligned offset that does not
+overlap a buffer alive at the same time (lifetimes are closed op-index
+intervals, so an op's inputs and output never overlap unless the op is one
+of the in-place ones above).
+
+A kernel's scratch buffer (``Step.scratch`` bytes, e.g. the im2col columns of
+CONV_2D) is one more arena buffer, alive only while its op runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinygen.common.errors import DoesNotFit
+from tinygen.tflite.model import TfliteModel
+
+ALIGN = 16
+
+
+@dataclass(frozen=True)
+class TensorPlacement:
+    index: int  # tensor index in the model
+    name: str
+    offset: int  # byte offset in the arena; -1 when location != "arena"
+    size: int  # bytes
+    first_op: int  # op that writes it (0 for the model input)
+    last_op: int  # last op that reads it (the last op for the model output)
+    location: str  # "arena" | "input" | "output"
+    buffer: int  # tensors with the same buffer id share bytes
+
+
+@dataclass(frozen=True)
+class ScratchPlacement:
+    op: int  # operator index
+    offset: int  # byte offset in the arena
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    tensors: tuple[TensorPlacement, ...]
+    peak_bytes: int  # arena size: highest offset + size over arena tensors and scratch buffers
+    alignment: int = ALIGN
+    scratch: tuple[ScratchPlacement, ...] = ()
+
+    def scratch_for(self, op_index: int) -> ScratchPlacement | None:
+        for s in self.scratch:
+            if s.op == op_index:
+                return s
+        return None
+
+    @property
+    def scratch_bytes(self) -> int:
+        return max((s.size for s in self.scratch), default=0)
+
+    def placement(self, tensor_index: int) -> TensorPlacement:
+        for t in self.tensors:
+            if t.index == tensor_index:
+                return t
+        raise KeyError(tensor_index)
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.peak_bytes
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+class _Buffers:
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+
+    def add(self, t: int) -> None:
+        self.parent.setdefault(t, t)
+
+    def find(self, t: int) -> int:
+        while self.parent[t] != t:
+            self.parent[t] = self.parent[self.parent[t]]
+            t = self.parent[t]
+        return t
+
+    def union(self, keep: int, other: int) -> None:
+        self.parent[self.find(other)] = self.find(keep)
+
+
+def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
+    """Plan memory for lowered steps. Returns (plan, {op index: aliased})."""
+    n_ops = len(steps)
+    in_t, out_t = model.inputs[0], model.outputs[0]
+    first: dict[int, int] = {in_t: 0}
+    last: dict[int, int] = {in_t: 0}
+    for i, st in enumerate(steps):
+        first.setdefault(st.output, i)
+        last.setdefault(st.output, i)
+        for t in st.reads:
+            last[t] = max(last.get(t, i), i)
+    last[out_t] = n_ops - 1
+    size = {t: model.tensors[t].nbytes for t in first}
+
+    bufs = _Buffers()
+    for t in first:
+        bufs.add(t)
+    loc = {t: "arena" for t in first}
+    loc[in_t] = "input"
+    loc[out_t] = "output"
+
+    def group_last(root: int) -> int:
+        return max(last[t] for t in first if bufs.find(t) == root)
+
+    aliased: dict[int, bool] = {}
+    for i, st in enumerate(steps):
+        y = st.output
+        if st.alias is not None:
+            a, b = bufs.find(st.alias), bufs.find(y)
+            la, lb = loc[a], loc[b]
+            if la == "arena" or lb == "arena" or la == lb:
+                keep_loc = la if la != "arena" else lb
+                bufs.union(a, b)
+                loc[bufs.find(a)] = keep_loc
+                aliased[st.op.index] = True
+                continue
+            aliased[st.op.index] = False
+            continue
+        if y == out_t:
+            continue
+        for x in st.inplace:
+            r = bufs.find(x)
+            if loc[r] != "arena" or size[x] != size[y]:
+                continue
+            if group_last(r) != i:
+                continue
+            bufs.union(r, y)
+            break
+
+    # Buffers: size, lifetime.
+    groups: dict[int, list[int]] = {}
+    for t in first:
+        groups.setdefault(bufs.find(t), []).append(t)
+    info = {}
+    for r, members in groups.items():
+        info[r] = (max(size[t] for t in members), min(first[t] for t in members),
+                   max(last[t] for t in members))
+
+    # Scratch buffers: keys after every tensor index, alive during their op only.
+    scratch_key: dict[int, int] = {}
+    base = max(first, default=0) + 1
+    for i, st in enumerate(steps):
+        if getattr(st, "scratch", 0) > 0:
+            key = base + i
+            scratch_key[key] = st.op.index
+            info[key] = (int(st.scratch), i, i)
+
+    offsets: dict[int, int] = {}
+    placed: list[tuple[int, int, int, int]] = []
+    arena_roots = [r for r in groups if loc[r] == "arena"] + list(scratch_key)
+    for r in sorted(arena_roots, key=lambda r: (-info[r][0], info[r][1], r)):
+        sz, f, l = info[r]
+        conflicts = sorted((o, s) for (o, s, pf, pl) in placed if not (pl < f or pf > l))
+        cand = 0
+        for o, s in conflicts:
+            if cand + sz <= o:
+                break
+            cand = max(cand, _align(o + s))
+        offsets[r] = cand
+        placed.append((cand, sz, f, l))
+    peak = max((o + s for (o, s, _, _) in placed), default=0)
+    if peak > 2**31 - 1:
+        # Arena offsets are int32 arithmetic in the emitted C; no microcontroller has this much.
+        raise DoesNotFit(f"the compiled runtime's arena would be {peak} bytes; the model is far too large")
+
+    # Sanity: no two arena buffers alive at once overlap.
+    for i1, (o1, s1, f1, l1) in enumerate(placed):
+        for (o2, s2, f2, l2) in placed[i1 + 1:]:
+            if not (l1 < f2 or l2 < f1) and o1 < o2 + s2 and o2 < o1 + s1:
+                raise AssertionError("memory plan overlap")
+
+    order = sorted(first, key=lambda t: (first[t], t))
+    placements = tuple(
+        TensorPlacement(
+            index=t, name=model.tensors[t].name, offset=offsets.get(bufs.find(t), -1), size=size[t],
+            first_op=first[t], last_op=last[t], location=loc[bufs.find(t)], buffer=bufs.find(t),
+        )
+        for t in order
+    )
+    scratch = tuple(ScratchPlacement(op=scratch_key[k], offset=offsets[k], size=info[k][0])
+                    for k in sorted(scratch_key))
+    return MemoryPlan(placements, peak, scratch=scratch), aliased
+
+
+def memory_table(plan: MemoryPlan) -> list[dict]:
+    """Rows for ``tinygen inspect --runtime compiled``: one per non-constant tensor."""
+    rows = []
+    for t in plan.tensors:
+        shares = [o.index for o in plan.tensors if o.buffer == t.buffer and o.index != t.index]
+        rows.append({
+            "tensor": t.index,
+            "name": t.name,
+            "location": t.location,
+            "offset": t.offset if t.location == "arena" else None,
+            "size": t.size,
+            "first_op": t.first_op,
+            "last_op": t.last_op,
+            "shares_with": shares,
+        })
+    return rows

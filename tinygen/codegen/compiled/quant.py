@@ -1,0 +1,188 @@
+"""Quantization parameters exactly as TFLM's int8 kernels compute them in Prepare.
+
+TFLM computes multipliers, shifts, activation ranges and input radii with
+float/double arithmetic once, in each kernel's Prepare.  The compiled runtime
+does that here, in Python, reproducing every float32 / float64 step so that the
+integers are identical:
+
+* scales in a .tflite are float32; Python floats hold them exactly;
+* ``f32(...)`` rounds an intermediate to float32 where the C++ code computes
+  in ``float`` (for example ``input->params.scale * filter->params.scale``);
+* ``std::round`` rounds half away from zero (:func:`round_half_away`).
+
+The integer kernels use the "double rounding" MultiplyByQuantizedMultiplier
+(gemmlowp SaturatingRoundingDoublingHighMul + RoundingDivideByPOT), which is
+what the tflite_micro wheel is built with (TFLITE_SINGLE_ROUNDING unset);
+tests/test_compiled_ops.py checks that against the interpreter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinygen.common.errors import UnsupportedModel
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+def f32(x: float) -> float:
+    """Round a Python float to float32 (as a C++ ``float`` intermediate)."""
+    return float(np.float32(x))
+
+
+def round_half_away(x: float) -> int:
+    """std::round / roundf: nearest integer, halves away from zero."""
+    if x >= 0:
+        r = math.floor(x)
+        return int(r + 1) if x - r >= 0.5 else int(r)
+    return -round_half_away(-x)
+
+
+def quantize_multiplier(m: float) -> tuple[int, int]:
+    """TFLite QuantizeMultiplier (double-rounding build): (multiplier, shift).
+
+    ``m ~= multiplier * 2^(shift - 31)``; shift > 0 means a left shift.
+    """
+    if m == 0.0:
+        return 0, 0
+    if not math.isfinite(m) or m < 0:
+        raise UnsupportedModel(f"quantization multiplier {m!r} is not a finite non-negative number")
+    q, shift = math.frexp(m)
+    q_fixed = round_half_away(q * (1 << 31))
+    if q_fixed > (1 << 31):
+        raise UnsupportedModel(f"quantization multiplier {m!r} cannot be represented")
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift = 0
+        q_fixed = 0
+    if shift > 30:
+        # The double-rounding kernels would shift a 32-bit value left by more
+        # than 30 bits; no sane int8 model gets here.
+        raise UnsupportedModel(f"quantization multiplier {m!r} is too large (shift {shift})")
+    return int(q_fixed), int(shift)
+
+
+def quantize_float(value: float, scale: float, zero_point: int) -> int:
+    """kernel_util.cc Quantize(): zero_point + (int)roundf(value / scale) in float32."""
+    tmp = round_half_away(f32(f32(value) / f32(scale)))
+    return zero_point + tmp
+
+
+def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for an int8 output."""
+    qmin, qmax = INT8_MIN, INT8_MAX
+    if activation == "NONE":
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, quantize_float(0.0, scale, zero_point)), qmax
+    if activation == "RELU6":
+        return (max(qmin, quantize_float(0.0, scale, zero_point)),
+                min(qmax, quantize_float(6.0, scale, zero_point)))
+    if activation == "RELU_N1_TO_1":
+        return (max(qmin, quantize_float(-1.0, scale, zero_point)),
+                min(qmax, quantize_float(1.0, scale, zero_point)))
+    raise UnsupportedModel(f"fused activation {activation} has no int8 kernel")
+
+
+def conv_channel_multipliers(input_scale: float, filter_scales, output_scale: float,
+                             channels: int) -> tuple[list[int], list[int]]:
+    """PopulateConvolutionQuantizationParams: per-channel, in double."""
+    mults, shifts = [], []
+    for c in range(channels):
+        fs = filter_scales[c] if len(filter_scales) > 1 else filter_scales[0]
+        m, s = quantize_multiplier(float(input_scale) * float(fs) / float(output_scale))
+        mults.append(m)
+        shifts.append(s)
+    return mults, shifts
+
+
+def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
+    """GetQuantizedConvolutionMultipler: the scale product is a float32."""
+    return quantize_multiplier(f32(input_scale * filter_scale) / float(output_scale))
+
+
+def input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 31) -> int:
+    """CalculateInputRadius (non-emulated float path)."""
+    if left_shift < 0:
+        raise UnsupportedModel(f"input left shift {left_shift} is negative; scale is out of range")
+    v = ((1 << integer_bits) - 1) * (1 << (total_signed_bits - integer_bits)) / (1 << left_shift)
+    return int(math.floor(v))
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """(input_multiplier, input_left_shift, diff_min) for int8 SOFTMAX."""
+    integer_bits = 5
+    real = min(float(beta) * float(input_scale) * float(1 << (31 - integer_bits)), float((1 << 31) - 1))
+    if real <= 1.0:
+        raise UnsupportedModel(f"softmax input scale {input_scale} x beta {beta} is too small")
+    mult, shift = quantize_multiplier(real)
+    diff_min = -input_radius(integer_bits, shift)
+    return mult, shift, diff_min
+
+
+def sigmoid_params(input_scale: float) -> tuple[int, int, int]:
+    """(input_multiplier, input_left_shift, input_range_radius) for int8 LOGISTIC/TANH."""
+    integer_bits = 4
+    real = float(input_scale) * float(1 << (31 - integer_bits))
+    q, shift = math.frexp(real)
+    mult = round_half_away(q * (1 << 31))
+    if mult >= (1 << 31) or shift < 0 or shift > 30:
+        raise UnsupportedModel(f"logistic/tanh input scale {input_scale} is out of the supported range")
+    return mult, shift, input_radius(integer_bits, shift)
+
+
+def add_params(s1: float, s2: float, so: float) -> dict:
+    """CalculateOpDataAdd for int8 (left_shift 20)."""
+    left_shift = 20
+    twice_max = 2.0 * float(max(f32(s1), f32(s2)))
+    r1 = float(s1) / twice_max
+    r2 = float(s2) / twice_max
+    ro = twice_max / (float(1 << left_shift) * float(so))
+    out = {"left_shift": left_shift}
+    for key, r in (("input1", r1), ("input2", r2), ("output", ro)):
+        if not 0.0 < r < 1.0:
+            raise UnsupportedModel(f"ADD rescale factor {r} is out of range (scales {s1}, {s2} -> {so})")
+        m, s = quantize_multiplier(r)
+        if s > 0:
+            raise UnsupportedModel(f"ADD rescale factor {r} is out of range")
+        out[key + "_multiplier"] = m
+        out[key + "_shift"] = s
+    return out
+
+
+def mean_multiplier(input_scale: float, output_scale: float, num_elements: int) -> tuple[int, int]:
+    """QuantizedMeanOrSum: QuantizeMultiplier(in/out) then the division by the count."""
+    mult, shift = quantize_multiplier(float(input_scale) / float(output_scale))
+    if num_elements <= 0:
+        raise UnsupportedModel("MEAN over an empty axis")
+    s = num_elements.bit_length() - 1  # 63 - clz64(num)
+    s = min(s, 32)
+    s = min(s, 31 + shift)  # >= 0: QuantizeMultiplier never returns a shift below -31
+    mult = (mult << s) // num_elements  # C++ int64 division; both operands non-negative
+    if mult > (1 << 31) - 1:
+        raise UnsupportedModel("MEAN multiplier out of range")
+    return int(mult), int(shift - s)
+
+
+def fast_requant_constants(bounds, mults, shifts) -> list[int] | None:
+    """Constants of the kernels' fast requantization (see tg_kernels.h), or None.
+
+    ``bounds[i]`` bounds |accumulator| of every value channel i (or, per-tensor,
+    every channel) can produce. Per channel: multiplier, (left + 1) | (right << 8),
+    rounding term 2^(right - 1) (0 if right == 0). SMMULR on ``acc << (left + 1)``
+    equals the double-rounding SaturatingRoundingDoublingHighMul(acc << left,
+    multiplier) only when that shift cannot overflow int32, i.e. bound * 2^(left + 1) < 2^31; if any
+    channel fails that, None (the kernels' generic path)."""
+    out: list[int] = []
+    for b, m, s in zip(bounds, mults, shifts):
+        left, right = max(int(s), 0), max(-int(s), 0)
+        if not (0 <= int(m) < 2**31) or right > 31:
+            return None
+        if int(b) * (1 << (left + 1)) > 2**31 - 1:
+            return None
+        out += [int(m), (left + 1) | (right << 8), (1 << (right - 1)) if right else 0]
+    return out

@@ -1,0 +1,228 @@
+"""The build pipeline up to the plan: source -> int8 model -> analysis -> reference -> Plan.
+
+Nothing here writes into the output directory; :mod:`tinygen.codegen.render` turns the
+plan into file contents and :mod:`tinygen.codegen.project` writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from tinygen.analysis import ops as an
+from tinygen.codegen import fc_rewrite as rewrite
+from tinygen.common.errors import DoesNotFit, TinygenError
+from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
+from tinygen.tflite.int8 import check_int8
+from tinygen.tflite.model import TfliteModel, parse_model
+from tinygen.intake.sources import Source, convert, float_predictions
+from tinygen.analysis.vectors import dequantize, quantize_input, quality
+
+DEFAULT_VECTORS = 32
+RUNTIMES = ("tflm", "compiled")
+
+
+@dataclass
+class Plan:
+    board: dict
+    runtime: str
+    name: str  # C-identifier-safe model name
+    model: TfliteModel = field(repr=False)
+    analysis: an.Analysis = field(repr=False)
+    arena: ArenaInfo
+    source: str
+    task: str
+    quantization_note: str
+    vectors: dict = field(repr=False)
+    quality: dict
+    budget: dict
+    compiled: dict | None = field(default=None, repr=False)  # {"files": {...}, "peak_bytes": int, "plan": obj}
+    tflm_dir: str | None = None
+
+
+def c_identifier(name: str) -> str:
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_").lower() or "model"
+    ident = re.sub(r"_+", "_", ident)
+    if ident[0].isdigit():
+        ident = "m_" + ident
+    return ident[:48]
+
+
+def _kind(est: dict, key: str) -> str:
+    return "measured" if key in est.get("measured", {}).get("keys", []) else "estimate"
+
+
+def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo,
+                 compiled_peak: int | None) -> list[dict]:
+    """Where the flash and RAM go, part by part, each marked exact (from the model), measured (by
+    tests/test_board_truth.py against the real core and library) or estimate (what no tree here can
+    link: mbed-os, ESP-IDF)."""
+    est = board["estimates"]
+    io_bytes = model.input_tensor().nbytes + model.output_tensor().nbytes
+
+    def part(name, flash, ram, kind):
+        return {"part": name, "flash_bytes": int(flash), "ram_bytes": int(ram), "kind": kind}
+
+    if runtime == "tflm":
+        parts = [part("model flatbuffer", len(model.raw), 0, "exact"),
+                 part("TFLM arena + I/O", 0, arena.recommended_bytes + io_bytes, "exact")]
+        op_sizes = est.get("tflm_op_flash")
+        parts.append(part("TFLM runtime" + (" base" if op_sizes else ""), est["tflm_flash"], est["tflm_ram"],
+                          _kind(est, "tflm_flash")))
+        if op_sizes:
+            ops = sorted(set(model.op_names))
+            known = [op for op in ops if op in op_sizes]
+            if known:
+                parts.append(part(f"TFLM kernels ({', '.join(known)})", sum(op_sizes[op] for op in known), 0,
+                                  _kind(est, "tflm_op_flash")))
+            unknown = [op for op in ops if op not in op_sizes]
+            if unknown:
+                parts.append(part(f"TFLM kernels ({', '.join(unknown)})",
+                                  len(unknown) * max(op_sizes.values()), 0, "estimate"))
+    else:
+        weights = sum(t.nbytes for t in model.tensors if t.is_constant)
+        parts = [part("weights", weights, 0, "exact"),
+                 part("compiled arena + I/O", 0, (compiled_peak or 0) + io_bytes, "exact"),
+                 part("compiled runtime", est["compiled_flash"], est["compiled_ram"], _kind(est, "compiled_flash"))]
+    if "core_flash" in est:
+        parts.append(part(est.get("core_name", "framework core"), est["core_flash"], est["core_ram"],
+                          _kind(est, "core_flash")))
+        parts.append(part(est.get("os_name", "OS"), est["os_flash"], est["os_ram"], _kind(est, "os_flash")))
+    else:
+        parts.append(part(est.get("framework_name", "framework"), est["framework_flash"], est["framework_ram"],
+                          _kind(est, "framework_flash")))
+    return parts
+
+
+def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None) -> dict:
+    parts = budget_parts(board, runtime, model, arena, compiled_peak)
+    flash = sum(p["flash_bytes"] for p in parts)
+    ram = sum(p["ram_bytes"] for p in parts)
+
+    def by_kind(key: str, kind: str) -> int:
+        return sum(p[key] for p in parts if p["kind"] == kind)
+
+    return {"flash_bytes": int(flash), "flash_budget": int(board["flash_bytes"]),
+            "ram_bytes": int(ram), "ram_budget": int(board["ram_bytes"]),
+            "fits": flash <= board["flash_bytes"] and ram <= board["ram_bytes"],
+            "flash_estimated_bytes": by_kind("flash_bytes", "estimate"),
+            "ram_estimated_bytes": by_kind("ram_bytes", "estimate"),
+            "parts": parts}
+
+
+def budget_note(b: dict) -> str:
+    """One line: which parts of a budget are estimates (the rest is exact or measured)."""
+    est = [p["part"] for p in b.get("parts", []) if p["kind"] == "estimate"]
+    return ("estimated: " + ", ".join(est)) if est else "no estimated parts"
+
+
+def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
+    b = plan_budget
+    problems = []
+    if b["flash_bytes"] > b["flash_budget"]:
+        problems.append(f"flash {b['flash_bytes']:,} B > {b['flash_budget']:,} B")
+    if b["ram_bytes"] > b["ram_budget"]:
+        problems.append(f"RAM {b['ram_bytes']:,} B > {b['ram_budget']:,} B")
+    if problems:
+        raise DoesNotFit(f"model does not fit {board['id']} with the {runtime} runtime: "
+                         f"{'; '.join(problems)} (model + runtime + framework; {budget_note(b)}); "
+                         "use a smaller model" + (" or --runtime compiled" if runtime == "tflm" else ""))
+
+
+def infer_task(src: Source, out_shape: tuple[int, ...]) -> str:
+    if src.task != "unknown":
+        return src.task
+    y = src.y_test
+    if y is not None and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype, np.integer) \
+            and int(np.prod(out_shape)) > 1:
+        return "classification"
+    return "regression" if int(np.prod(out_shape)) <= 1 or y is not None else "unknown"
+
+
+def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAULT_VECTORS, seed: int = 0,
+              progress: Callable[[str], None] = lambda s: None, tflm_dir: str | None = None) -> Plan:
+    if runtime not in board["runtimes"]:
+        raise TinygenError(f"board {board['id']} does not support --runtime {runtime}; "
+                           f"choose one of: {', '.join(board['runtimes'])}")
+    per_channel_dense = bool(board.get("tflm", {}).get("per_channel_fully_connected", False)) \
+        if runtime == "tflm" else True
+    if src.tflite is not None:
+        raw = src.tflite
+        note = "int8 .tflite used as is"
+        if runtime == "tflm":
+            # A user's per-channel FULLY_CONNECTED becomes CONV_2D 1x1 where the library computes FC
+            # per-tensor; the reference below stays the user's own model and the rewrite must match it.
+            raw, rewrite_note = rewrite.for_board(raw, board)
+            if rewrite_note:  # the build stops below unless the check holds
+                note = f"{rewrite_note}, bit-exact with the original on tflite_micro (checked)"
+    else:
+        # Models we convert ourselves get per-tensor Dense weights instead of the rewrite: exact as
+        # well, and the model keeps the library's FULLY_CONNECTED kernel (the fastest path, no
+        # RESHAPE copies) and the op set the budgets were measured with.
+        progress("quantizing to int8 (TFLite converter)")
+        raw = convert(src, per_channel_dense)
+        note = ("Dense per-channel (runtime computes per-channel FULLY_CONNECTED exactly)" if per_channel_dense
+                else "Dense per-tensor (the board's TFLM library computes per-tensor FULLY_CONNECTED only)")
+    rewritten = src.tflite is not None and raw is not src.tflite
+    m = parse_model(raw, src.name)
+    check_int8(m, src.name)
+    if runtime == "tflm":
+        an.check_tflm_ops(m, src.name)
+        if src.tflite is not None and an.dense_per_channel(m) and not per_channel_dense:
+            raise TinygenError(
+                f"{src.name} has per-channel FULLY_CONNECTED weights in a form tinygen cannot rewrite to CONV_2D, "
+                f"which {board['id']}'s TFLM library ({rewrite.library_name(board)}) computes wrongly; re-convert "
+                "with per-tensor Dense quantization (pass the .keras model instead) or use --runtime compiled")
+    compiled = None
+    if runtime == "compiled":
+        from tinygen.codegen.compiled import check_supported, emit, kernel_sources, plan_memory
+
+        check_supported(m)
+        cplan = plan_memory(m)
+        compiled = {"files": emit(m), "kernels": kernel_sources(), "peak_bytes": cplan.peak_bytes,
+                    "plan": cplan}
+    analysis = an.analyze(m)
+    progress("measuring the TFLM arena (tflite_micro, bisection)")
+    arena = measure_arena(raw, m, src.name)
+
+    in_t, out_t = m.input_tensor(), m.output_tensor()
+    in_scale, in_zp = in_t.scale[0], in_t.zero_point[0]
+    out_scale, out_zp = out_t.scale[0], out_t.zero_point[0]
+    rng = np.random.default_rng(seed)
+    if src.x_test is not None:
+        x_float = np.asarray(src.x_test, dtype=np.float32)
+        q_in = quantize_input(x_float, in_scale, in_zp).reshape((len(x_float),) + in_t.shape)
+    else:
+        x_float = None
+        q_in = rng.integers(-128, 128, size=(max(n_vectors, 1),) + in_t.shape, dtype=np.int16).astype(np.int8)
+    progress("running the tflite_micro reference on held-out data")
+    if rewritten:
+        # Outputs do not depend on the arena size; the original's own need is not measured.
+        ref_arena = max(2 * arena.recommended_bytes, 1 << 20)
+        q_out = run_reference(src.tflite, q_in, src.name, arena_bytes=ref_arena)
+        progress("checking the CONV_2D rewrite against the original (tflite_micro, bit-exact)")
+        rewrite.check_equivalent(src.tflite, raw, q_in, q_out, src.name, board, arena_bytes=ref_arena)
+    else:
+        q_out = run_reference(raw, q_in, src.name, arena_bytes=arena.recommended_bytes)
+    float_out = float_predictions(src, x_float) if x_float is not None else None
+    if float_out is not None:
+        float_out = float_out.reshape((len(float_out),) + out_t.shape)
+    task = infer_task(src, out_t.shape)
+    qual = quality(task, dequantize(q_out, out_scale, out_zp), float_out, src.y_test) \
+        if (float_out is not None or src.y_test is not None) else {"task": task}
+
+    n = min(n_vectors, len(q_in))
+    vec = {"inputs": q_in[:n], "outputs": q_out[:n].astype(np.int8)}
+    if x_float is not None:
+        vec["float_inputs"] = x_float[:n].reshape((n,) + in_t.shape).astype(np.float32)
+    if float_out is not None:
+        vec["float_outputs"] = float_out[:n].astype(np.float32)
+    if task == "classification" and src.y_test is not None:
+        vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
+    plan_budget = budget(board, runtime, m, arena, compiled["peak_bytes"] if compiled else None)
+    description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
+    return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
+                vec, qual, plan_budget, compiled, tflm_dir)

@@ -1,0 +1,151 @@
+"""Plan -> {relative path: bytes}.  Pure: reads templates and firmware sources, writes nothing.
+
+Same plan, same bytes: no timestamps, sorted keys, fixed zip dates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+
+from tinygen.common.version import VERSION as __version__
+from tinygen.common import escape
+from tinygen.codegen import protocol_header
+from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
+from tinygen.common.boards import is_emulated
+from tinygen.common.paths import firmware_dir, templates_dir
+from tinygen.codegen.plan import Plan
+from tinygen.codegen.project import MANIFEST_VERSION
+from tinygen.analysis.vectors import npz_bytes
+
+
+
+def _env() -> jinja2.Environment:
+    # autoescape is HTML escaping, wrong for C and ini: every variable that can carry user text
+    # goes through the filter for its context (tinygen/common/escape.py) instead.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters.update(escape.FILTERS)
+    return env
+
+
+def hex_array(data: bytes, per_line: int = 12) -> str:
+    lines = []
+    for i in range(0, len(data), per_line):
+        lines.append("  " + " ".join(f"0x{b:02x}," for b in data[i: i + per_line]))
+    return "\n".join(lines)
+
+
+def _copy_dir(out: dict[str, bytes], src: Path, dest: str) -> None:
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            out[f"{dest}/{p.relative_to(src).as_posix()}"] = p.read_bytes()
+
+
+def manifest(plan: Plan) -> dict:
+    m = plan.model
+    it, ot = m.input_tensor(), m.output_tensor()
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "tinygen_version": __version__,
+        "board": plan.board["id"],
+        "runtime": plan.runtime,
+        "name": plan.name,
+        "source": plan.source,
+        "task": plan.task,
+        "model_sha256": m.sha256,
+        "model_file": "model.tflite",
+        "model_bytes": len(m.raw),
+        "input": {"shape": list(it.shape), "dtype": it.dtype, "scale": it.scale[0], "zero_point": it.zero_point[0]},
+        "output": {"shape": list(ot.shape), "dtype": ot.dtype, "scale": ot.scale[0], "zero_point": ot.zero_point[0]},
+        "ops": plan.analysis.ops,
+        "params": plan.analysis.params,
+        "macs": plan.analysis.macs,
+        "arena": plan.arena.as_dict(),
+        "compiled_arena_bytes": plan.compiled["peak_bytes"] if plan.compiled else None,
+        "quantization": plan.quantization_note,
+        "quality": plan.quality,
+        "budget": plan.budget,
+        "vectors": {"file": "vectors/reference.npz", "count": int(len(plan.vectors["inputs"]))},
+        "serial": {"baud": plan.board["serial"]["baud"]},
+    }
+
+
+def render(plan: Plan) -> dict[str, bytes]:
+    env = _env()
+    m, board, a = plan.model, plan.board, plan.analysis
+    emulated = is_emulated(board)
+    lib_deps: list[str] = []
+    build_flags: list[str] = list(board["platformio"].get("build_flags", []))
+    custom = [("version", __version__), ("board", board["id"]), ("runtime", plan.runtime),
+              ("model_sha256", m.sha256), ("vectors", "vectors/reference.npz")]
+    # TFLM from a source tree: on the bare-metal mps2 HAL the tinygen-mps2 platform compiles the
+    # tree itself (custom_tinygen_tflm_dir; Arduino-only files left out, our platform file added);
+    # on Arduino boards PlatformIO takes it as a library.
+    tflm_tree = Path(plan.tflm_dir).resolve().as_posix() if plan.runtime == "tflm" and plan.tflm_dir else None
+    if tflm_tree is not None:
+        escape.pio_path(tflm_tree, "--tflm-dir")
+    tflm_bare_metal = tflm_tree is not None and board["hal"] == "mps2"
+    tflm_source: list[str] = []  # how the README names the TFLM the project builds against
+    if plan.runtime == "tflm":
+        if tflm_bare_metal:
+            custom += [("tflm_dir", tflm_tree), ("tflm_ops", " ".join(a.ops))]
+            tflm_source = [f"source tree {tflm_tree}, compiled by the tinygen-mps2 platform"]
+        elif tflm_tree:
+            lib_deps = tflm_source = [f"symlink://{tflm_tree}"]
+        else:
+            lib_deps = tflm_source = list(board["tflm"]["lib_deps"])
+    it, ot = m.input_tensor(), m.output_tensor()
+    ctx = dict(
+        version=__version__, source=plan.source, sha256=m.sha256, board=board, runtime=plan.runtime,
+        name=plan.name, model_len=len(m.raw), ops=a.ops, params=a.params, macs=a.macs, arena=plan.arena,
+        compiled_peak=plan.compiled["peak_bytes"] if plan.compiled else None, budget=plan.budget,
+        quantization_note=plan.quantization_note, lib_deps=lib_deps, tflm_source=tflm_source,
+        build_flags=build_flags, custom=custom,
+        emulated=emulated, n_vectors=len(plan.vectors["inputs"]), input_shape=list(it.shape),
+        output_shape=list(ot.shape), has_float="float_outputs" in plan.vectors,
+        has_float_inputs="float_inputs" in plan.vectors, has_labels="labels" in plan.vectors,
+        resolver_methods=TFLM_RESOLVER_METHODS,
+        tflm_header=None if plan.tflm_dir else board.get("tflm", {}).get("header"),
+    )
+    out: dict[str, bytes] = {}
+
+    def tpl(name: str, **extra) -> bytes:
+        return env.get_template(name).render(**ctx, **extra).encode()
+
+    out["platformio.ini"] = tpl("platformio.ini.j2")
+    out["README.md"] = tpl("README.md.j2")
+    out["model.tflite"] = m.raw
+    out["tinygen.json"] = (json.dumps(manifest(plan), indent=2, sort_keys=True) + "\n").encode()
+    out["vectors/reference.npz"] = npz_bytes(plan.vectors)
+
+    fw = firmware_dir()
+    out["src/tg_protocol.h"] = protocol_header.render_c_header().encode()
+    out["src/tg_model_info.h"] = protocol_header.render_model_info_header(
+        model_sha256=m.sha256, input_shape=it.shape, output_shape=ot.shape,
+        input_scale=it.scale[0], input_zero_point=it.zero_point[0],
+        output_scale=ot.scale[0], output_zero_point=ot.zero_point[0]).encode()
+    for f in ("tg_app.c", "tg_app.h", "tg_runtime.h"):
+        out[f"src/{f}"] = (fw / "app" / f).read_bytes()
+    out["src/tg_hal.h"] = (fw / "hal" / "tg_hal.h").read_bytes()
+    hal = board["hal"]
+    _copy_dir(out, fw / "hal" / hal, "src")
+    if hal == "arduino":
+        out["src/main.cpp"] = tpl("main_arduino.cpp.j2")
+
+    if plan.runtime == "tflm":
+        out["src/model_data.h"] = tpl("model_data.h.j2")
+        out["src/model_data.cc"] = tpl("model_data.cc.j2", model_hex=hex_array(m.raw))
+        out["src/tg_runtime_tflm.cc"] = tpl("tg_runtime_tflm.cc.j2")
+        if tflm_bare_metal:
+            _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal)
+    else:
+        for fname, text in sorted(plan.compiled["files"].items()):
+            out[f"src/{fname}"] = text.encode()
+        for fname, text in sorted(plan.compiled["kernels"].items()):
+            out[f"src/{fname}"] = text.encode()
+        out["src/tg_runtime_compiled.c"] = (fw / "runtime" / "tg_runtime_compiled.c").read_bytes()
+    return out

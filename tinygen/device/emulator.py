@@ -1,0 +1,179 @@
+"""Boot firmware in QEMU with its UART0 on a pseudo-terminal.
+
+    with QemuBoard("firmware.elf", {"machine": "mps2-an386"}) as board:
+        with serial.Serial(board.port, 115200, timeout=2) as port:
+            ...
+
+QEMU runs ``qemu-system-arm -M <machine> -display none -monitor none
+-serial pty -icount shift=0 -kernel <elf>``: the guest's first UART becomes
+/dev/pts/N (QEMU prints "char device redirected to /dev/pts/N"), and with
+``-icount shift=0`` every guest instruction takes exactly 1 ns of virtual
+time, so the guest's timers count instructions, deterministically. On the
+mps2 boards tg_hal_ticks() runs at 25 MHz: instructions = ticks * 40.
+
+QEMU notices a client opening the pty only by polling (about once a
+second); bytes the guest sends before that are dropped. Talk first, e.g.
+send a request and wait up to a few seconds for its answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tinygen.common.errors import ToolFailure
+
+QEMU_BINARY = "qemu-system-arm"
+_PTY_RE = re.compile(r"char device redirected to (/dev/\S+)")
+
+
+def qemu_available() -> str | None:
+    """Path of qemu-system-arm, or None when it is not installed."""
+    return shutil.which(QEMU_BINARY)
+
+
+def board_machine(board: dict) -> str:
+    """The QEMU machine of a board dict: ``board["machine"]`` (or the same key
+    under ``"tinygen"``, as in the tinygen-mps2 board manifests)."""
+    machine = board.get("machine") or (board.get("tinygen") or {}).get("machine")
+    if not machine:
+        raise ToolFailure("the board has no QEMU machine (key 'machine', e.g. 'mps2-an386')")
+    return str(machine)
+
+
+class QemuBoard:
+    """A QEMU-emulated board running one ELF, UART0 on ``.port``.
+
+    ``board`` keys: ``machine`` (required, e.g. "mps2-an386"), optional
+    ``cpu`` (-cpu), ``icount_shift`` (default 0; None turns -icount off) and
+    ``qemu_args`` (extra arguments, a list).
+    """
+
+    def __init__(self, elf: str | os.PathLike, board: dict, *, startup_timeout: float = 20.0):
+        self.elf = Path(elf)
+        self.board = dict(board)
+        self.machine = board_machine(self.board)
+        self.startup_timeout = startup_timeout
+        self.port: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._log: list[str] = []
+        self._log_lock = threading.Lock()
+        self._port_found = threading.Event()
+
+    # -- command line ------------------------------------------------------
+
+    def command(self, qemu: str = QEMU_BINARY) -> list[str]:
+        cmd = [qemu, "-M", self.machine]
+        if self.board.get("cpu"):
+            cmd += ["-cpu", str(self.board["cpu"])]
+        cmd += ["-display", "none", "-monitor", "none", "-serial", "pty"]
+        shift = self.board.get("icount_shift", 0)
+        if shift is not None:
+            cmd += ["-icount", f"shift={int(shift)}"]
+        extra = self.board.get("qemu_args") or []
+        # board manifests list -icount themselves; don't pass it twice
+        if shift is not None and "-icount" in extra:
+            i = extra.index("-icount")
+            extra = list(extra[:i]) + list(extra[i + 2:])
+        cmd += [str(a) for a in extra]
+        cmd += ["-kernel", str(self.elf)]
+        return cmd
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def log(self) -> str:
+        """Everything QEMU printed so far."""
+        with self._log_lock:
+            return "".join(self._log)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> "QemuBoard":
+        qemu = qemu_available()
+        if qemu is None:
+            raise ToolFailure(
+                "qemu-system-arm not found; install it (Debian: apt-get install qemu-system-arm)"
+            )
+        if not self.elf.is_file():
+            raise ToolFailure(f"firmware ELF not found: {self.elf} (build it with pio run)")
+        if self._proc is not None:
+            raise ToolFailure("this QemuBoard is already started")
+
+        self._proc = subprocess.Popen(
+            self.command(qemu),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in a terminal goes to us, not QEMU
+        )
+        self._reader = threading.Thread(target=self._read_output, name="qemu-output", daemon=True)
+        self._reader.start()
+
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._port_found.wait(0.05):
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self.stop()
+                out = " ".join(self.log.split())[:300]
+                raise ToolFailure(
+                    f"qemu-system-arm -M {self.machine} exited with code {code}: "
+                    f"{out or 'no output'}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ToolFailure(
+                    f"qemu-system-arm -M {self.machine} did not report its serial pty "
+                    f"within {self.startup_timeout:.0f} s"
+                )
+        return self
+
+    def _read_output(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for raw in iter(self._proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            with self._log_lock:
+                self._log.append(line)
+            if self.port is None:
+                match = _PTY_RE.search(line)
+                if match:
+                    self.port = match.group(1)
+                    self._port_found.set()
+
+    def stop(self) -> None:
+        """Terminate QEMU (SIGTERM, then SIGKILL after 5 s). Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+            self._reader = None
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> "QemuBoard":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __del__(self):  # last resort; stop() is the real API
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass

@@ -1,0 +1,147 @@
+"""Where a model enters: a built-in recipe (trained here) or the user's own file.
+
+``source_from_recipe`` / ``source_from_user`` return a :class:`Source`; ``convert`` turns
+it into int8 .tflite bytes in the :mod:`tinygen.intake.worker` child (TensorFlow never
+loads a user's model in this process).  Nothing here writes outside a private work
+directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinygen.common.errors import TinygenError
+from tinygen.tflite.int8 import check_int8
+from tinygen.tflite.model import read_model
+
+
+@contextlib.contextmanager
+def quiet_native():
+    """Silence stdout/stderr at the file-descriptor level (TensorFlow's C++ and Keras' export
+    chatter), so the CLI's own output stays readable.  Python exceptions still propagate."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+@dataclass
+class Source:
+    """What the pipeline starts from, after loading/training.
+
+    A float model is never held in this process: ``model_path`` is a private copy
+    (or the saved recipe model) that the :mod:`tinygen.intake.worker` child loads, and
+    ``work`` is the private directory holding it."""
+    name: str
+    description: str
+    task: str
+    tflite: bytes | None = None
+    model_path: Path | None = None  # staged .keras/.h5 or SavedModel directory
+    model_kind: str | None = None  # "keras" | "savedmodel"
+    work: object | None = field(default=None, repr=False)  # tinygen.intake.worker.Workdir
+    hint: str | None = None  # what to try if the converter crashes (recurrent layers)
+    x_rep: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    float_pred: np.ndarray | None = field(default=None, repr=False)  # float model on x_test, from the worker
+
+
+def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
+    from tinygen.intake.recipes import train
+    from tinygen.intake.worker import Workdir
+
+    with quiet_native():
+        tr = train(recipe, seed=seed, epochs=epochs, progress=lambda s: None)
+        work = Workdir()
+        path = work.path / f"{tr.name}.keras"
+        tr.model.save(path)  # the same child path as a user's model quantizes and predicts it
+    return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=path, model_kind="keras",
+                  work=work, x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test)
+
+
+def source_from_user(model_path: str, data_path: str | None) -> Source:
+    from tinygen.intake.loader import Dataset, fit_to_input, load_data, model_kind, stage_model
+    from tinygen.intake.worker import Workdir, recurrent_hint, run_job
+
+    path = Path(model_path)
+    kind = model_kind(path)
+    data = load_data(data_path) if data_path else None
+    name = path.stem if kind != "savedmodel" else path.name
+    if kind == "tflite":
+        m = read_model(path)
+        raw = m.raw
+        check_int8(m, str(path))
+        src = Source(name, f"{path.name} (int8 .tflite, used as is)", "unknown", tflite=raw)
+        if data is not None:
+            x = fit_to_input(data.x, m.input_tensor().shape, data.source).astype(np.float32)
+            src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
+        return src
+    if data is None:
+        raise TinygenError(f"--data is required with a float model ({path.name}): int8 quantization needs "
+                           "representative samples (.npz with x[, y], .npy or .csv)")
+    work = Workdir()
+    try:
+        staged = stage_model(path, kind, work.path)
+        desc = run_job("describe", work.path, {"kind": kind, "model": str(staged), "display": path.name},
+                       subject=path.name, timeout=600)
+        hint = recurrent_hint(desc.get("layers", []))
+        in_shape = tuple(desc["input_shape"])
+        if any(d < 0 for d in in_shape):
+            raise TinygenError(f"{path.name}: the model input has an unknown dimension "
+                               f"{tuple(d if d >= 0 else None for d in in_shape)}; give the Keras Input a fixed "
+                               "shape" + (" (a fixed sequence length for a recurrent layer)" if hint else ""))
+        x = fit_to_input(data.x, in_shape, data.source).astype(np.float32)
+    except BaseException:
+        work.cleanup()
+        raise
+    src = Source(name, f"{path.name} ({'SavedModel' if kind == 'savedmodel' else 'Keras'})", "unknown",
+                 model_path=staged, model_kind=kind, work=work, hint=hint)
+    src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
+    return src
+
+
+def convert(src: Source, per_channel_dense: bool) -> bytes:
+    """int8 .tflite bytes (and src.float_pred) from the worker child; the private copy is removed after."""
+    from tinygen.intake.loader import CALIBRATION_SAMPLES
+    from tinygen.intake.worker import run_job
+
+    arrays = {"rep": np.asarray(src.x_rep[:CALIBRATION_SAMPLES], dtype=np.float32)}  # all the child uses
+    if src.x_test is not None:
+        arrays["test"] = np.asarray(src.x_test, dtype=np.float32)
+    work = src.work.path
+    try:
+        result = run_job("convert", work, {"kind": src.model_kind, "model": str(src.model_path),
+                                           "display": src.name, "per_channel_dense": per_channel_dense},
+                         arrays, subject=src.name, timeout=1800, hint=src.hint)
+        raw = (work / result["model"]).read_bytes()
+        if result.get("predictions"):
+            src.float_pred = np.load(work / "convert.pred.npy", allow_pickle=False)
+    finally:
+        src.work.cleanup()
+    return raw
+
+
+def float_predictions(src: Source, x: np.ndarray) -> np.ndarray | None:
+    """The float model's outputs on the held-out samples (computed by the worker while converting)."""
+    if x is None or src.float_pred is None or len(src.float_pred) != len(x):
+        return None
+    return src.float_pred

@@ -1,0 +1,54 @@
+"""Is a parsed model fully int8?  The one check every entry point (a user's .tflite, a
+converter's result, ``inspect``) applies before anything downstream sees the model."""
+
+from __future__ import annotations
+
+from tinygen.common.errors import UnsupportedModel
+from tinygen.tflite.model import TfliteModel
+
+
+def check_io(m: TfliteModel, name: str = "model") -> None:
+    if len(m.inputs) != 1 or len(m.outputs) != 1:
+        raise UnsupportedModel(
+            f"{name} has {len(m.inputs)} inputs and {len(m.outputs)} outputs; tinygen supports one of each"
+        )
+
+
+def float_ops(m: TfliteModel) -> list[str]:
+    """Distinct ops (first-use order) that still compute in float; QUANTIZE/DEQUANTIZE are the
+    converters between the two and do not count."""
+    found: list[str] = []
+    for op in m.operators:
+        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(m.tensors[i].dtype in ("float32", "float16") for i in op.outputs) and op.opcode not in found:
+            found.append(op.opcode)
+    return found
+
+
+def check_int8(m: TfliteModel, name: str = "model") -> None:
+    """Refuse float or partially quantized models, naming the float ops."""
+    check_io(m, name)
+    inp, out = m.input_tensor(), m.output_tensor()
+    for what, t in (("input", inp), ("output", out)):
+        if t.dtype == "int8" and (len(t.scale) != 1 or len(t.zero_point) != 1):
+            raise UnsupportedModel(
+                f"{name}: the model {what} is int8 without one scale and zero point (per-tensor "
+                "quantization); re-convert with full-integer quantization")
+    in_float = float_ops(m)
+    if inp.dtype == "float32" and out.dtype == "float32" and len(in_float) == len(m.op_names):
+        raise UnsupportedModel(
+            f"{name} is a float .tflite; a .tflite cannot be re-quantized without its training graph. "
+            "Pass the .keras/.h5/SavedModel it came from (with --data for calibration), "
+            "or convert it to full-integer int8 yourself"
+        )
+    if in_float:
+        raise UnsupportedModel(
+            f"{name} is not fully int8: ops computing in float: {', '.join(in_float)}; "
+            "re-convert with full-integer quantization (TFLITE_BUILTINS_INT8)"
+        )
+    if inp.dtype != "int8" or out.dtype != "int8":
+        raise UnsupportedModel(
+            f"{name} has {inp.dtype} input and {out.dtype} output; tinygen needs int8 input and output "
+            "(converter: inference_input_type = inference_output_type = tf.int8)"
+        )

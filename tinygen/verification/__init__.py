@@ -1,0 +1,5 @@
+"""Where reports are made: run the project's test vectors on the board, compare with
+the reference, compute metrics and latency, and write JSON/Markdown/PNG reports.
+
+May import: every stage before it (:mod:`tinygen.common` ... :mod:`tinygen.device`).
+"""
