@@ -110,8 +110,8 @@ def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
         restarts = 0
         while True:
             # One child probes a sequence; if it dies mid-probe, that size counts as failing.
-            plan = {"lo": lo, "hi": hi, "first": probe}
-            res = _run_child(["arena", str(mpath), json.dumps(plan)], 300, name)
+            probes = {"lo": lo, "hi": hi, "first": probe}
+            res = _run_child(["arena", str(mpath), json.dumps(probes)], 300, name)
             for line in res.stdout.splitlines():
                 if line.startswith("PROBE "):
                     _, size, verdict = line.split()
@@ -172,10 +172,10 @@ def _interp(model_bytes: bytes, arena: int):
     return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
 
 
-def _child_arena(mpath: str, plan_json: str) -> int:
+def _child_arena(mpath: str, probes_json: str) -> int:
     model_bytes = Path(mpath).read_bytes()
-    plan = json.loads(plan_json)
-    lo, hi = plan["lo"], plan["hi"]
+    probes = json.loads(probes_json)
+    lo, hi = probes["lo"], probes["hi"]
 
     def works(size: int) -> bool:
         print(f"TRY {size}", flush=True)
@@ -190,7 +190,7 @@ def _child_arena(mpath: str, plan_json: str) -> int:
         print(f"PROBE {size} {'ok' if ok else 'fail'}", flush=True)
         return ok
 
-    size = plan["first"]
+    size = probes["first"]
     while hi is None:
         if works(size):
             hi = size
