@@ -162,6 +162,9 @@ class HostProgram:
         except subprocess.TimeoutExpired:
             raise HostRunFailed(f"the host program did not finish {len(x)} vectors in {limit:.0f} s", "", ()) \
                 from None
+        except OSError as exc:  # e.g. a temp dir mounted noexec
+            raise ToolFailure(f"cannot run the host check program in {self.binary.parent}: {exc.strerror}; "
+                              "point TMPDIR at a directory that allows executables") from None
         if p.returncode != 0:
             err = p.stderr.decode(errors="replace")
             findings = sanitizer_findings(err)
