@@ -13,18 +13,16 @@ import re
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tinygen.codegen.compiled import emit, kernel_sources
 from tinygen.intake.sources import quiet_native  # fds 1/2 silenced: TF's converter prints from C++
 from tinygen.tflite.model import TfliteModel
+from tinygen.verification import host_check
 
-HOST_CFLAGS = ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
-               "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+HOST_CFLAGS = list(host_check.HOST_CFLAGS)
 M4_CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
              "-Os", "-Wall", "-Wextra", "-Werror"]
 
@@ -52,52 +50,10 @@ def tflm_outputs(model_bytes: bytes, inputs: np.ndarray, arena_size: int | None 
     return np.stack(outs)
 
 
-def input_vectors(shape: tuple[int, ...], n_random: int, rng: np.random.Generator) -> np.ndarray:
-    """Random int8 inputs plus all -128, all 127 and both alternating-extreme patterns."""
-    size = int(np.prod(shape))
-    special = np.empty((4, size), dtype=np.int8)
-    special[0] = -128
-    special[1] = 127
-    special[2] = np.where(np.arange(size) % 2 == 0, 127, -128)
-    special[3] = np.where(np.arange(size) % 2 == 0, -128, 127)
-    rand = rng.integers(-128, 128, size=(n_random, size), dtype=np.int8)
-    return np.concatenate([special, rand]).reshape((-1,) + tuple(shape))
+input_vectors = host_check.input_vectors
 
 
-# ---- host build --------------------------------------------------------------
-
-_HARNESS_MAIN = r"""
-#include <stdio.h>
-#include <stdlib.h>
-%(includes)s
-
-typedef int (*tg_invoke_fn)(const int8_t *, int8_t *);
-struct tg_entry { tg_invoke_fn fn; size_t in_bytes; size_t out_bytes; };
-static const struct tg_entry entries[] = {
-%(entries)s
-};
-
-int main(int argc, char **argv)
-{
-    int which;
-    int8_t *in, *out;
-    if (argc != 2) return 2;
-    which = atoi(argv[1]);
-    if (which < 0 || (size_t)which >= sizeof entries / sizeof entries[0]) return 2;
-    /* Exactly-sized heap buffers: ASan reports any access past their ends. */
-    in = (int8_t *)malloc(entries[which].in_bytes);
-    out = (int8_t *)malloc(entries[which].out_bytes);
-    if (in == NULL || out == NULL) return 3;
-    while (fread(in, 1, entries[which].in_bytes, stdin) == entries[which].in_bytes) {
-        if (entries[which].fn(in, out) != 0) return 4;
-        if (fwrite(out, 1, entries[which].out_bytes, stdout) != entries[which].out_bytes) return 5;
-    }
-    free(in);
-    free(out);
-    return 0;
-}
-"""
-
+# ---- host build (the product's host check: tinygen/verification/host_check.py) --------------
 
 def _run(cmd, cwd=None):
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
@@ -108,49 +64,26 @@ def _run(cmd, cwd=None):
 
 @dataclass
 class HostBuild:
-    binary: Path
-    prefixes: list[str]
-    models: list[TfliteModel]
+    program: host_check.HostProgram
 
     def run(self, i: int, inputs: np.ndarray) -> np.ndarray:
-        m = self.models[i]
-        out_shape = m.output_tensor().shape
-        x = np.ascontiguousarray(inputs, dtype=np.int8)
-        p = subprocess.run([str(self.binary), str(i)], input=x.tobytes(), capture_output=True)
-        if p.returncode != 0:
-            raise AssertionError(f"harness exited {p.returncode}:\n{p.stderr.decode(errors='replace')[-4000:]}")
-        return np.frombuffer(p.stdout, dtype=np.int8).reshape((len(x),) + tuple(out_shape))
+        try:
+            return self.program.run(i, inputs)
+        except host_check.HostRunFailed as exc:
+            raise AssertionError(f"{exc}:\n{exc.stderr[-4000:]}") from None
 
 
 def write_sources(models: list[TfliteModel], workdir: Path) -> list[str]:
-    prefixes = [f"m{i}" for i in range(len(models))]
-    for m, p in zip(models, prefixes):
-        for name, text in emit(m, prefix=p).items():
-            (workdir / name).write_text(text)
-    for name, text in kernel_sources().items():
-        (workdir / name).write_text(text)
-    return prefixes
+    return host_check.write_sources(models, workdir)
 
 
 def build_host(models: list[TfliteModel], workdir: Path, extra_flags: tuple[str, ...] = ()) -> HostBuild:
-    """Emit every model with its own prefix and link them all into one harness binary."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    prefixes = write_sources(models, workdir)
-    includes = "\n".join(f'#include "{p}_model.h"' for p in prefixes)
-    entries = "\n".join(f"    {{{p}_invoke, {p.upper()}_CM_INPUT_BYTES, {p.upper()}_CM_OUTPUT_BYTES}},"
-                        for p in prefixes)
-    (workdir / "harness_main.c").write_text(_HARNESS_MAIN % {"includes": includes, "entries": entries})
-    flags = HOST_CFLAGS + list(extra_flags)
-    sources = ["tg_kernels.c", "harness_main.c"] + [f"{p}_model.c" for p in prefixes]
-
-    def compile_one(src):
-        _run(["gcc", *flags, "-c", src, "-o", src[:-2] + ".o"], cwd=workdir)
-
-    with ThreadPoolExecutor(_JOBS) as ex:
-        list(ex.map(compile_one, sources))
-    binary = workdir / "harness"
-    _run(["gcc", *flags, *[s[:-2] + ".o" for s in sources], "-o", str(binary)], cwd=workdir)
-    return HostBuild(binary, prefixes, models)
+    """Emit every model with its own prefix and link them all into one ASan/UBSan program (gcc)."""
+    try:
+        return HostBuild(host_check.build_program(models, workdir, extra_flags=extra_flags,
+                                                  compiler=shutil.which("gcc") or "gcc", jobs=_JOBS))
+    except host_check.HostBuildFailed as exc:
+        raise AssertionError(f"{exc}\n{exc.output}") from None
 
 
 def assert_identical(got: np.ndarray, want: np.ndarray, label: str = "") -> None:
@@ -193,7 +126,7 @@ def m4_compile_sizes(model: TfliteModel, workdir: Path, extra_flags: tuple[str, 
     """Compile tg_kernels.c and the emitted tg_model.c for Cortex-M4 (-c, no link);
     return the summed section sizes (text, rodata, data, bss) from arm-none-eabi-size -A."""
     workdir.mkdir(parents=True, exist_ok=True)
-    for name, text in {**emit(model), **kernel_sources()}.items():
+    for name, text in host_check.emitted_sources(model, "tg").items():
         (workdir / name).write_text(text)
     totals = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
     for src in ("tg_kernels.c", "tg_model.c"):

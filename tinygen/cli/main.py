@@ -258,9 +258,20 @@ def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_v
 @click.argument("model", metavar="MODEL")
 @click.option("--runtime", type=click.Choice(["tflm", "compiled"]), default="tflm", show_default=True,
               help="compiled: also print the compiled runtime's static memory plan.")
+@click.option("--check", is_flag=True,
+              help="With --runtime compiled: compile the emitted C on this host (ASan/UBSan) and compare it with "
+                   "tflite_micro; exit 5 if they differ.")
+@click.option("--vectors", type=click.IntRange(1, 100_000), default=32, show_default=True,
+              help="Input vectors for --check (4 extreme patterns, then seeded random).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
+def inspect_cmd(model: str, runtime: str, check: bool, vectors: int, as_json: bool) -> None:
     """Ops, tensors, parameters, MACs, measured arena and board fit of an int8 .tflite."""
+    from tinygen.verification import host_check
+
+    if check and runtime != "compiled":
+        raise TinygenError("--check runs the compiled runtime's C on this host; add --runtime compiled")
+    if check:
+        host_check.find_compiler()  # a missing compiler is named before the slow arena bisection
     from tinygen.analysis import ops as an
     from tinygen.codegen import fc_rewrite as rewrite
     from tinygen.common.boards import all_boards
@@ -313,13 +324,21 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
                 "scale": list(t.scale) if len(t.scale) <= 1 else f"per-channel ({len(t.scale)}, axis "
                 f"{t.quantized_dimension})", "zero_point": list(t.zero_point[:1]) if t.zero_point else [],
                 "constant": t.is_constant, "bytes": t.nbytes} for t in m.tensors]
+    hc = None
+    if check:
+        with _Progress(not as_json) as progress:
+            progress(f"host check: compiling the emitted C (ASan/UBSan), running {vectors} vectors vs tflite_micro")
+            hc = host_check.check_model(m, vectors=vectors, name=str(p))
     if as_json:
         data = {"model": str(p), "sha256": m.sha256, "ops": a.ops, "op_counts": a.op_counts, "params": a.params,
                 "macs": a.macs, "model_bytes": a.model_bytes, "arena": arena.as_dict(), "tensors": tensors,
                 "fits": fits}
         if cplan is not None:
             data["compiled_memory_plan"] = {"peak_bytes": cplan.peak_bytes, "tensors": cmod.memory_table(cplan)}
+        if hc is not None:
+            data["host_check"] = hc.as_dict()
         _emit_json(data)
+        _host_check_verdict(hc, as_json)
         return
     t = Table(title=Text(terminal(f"{p.name}: {len(m.operators)} ops, {_fmt(a.params)} parameters, "
                                   f"{_fmt(a.macs)} MACs, "
@@ -359,6 +378,19 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
                        f"{_fmt(bud['flash_bytes'])} / {_fmt(bud['flash_budget'])}",
                        f"{_fmt(bud['ram_bytes'])} / {_fmt(bud['ram_budget'])}", "yes" if bud["fits"] else "NO")
     out.print(ft)
+    _host_check_verdict(hc, as_json)
+
+
+def _host_check_verdict(hc, as_json: bool) -> None:
+    """Passed: one line on stdout (text mode). Failed: one error line on stderr and exit 5."""
+    from tinygen.common.errors import VerificationFailed
+
+    if hc is None:
+        return
+    if not hc.matches:
+        raise VerificationFailed(hc.verdict())
+    if not as_json:
+        out.print(Text(terminal(hc.verdict())), soft_wrap=True)
 
 
 def _register_optional_commands() -> None:
