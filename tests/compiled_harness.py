@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -564,69 +563,14 @@ def result(key: str):
     return out
 
 
-# ---- TFLM arena (bisection in a child process) ---------------------------------------------
-
-_ARENA_CHILD = r"""
-import sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-raw = open(sys.argv[1], "rb").read()
-def ok(n):
-    try:
-        it = runtime.Interpreter.from_bytes(raw, arena_size=n)
-        d = it.get_input_details(0)
-        it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), 0)
-        it.invoke()
-        return True
-    except Exception:
-        return False
-lo, hi = int(sys.argv[2]), int(sys.argv[3])
-if len(sys.argv) > 4:
-    print("OK" if ok(int(sys.argv[4])) else "NO")
-    sys.exit(0)
-while not ok(hi):
-    lo, hi = hi, hi * 2
-    if hi > (1 << 28):
-        print(-1); sys.exit(0)
-while hi - lo > 16:
-    mid = (lo + hi) // 2
-    if ok(mid):
-        hi = mid
-    else:
-        lo = mid
-print(hi)
-"""
+# ---- TFLM arena --------------------------------------------------------------------------
 
 
-def tflm_min_arena(model_bytes: bytes, start: int = 1 << 16) -> int:
-    """Smallest arena_size (within 16 bytes) with which the tflite_micro interpreter
-    allocates and invokes the model. Runs in child processes: a probe that crashes
-    the interpreter counts as too small."""
-    import sys
+def tflm_min_arena(model_bytes: bytes) -> int:
+    """Smallest arena (within 16 bytes) with which the tflite_micro interpreter allocates and
+    invokes the model: the product's own bisection (child processes; a crashing probe counts
+    as too small), so tests and the arena the product writes can never disagree on method."""
+    from tinygen.analysis.reference import measure_arena
+    from tinygen.tflite.model import parse_model
 
-    d = Path(tempfile.mkdtemp(prefix="tg_arena_"))
-    mpath = d / "model.tflite"
-    mpath.write_bytes(model_bytes)
-    try:
-        p = subprocess.run([sys.executable, "-c", _ARENA_CHILD, str(mpath), "0", str(start)],
-                           capture_output=True, text=True, timeout=600)
-        if p.returncode == 0 and p.stdout.strip():
-            return int(p.stdout.strip().splitlines()[-1])
-        # The interpreter crashed during a probe: probe each size in its own process.
-
-        def ok(n: int) -> bool:
-            q = subprocess.run([sys.executable, "-c", _ARENA_CHILD, str(mpath), "0", "0", str(n)],
-                               capture_output=True, text=True, timeout=300)
-            return q.returncode == 0 and q.stdout.strip().endswith("OK")
-
-        lo, hi = 0, start
-        while not ok(hi):
-            lo, hi = hi, hi * 2
-            if hi > (1 << 28):
-                return -1
-        while hi - lo > 16:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-        return hi
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    return measure_arena(model_bytes, parse_model(model_bytes)).host_min_bytes

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from compiled_harness import tflm_outputs  # noqa: F401  (one in-process reference for every test)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -94,20 +96,6 @@ def assert_one_line_error(res, *needles: str, code: int | None = None) -> str:
     for n in needles:
         assert n.lower() in lines[0].lower(), lines[0]
     return lines[0]
-
-
-def tflm_outputs(model_bytes: bytes, inputs):
-    """The tflite_micro interpreter (what TFLM computes, reference kernels), one input at a time."""
-    import numpy as np
-    from tflite_micro.python.tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 20)
-    outs = []
-    for x in inputs:
-        it.set_input(x, 0)
-        it.invoke()
-        outs.append(np.array(it.get_output(0)))
-    return np.stack(outs)
 
 
 def tflm_tree_from_env(subdir: str, what: str) -> Path:
