@@ -281,10 +281,11 @@ def inspect_cmd(model: str, runtime: str, as_json: bool) -> None:
         progress("measuring the TFLM arena (tflite_micro, bisection)")
         arena = measure_arena(m.raw, m, str(p))
     from tinygen.codegen import compiled as cmod
+    program = cmod.lower(m)
     if runtime == "compiled":
-        cmod.check_supported(m)
+        cmod.check_supported(program)
     # One static plan serves every board's fit check (and the table when --runtime compiled).
-    compiled_plan = None if cmod.unsupported_ops(m) else cmod.plan_memory(m)
+    compiled_plan = cmod.plan_memory(program) if program.supported else None
     cplan = compiled_plan if runtime == "compiled" else None
     tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in a.ops)
     # What build would run under each board's TFLM library (per-channel FC rewritten to CONV_2D

@@ -178,12 +178,11 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
                 "with per-tensor Dense quantization (pass the .keras model instead) or use --runtime compiled")
     compiled = None
     if runtime == "compiled":
-        from tinygen.codegen.compiled import check_supported, emit, kernel_sources, plan_memory
+        from tinygen.codegen.compiled import compile_model, kernel_sources
 
-        check_supported(m)
-        cplan = plan_memory(m)
-        compiled = {"files": emit(m), "kernels": kernel_sources(), "peak_bytes": cplan.peak_bytes,
-                    "plan": cplan}
+        build = compile_model(m)
+        compiled = {"files": build.sources(), "kernels": kernel_sources(), "peak_bytes": build.peak_bytes,
+                    "plan": build.memory}
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(raw, m, src.name)
