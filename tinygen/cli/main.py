@@ -118,7 +118,7 @@ def _summary_tables(plan) -> None:
     t.add_row("TFLM arena", f"{_fmt(plan.arena.recommended_bytes)} B (host minimum {_fmt(plan.arena.host_min_bytes)} B"
                             f" + scratch {_fmt(plan.arena.scratch_bound_bytes)} B + 10% + 1 KiB)")
     if plan.compiled:
-        t.add_row("compiled arena", f"{_fmt(plan.compiled['peak_bytes'])} B (static plan)")
+        t.add_row("compiled arena", f"{_fmt(plan.compiled.peak_bytes)} B (static plan)")
     b = plan.budget
     t.add_row("flash", f"{_fmt(b['flash_bytes'])} / {_fmt(b['flash_budget'])} B "
                        f"({100 * b['flash_bytes'] / b['flash_budget']:.1f}%; {_fmt(b['flash_estimated_bytes'])} B estimated)")
