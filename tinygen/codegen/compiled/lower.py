@@ -18,11 +18,10 @@ import math
 import numpy as np
 
 from tinygen.codegen.compiled import quant
+from tinygen.codegen.compiled.packing import MAX_DIMS, acc_bound_packed, broadcast_plan, dw3x3_widened, pack_weights
 from tinygen.codegen.compiled.ir import ArrayRef, ConstArray, OpIR, Program, Refusal
 from tinygen.common.errors import UnsupportedModel
 from tinygen.tflite.model import Operator, Tensor, TfliteModel
-
-MAX_DIMS = 6
 
 SUPPORTED_OPS = (
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
@@ -181,37 +180,14 @@ def _spatial(op: Operator, in_h, in_w, k_h, k_w, out_h, out_w, stride_h, stride_
     return _pad_amount(in_h, k_h, stride_h, dil_h, oh), _pad_amount(in_w, k_w, stride_w, dil_w, ow)
 
 
-def pack_weights(op: Operator, w: np.ndarray, bias, input_offset: int, groups: int = 1):
-    """Packed weights and folded bias for tg_conv2d_s8 / tg_fully_connected_s8.
-
-    ``w`` is [out_c][K]. Returns (packed int8 array, folded int32 bias, K4): rows
-    zero-padded to K4 (a multiple of 4); within each group the channels stored
-    in pairs, interleaved per block of 4 values (an odd last channel alone);
-    bias' = bias + input_offset * sum_k w[oc][k] (see tg_kernels.h)."""
-    w = np.asarray(w, dtype=np.int64)
-    out_c, k = w.shape
-    k4 = (k + 3) // 4 * 4
-    nblk = k4 // 4
-    wp = np.zeros((out_c, k4), dtype=np.int64)
-    wp[:, :k] = w
-    per_group = out_c // groups
-    parts = []
-    for g in range(groups):
-        rows = wp[g * per_group:(g + 1) * per_group]
-        n_pairs = per_group // 2
-        if n_pairs:
-            pairs = rows[:2 * n_pairs].reshape(n_pairs, 2, nblk, 4).transpose(0, 2, 1, 3)
-            parts.append(pairs.reshape(-1))
-        if per_group % 2:
-            parts.append(rows[-1].reshape(-1))
-    packed = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    b = np.zeros(out_c, dtype=np.int64) if bias is None else np.asarray(bias.data, dtype=np.int64).reshape(-1)
-    folded = b + int(input_offset) * w.sum(axis=1)
-    # Every partial sum the kernel forms stays within int32 (as TFLM's own do).
-    bound = np.abs(folded) + 128 * np.abs(w).sum(axis=1)
-    if (bound > 2**31 - 1).any():
+def _packed(op: Operator, w2, bias, input_offset: int, groups: int = 1):
+    """pack_weights, refused unless every partial sum the kernel forms stays within int32
+    (as TFLM's own do). Returns (packed, folded int32 bias, K4, |accumulator| bounds)."""
+    packed, folded, k4 = pack_weights(w2, None if bias is None else bias.data, input_offset, groups)
+    bound = acc_bound_packed(w2, folded)
+    if (bound > INT32_MAX).any():
         raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
-    return packed.astype(np.int8), folded.astype(np.int32), k4
+    return packed, folded.astype(np.int32), k4, bound
 
 
 def _requant_data(bounds, mults, shifts) -> tuple[list[ConstArray], list[tuple[str, object]]]:
@@ -228,28 +204,6 @@ def _requant_data(bounds, mults, shifts) -> tuple[list[ConstArray], list[tuple[s
         return [ConstArray("rq", _i32(consts))], [("multiplier", None), ("shift", None), ("rq", ArrayRef("rq"))]
     return ([ConstArray("mult", _i32(mults)), ConstArray("shift", _i32(shifts))],
             [("multiplier", ArrayRef("mult")), ("shift", ArrayRef("shift")), ("rq", None)])
-
-
-def _acc_bound_packed(w2, folded):
-    """|accumulator| bound of the packed products: raw int8 inputs, folded bias."""
-    w2 = np.asarray(w2, dtype=np.int64)
-    return np.abs(np.asarray(folded, dtype=np.int64)) + 128 * np.abs(w2).sum(axis=1)
-
-
-def dw3x3_widened(w, out_c: int) -> list[int]:
-    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, w16)."""
-    wt = np.asarray(w, dtype=np.int64).reshape(9, out_c)
-
-    def pk(lo, hi):
-        v = (int(lo) & 0xFFFF) | ((int(hi) & 0xFFFF) << 16)
-        return v - (1 << 32) if v >= 1 << 31 else v
-
-    out: list[int] = []
-    for c in range(0, out_c, 4):
-        for t in (0, 2, 4, 6):
-            out += [pk(wt[t][c + j], wt[t + 1][c + j]) for j in (0, 2, 1, 3)]
-        out += [pk(wt[8][c], wt[8][c + 2]), pk(wt[8][c + 1], wt[8][c + 3])]
-    return out
 
 
 # ---- FULLY_CONNECTED ---------------------------------------------------------
@@ -285,9 +239,8 @@ def _fully_connected(m: TfliteModel, op: Operator) -> OpIR:
     _check_index_range(op, "output size", batches, out_depth)
     _check_index_range(op, "padded weights", out_depth, accum + 3)
     act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
-    packed, folded, k4 = pack_weights(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
-    rq_arrays, rq_fields = _requant_data(
-        _acc_bound_packed(np.asarray(w.data).reshape(out_depth, accum), folded), mults, shifts)
+    packed, folded, k4, bound = _packed(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
+    rq_arrays, rq_fields = _requant_data(bound, mults, shifts)
     params = _fields(
         ("batches", batches), ("accum_depth", accum), ("accum_padded", k4), ("output_depth", out_depth),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
@@ -376,10 +329,9 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
             bias_ref = None
     else:
         w2 = np.asarray(c["w"].data).reshape(c["out_c"], -1)
-        packed, folded, k4 = pack_weights(op, w2, c["bias"], -c["x"].zero_point[0],
-                                          c["in_c"] // c["filter_in_c"])
+        packed, folded, k4, acc_bound = _packed(op, w2, c["bias"], -c["x"].zero_point[0],
+                                                c["in_c"] // c["filter_in_c"])
         arrays += [ConstArray("w", packed, align=4), ConstArray("b", folded)]
-        acc_bound = _acc_bound_packed(w2, folded)
     per_channel = len(set(zip(c["mults"], c["shifts"]))) > 1
     if per_channel:
         mults, shifts = c["mults"], c["shifts"]
@@ -503,33 +455,6 @@ def _sigmoid(m: TfliteModel, op: Operator, kind: str) -> OpIR:
 
 
 # ---- ADD / MUL -----------------------------------------------------------------
-
-def broadcast_plan(a_shape, b_shape, out_shape):
-    """Broadcast description (rank, out_dims, a_strides, b_strides) or None if same shape."""
-    rank = max(len(a_shape), len(b_shape))
-    if rank > MAX_DIMS:
-        raise ValueError(f"rank {rank} > {MAX_DIMS}")
-    a = [1] * (rank - len(a_shape)) + list(a_shape)
-    b = [1] * (rank - len(b_shape)) + list(b_shape)
-    out = []
-    for da, db in zip(a, b):
-        if da != db and da != 1 and db != 1:
-            raise ValueError(f"shapes {tuple(a_shape)} and {tuple(b_shape)} do not broadcast")
-        out.append(max(da, db))
-    if list(out_shape) != out and [1] * (len(out) - len(out_shape)) + list(out_shape) != out:
-        raise ValueError(f"output shape {tuple(out_shape)} is not the broadcast shape {tuple(out)}")
-    if a == out and b == out:
-        return None
-
-    def strides(dims):
-        st, acc = [0] * rank, 1
-        for d in range(rank - 1, -1, -1):
-            st[d] = 0 if (dims[d] == 1 and out[d] != 1) else acc
-            acc *= dims[d]
-        return st
-
-    return rank, out, strides(a), strides(b)
-
 
 def _binary(m: TfliteModel, op: Operator, kind: str) -> OpIR:
     a, b = _act_inputs(m, op, 2)
