@@ -8,6 +8,7 @@ Python wheel is the reference the tests compare against).
 The way through, each step reading the previous one's value only::
 
     lower(model) -> Program                   # lower.py -> ir.py: numbers, no C; once per build
+                                              # (packing.py: the kernels' weight layouts)
     plan_memory(program) -> MemoryPlan        # memory.py: the static arena
     print_c(program, plan, prefix) -> {"<prefix>_model.h": text, "<prefix>_model.c": text}
                                               # printer.py: the only place C is written
