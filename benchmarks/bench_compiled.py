@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import compiled_harness as H  # noqa: E402  (test helpers: build, reference, sizes)
 
-from tinygen.codegen.compiled import check_supported, op_table, plan_memory  # noqa: E402
+from tinygen.codegen.compiled import compile_model, op_table  # noqa: E402
 from tinygen.tflite.model import parse_model  # noqa: E402
 
 
@@ -171,8 +171,8 @@ def main(argv=None) -> int:
         t0 = time.time()
         raw = _model_bytes(name)
         m = parse_model(raw, name=name)
-        check_supported(m)
-        plan = plan_memory(m)
+        compiled = compile_model(m)
+        plan = compiled.memory
         tflm_arena = H.tflm_min_arena(raw)
         sizes = H.m4_compile_sizes(m, work / name / "m4")
         x = H.input_vectors(m.input_tensor().shape, args.inputs, np.random.default_rng(3))
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
             "io": m.input_tensor().nbytes + m.output_tensor().nbytes,
             "tflm_arena": tflm_arena, "text": sizes["text"], "rodata": sizes["rodata"],
             "data": sizes["data"], "bss": sizes["bss"], "exact": f"{same}/{len(x)}",
-            "macs": sum(r["macs"] for r in op_table(m)), "instr_dsp": instr.get("dsp", "-"),
+            "macs": sum(r["macs"] for r in op_table(compiled)), "instr_dsp": instr.get("dsp", "-"),
             "instr_c": instr.get("c", "-"),
             "secs": time.time() - t0,
         })

@@ -71,7 +71,7 @@ def bench_one(name: str, runtime: str, workdir: Path, tflm_dir: str | None, n_ve
     m = res["metrics"]
     return {"model": name, "runtime": runtime, "macs": plan.analysis.macs,
             "instructions": m["instructions_per_inference"]["median"], **sizes,
-            "arena": plan.compiled["peak_bytes"] if plan.compiled else plan.arena.recommended_bytes,
+            "arena": plan.compiled.peak_bytes if plan.compiled else plan.arena.recommended_bytes,
             "vectors_per_s": m["vectors_per_second"], "bit_exact": m["max_abs_diff_lsb"] == 0}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import compiled_harness as H
-from tinygen.codegen.compiled import check_supported, plan_memory
+from tinygen.codegen.compiled import check_supported, lower, plan_memory
 from tinygen.tflite.model import parse_model
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def built(tmp_path_factory):
     models, inputs, refs = [], [], []
     for raw, mid in zip(raws, MODEL_IDS):
         m = parse_model(raw, name=mid)
-        check_supported(m)
+        check_supported(lower(m))
         x = H.input_vectors(m.input_tensor().shape, N_RANDOM_INPUTS, rng)
         models.append(m)
         inputs.append(x)
@@ -78,7 +78,7 @@ def test_model_bit_exact(built, i):
 @pytest.mark.parametrize("i", [0, 2, 3, 4, 5], ids=[MODEL_IDS[j] for j in (0, 2, 3, 4, 5)])
 def test_arena_not_larger_than_tflm(built, i):
     m = built["models"][i]
-    ours = plan_memory(m).peak_bytes
+    ours = plan_memory(lower(m)).peak_bytes
     tflm = H.tflm_min_arena(m.raw)
     assert tflm > 0
     assert ours <= tflm, f"{MODEL_IDS[i]}: compiled arena {ours} B > TFLM arena {tflm} B"

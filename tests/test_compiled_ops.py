@@ -18,7 +18,8 @@ import pytest
 
 import compiled_harness as H
 import tinygen
-from tinygen.codegen.compiled import SUPPORTED_OPS, check_supported, emit, memory_table, plan_memory
+from tinygen.codegen.compiled import (SUPPORTED_OPS, check_supported, compile_model, emit, lower, memory_table,
+                                      plan_memory)
 from tinygen.codegen.compiled.quant import quantize_multiplier, round_half_away
 from tinygen.tflite.model import parse_model
 
@@ -175,7 +176,7 @@ def test_every_supported_op_was_exercised(built):
 
 def test_memory_plan_invariants(built):
     for m in built["models"]:
-        plan = plan_memory(m)
+        plan = plan_memory(lower(m))
         rows = memory_table(plan)
         assert {r["tensor"] for r in rows} == {t.index for t in plan.tensors}
         arena = [t for t in plan.tensors if t.location == "arena"]
@@ -195,7 +196,7 @@ def test_op_table_rows(built):
     from tinygen.codegen.compiled import op_table
 
     for m in built["models"]:
-        rows = op_table(m)
+        rows = op_table(compile_model(m))
         assert [r["op"] for r in rows] == list(range(len(m.operators)))
         assert all(r["placement"] in ("new", "in-place", "view") for r in rows)
 
@@ -273,7 +274,7 @@ def test_float_model_is_refused():
     path = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
     m = parse_model(path.read_bytes())
     with pytest.raises(UnsupportedModel) as exc:
-        check_supported(m)
+        check_supported(lower(m))
     msg = str(exc.value)
     assert "\n" not in msg and "use --runtime tflm" in msg and "float32" in msg
 
@@ -308,7 +309,7 @@ def test_unsupported_op_is_named():
     from tinygen.common.errors import UnsupportedModel
 
     m = parse_model(H.result("op:leaky"))
-    assert unsupported_ops(m) == ["LEAKY_RELU"]
+    assert unsupported_ops(lower(m)) == ["LEAKY_RELU"]
     with pytest.raises(UnsupportedModel) as exc:
         emit(m)
     msg = str(exc.value)
@@ -330,7 +331,7 @@ def test_model_tflm_cannot_prepare_is_refused(tmp_path):
     raw = H.result("op:dead")
     m = parse_model(raw)
     with pytest.raises(UnsupportedModel) as exc:
-        check_supported(m)
+        check_supported(lower(m))
     assert "SOFTMAX" in str(exc.value) and "use --runtime tflm" in str(exc.value)
     (tmp_path / "m.tflite").write_bytes(raw)
     child = ("import sys\nfrom tflite_micro.python.tflite_micro import runtime\n"

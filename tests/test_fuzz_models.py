@@ -198,9 +198,9 @@ def _through_tinygen(raw: bytes):
     analyze.analyze(m)
     kernel_scratch_bound(m)
     check_int8(m, "mutant.tflite")
-    compiled.check_supported(m)
-    compiled.plan_memory(m)
-    compiled.emit(m)
+    program = compiled.lower(m)
+    compiled.check_supported(program)
+    compiled.print_c(program, compiled.plan_memory(program))
     return m
 
 

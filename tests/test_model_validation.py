@@ -146,7 +146,7 @@ def test_base_model_is_accepted_by_parse_analysis_and_the_compiled_runtime(base)
     m = parse_model(base)
     check_int8(m)
     analyze.analyze(m)
-    compiled.check_supported(m)
+    compiled.check_supported(compiled.lower(m))
     compiled.emit(m)
 
 
@@ -393,7 +393,7 @@ def test_compiled_runtime_refuses_an_average_pool_whose_sum_overflows_int32():
     m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, [code], [g], [S.BufferT()]
     model = parse_model(pack(m))
     with pytest.raises(UnsupportedModel, match="AVERAGE_POOL_2D.*window sum"):
-        compiled.check_supported(model)
+        compiled.check_supported(compiled.lower(model))
 
 
 # ---- the CLI: one line, the right exit code, no traceback -----------------------------

@@ -118,7 +118,7 @@ def _summary_tables(plan) -> None:
     t.add_row("TFLM arena", f"{_fmt(plan.arena.recommended_bytes)} B (host minimum {_fmt(plan.arena.host_min_bytes)} B"
                             f" + scratch {_fmt(plan.arena.scratch_bound_bytes)} B + 10% + 1 KiB)")
     if plan.compiled:
-        t.add_row("compiled arena", f"{_fmt(plan.compiled['peak_bytes'])} B (static plan)")
+        t.add_row("compiled arena", f"{_fmt(plan.compiled.peak_bytes)} B (static plan)")
     b = plan.budget
     t.add_row("flash", f"{_fmt(b['flash_bytes'])} / {_fmt(b['flash_budget'])} B "
                        f"({100 * b['flash_bytes'] / b['flash_budget']:.1f}%; {_fmt(b['flash_estimated_bytes'])} B estimated)")
@@ -292,10 +292,11 @@ def inspect_cmd(model: str, runtime: str, check: bool, vectors: int, as_json: bo
         progress("measuring the TFLM arena (tflite_micro, bisection)")
         arena = measure_arena(m.raw, m, str(p))
     from tinygen.codegen import compiled as cmod
+    program = cmod.lower(m)
     if runtime == "compiled":
-        cmod.check_supported(m)
+        cmod.check_supported(program)
     # One static plan serves every board's fit check (and the table when --runtime compiled).
-    compiled_plan = None if cmod.unsupported_ops(m) else cmod.plan_memory(m)
+    compiled_plan = cmod.plan_memory(program) if program.supported else None
     cplan = compiled_plan if runtime == "compiled" else None
     tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in a.ops)
     # What build would run under each board's TFLM library (per-channel FC rewritten to CONV_2D

@@ -14,6 +14,7 @@ import numpy as np
 
 from tinygen.analysis import ops as an
 from tinygen.codegen import fc_rewrite as rewrite
+from tinygen.codegen.compiled import CompiledBuild, compile_model
 from tinygen.common.errors import DoesNotFit, TinygenError
 from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
 from tinygen.tflite.int8 import check_int8
@@ -39,7 +40,7 @@ class Plan:
     vectors: dict = field(repr=False)
     quality: dict
     budget: dict
-    compiled: dict | None = field(default=None, repr=False)  # {"files": {...}, "peak_bytes": int, "plan": obj}
+    compiled: CompiledBuild | None = field(default=None, repr=False)  # the IR + memory plan; C at render time
     tflm_dir: str | None = None
 
 
@@ -176,14 +177,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
                 f"{src.name} has per-channel FULLY_CONNECTED weights in a form tinygen cannot rewrite to CONV_2D, "
                 f"which {board['id']}'s TFLM library ({rewrite.library_name(board)}) computes wrongly; re-convert "
                 "with per-tensor Dense quantization (pass the .keras model instead) or use --runtime compiled")
-    compiled = None
-    if runtime == "compiled":
-        from tinygen.codegen.compiled import check_supported, emit, kernel_sources, plan_memory
-
-        check_supported(m)
-        cplan = plan_memory(m)
-        compiled = {"files": emit(m), "kernels": kernel_sources(), "peak_bytes": cplan.peak_bytes,
-                    "plan": cplan}
+    compiled = compile_model(m) if runtime == "compiled" else None
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(raw, m, src.name)
@@ -222,7 +216,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         vec["float_outputs"] = float_out[:n].astype(np.float32)
     if task == "classification" and src.y_test is not None:
         vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
-    plan_budget = budget(board, runtime, m, arena, compiled["peak_bytes"] if compiled else None)
+    plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None)
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
                 vec, qual, plan_budget, compiled, tflm_dir)

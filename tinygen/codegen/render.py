@@ -13,6 +13,7 @@ import jinja2
 from tinygen.common.version import VERSION as __version__
 from tinygen.common import escape
 from tinygen.codegen import protocol_header
+from tinygen.codegen.compiled import kernel_sources
 from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
 from tinygen.common.boards import is_emulated
 from tinygen.common.paths import firmware_dir, templates_dir
@@ -65,7 +66,7 @@ def manifest(plan: Plan) -> dict:
         "params": plan.analysis.params,
         "macs": plan.analysis.macs,
         "arena": plan.arena.as_dict(),
-        "compiled_arena_bytes": plan.compiled["peak_bytes"] if plan.compiled else None,
+        "compiled_arena_bytes": plan.compiled.peak_bytes if plan.compiled else None,
         "quantization": plan.quantization_note,
         "quality": plan.quality,
         "budget": plan.budget,
@@ -102,7 +103,7 @@ def render(plan: Plan) -> dict[str, bytes]:
     ctx = dict(
         version=__version__, source=plan.source, sha256=m.sha256, board=board, runtime=plan.runtime,
         name=plan.name, model_len=len(m.raw), ops=a.ops, params=a.params, macs=a.macs, arena=plan.arena,
-        compiled_peak=plan.compiled["peak_bytes"] if plan.compiled else None, budget=plan.budget,
+        compiled_peak=plan.compiled.peak_bytes if plan.compiled else None, budget=plan.budget,
         quantization_note=plan.quantization_note, lib_deps=lib_deps, tflm_source=tflm_source,
         build_flags=build_flags, custom=custom,
         emulated=emulated, n_vectors=len(plan.vectors["inputs"]), input_shape=list(it.shape),
@@ -143,9 +144,10 @@ def render(plan: Plan) -> dict[str, bytes]:
         if tflm_bare_metal:
             _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal)
     else:
-        for fname, text in sorted(plan.compiled["files"].items()):
+        # The model's C is printed here, from the plan's IR and memory plan.
+        for fname, text in sorted(plan.compiled.sources("tg").items()):
             out[f"src/{fname}"] = text.encode()
-        for fname, text in sorted(plan.compiled["kernels"].items()):
+        for fname, text in sorted(kernel_sources().items()):
             out[f"src/{fname}"] = text.encode()
         out["src/tg_runtime_compiled.c"] = (fw / "runtime" / "tg_runtime_compiled.c").read_bytes()
     return out

@@ -1,11 +1,11 @@
-"""Lower each TFLite operator to one call of a tg_kernels.c function.
+"""Lower each TFLite operator to one call of a tg_kernels.c function, as numbers.
 
-``lower(model, prefix)`` checks every operator against what the compiled
+``lower(model)`` checks the model and every operator against what the compiled
 runtime (and TFLM's int8 kernel for that op) accepts, computes all parameters
-that TFLM computes in Prepare (see :mod:`tinygen.codegen.compiled.quant`) and returns a
-list of :class:`Step`: C declarations (weights, biases, multipliers, a params
-struct) plus a C statement whose tensor arguments are filled in by the
-emitter once memory is planned.
+that TFLM computes in Prepare (see :mod:`tinygen.codegen.compiled.quant`), packs
+the weights, and returns one :class:`~tinygen.codegen.compiled.ir.Program`: an
+:class:`~tinygen.codegen.compiled.ir.OpIR` per operator (or the reason it was
+refused). It writes no C: :mod:`.printer` does, from the Program and its memory plan.
 
 All shapes are checked here, so every index the kernels compute stays inside
 the buffers by construction.
@@ -14,19 +14,14 @@ the buffers by construction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from tinygen.codegen.compiled import quant
+from tinygen.codegen.compiled.packing import MAX_DIMS, acc_bound_packed, broadcast_plan, dw3x3_widened, pack_weights
+from tinygen.codegen.compiled.ir import ArrayRef, ConstArray, OpIR, Program, Refusal
 from tinygen.common.errors import UnsupportedModel
 from tinygen.tflite.model import Operator, Tensor, TfliteModel
-
-MAX_DIMS = 6
-
-# Sentinel tensor index: render(ref) asks ref(SCRATCH) for the step's scratch buffer.
-SCRATCH = -1
 
 SUPPORTED_OPS = (
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
@@ -44,49 +39,25 @@ class OpRefused(UnsupportedModel):
         self.reason = reason
 
 
-Ref = Callable[[int], str]  # tensor index -> C expression of its data pointer
-
-
-@dataclass
-class Step:
-    op: Operator
-    reads: tuple[int, ...]  # activation (non-constant) tensors read
-    output: int  # tensor written
-    decls: list[str]  # C declarations this step needs (deterministic text)
-    render: Callable[[Ref], str]  # C statement(s) given tensor refs
-    inplace: tuple[int, ...] = ()  # reads whose buffer the output may reuse
-    alias: int | None = None  # RESHAPE: output is a view of this tensor
-    const_inputs: tuple[int, ...] = ()  # constant tensors passed as data
-    kernel: str = ""
-    macs: int = 0
-    notes: dict = field(default_factory=dict)
-    scratch: int = 0  # bytes of scratch (4-byte aligned) the kernel needs while it runs
-
-
 # ---- small helpers -----------------------------------------------------------
 
-def c_int_array(ctype: str, name: str, values, per_line: int = 16, align: int = 0) -> str:
-    vals = [int(v) for v in np.asarray(values).reshape(-1)]
-    if not vals:
-        vals = [0]
-    lines = []
-    for i in range(0, len(vals), per_line):
-        lines.append("    " + ", ".join(str(v) for v in vals[i:i + per_line]) + ",")
-    attr = f" __attribute__((aligned({align})))" if align else ""
-    return f"static const {ctype} {name}[{len(vals)}]{attr} = {{\n" + "\n".join(lines) + "\n};"
+def _i32(values) -> np.ndarray:
+    """int32 array of ``values``; ValueError (a malformed operator) if one does not fit."""
+    v = np.asarray([int(x) for x in np.asarray(values).reshape(-1)], dtype=np.int64)
+    if v.size and (v.min() < -2**31 or v.max() > 2**31 - 1):
+        raise ValueError("a constant does not fit in int32")
+    return v.astype(np.int32)
 
 
-def c_struct(ctype: str, name: str, fields: list[tuple[str, object]]) -> str:
-    parts = []
-    for key, value in fields:
-        if isinstance(value, (list, tuple)):
-            text = "{" + ", ".join(str(int(v)) for v in value) + "}"
-        elif isinstance(value, str):
-            text = value
-        else:
-            text = str(int(value))
-        parts.append(f"    .{key} = {text},")
-    return f"static const {ctype} {name} = {{\n" + "\n".join(parts) + "\n};"
+def _fields(*pairs) -> tuple:
+    """Params-struct fields with plain Python ints (nested tuples for C arrays)."""
+    def norm(v):
+        if isinstance(v, (ArrayRef, type(None))):
+            return v
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return tuple(norm(x) for x in v)
+        return int(v)
+    return tuple((k, norm(v)) for k, v in pairs)
 
 
 def _pad_dims(values, fill=0):
@@ -209,41 +180,19 @@ def _spatial(op: Operator, in_h, in_w, k_h, k_w, out_h, out_w, stride_h, stride_
     return _pad_amount(in_h, k_h, stride_h, dil_h, oh), _pad_amount(in_w, k_w, stride_w, dil_w, ow)
 
 
-def pack_weights(op: Operator, w: np.ndarray, bias, input_offset: int, groups: int = 1):
-    """Packed weights and folded bias for tg_conv2d_s8 / tg_fully_connected_s8.
-
-    ``w`` is [out_c][K]. Returns (packed int8 array, folded int32 bias, K4): rows
-    zero-padded to K4 (a multiple of 4); within each group the channels stored
-    in pairs, interleaved per block of 4 values (an odd last channel alone);
-    bias' = bias + input_offset * sum_k w[oc][k] (see tg_kernels.h)."""
-    w = np.asarray(w, dtype=np.int64)
-    out_c, k = w.shape
-    k4 = (k + 3) // 4 * 4
-    nblk = k4 // 4
-    wp = np.zeros((out_c, k4), dtype=np.int64)
-    wp[:, :k] = w
-    per_group = out_c // groups
-    parts = []
-    for g in range(groups):
-        rows = wp[g * per_group:(g + 1) * per_group]
-        n_pairs = per_group // 2
-        if n_pairs:
-            pairs = rows[:2 * n_pairs].reshape(n_pairs, 2, nblk, 4).transpose(0, 2, 1, 3)
-            parts.append(pairs.reshape(-1))
-        if per_group % 2:
-            parts.append(rows[-1].reshape(-1))
-    packed = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    b = np.zeros(out_c, dtype=np.int64) if bias is None else np.asarray(bias.data, dtype=np.int64).reshape(-1)
-    folded = b + int(input_offset) * w.sum(axis=1)
-    # Every partial sum the kernel forms stays within int32 (as TFLM's own do).
-    bound = np.abs(folded) + 128 * np.abs(w).sum(axis=1)
-    if (bound > 2**31 - 1).any():
+def _packed(op: Operator, w2, bias, input_offset: int, groups: int = 1):
+    """pack_weights, refused unless every partial sum the kernel forms stays within int32
+    (as TFLM's own do). Returns (packed, folded int32 bias, K4, |accumulator| bounds)."""
+    packed, folded, k4 = pack_weights(w2, None if bias is None else bias.data, input_offset, groups)
+    bound = acc_bound_packed(w2, folded)
+    if (bound > INT32_MAX).any():
         raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
-    return packed.astype(np.int8), folded.astype(np.int32), k4
+    return packed, folded.astype(np.int32), k4, bound
 
 
-def _fast_rq(p: str, idx: int, bounds, mults, shifts, decls: list[str]) -> str:
-    """The `rq` field: fast requantization constants when provably exact, else NULL.
+def _requant_data(bounds, mults, shifts) -> tuple[list[ConstArray], list[tuple[str, object]]]:
+    """The multiplier / shift / rq fields and their arrays: fast requantization constants
+    ("rq") when provably exact, else the multiplier and shift arrays.
 
     ``bounds`` (per output channel) bound |accumulator|; with one multiplier for
     all channels the largest bound applies."""
@@ -251,43 +200,15 @@ def _fast_rq(p: str, idx: int, bounds, mults, shifts, decls: list[str]) -> str:
     if len(mults) == 1:
         bounds = [max(bounds)] if bounds else [0]
     consts = quant.fast_requant_constants(bounds, mults, shifts)
-    if consts is None:
-        return "NULL"
-    decls.append(c_int_array("int32_t", f"{p}_op{idx}_rq", consts, 8))
-    return f"{p}_op{idx}_rq"
-
-
-def _acc_bound_packed(w2, folded):
-    """|accumulator| bound of the packed products: raw int8 inputs, folded bias."""
-    w2 = np.asarray(w2, dtype=np.int64)
-    return np.abs(np.asarray(folded, dtype=np.int64)) + 128 * np.abs(w2).sum(axis=1)
-
-
-def dw3x3_widened(w, out_c: int) -> list[int]:
-    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, w16)."""
-    wt = np.asarray(w, dtype=np.int64).reshape(9, out_c)
-
-    def pk(lo, hi):
-        v = (int(lo) & 0xFFFF) | ((int(hi) & 0xFFFF) << 16)
-        return v - (1 << 32) if v >= 1 << 31 else v
-
-    out: list[int] = []
-    for c in range(0, out_c, 4):
-        for t in (0, 2, 4, 6):
-            out += [pk(wt[t][c + j], wt[t + 1][c + j]) for j in (0, 2, 1, 3)]
-        out += [pk(wt[8][c], wt[8][c + 2]), pk(wt[8][c + 1], wt[8][c + 3])]
-    return out
-
-
-def _mult_arrays(p: str, idx: int, mults, shifts, decls: list[str]):
-    decls.append(c_int_array("int32_t", f"{p}_op{idx}_mult", mults, 8))
-    decls.append(c_int_array("int32_t", f"{p}_op{idx}_shift", shifts, 16))
-    return f"{p}_op{idx}_mult", f"{p}_op{idx}_shift"
+    if consts is not None:
+        return [ConstArray("rq", _i32(consts))], [("multiplier", None), ("shift", None), ("rq", ArrayRef("rq"))]
+    return ([ConstArray("mult", _i32(mults)), ConstArray("shift", _i32(shifts))],
+            [("multiplier", ArrayRef("mult")), ("shift", ArrayRef("shift")), ("rq", None)])
 
 
 # ---- FULLY_CONNECTED ---------------------------------------------------------
 
-def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
+def _fully_connected(m: TfliteModel, op: Operator) -> OpIR:
     x, y = _int8_io(m, op)
     if op.options.get("weightsFormat", 0) != 0:
         raise OpRefused(op, "shuffled weights format")
@@ -304,7 +225,6 @@ def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
     if x.size != batches * accum:
         raise OpRefused(op, f"input of {x.size} values is not {batches} rows of {accum}")
     s_in, s_out = x.scale[0], y.scale[0]
-    decls: list[str] = []
     per_channel = len(w.scale) > 1
     if per_channel:
         mults, shifts = quant.conv_channel_multipliers(s_in, w.scale, s_out, out_depth)
@@ -319,26 +239,16 @@ def _fully_connected(m: TfliteModel, op: Operator, p: str) -> Step:
     _check_index_range(op, "output size", batches, out_depth)
     _check_index_range(op, "padded weights", out_depth, accum + 3)
     act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
-    packed, folded, k4 = pack_weights(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
-    wn = f"{p}_op{op.index}_w"
-    decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
-    bn = f"{p}_op{op.index}_b"
-    decls.append(c_int_array("int32_t", bn, folded, 8))
-    rqn = _fast_rq(p, op.index, _acc_bound_packed(np.asarray(w.data).reshape(out_depth, accum), folded),
-                   mults, shifts, decls)
-    mn, sn = ("NULL", "NULL") if rqn != "NULL" else _mult_arrays(p, op.index, mults, shifts, decls)
-    pn = f"{p}_op{op.index}"
-    decls.append(c_struct("tg_fc_params_t", pn, [
+    packed, folded, k4, bound = _packed(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
+    rq_arrays, rq_fields = _requant_data(bound, mults, shifts)
+    params = _fields(
         ("batches", batches), ("accum_depth", accum), ("accum_padded", k4), ("output_depth", out_depth),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
         ("act_min", act_min), ("act_max", act_max), ("per_channel", int(per_channel)),
-        ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn), ("rq", rqn),
-    ]))
-    xi, yi = x.index, y.index
-    return Step(op, (xi,), yi, decls,
-                lambda r: f"tg_fully_connected_s8(&{pn}, {r(xi)}, {r(yi)});",
-                kernel="tg_fully_connected_s8", macs=batches * accum * out_depth,
-                notes={"per_channel": per_channel})
+        ("weights", ArrayRef("w")), ("bias", ArrayRef("b")), *rq_fields)
+    arrays = (ConstArray("w", packed, align=4), ConstArray("b", folded), *rq_arrays)
+    return OpIR(op.index, op.opcode, "tg_fully_connected_s8", (x.index,), y.index, (x.index,), params, arrays,
+                macs=batches * accum * out_depth)
 
 
 # ---- CONV_2D / DEPTHWISE_CONV_2D ---------------------------------------------
@@ -393,14 +303,14 @@ def _conv_common(m: TfliteModel, op: Operator, depthwise: bool):
                 shifts=shifts, act_min=act_min, act_max=act_max)
 
 
-def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
+def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
     c = _conv_common(m, op, depthwise)
-    decls: list[str] = []
-    wn = f"{p}_op{op.index}_w"
-    bn = f"{p}_op{op.index}_b"
+    arrays: list[ConstArray] = []
+    bias_ref: ArrayRef | None = ArrayRef("b")
+    w16_ref: ArrayRef | None = None
     k4 = 0
     if depthwise:
-        decls.append(c_int_array("int8_t", wn, c["w"].data, 16))
+        arrays.append(ConstArray("w", np.asarray(c["w"].data)))
         # accumulators: bias + sum w * (x + input_offset), x in [-128, 127], over
         # any subset of the taps (padding taps are skipped)
         wd = np.abs(np.asarray(c["w"].data, dtype=np.int64)).reshape(-1, c["out_c"]).sum(axis=0)
@@ -410,32 +320,28 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
         acc_bound = bd + max(abs(-128 + off), abs(127 + off)) * wd
         if int(acc_bound.max(initial=0)) > INT32_MAX:
             raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
-        w16n = "NULL"
         if c["dm"] == 1 and c["k_h"] == 3 and c["k_w"] == 3 and c["in_c"] % 4 == 0:
-            w16n = f"{p}_op{op.index}_w16"
-            decls.append(c_int_array("int32_t", w16n, dw3x3_widened(c["w"].data, c["out_c"]), 8))
+            w16_ref = ArrayRef("w16")
+            arrays.append(ConstArray("w16", _i32(dw3x3_widened(c["w"].data, c["out_c"]))))
         if c["bias"] is not None:
-            decls.append(c_int_array("int32_t", bn, c["bias"].data, 8))
+            arrays.append(ConstArray("b", _i32(c["bias"].data)))
         else:
-            bn = "NULL"
+            bias_ref = None
     else:
         w2 = np.asarray(c["w"].data).reshape(c["out_c"], -1)
-        packed, folded, k4 = pack_weights(op, w2, c["bias"], -c["x"].zero_point[0],
-                                          c["in_c"] // c["filter_in_c"])
-        decls.append(c_int_array("int8_t", wn, packed, 16, align=4))
-        decls.append(c_int_array("int32_t", bn, folded, 8))
-        acc_bound = _acc_bound_packed(w2, folded)
+        packed, folded, k4, acc_bound = _packed(op, w2, c["bias"], -c["x"].zero_point[0],
+                                                c["in_c"] // c["filter_in_c"])
+        arrays += [ConstArray("w", packed, align=4), ConstArray("b", folded)]
     per_channel = len(set(zip(c["mults"], c["shifts"]))) > 1
     if per_channel:
         mults, shifts = c["mults"], c["shifts"]
     else:
         mults, shifts = c["mults"][:1], c["shifts"][:1]
     # fast requantization constants replace the multiplier / shift arrays
-    rqn = _fast_rq(p, op.index, acc_bound, mults, shifts, decls)
-    mn, sn = ("NULL", "NULL") if rqn != "NULL" else _mult_arrays(p, op.index, mults, shifts, decls)
-    pn = f"{p}_op{op.index}"
+    rq_arrays, rq_fields = _requant_data(acc_bound, mults, shifts)
+    arrays += rq_arrays
     x, y = c["x"], c["y"]
-    decls.append(c_struct("tg_conv_params_t", pn, [
+    params = _fields(
         ("batches", c["n"]), ("in_h", c["in_h"]), ("in_w", c["in_w"]), ("in_c", c["in_c"]),
         ("out_h", c["out_h"]), ("out_w", c["out_w"]), ("out_c", c["out_c"]),
         ("filter_h", c["k_h"]), ("filter_w", c["k_w"]), ("filter_in_c", c["filter_in_c"]),
@@ -443,21 +349,20 @@ def _conv(m: TfliteModel, op: Operator, p: str, depthwise: bool) -> Step:
         ("dilation_h", c["dh"]), ("dilation_w", c["dw"]), ("pad_h", c["pad_h"]), ("pad_w", c["pad_w"]),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
         ("act_min", c["act_min"]), ("act_max", c["act_max"]), ("per_channel", int(per_channel)),
-        ("k_padded", k4), ("weights", wn), ("bias", bn), ("multiplier", mn), ("shift", sn),
-        ("rq", rqn),
-    ] + ([("w16", w16n)] if depthwise else [])))
+        ("k_padded", k4), ("weights", ArrayRef("w")), ("bias", bias_ref), *rq_fields,
+        *([("w16", w16_ref)] if depthwise else []))
     xi, yi = x.index, y.index
     per_out = c["k_h"] * c["k_w"] * (1 if depthwise else c["filter_in_c"])
     if depthwise:
-        return Step(op, (xi,), yi, decls, lambda r: f"tg_depthwise_conv2d_s8(&{pn}, {r(xi)}, {r(yi)});",
-                    kernel="tg_depthwise_conv2d_s8", macs=y.size * per_out)
-    return Step(op, (xi,), yi, decls, lambda r: f"tg_conv2d_s8(&{pn}, {r(xi)}, {r(yi)}, {r(SCRATCH)});",
-                kernel="tg_conv2d_s8", macs=y.size * per_out, scratch=4 * k4)
+        return OpIR(op.index, op.opcode, "tg_depthwise_conv2d_s8", (xi,), yi, (xi,), params, tuple(arrays),
+                    macs=y.size * per_out)
+    return OpIR(op.index, op.opcode, "tg_conv2d_s8", (xi,), yi, (xi,), params, tuple(arrays),
+                macs=y.size * per_out, scratch_bytes=4 * k4)
 
 
 # ---- pooling -----------------------------------------------------------------
 
-def _pool(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
+def _pool(m: TfliteModel, op: Operator, kind: str) -> OpIR:
     x, y = _int8_io(m, op)
     if len(x.shape) != 4 or len(y.shape) != 4:
         raise OpRefused(op, "input and output must be 4-D (NHWC)")
@@ -481,16 +386,13 @@ def _pool(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
             if min(k, size - start) - max(0, -start) <= 0:
                 raise OpRefused(op, "a pooling window lies entirely in the padding")
     act_min, act_max = quant.activation_range(_activation(op), y.scale[0], y.zero_point[0])
-    pn = f"{p}_op{op.index}"
-    decls = [c_struct("tg_pool_params_t", pn, [
+    params = _fields(
         ("batches", n), ("in_h", in_h), ("in_w", in_w), ("channels", ch),
         ("out_h", out_h), ("out_w", out_w), ("filter_h", k_h), ("filter_w", k_w),
         ("stride_h", sh), ("stride_w", sw), ("pad_h", pad_h), ("pad_w", pad_w),
-        ("act_min", act_min), ("act_max", act_max),
-    ])]
+        ("act_min", act_min), ("act_max", act_max))
     fn = "tg_avg_pool_s8" if kind == "avg" else "tg_max_pool_s8"
-    xi, yi = x.index, y.index
-    return Step(op, (xi,), yi, decls, lambda r: f"{fn}(&{pn}, {r(xi)}, {r(yi)});", kernel=fn)
+    return OpIR(op.index, op.opcode, fn, (x.index,), y.index, (x.index,), params)
 
 
 def f32diff(a: float, b: float) -> float:
@@ -499,7 +401,7 @@ def f32diff(a: float, b: float) -> float:
 
 # ---- RESHAPE -------------------------------------------------------------------
 
-def _reshape(m: TfliteModel, op: Operator, p: str) -> Step:
+def _reshape(m: TfliteModel, op: Operator) -> OpIR:
     x, = _act_inputs(m, op, 1)
     y = m.tensors[op.outputs[0]]
     if x.dtype != "int8" or y.dtype != "int8":
@@ -507,17 +409,15 @@ def _reshape(m: TfliteModel, op: Operator, p: str) -> Step:
     if x.size != y.size:
         raise OpRefused(op, f"{x.shape} -> {y.shape} changes the number of values")
     xi, yi = x.index, y.index
-    n = y.size
+    params = _fields(("size", y.size))
     if x.is_constant:
-        return Step(op, (), yi, [], lambda r: f"tg_copy_s8({n}, {r(xi)}, {r(yi)});",
-                    const_inputs=(xi,), kernel="tg_copy_s8")
-    return Step(op, (xi,), yi, [], lambda r: f"tg_copy_s8({n}, {r(xi)}, {r(yi)});",
-                alias=xi, kernel="tg_copy_s8")
+        return OpIR(op.index, op.opcode, "tg_copy_s8", (xi,), yi, (), params, const_inputs=(xi,))
+    return OpIR(op.index, op.opcode, "tg_copy_s8", (xi,), yi, (xi,), params, alias=xi)
 
 
 # ---- SOFTMAX -------------------------------------------------------------------
 
-def _softmax(m: TfliteModel, op: Operator, p: str) -> Step:
+def _softmax(m: TfliteModel, op: Operator) -> OpIR:
     x, y = _int8_io(m, op)
     if y.zero_point[0] != -128 or quant.f32(y.scale[0]) != quant.f32(1.0 / 256):
         raise OpRefused(op, "int8 softmax output must have scale 1/256 and zero point -128")
@@ -531,19 +431,15 @@ def _softmax(m: TfliteModel, op: Operator, p: str) -> Step:
     beta = quant.f32(op.options.get("beta", 1.0))
     mult, shift, diff_min = quant.softmax_params(beta, x.scale[0])
     _check_rq(op, [mult], [shift])
-    pn = f"{p}_op{op.index}"
-    decls = [c_struct("tg_softmax_params_t", pn, [
-        ("outer", outer), ("depth", depth), ("input_multiplier", mult),
-        ("input_left_shift", shift), ("diff_min", diff_min),
-    ])]
+    params = _fields(("outer", outer), ("depth", depth), ("input_multiplier", mult),
+                     ("input_left_shift", shift), ("diff_min", diff_min))
     xi, yi = x.index, y.index
-    return Step(op, (xi,), yi, decls, lambda r: f"tg_softmax_s8(&{pn}, {r(xi)}, {r(yi)});",
-                inplace=(xi,), kernel="tg_softmax_s8")
+    return OpIR(op.index, op.opcode, "tg_softmax_s8", (xi,), yi, (xi,), params, inplace=(xi,))
 
 
 # ---- LOGISTIC / TANH -------------------------------------------------------------
 
-def _sigmoid(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
+def _sigmoid(m: TfliteModel, op: Operator, kind: str) -> OpIR:
     x, y = _int8_io(m, op)
     if x.size != y.size:
         raise OpRefused(op, "input and output sizes differ")
@@ -551,47 +447,16 @@ def _sigmoid(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
         raise OpRefused(op, "int8 logistic output must have zero point -128 (TFLM rejects it)")
     mult, shift, radius = quant.sigmoid_params(x.scale[0])
     _check_rq(op, [mult], [shift])
-    pn = f"{p}_op{op.index}"
-    decls = [c_struct("tg_sigmoid_params_t", pn, [
-        ("size", x.size), ("input_zero_point", x.zero_point[0]), ("input_range_radius", radius),
-        ("input_multiplier", mult), ("input_left_shift", shift),
-    ])]
+    params = _fields(("size", x.size), ("input_zero_point", x.zero_point[0]), ("input_range_radius", radius),
+                     ("input_multiplier", mult), ("input_left_shift", shift))
     fn = "tg_logistic_s8" if kind == "logistic" else "tg_tanh_s8"
     xi, yi = x.index, y.index
-    return Step(op, (xi,), yi, decls, lambda r: f"{fn}(&{pn}, {r(xi)}, {r(yi)});",
-                inplace=(xi,), kernel=fn)
+    return OpIR(op.index, op.opcode, fn, (xi,), yi, (xi,), params, inplace=(xi,))
 
 
 # ---- ADD / MUL -----------------------------------------------------------------
 
-def broadcast_plan(a_shape, b_shape, out_shape):
-    """Broadcast description (rank, out_dims, a_strides, b_strides) or None if same shape."""
-    rank = max(len(a_shape), len(b_shape))
-    if rank > MAX_DIMS:
-        raise ValueError(f"rank {rank} > {MAX_DIMS}")
-    a = [1] * (rank - len(a_shape)) + list(a_shape)
-    b = [1] * (rank - len(b_shape)) + list(b_shape)
-    out = []
-    for da, db in zip(a, b):
-        if da != db and da != 1 and db != 1:
-            raise ValueError(f"shapes {tuple(a_shape)} and {tuple(b_shape)} do not broadcast")
-        out.append(max(da, db))
-    if list(out_shape) != out and [1] * (len(out) - len(out_shape)) + list(out_shape) != out:
-        raise ValueError(f"output shape {tuple(out_shape)} is not the broadcast shape {tuple(out)}")
-    if a == out and b == out:
-        return None
-
-    def strides(dims):
-        st, acc = [0] * rank, 1
-        for d in range(rank - 1, -1, -1):
-            st[d] = 0 if (dims[d] == 1 and out[d] != 1) else acc
-            acc *= dims[d]
-        return st
-
-    return rank, out, strides(a), strides(b)
-
-
-def _binary(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
+def _binary(m: TfliteModel, op: Operator, kind: str) -> OpIR:
     a, b = _act_inputs(m, op, 2)
     y = m.tensors[op.outputs[0]]
     for t, what in ((a, "first input"), (b, "second input"), (y, "output")):
@@ -601,37 +466,32 @@ def _binary(m: TfliteModel, op: Operator, p: str, kind: str) -> Step:
     except ValueError as exc:
         raise OpRefused(op, str(exc)) from None
     act_min, act_max = quant.activation_range(_activation(op), y.scale[0], y.zero_point[0])
-    if bc is None:
-        bfields = ("bcast", "{0, {0}, {0}, {0}}")
+    if bc is None:  # {rank, out_dims, a_strides, b_strides}; rank 0: same shapes
+        bfields = ("bcast", (0, (0,), (0,), (0,)))
     else:
         rank, out, sa, sb = bc
-        bfields = ("bcast", "{%d, {%s}, {%s}, {%s}}" % (
-            rank, ", ".join(map(str, _pad_dims(out, 1))), ", ".join(map(str, _pad_dims(sa))),
-            ", ".join(map(str, _pad_dims(sb)))))
+        bfields = ("bcast", (rank, tuple(_pad_dims(out, 1)), tuple(_pad_dims(sa)), tuple(_pad_dims(sb))))
     common = [("size", y.size), bfields, ("input1_offset", -a.zero_point[0]),
               ("input2_offset", -b.zero_point[0]), ("output_offset", y.zero_point[0])]
-    pn = f"{p}_op{op.index}"
     if kind == "add":
         q = quant.add_params(a.scale[0], b.scale[0], y.scale[0])
         fields = common + [(k, q[k]) for k in (
             "left_shift", "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
             "output_multiplier", "output_shift")]
-        ctype, fn = "tg_add_params_t", "tg_add_s8"
+        fn = "tg_add_s8"
     else:
         mm, ss = quant.quantize_multiplier(float(a.scale[0]) * float(b.scale[0]) / float(y.scale[0]))
         fields = common + [("output_multiplier", mm), ("output_shift", ss)]
-        ctype, fn = "tg_mul_params_t", "tg_mul_s8"
+        fn = "tg_mul_s8"
     fields += [("act_min", act_min), ("act_max", act_max)]
     got = dict(fields)
     heads = [k[:-len("_multiplier")] for k in got if k.endswith("_multiplier")]
     _check_rq(op, [got[h + "_multiplier"] for h in heads], [got[h + "_shift"] for h in heads])
-    decls = [c_struct(ctype, pn, fields)]
-    ai, bi, yi = a.index, b.index, y.index
     reads = tuple(t.index for t in (a, b) if not t.is_constant)
     consts = tuple(t.index for t in (a, b) if t.is_constant)
     inplace = tuple(t.index for t in (a, b) if not t.is_constant and t.size == y.size)
-    return Step(op, reads, yi, decls, lambda r: f"{fn}(&{pn}, {r(ai)}, {r(bi)}, {r(yi)});",
-                inplace=inplace, const_inputs=consts, kernel=fn)
+    return OpIR(op.index, op.opcode, fn, (a.index, b.index), y.index, reads, _fields(*fields),
+                const_inputs=consts, inplace=inplace)
 
 
 # ---- RELU / RELU6 / QUANTIZE ---------------------------------------------------------
@@ -643,49 +503,46 @@ def _unary_checks(m: TfliteModel, op: Operator):
     return x, y
 
 
-def _relu(m: TfliteModel, op: Operator, p: str) -> Step:
+def _relu(m: TfliteModel, op: Operator) -> OpIR:
     x, y = _unary_checks(m, op)
     # CalculateReluOpData: the scale ratio is a float32 division; the lower
     # bound is the output zero point (roundf(0 / scale) == 0).
     mult, shift = quant.quantize_multiplier(quant.f32(quant.f32(x.scale[0]) / quant.f32(y.scale[0])))
     act_min = max(-128, y.zero_point[0])
-    return _requant_step(op, p, x, y, mult, shift, act_min, 127)
+    return _requant_step(op, x, y, mult, shift, act_min, 127)
 
 
-def _quantize(m: TfliteModel, op: Operator, p: str) -> Step:
+def _quantize(m: TfliteModel, op: Operator) -> OpIR:
     x, = _act_inputs(m, op, 1)
     if x.dtype != "int8":
         raise OpRefused(op, f"input is {x.dtype}; only int8 -> int8 requantization is supported")
     x, y = _unary_checks(m, op)
     mult, shift = quant.quantize_multiplier(float(x.scale[0]) / float(y.scale[0]))
-    return _requant_step(op, p, x, y, mult, shift, -128, 127)
+    return _requant_step(op, x, y, mult, shift, -128, 127)
 
 
-def _requant_step(op, p, x, y, mult, shift, act_min, act_max) -> Step:
+def _requant_step(op, x, y, mult, shift, act_min, act_max) -> OpIR:
     _check_rq(op, [mult], [shift])
-    pn = f"{p}_op{op.index}"
-    decls = [c_struct("tg_requant_params_t", pn, [
+    params = _fields(
         ("size", x.size), ("input_zero_point", x.zero_point[0]), ("output_zero_point", y.zero_point[0]),
-        ("multiplier", mult), ("shift", shift), ("act_min", act_min), ("act_max", act_max),
-    ])]
+        ("multiplier", mult), ("shift", shift), ("act_min", act_min), ("act_max", act_max))
     xi, yi = x.index, y.index
-    return Step(op, (xi,), yi, decls, lambda r: f"tg_requantize_s8(&{pn}, {r(xi)}, {r(yi)});",
-                inplace=(xi,), kernel="tg_requantize_s8")
+    return OpIR(op.index, op.opcode, "tg_requantize_s8", (xi,), yi, (xi,), params, inplace=(xi,))
 
 
-def _relu6(m: TfliteModel, op: Operator, p: str) -> Step:
+def _relu6(m: TfliteModel, op: Operator) -> OpIR:
     x, y = _unary_checks(m, op)
     zp = x.zero_point[0]
     six = quant.round_half_away(quant.f32(quant.f32(6.0) / quant.f32(x.scale[0]))) + zp
     six = max(-128, min(127, six))
-    xi, yi, n = x.index, y.index, x.size
-    return Step(op, (xi,), yi, [], lambda r: f"tg_clamp_s8({n}, {zp}, {six}, {r(xi)}, {r(yi)});",
-                inplace=(xi,), kernel="tg_clamp_s8")
+    xi, yi = x.index, y.index
+    params = _fields(("size", x.size), ("lo", zp), ("hi", six))
+    return OpIR(op.index, op.opcode, "tg_clamp_s8", (xi,), yi, (xi,), params, inplace=(xi,))
 
 
 # ---- PAD ------------------------------------------------------------------------------
 
-def _pad(m: TfliteModel, op: Operator, p: str) -> Step:
+def _pad(m: TfliteModel, op: Operator) -> OpIR:
     if len(op.inputs) != 2:
         raise OpRefused(op, "PAD with a constant-value input (PADV2 form)")
     x, y = _int8_io(m, op)
@@ -702,19 +559,16 @@ def _pad(m: TfliteModel, op: Operator, p: str) -> Step:
     want = tuple(int(x.shape[i]) + int(pv[i, 0]) + int(pv[i, 1]) for i in range(rank))
     if want != tuple(y.shape):
         raise OpRefused(op, f"output shape {y.shape} is not input {x.shape} plus paddings")
-    pn = f"{p}_op{op.index}"
-    decls = [c_struct("tg_pad_params_t", pn, [
+    params = _fields(
         ("rank", rank), ("in_dims", _pad_dims(x.shape, 1)), ("out_dims", _pad_dims(y.shape, 1)),
         ("before", _pad_dims([int(v) for v in pv[:, 0]])), ("out_size", y.size),
-        ("pad_value", y.zero_point[0]),
-    ])]
-    xi, yi = x.index, y.index
-    return Step(op, (xi,), yi, decls, lambda r: f"tg_pad_s8(&{pn}, {r(xi)}, {r(yi)});", kernel="tg_pad_s8")
+        ("pad_value", y.zero_point[0]))
+    return OpIR(op.index, op.opcode, "tg_pad_s8", (x.index,), y.index, (x.index,), params)
 
 
 # ---- MEAN -------------------------------------------------------------------------------
 
-def _mean(m: TfliteModel, op: Operator, p: str) -> Step:
+def _mean(m: TfliteModel, op: Operator) -> OpIR:
     x, y = _int8_io(m, op)
     axis_t = m.tensors[op.inputs[1]]
     if not axis_t.is_constant or axis_t.dtype != "int32":
@@ -743,22 +597,19 @@ def _mean(m: TfliteModel, op: Operator, p: str) -> Step:
     _check_index_range(op, "reduced values x 256", num, 256)
     mult, shift = quant.mean_multiplier(x.scale[0], y.scale[0], num)
     _check_rq(op, [mult], [shift])
-    pn = f"{p}_op{op.index}"
-    decls = [c_struct("tg_mean_params_t", pn, [
+    params = _fields(
         ("kept_rank", len(kept)), ("kept_dims", _pad_dims([x.shape[d] for d in kept], 1)),
         ("kept_strides", _pad_dims([strides[d] for d in kept])),
         ("red_rank", len(red)), ("red_dims", _pad_dims([x.shape[d] for d in red], 1)),
         ("red_strides", _pad_dims([strides[d] for d in red])), ("num_reduced", num),
         ("input_zero_point", x.zero_point[0]), ("output_zero_point", y.zero_point[0]),
-        ("multiplier", mult), ("shift", shift),
-    ])]
-    xi, yi = x.index, y.index
-    return Step(op, (xi,), yi, decls, lambda r: f"tg_mean_s8(&{pn}, {r(xi)}, {r(yi)});", kernel="tg_mean_s8")
+        ("multiplier", mult), ("shift", shift))
+    return OpIR(op.index, op.opcode, "tg_mean_s8", (x.index,), y.index, (x.index,), params)
 
 
 # ---- CONCATENATION ----------------------------------------------------------------------
 
-def _concat(m: TfliteModel, op: Operator, p: str) -> Step:
+def _concat(m: TfliteModel, op: Operator) -> OpIR:
     if len(op.outputs) != 1 or not op.inputs or any(i < 0 for i in op.inputs):
         raise OpRefused(op, "bad inputs/outputs")
     ins = [m.tensors[i] for i in op.inputs]
@@ -783,39 +634,30 @@ def _concat(m: TfliteModel, op: Operator, p: str) -> Step:
         raise OpRefused(op, "input sizes along the axis do not add up to the output")
     outer = int(np.prod(y.shape[:axis])) if axis else 1
     inner = [int(np.prod(t.shape[axis:])) for t in ins]
-    pn = f"{p}_op{op.index}_inner"
-    decls = [c_int_array("int32_t", pn, inner)]
-    idxs = [t.index for t in ins]
-    yi = y.index
-    n = len(ins)
-
-    def render(r: Ref) -> str:
-        lst = ", ".join(r(i) for i in idxs)
-        return ("{\n        const int8_t *const ins[%d] = {%s};\n"
-                "        tg_concat_s8(%d, %d, ins, %s, %s);\n    }" % (n, lst, outer, n, pn, r(yi)))
-
     reads = tuple(dict.fromkeys(t.index for t in ins if not t.is_constant))
     consts = tuple(dict.fromkeys(t.index for t in ins if t.is_constant))
-    return Step(op, reads, yi, decls, render, const_inputs=consts, kernel="tg_concat_s8")
+    return OpIR(op.index, op.opcode, "tg_concat_s8", tuple(t.index for t in ins), y.index, reads,
+                _fields(("outer", outer), ("count", len(ins)), ("inner", ArrayRef("inner"))),
+                (ConstArray("inner", _i32(inner)),), const_inputs=consts)
 
 
-def _dequantize(m: TfliteModel, op: Operator, p: str) -> Step:
+def _dequantize(m: TfliteModel, op: Operator) -> OpIR:
     y = m.tensors[op.outputs[0]] if op.outputs else None
     raise OpRefused(op, f"output is {y.dtype if y is not None else '?'}; the compiled runtime computes int8 only")
 
 
 _LOWER = {
     "FULLY_CONNECTED": _fully_connected,
-    "CONV_2D": lambda m, op, p: _conv(m, op, p, False),
-    "DEPTHWISE_CONV_2D": lambda m, op, p: _conv(m, op, p, True),
-    "AVERAGE_POOL_2D": lambda m, op, p: _pool(m, op, p, "avg"),
-    "MAX_POOL_2D": lambda m, op, p: _pool(m, op, p, "max"),
+    "CONV_2D": lambda m, op: _conv(m, op, False),
+    "DEPTHWISE_CONV_2D": lambda m, op: _conv(m, op, True),
+    "AVERAGE_POOL_2D": lambda m, op: _pool(m, op, "avg"),
+    "MAX_POOL_2D": lambda m, op: _pool(m, op, "max"),
     "RESHAPE": _reshape,
     "SOFTMAX": _softmax,
-    "ADD": lambda m, op, p: _binary(m, op, p, "add"),
-    "MUL": lambda m, op, p: _binary(m, op, p, "mul"),
-    "LOGISTIC": lambda m, op, p: _sigmoid(m, op, p, "logistic"),
-    "TANH": lambda m, op, p: _sigmoid(m, op, p, "tanh"),
+    "ADD": lambda m, op: _binary(m, op, "add"),
+    "MUL": lambda m, op: _binary(m, op, "mul"),
+    "LOGISTIC": lambda m, op: _sigmoid(m, op, "logistic"),
+    "TANH": lambda m, op: _sigmoid(m, op, "tanh"),
     "RELU": _relu,
     "RELU6": _relu6,
     "PAD": _pad,
@@ -826,12 +668,13 @@ _LOWER = {
 }
 
 
-def lower_op(m: TfliteModel, op: Operator, prefix: str) -> Step:
+def lower_op(m: TfliteModel, op: Operator) -> OpIR:
+    """One operator as an OpIR, or OpRefused saying why the compiled runtime cannot run it."""
     fn = _LOWER.get(op.opcode)
     if fn is None:
         raise OpRefused(op, "no compiled kernel")
     try:
-        return fn(m, op, prefix)
+        return fn(m, op)
     except OpRefused:
         raise
     except UnsupportedModel as exc:  # a parameter TFLM's Prepare would also reject
@@ -840,5 +683,51 @@ def lower_op(m: TfliteModel, op: Operator, prefix: str) -> Step:
         raise OpRefused(op, f"malformed operator ({type(exc).__name__}: {exc})") from None
 
 
-def lower(m: TfliteModel, prefix: str = "tg") -> list[Step]:
-    return [lower_op(m, op, prefix) for op in m.operators]
+def model_problems(model: TfliteModel) -> list[str]:
+    """Whole-model reasons the compiled runtime cannot take the model."""
+    problems = []
+    if len(model.inputs) != 1:
+        problems.append(f"{len(model.inputs)} inputs (needs exactly one)")
+    if len(model.outputs) != 1:
+        problems.append(f"{len(model.outputs)} outputs (needs exactly one)")
+    if not model.operators:
+        problems.append("no operators")
+    if problems:
+        return problems
+    for what, t in (("input", model.input_tensor()), ("output", model.output_tensor())):
+        if t.dtype != "int8":
+            problems.append(f"model {what} is {t.dtype} (needs int8)")
+        elif len(t.scale) != 1 or len(t.zero_point) != 1:
+            problems.append(f"model {what} is not per-tensor quantized")
+    if model.inputs[0] == model.outputs[0]:
+        problems.append("the model output is its input")
+    written: set[int] = set()
+    for op in model.operators:
+        for t in op.outputs:
+            if t == model.inputs[0] or model.tensors[t].is_constant or t in written:
+                problems.append(f"op {op.index} ({op.opcode}) writes tensor {t} that is an input, "
+                                "a constant, or written twice")
+            written.add(t)
+    if model.outputs[0] not in written:
+        problems.append("the model output is not computed by any operator")
+    # Only the model input and the outputs of earlier ops exist when an op runs.
+    available = {model.inputs[0]}
+    for op in model.operators:
+        for t in op.inputs:
+            if t >= 0 and not model.tensors[t].is_constant and t not in available:
+                problems.append(f"op {op.index} ({op.opcode}) reads tensor {t} before it is computed")
+        available |= set(op.outputs)
+    return problems
+
+
+def lower(m: TfliteModel) -> Program:
+    """The model as one Program; every operator is lowered exactly once, here."""
+    ops: list[OpIR] = []
+    refusals: list[Refusal] = []
+    for op in m.operators:
+        try:
+            ops.append(lower_op(m, op))
+        except OpRefused as exc:
+            refusals.append(Refusal(op.index, op.opcode, exc.reason))
+    return Program(m.sha256, tuple(m.tensors), tuple(m.inputs), tuple(m.outputs), tuple(ops),
+                   tuple(model_problems(m)), tuple(refusals))

@@ -17,16 +17,18 @@ overlap a buffer alive at the same time (lifetimes are closed op-index
 intervals, so an op's inputs and output never overlap unless the op is one
 of the in-place ones above).
 
-A kernel's scratch buffer (``Step.scratch`` bytes, e.g. the im2col columns of
+A kernel's scratch buffer (``OpIR.scratch_bytes``, e.g. the im2col columns of
 CONV_2D) is one more arena buffer, alive only while its op runs.
+
+Works on the lowered :class:`~tinygen.codegen.compiled.ir.Program` alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinygen.codegen.compiled.ir import Program
 from tinygen.common.errors import DoesNotFit
-from tinygen.tflite.model import TfliteModel
 
 ALIGN = 16
 
@@ -56,6 +58,7 @@ class MemoryPlan:
     peak_bytes: int  # arena size: highest offset + size over arena tensors and scratch buffers
     alignment: int = ALIGN
     scratch: tuple[ScratchPlacement, ...] = ()
+    views: frozenset[int] = frozenset()  # ops (RESHAPE) whose output is a view: no code runs
 
     def scratch_for(self, op_index: int) -> ScratchPlacement | None:
         for s in self.scratch:
@@ -99,10 +102,12 @@ class _Buffers:
         self.parent[self.find(other)] = self.find(keep)
 
 
-def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
-    """Plan memory for lowered steps. Returns (plan, {op index: aliased})."""
+def plan_memory(program: Program) -> MemoryPlan:
+    """Static arena plan (offsets, sizes, lifetimes) for a supported Program."""
+    program.check()
+    steps = program.ops
     n_ops = len(steps)
-    in_t, out_t = model.inputs[0], model.outputs[0]
+    in_t, out_t = program.input, program.output
     first: dict[int, int] = {in_t: 0}
     last: dict[int, int] = {in_t: 0}
     for i, st in enumerate(steps):
@@ -111,7 +116,7 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
         for t in st.reads:
             last[t] = max(last.get(t, i), i)
     last[out_t] = n_ops - 1
-    size = {t: model.tensors[t].nbytes for t in first}
+    size = {t: program.tensors[t].nbytes for t in first}
 
     bufs = _Buffers()
     for t in first:
@@ -123,7 +128,7 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
     def group_last(root: int) -> int:
         return max(last[t] for t in first if bufs.find(t) == root)
 
-    aliased: dict[int, bool] = {}
+    views: set[int] = set()
     for i, st in enumerate(steps):
         y = st.output
         if st.alias is not None:
@@ -133,9 +138,7 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
                 keep_loc = la if la != "arena" else lb
                 bufs.union(a, b)
                 loc[bufs.find(a)] = keep_loc
-                aliased[st.op.index] = True
-                continue
-            aliased[st.op.index] = False
+                views.add(st.index)
             continue
         if y == out_t:
             continue
@@ -161,10 +164,10 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
     scratch_key: dict[int, int] = {}
     base = max(first, default=0) + 1
     for i, st in enumerate(steps):
-        if getattr(st, "scratch", 0) > 0:
+        if st.scratch_bytes > 0:
             key = base + i
-            scratch_key[key] = st.op.index
-            info[key] = (int(st.scratch), i, i)
+            scratch_key[key] = st.index
+            info[key] = (int(st.scratch_bytes), i, i)
 
     offsets: dict[int, int] = {}
     placed: list[tuple[int, int, int, int]] = []
@@ -193,14 +196,14 @@ def plan_steps(model: TfliteModel, steps) -> tuple[MemoryPlan, dict[int, bool]]:
     order = sorted(first, key=lambda t: (first[t], t))
     placements = tuple(
         TensorPlacement(
-            index=t, name=model.tensors[t].name, offset=offsets.get(bufs.find(t), -1), size=size[t],
+            index=t, name=program.tensors[t].name, offset=offsets.get(bufs.find(t), -1), size=size[t],
             first_op=first[t], last_op=last[t], location=loc[bufs.find(t)], buffer=bufs.find(t),
         )
         for t in order
     )
     scratch = tuple(ScratchPlacement(op=scratch_key[k], offset=offsets[k], size=info[k][0])
                     for k in sorted(scratch_key))
-    return MemoryPlan(placements, peak, scratch=scratch), aliased
+    return MemoryPlan(placements, peak, scratch=scratch, views=frozenset(views))
 
 
 def memory_table(plan: MemoryPlan) -> list[dict]:

@@ -1,0 +1,247 @@
+"""The one C printer: ``(Program, MemoryPlan, prefix)`` -> ``<prefix>_model.h`` and ``<prefix>_model.c``.
+
+Pure: same Program, plan and prefix, same text, byte for byte.  Every number comes
+from the IR (:mod:`.ir`); this module only decides how it is spelled in C: names
+(``<prefix>_op<i>_<role>``), array layout, the params structs and one call per op.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Callable
+
+import numpy as np
+
+from tinygen.codegen.compiled.ir import ArrayRef, ConstArray, OpIR, Program
+from tinygen.codegen.compiled.memory import MemoryPlan
+from tinygen.common.errors import TinygenError
+from tinygen.common.escape import c_comment
+from tinygen.common.version import VERSION
+
+# The params struct each kernel takes (None: the kernel takes its numbers as arguments).
+STRUCTS: dict[str, str | None] = {
+    "tg_fully_connected_s8": "tg_fc_params_t",
+    "tg_conv2d_s8": "tg_conv_params_t",
+    "tg_depthwise_conv2d_s8": "tg_conv_params_t",
+    "tg_avg_pool_s8": "tg_pool_params_t",
+    "tg_max_pool_s8": "tg_pool_params_t",
+    "tg_softmax_s8": "tg_softmax_params_t",
+    "tg_logistic_s8": "tg_sigmoid_params_t",
+    "tg_tanh_s8": "tg_sigmoid_params_t",
+    "tg_add_s8": "tg_add_params_t",
+    "tg_mul_s8": "tg_mul_params_t",
+    "tg_requantize_s8": "tg_requant_params_t",
+    "tg_pad_s8": "tg_pad_params_t",
+    "tg_mean_s8": "tg_mean_params_t",
+    "tg_clamp_s8": None,
+    "tg_copy_s8": None,
+    "tg_concat_s8": None,
+}
+
+# Values per line of a constant array: int8 data 16, int32 data 8, except these roles.
+_PER_LINE = {"shift": 16, "inner": 16}
+
+
+def _c_float(value: float) -> str:
+    text = "%.9g" % float(np.float32(value))
+    if not any(ch in text for ch in ".en"):
+        text += ".0"
+    return text + "f"
+
+
+def check_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", prefix or ""):
+        raise TinygenError(f"C prefix '{prefix}' must be a lowercase C identifier (letters, digits, _)")
+    return prefix
+
+
+def _ctype(values: np.ndarray) -> str:
+    return "int8_t" if values.dtype == np.int8 else "int32_t"
+
+
+def c_int_array(ctype: str, name: str, values, per_line: int = 16, align: int = 0) -> str:
+    vals = [int(v) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = [0]
+    lines = []
+    for i in range(0, len(vals), per_line):
+        lines.append("    " + ", ".join(str(v) for v in vals[i:i + per_line]) + ",")
+    attr = f" __attribute__((aligned({align})))" if align else ""
+    return f"static const {ctype} {name}[{len(vals)}]{attr} = {{\n" + "\n".join(lines) + "\n};"
+
+
+class _Names:
+    """C spellings of an op's data: params struct, its arrays, tensor pointers."""
+
+    def __init__(self, program: Program, memory: MemoryPlan, prefix: str):
+        self.program, self.memory, self.prefix = program, memory, prefix
+        self.arena = f"{prefix}_arena"
+        self.places = {t.index: t for t in memory.tensors}
+
+    def params(self, op: OpIR) -> str:
+        return f"{self.prefix}_op{op.index}"
+
+    def array(self, op: OpIR, role: str) -> str:
+        return f"{self.prefix}_op{op.index}_{role}"
+
+    def constant(self, t: int) -> str:
+        return f"{self.prefix}_t{t}"
+
+    def tensor(self, t: int) -> str:
+        if self.program.tensors[t].is_constant:
+            return self.constant(t)
+        pl = self.places[t]
+        if pl.location in ("input", "output"):
+            return pl.location  # the argument of <prefix>_invoke with that name
+        return f"({self.arena} + {pl.offset})" if pl.offset else self.arena
+
+    def scratch(self, op: OpIR) -> str:
+        sp = self.memory.scratch_for(op.index)
+        if sp is None:
+            raise AssertionError("an op without a scratch buffer asked for one")
+        return f"(int16_t *)(void *)({self.arena} + {sp.offset})" if sp.offset else f"(int16_t *)(void *){self.arena}"
+
+    def field(self, op: OpIR, value) -> str:
+        if value is None:
+            return "NULL"
+        if isinstance(value, ArrayRef):
+            return self.array(op, value.role)
+        if isinstance(value, tuple):
+            return "{" + ", ".join(self.field(op, v) for v in value) + "}"
+        return str(int(value))
+
+
+# ---- one call per op, keyed by kernel -------------------------------------------------
+
+def _call_struct(op: OpIR, n: _Names) -> str:
+    args = ", ".join(n.tensor(t) for t in op.inputs + (op.output,))
+    return f"{op.kernel}(&{n.params(op)}, {args});"
+
+
+def _call_conv2d(op: OpIR, n: _Names) -> str:
+    x, = op.inputs
+    return f"tg_conv2d_s8(&{n.params(op)}, {n.tensor(x)}, {n.tensor(op.output)}, {n.scratch(op)});"
+
+
+def _call_clamp(op: OpIR, n: _Names) -> str:
+    x, = op.inputs
+    return (f"tg_clamp_s8({op.param('size')}, {op.param('lo')}, {op.param('hi')}, "
+            f"{n.tensor(x)}, {n.tensor(op.output)});")
+
+
+def _call_copy(op: OpIR, n: _Names) -> str:
+    x, = op.inputs
+    return f"tg_copy_s8({op.param('size')}, {n.tensor(x)}, {n.tensor(op.output)});"
+
+
+def _call_concat(op: OpIR, n: _Names) -> str:
+    count = op.param("count")
+    lst = ", ".join(n.tensor(t) for t in op.inputs)
+    return ("{\n        const int8_t *const ins[%d] = {%s};\n"
+            "        tg_concat_s8(%d, %d, ins, %s, %s);\n    }"
+            % (count, lst, op.param("outer"), count, n.array(op, "inner"), n.tensor(op.output)))
+
+
+CALLS: dict[str, Callable[[OpIR, _Names], str]] = {
+    "tg_conv2d_s8": _call_conv2d,
+    "tg_clamp_s8": _call_clamp,
+    "tg_copy_s8": _call_copy,
+    "tg_concat_s8": _call_concat,
+}
+
+
+def _array_decl(op: OpIR, arr: ConstArray, n: _Names) -> str:
+    per_line = _PER_LINE.get(arr.role, 16 if arr.values.dtype == np.int8 else 8)
+    return c_int_array(_ctype(arr.values), n.array(op, arr.role), arr.values, per_line, align=arr.align)
+
+
+def _op_decls(op: OpIR, n: _Names) -> list[str]:
+    decls = [_array_decl(op, arr, n) for arr in op.arrays]
+    ctype = STRUCTS[op.kernel]
+    if ctype is not None:
+        fields = "\n".join(f"    .{key} = {n.field(op, value)}," for key, value in op.params)
+        decls.append(f"static const {ctype} {n.params(op)} = {{\n{fields}\n}};")
+    return decls
+
+
+# ---- the two files ----------------------------------------------------------------------
+
+def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[str, str]:
+    """``{f"{prefix}_model.h": text, f"{prefix}_model.c": text}`` for a supported Program."""
+    check_prefix(prefix)
+    program.check()
+    n = _Names(program, memory, prefix)
+    up = prefix.upper()
+    x = program.tensors[program.input]
+    y = program.tensors[program.output]
+    tensors = program.tensors
+
+    const_tensors = list(dict.fromkeys(t for op in program.ops for t in op.const_inputs))
+    ops_count = Counter(op.opcode for op in program.ops)
+    ops_text = ", ".join(f"{k} x{v}" for k, v in sorted(ops_count.items()))
+
+    body: list[str] = []
+    decls: list[str] = []
+    weights_bytes = 0
+    for t in const_tensors:
+        tensor = tensors[t]
+        if tensor.dtype != "int8":
+            raise TinygenError(f"constant tensor '{tensor.name}' is {tensor.dtype}, expected int8")
+        # Tensor names come from the model file: c_comment() keeps them from closing the comment.
+        decls.append(f"/* constant tensor {t}: {c_comment(tensor.name, 64)} {list(tensor.shape)} */")
+        decls.append(c_int_array("int8_t", n.constant(t), tensor.data, 16))
+        weights_bytes += max(int(np.asarray(tensor.data).size), 1)
+    for op in program.ops:
+        decls.append(f"/* op {op.index}: {c_comment(op.opcode)} */")
+        decls.extend(_op_decls(op, n))
+        weights_bytes += sum(arr.nbytes for arr in op.arrays)
+        body.append(f"    /* op {op.index}: {c_comment(op.opcode)} -> tensor {op.output} "
+                    f"{list(tensors[op.output].shape)} */")
+        if op.index in memory.views:
+            body.append("    /* view of the input tensor: no code */")
+            continue
+        body.append("    " + CALLS.get(op.kernel, _call_struct)(op, n))
+
+    arena_bytes = memory.peak_bytes
+    banner = (
+        f" * Generated by tinygen {VERSION} (compiled runtime). Do not edit.\n"
+        f" * Model sha256: {program.model_sha256}\n"
+        f" * Operators: {len(program.ops)} ({ops_text})\n"
+        f" * Arena: {arena_bytes} bytes (incl. {memory.scratch_bytes} of kernel scratch); "
+        f"constant data: {weights_bytes} bytes\n"
+    )
+    guard = f"{up}_MODEL_H"
+    h = (
+        f"/*\n * {prefix}_model.h -- the model as plain C (tinygen compiled runtime).\n *\n{banner} */\n"
+        f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n"
+        "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+        f"#define {up}_CM_INPUT_BYTES {x.nbytes}\n"
+        f"#define {up}_CM_OUTPUT_BYTES {y.nbytes}\n"
+        f"#define {up}_CM_ARENA_BYTES {arena_bytes}\n"
+        f"#define {up}_CM_INPUT_SCALE {_c_float(x.scale[0])}\n"
+        f"#define {up}_CM_INPUT_ZERO_POINT ({x.zero_point[0]})\n"
+        f"#define {up}_CM_OUTPUT_SCALE {_c_float(y.scale[0])}\n"
+        f"#define {up}_CM_OUTPUT_ZERO_POINT ({y.zero_point[0]})\n"
+        f"#define {up}_CM_MODEL_SHA256 \"{program.model_sha256}\"\n\n"
+        f"/* Run the model once: input holds {up}_CM_INPUT_BYTES int8 values, output\n"
+        f" * receives {up}_CM_OUTPUT_BYTES (row-major, shapes {list(x.shape)} -> {list(y.shape)}).\n"
+        " * Returns 0 (-1 if a pointer is NULL). Not reentrant: one static arena. */\n"
+        f"int {prefix}_invoke(const int8_t *input, int8_t *output);\n\n"
+        "#ifdef __cplusplus\n}\n#endif\n\n"
+        f"#endif /* {guard} */\n"
+    )
+    arena_decl = (
+        f"static int8_t {n.arena}[{up}_CM_ARENA_BYTES] __attribute__((aligned(16)));\n"
+        if arena_bytes > 0 else "/* no arena: every tensor lives in the caller's buffers */\n"
+    )
+    c = (
+        f"/*\n * {prefix}_model.c -- the model as plain C (tinygen compiled runtime).\n *\n{banner} */\n"
+        f"#include <stddef.h>\n#include <stdint.h>\n\n#include \"tg_kernels.h\"\n#include \"{prefix}_model.h\"\n\n"
+        + "\n\n".join(decls) + "\n\n"
+        + arena_decl + "\n"
+        f"int {prefix}_invoke(const int8_t *input, int8_t *output)\n{{\n"
+        "    if (input == NULL || output == NULL) {\n        return -1;\n    }\n"
+        + "\n".join(body) + "\n    return 0;\n}\n"
+    )
+    return {f"{prefix}_model.h": h, f"{prefix}_model.c": c}
