@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygen.common.align import align_up
 from tinygen.common.errors import ToolFailure
 
 _PROBE_LIMIT = 64 * 1024 * 1024
@@ -45,10 +46,6 @@ class ArenaInfo:
                 "recommended_bytes": self.recommended_bytes,
                 "method": "bisection of tflite_micro AllocateTensors+Invoke on a 64-bit host, "
                           "+ optimized-kernel scratch bound, +10%, +1024 B, 16-byte aligned"}
-
-
-def _align16(n: int) -> int:
-    return (n + 15) // 16 * 16
 
 
 def kernel_scratch_bound(model) -> int:
@@ -75,7 +72,7 @@ def kernel_scratch_bound(model) -> int:
             out_c = int(w[0]) if op.opcode != "DEPTHWISE_CONV_2D" else int(w[3])
             need = 4 * in_c * kh * kw + 4 * out_c
         best = max(best, need)
-    return _align16(best)
+    return align_up(best)
 
 
 def _run_child(args: list[str], timeout: float, name: str) -> subprocess.CompletedProcess:
@@ -106,7 +103,7 @@ def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
         mpath = Path(tmp) / "model.tflite"
         mpath.write_bytes(model_bytes)
         lo, hi = 0, None  # lo: known failing, hi: known working
-        probe = max(4096, _align16(4 * len(model_bytes)))
+        probe = max(4096, align_up(4 * len(model_bytes)))
         restarts = 0
         while True:
             # One child probes a sequence; if it dies mid-probe, that size counts as failing.
@@ -141,7 +138,7 @@ def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
             raise ToolFailure(f"{name} does not allocate in a {_PROBE_LIMIT // (1 << 20)} MiB arena; "
                               "the model is far too large for a microcontroller")
         scratch = kernel_scratch_bound(model)
-        recommended = _align16(int(hi * 1.10) + scratch + 1024)
+        recommended = align_up(int(hi * 1.10) + scratch + 1024)
         return ArenaInfo(hi, scratch, recommended)
 
 
@@ -200,7 +197,7 @@ def _child_arena(mpath: str, probes_json: str) -> int:
             if size > _PROBE_LIMIT:
                 return 0
     while hi - lo > 16:
-        mid = _align16((lo + hi) // 2)
+        mid = align_up((lo + hi) // 2)
         if mid >= hi or mid <= lo:
             break
         if works(mid):

@@ -28,9 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinygen.codegen.compiled.ir import Program
+from tinygen.common.align import ARENA_ALIGN, align_up
 from tinygen.common.errors import DoesNotFit
 
-ALIGN = 16
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ScratchPlacement:
 class MemoryPlan:
     tensors: tuple[TensorPlacement, ...]
     peak_bytes: int  # arena size: highest offset + size over arena tensors and scratch buffers
-    alignment: int = ALIGN
+    alignment: int = ARENA_ALIGN
     scratch: tuple[ScratchPlacement, ...] = ()
     views: frozenset[int] = frozenset()  # ops (RESHAPE) whose output is a view: no code runs
 
@@ -79,10 +79,6 @@ class MemoryPlan:
     @property
     def arena_bytes(self) -> int:
         return self.peak_bytes
-
-
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 class _Buffers:
@@ -179,7 +175,7 @@ def plan_memory(program: Program) -> MemoryPlan:
         for o, s in conflicts:
             if cand + sz <= o:
                 break
-            cand = max(cand, _align(o + s))
+            cand = max(cand, align_up(o + s))
         offsets[r] = cand
         placed.append((cand, sz, f, l))
     peak = max((o + s for (o, s, _, _) in placed), default=0)
