@@ -147,7 +147,7 @@ def verify_cmd(project, port, n_fresh, tolerance, report_dir, timeout, retries, 
 def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, force, port, tflm_dir, n_fresh,
             tolerance, report_dir, timeout, retries, seed, trace, as_json) -> None:
     """Build -> compile -> flash -> verify in one go (the whole loop; emulated boards need no hardware)."""
-    talk = None if as_json else step
+    show_step = None if as_json else step
     if project is None:
         # The verify --seed is for the fresh vectors; the build keeps its own default seed.
         with StatusLine(not as_json) as progress:
@@ -158,13 +158,13 @@ def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, for
     else:
         proj = api.Project.load(project)
     if proj.emulated:
-        proj.build_firmware(progress=talk)
+        proj.build_firmware(progress=show_step)
         port = None  # the emulator's pty, once QEMU is up
     else:
         api.flash(proj, port)
         port = port or "auto"
     report = api.verify(proj, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
                         timeout=timeout, retries=retries, seed=seed, trace=trace_line if trace else None,
-                        progress=talk)
+                        progress=show_step)
     print_verification(report, as_json)
     report.raise_if_failed()
