@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from tinygen.common.errors import ToolFailure
+from tinygen.common.errors import TinygenError, ToolFailure
 
 QEMU_BINARY = "qemu-system-arm"
 _PTY_RE = re.compile(r"char device redirected to (/dev/\S+)")
@@ -177,3 +177,13 @@ class QemuBoard:
             self.stop()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def qemu_for_project(project: Path, board: dict) -> QemuBoard:
+    """A QemuBoard (not started yet) for the firmware ``pio run`` built in a generated project."""
+    from tinygen.device.pio import firmware_elf
+
+    elf = firmware_elf(project, board["id"])
+    if not elf.exists():
+        raise TinygenError(f"{elf} does not exist; build first (tinygen flash builds it)")
+    return QemuBoard(elf, {"machine": board["emulator"]["machine"], "icount_shift": 0})

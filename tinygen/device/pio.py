@@ -496,3 +496,17 @@ def pio_run(
             f"{terminal(_last_error_line(proc.stdout))}"
         )
     return proc
+
+
+def firmware_elf(project: Path, environment: str) -> Path:
+    """Where ``pio run`` leaves a project's firmware for one environment (board id)."""
+    return Path(project) / ".pio" / "build" / environment / "firmware.elf"
+
+
+def build_firmware(project: Path, board: dict, target: str | None = None, upload_port: str | None = None) -> None:
+    """``pio run`` for a generated project's board (``target="upload"`` also flashes a real board)."""
+    from tinygen.common.boards import is_emulated
+
+    # Emulated boards build with tinygen's own offline PlatformIO home; real boards with the user's
+    # PlatformIO exactly as installed (it fetches their platform and library from the registry).
+    pio_run(project, target=target, environment=board["id"], upload_port=upload_port, offline=is_emulated(board))

@@ -1,0 +1,386 @@
+"""The public Python API: everything the ``tinygen`` command does, callable from a notebook or a CI script.
+
+    import tinygen
+
+    project = tinygen.build(recipe="sine", board="qemu-m4", out="sine-m4")
+    project.build_firmware()            # pio run
+    report = project.verify()           # emulated board: boots QEMU on the firmware, compares
+    assert report.passed, report.metrics
+    info = tinygen.inspect("sine-m4/model.tflite")
+
+Each function validates its arguments and raises a :class:`~tinygen.common.errors.TinygenError`
+subclass with one line (what is wrong, what to do); its ``exit_code`` is what the CLI exits with.
+Nothing here prints: long steps report to an optional ``progress(text)`` callback.  The CLI
+(:mod:`tinygen.cli`) parses arguments, calls these functions and prints their results.
+
+May import: every stage; never :mod:`tinygen.cli`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Union
+
+from tinygen.common.errors import TinygenError
+from tinygen.verification.workflow import Report
+
+if TYPE_CHECKING:
+    from tinygen.analysis.ops import Analysis, OpInfo
+    from tinygen.analysis.reference import ArenaInfo
+    from tinygen.codegen.plan import Plan
+    from tinygen.device.emulator import QemuBoard
+    from tinygen.verification.host_check import HostCheckResult
+    from tinygen.tflite.model import TfliteModel
+
+__all__ = ["build", "verify", "inspect", "flash", "doctor", "Project", "Report", "ModelInfo", "default_out_dir"]
+
+Progress = Callable[[str], None]
+RUNTIMES = ("tflm", "compiled")
+# A real board reboots after an upload; its port answers only after that.
+REBOOT_AFTER_UPLOAD_S = 2.0
+
+
+def _silent(text: str) -> None:
+    pass
+
+
+# ----------------------------------------------------------------- projects
+
+@dataclass
+class Project:
+    """A generated PlatformIO project: its directory, manifest (tinygen.json) and board file.
+
+    ``plan`` and ``files`` (``{relative path: bytes}``) are there when :func:`build` made the
+    project in this process; :meth:`load` opens one from disk without them."""
+
+    path: Path
+    manifest: dict = field(repr=False)
+    board: dict = field(repr=False)
+    plan: Plan | None = field(default=None, repr=False)
+    files: dict[str, bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Project:
+        from tinygen.codegen.project import load_manifest
+        from tinygen.common.boards import get_board
+
+        path = Path(path)
+        man = load_manifest(path)
+        return cls(path, man, get_board(man["board"]))
+
+    @property
+    def runtime(self) -> str:
+        return self.manifest["runtime"]
+
+    @property
+    def emulated(self) -> bool:
+        from tinygen.common.boards import is_emulated
+
+        return is_emulated(self.board)
+
+    def build_firmware(self, progress: Progress | None = None) -> Path:
+        """``pio run`` (emulated boards: offline, in tinygen's own PlatformIO home); returns the ELF."""
+        from tinygen.device.pio import build_firmware, firmware_elf
+
+        if not self.emulated:
+            from tinygen.device.realboard import check_first_build
+
+            check_first_build(self.path, self.board, self.runtime)
+        (progress or _silent)(f"pio run in {self.path}")
+        build_firmware(self.path, self.board)
+        return firmware_elf(self.path, self.board["id"])
+
+    def flash(self, port: str | None = None, *, build: bool = True,
+              progress: Progress | None = None) -> QemuBoard | None:
+        """See :func:`flash`."""
+        return flash(self, port, build=build, progress=progress)
+
+    def verify(self, port: str | None = None, **options) -> Report:
+        """See :func:`verify` (same keyword options)."""
+        return verify(self, port=port, **options)
+
+
+ProjectLike = Union[Project, str, Path]
+
+
+def _as_project(project: ProjectLike) -> Project:
+    return project if isinstance(project, Project) else Project.load(project)
+
+
+def default_out_dir(board: str, name_hint: str) -> Path:
+    """tinygen-<board>-<model stem>, made of [A-Za-z0-9._-] only: the model's file name is user text,
+    and this directory reaches PlatformIO and SCons, which expand ``$`` (and SCons runs Python in it)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{board}-{name_hint}")
+    stem = re.sub(r"\.{2,}", ".", stem).strip("._-")[:100] or "model"
+    return Path(f"tinygen-{stem}")
+
+
+# ----------------------------------------------------------------- build
+
+def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, data, tflm_dir) -> str | None:
+    """Refuse contradictory arguments before minutes of training; return the TFLM tree to use (or None)."""
+    from tinygen.common.escape import pio_path
+    from tinygen.intake.recipes import RECIPES
+
+    if runtime not in b["runtimes"]:
+        raise TinygenError(f"board {board} does not support --runtime {runtime}; "
+                           f"choose one of: {', '.join(b['runtimes'])}")
+    if model and recipe:
+        raise TinygenError("give either --model or --recipe, not both")
+    if recipe and recipe not in RECIPES:
+        raise TinygenError(f"unknown recipe '{recipe}'; choose one of: {', '.join(RECIPES)}")
+    if data and not model:
+        raise TinygenError("--data goes with --model (recipes bring their own data)")
+    if tflm_dir and not Path(tflm_dir, "src", "tensorflow", "lite", "micro").is_dir():
+        raise TinygenError(f"--tflm-dir {tflm_dir} is not a TFLM tree in Arduino-library layout "
+                           "(expected src/tensorflow/lite/micro/ inside it)")
+    if tflm_dir and runtime != "tflm":
+        tflm_dir = None
+    if tflm_dir:
+        pio_path(Path(tflm_dir).resolve(), "--tflm-dir")
+    if runtime == "tflm" and b.get("tflm", {}).get("needs_tree") and not tflm_dir:
+        raise TinygenError(f"board {board} builds TFLM from a source tree: pass --tflm-dir DIR or set "
+                           "TINYGEN_TFLM_DIR (Arduino-library layout), or use --runtime compiled")
+    return tflm_dir
+
+
+def build(model: str | Path | None = None, *, board: str, recipe: str | None = None, data: str | Path | None = None,
+          out: str | Path | None = None, force: bool = False, runtime: str | None = None, vectors: int = 32,
+          seed: int = 1234, epochs: int | None = None, tflm_dir: str | Path | None = None,
+          progress: Progress | None = None) -> Project:
+    """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
+    and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
+
+    ``data`` (.npz x[, y], .npy or .csv) goes with a user model; ``runtime`` is "tflm" or "compiled" (default:
+    the board's); ``vectors`` reference vectors are saved into the project; ``force`` replaces an existing
+    tinygen project in ``out``; ``tflm_dir`` is a TFLM source tree in Arduino-library layout."""
+    from tinygen.codegen.plan import check_fits, make_plan
+    from tinygen.codegen.project import check_out_dir, write_project
+    from tinygen.codegen.render import manifest, render
+    from tinygen.common.boards import get_board
+    from tinygen.intake.recipes import DEFAULT_RECIPE
+    from tinygen.intake.sources import source_from_recipe, source_from_user
+
+    progress = progress or _silent
+    model = str(model) if model is not None else None
+    data = str(data) if data is not None else None
+    b = get_board(board)
+    runtime = runtime or b["default_runtime"]
+    tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
+    name_hint = Path(model).stem if model else (recipe or DEFAULT_RECIPE)
+    target = Path(out) if out else default_out_dir(board, name_hint)
+    check_out_dir(target, force)  # fail before minutes of training
+    if model:
+        from tinygen.intake.loader import model_kind
+
+        model_kind(Path(model))
+        progress(f"loading {model}")
+        src = source_from_user(model, data)
+    else:
+        progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
+        src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
+    plan = make_plan(src, b, runtime, n_vectors=vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
+    check_fits(plan.budget, b, runtime)
+    progress("rendering the project")
+    files = render(plan)
+    write_project(files, target, force=force)
+    return Project(target, manifest(plan), b, plan, files)
+
+
+# ----------------------------------------------------------------- flash and verify
+
+def flash(project: ProjectLike, port: str | None = None, *, build: bool = True,
+          progress: Progress | None = None) -> QemuBoard | None:
+    """Put the project's firmware on its board.
+
+    A real board: ``pio run -t upload`` (to ``port``, default PlatformIO's choice), then the wait for the
+    board's reboot; returns None.  An emulated board: ``pio run`` (unless ``build=False``), then QEMU
+    boots the ELF; returns the running :class:`~tinygen.device.emulator.QemuBoard` (its ``.port`` is the
+    pty): stop it with ``.stop()`` or use it in a ``with`` block."""
+    from tinygen.device.emulator import qemu_for_project
+    from tinygen.device.pio import build_firmware
+
+    project = _as_project(project)
+    if not project.emulated:
+        from tinygen.device.realboard import check_first_build
+
+        check_first_build(project.path, project.board, project.runtime)
+        (progress or _silent)(f"pio run -t upload in {project.path}")
+        build_firmware(project.path, project.board, target="upload",
+                       upload_port=None if port in (None, "auto") else port)
+        time.sleep(REBOOT_AFTER_UPLOAD_S)
+        return None
+    if build:
+        project.build_firmware(progress)
+    return qemu_for_project(project.path, project.board).start()
+
+
+def _check_verify_options(fresh_vectors: int, tolerance: int, timeout: float, retries: int) -> None:
+    # nan compares false with everything: a plain range check would let it through (and hang).
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= 3600):
+        raise TinygenError(f"timeout {timeout} is not a number of seconds in (0, 3600]")
+    if not 0 <= fresh_vectors <= 100000:
+        raise TinygenError(f"fresh_vectors {fresh_vectors} is not in 0..100000")
+    if not 0 <= tolerance <= 255:
+        raise TinygenError(f"tolerance {tolerance} is not a number of LSB in 0..255")
+    if not 0 <= retries <= 100:
+        raise TinygenError(f"retries {retries} is not in 0..100")
+
+
+def _stderr_trace(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def verify(project: ProjectLike, *, port: str | None = None, fresh_vectors: int = 16, tolerance: int = 0,
+           report_dir: str | Path | None = None, timeout: float = 10.0, retries: int = 3, seed: int = 0,
+           trace: Callable[[str], None] | bool | None = None, progress: Progress | None = None) -> Report:
+    """Send the project's vectors (plus ``fresh_vectors`` random ones, seeded by ``seed``) to the board and
+    compare its outputs with the tflite_micro reference; write verify.json/.md/.png into ``report_dir``
+    (default PROJECT/reports).
+
+    ``port``: a serial port, "auto" (the board's USB VID/PID), or None: "auto" for a real board, and for an
+    emulated one QEMU booted on the project's built firmware (see :meth:`Project.build_firmware`) for the
+    duration of the run.  ``trace`` gets a hex dump of the traffic (True: stderr).  Outputs off by more
+    than ``tolerance`` LSB give ``report.passed == False`` (``report.raise_if_failed()`` turns that into
+    VerificationFailed); a board running another model raises VerificationFailed at once."""
+    from tinygen.device.emulator import qemu_for_project
+    from tinygen.device.ports import resolve_port
+    from tinygen.verification.workflow import verify_project
+
+    _check_verify_options(fresh_vectors, tolerance, timeout, retries)
+    project = _as_project(project)
+    progress = progress or _silent
+
+    def run_on(p: str) -> Report:
+        return verify_project(project.path, p, project.board, fresh=fresh_vectors, tolerance=tolerance,
+                              report_dir=Path(report_dir) if report_dir is not None else None, timeout=timeout,
+                              retries=retries, seed=seed, trace=_stderr_trace if trace is True else (trace or None),
+                              progress=progress)
+
+    if port is None and project.emulated:
+        with qemu_for_project(project.path, project.board) as qb:
+            progress(f"QEMU {project.board['emulator']['machine']} up, UART0 on {qb.port}")
+            return run_on(qb.port)
+    return run_on(resolve_port("auto" if port is None else port, project.board))
+
+
+def doctor() -> dict:
+    """{"tools": [{"tool", "ok", "detail", "fix"}], "boards": [{"board", "usable", "what"}]}: which toolchains
+    are installed here and so which boards can be built, flashed and verified here."""
+    from tinygen.device.toolcheck import check_tools, usable_boards
+
+    tools = check_tools()
+    return {"tools": tools, "boards": usable_boards(tools)}
+
+
+# ----------------------------------------------------------------- inspect
+
+@dataclass
+class ModelInfo:
+    """What :func:`inspect` found in an int8 .tflite.  :meth:`to_dict` is ``tinygen inspect --json``."""
+
+    path: Path
+    model: TfliteModel = field(repr=False)
+    analysis: Analysis = field(repr=False)
+    arena: ArenaInfo
+    tensors: list[dict] = field(repr=False)  # index, name, shape, dtype, scale, zero_point, constant, bytes
+    fits: dict[str, dict[str, dict]] = field(repr=False)  # {board id: {runtime: budget}}
+    compiled_memory_plan: dict | None = field(default=None, repr=False)  # {"peak_bytes", "tensors"}
+    host_check: HostCheckResult | None = None  # inspect(..., check=True): the emitted C run on this host
+
+    @property
+    def sha256(self) -> str:
+        return self.model.sha256
+
+    @property
+    def ops(self) -> list[str]:
+        return self.analysis.ops
+
+    @property
+    def op_counts(self) -> dict[str, int]:
+        return self.analysis.op_counts
+
+    @property
+    def params(self) -> int:
+        return self.analysis.params
+
+    @property
+    def macs(self) -> int:
+        return self.analysis.macs
+
+    @property
+    def model_bytes(self) -> int:
+        return self.analysis.model_bytes
+
+    @property
+    def layers(self) -> list[OpInfo]:
+        return self.analysis.layers
+
+    def to_dict(self) -> dict:
+        data = {"model": str(self.path), "sha256": self.sha256, "ops": self.ops, "op_counts": self.op_counts,
+                "params": self.params, "macs": self.macs, "model_bytes": self.model_bytes,
+                "arena": self.arena.as_dict(), "tensors": self.tensors, "fits": self.fits}
+        if self.compiled_memory_plan is not None:
+            data["compiled_memory_plan"] = self.compiled_memory_plan
+        if self.host_check is not None:
+            data["host_check"] = self.host_check.as_dict()
+        return data
+
+
+def _tensor_rows(m: TfliteModel) -> list[dict]:
+    return [{"index": t.index, "name": t.name, "shape": list(t.shape), "dtype": t.dtype,
+             "scale": list(t.scale) if len(t.scale) <= 1 else f"per-channel ({len(t.scale)}, axis "
+             f"{t.quantized_dimension})", "zero_point": list(t.zero_point[:1]) if t.zero_point else [],
+             "constant": t.is_constant, "bytes": t.nbytes} for t in m.tensors]
+
+
+def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vectors: int = 32,
+            progress: Progress | None = None) -> ModelInfo:
+    """Ops, tensors, parameters, MACs, the measured TFLM arena and the fit on every board of an int8
+    .tflite; with ``runtime="compiled"`` also the compiled runtime's static memory plan, and with
+    ``check=True`` the emitted C compiled and run on this host (ASan/UBSan) against tflite_micro
+    on ``vectors`` inputs (:attr:`ModelInfo.host_check`; a mismatch is reported there, not raised)."""
+    from tinygen.analysis import ops as an
+    from tinygen.analysis.reference import measure_arena
+    from tinygen.codegen import compiled as cmod
+    from tinygen.codegen.board_fit import fits_per_board
+    from tinygen.tflite.int8 import check_int8
+    from tinygen.tflite.model import read_model
+    from tinygen.verification import host_check
+
+    if runtime not in RUNTIMES:
+        raise TinygenError(f"unknown runtime '{runtime}'; choose one of: {', '.join(RUNTIMES)}")
+    if check and runtime != "compiled":
+        raise TinygenError("--check runs the compiled runtime's C on this host; add --runtime compiled")
+    if check:
+        host_check.find_compiler()  # a missing compiler is named before the slow arena bisection
+    progress = progress or _silent
+    p = Path(path)
+    if p.exists() and p.suffix.lower() != ".tflite":
+        raise TinygenError(f"inspect reads .tflite files; {p.name} is not one (convert it with "
+                           f"'tinygen build --model {p}')")
+    m = read_model(p)
+    check_int8(m, str(p))
+    an.check_tflm_ops(m, str(p))  # the arena is measured with TFLM: name its missing ops first
+    analysis = an.analyze(m)
+    progress("measuring the TFLM arena (tflite_micro, bisection)")
+    arena = measure_arena(m.raw, m, str(p))
+    program = cmod.lower(m)  # once: the support check and the memory plan read the same IR
+    if runtime == "compiled":
+        cmod.check_supported(program)
+    # One static plan serves every board's fit check (and the memory table when runtime="compiled").
+    compiled_plan = cmod.plan_memory(program) if program.supported else None
+    fits = fits_per_board(m, arena, str(p), compiled_plan.peak_bytes if compiled_plan else None, progress)
+    memory = None
+    if runtime == "compiled":
+        memory = {"peak_bytes": compiled_plan.peak_bytes, "tensors": cmod.memory_table(compiled_plan)}
+    hc = None
+    if check:
+        progress(f"host check: compiling the emitted C (ASan/UBSan), running {vectors} vectors vs tflite_micro")
+        hc = host_check.check_model(m, vectors=vectors, name=str(p))
+    return ModelInfo(p, m, analysis, arena, _tensor_rows(m), fits, memory, hc)

@@ -1,0 +1,145 @@
+"""What the commands print, shared by :mod:`tinygen.cli.main` and :mod:`tinygen.cli.device`:
+the two consoles, JSON, status lines, and the build summary and verify tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tinygen.common.escape import rich_text, terminal
+
+# Piped output (CI logs, tests) gets wide tables instead of rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def grouped(n) -> str:
+    """An int with thousands separators; anything else as is."""
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def step(text: str) -> None:
+    """One "… what happens now" line on stderr (the text may quote file names)."""
+    err.print(f"… {terminal(text)}", markup=False)
+
+
+def trace_line(line: str) -> None:
+    err.print(line, markup=False)
+
+
+class StatusLine:
+    """A status line on stderr for long steps (training, conversion, bisection); call it with the text."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._status = None
+
+    def __enter__(self):
+        if self.enabled:
+            self._status = err.status("starting")
+            self._status.__enter__()
+        return self
+
+    def __call__(self, text: str) -> None:
+        if self._status is not None:
+            text = rich_text(text)  # may quote file names: no control characters, no markup
+            self._status.update(text)
+            if not err.is_terminal:
+                err.print(f"[dim]… {text}[/dim]")
+
+    def __exit__(self, *exc):
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+
+def print_build_summary(plan) -> None:
+    a, m = plan.analysis, plan.model
+    it, ot = m.input_tensor(), m.output_tensor()
+    t = Table(title=Text(terminal(f"tinygen build: {plan.name} → {plan.board['id']} ({plan.runtime})")),
+              show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("source", Text(terminal(plan.source)))
+    t.add_row("ops", Text(terminal(", ".join(f"{op}×{a.op_counts[op]}" for op in a.ops))))  # CUSTOM:<name>
+    t.add_row("parameters", grouped(a.params))
+    t.add_row("MACs / inference", grouped(a.macs))
+    t.add_row("model bytes", grouped(a.model_bytes))
+    t.add_row("input", f"{it.dtype} {list(it.shape)} scale={it.scale[0]:.6g} zp={it.zero_point[0]}")
+    t.add_row("output", f"{ot.dtype} {list(ot.shape)} scale={ot.scale[0]:.6g} zp={ot.zero_point[0]}")
+    t.add_row("quantization", Text(terminal(f"full-integer int8; {plan.quantization_note}")))
+    t.add_row("TFLM arena", f"{grouped(plan.arena.recommended_bytes)} B (host minimum "
+                            f"{grouped(plan.arena.host_min_bytes)} B + scratch "
+                            f"{grouped(plan.arena.scratch_bound_bytes)} B + 10% + 1 KiB)")
+    if plan.compiled:
+        t.add_row("compiled arena", f"{grouped(plan.compiled.peak_bytes)} B (static plan)")
+    b = plan.budget
+    t.add_row("flash", f"{grouped(b['flash_bytes'])} / {grouped(b['flash_budget'])} B "
+                       f"({100 * b['flash_bytes'] / b['flash_budget']:.1f}%; "
+                       f"{grouped(b['flash_estimated_bytes'])} B estimated)")
+    t.add_row("RAM", f"{grouped(b['ram_bytes'])} / {grouped(b['ram_budget'])} B "
+                     f"({100 * b['ram_bytes'] / b['ram_budget']:.1f}%; {grouped(b['ram_estimated_bytes'])} B estimated)")
+    t.add_row("budget parts", "; ".join(f"{p['part']} {grouped(p['flash_bytes'])}/{grouped(p['ram_bytes'])} B "
+                                        f"{p['kind']}" for p in b["parts"]) + " (flash/RAM)")
+    t.add_row(*_quality_row(plan.quality))
+    out.print(t)
+
+
+def _quality_row(q: dict) -> tuple[str, str]:
+    parts = []
+    if q.get("task") == "classification":
+        if "float_accuracy" in q:
+            parts.append(f"float accuracy {100 * q['float_accuracy']:.1f}%")
+        if "int8_accuracy" in q:
+            parts.append(f"int8 accuracy {100 * q['int8_accuracy']:.1f}%")
+        if "top1_agreement" in q:
+            parts.append(f"top-1 agreement {100 * q['top1_agreement']:.1f}%")
+        return f"quality ({q['samples']} held-out)", ", ".join(parts)
+    if "int8_vs_float_rmse" in q or "int8_rmse" in q:
+        if "float_rmse" in q:
+            parts.append(f"float RMSE {q['float_rmse']:.4f}")
+        if "int8_rmse" in q:
+            parts.append(f"int8 RMSE {q['int8_rmse']:.4f}")
+        if "int8_vs_float_rmse" in q:
+            parts.append(f"int8 vs float RMSE {q['int8_vs_float_rmse']:.4f} (max {q['int8_vs_float_max_abs']:.4f})")
+        return f"quality ({q['samples']} held-out)", ", ".join(parts)
+    return "quality", "no held-out data (pass --data to report it)"
+
+
+def print_verification(report, as_json: bool) -> None:
+    """A verify result as JSON or a table, after the warning if its report files could not be written."""
+    from tinygen.verification.verify import latency_rows
+
+    if report.report_error:
+        err.print(f"warning: {terminal(report.report_error)}; the result below stands", markup=False)
+    result = report.to_dict()
+    if as_json:
+        print_json(result)
+        return
+    m = result["metrics"]
+    t = Table(title=Text(terminal(f"tinygen verify: {result['board']} ({result['runtime']}) on {result['port']} — "
+                                  f"{'PASS' if m['passed'] else 'FAIL'}")), show_header=False)
+    t.add_column("metric")
+    t.add_column("value")
+    t.add_row("vectors", f"{m['vectors']} ({result['reference_vectors']} reference + {result['fresh_vectors']} fresh)")
+    t.add_row("exact match", f"{m['exact_match_pct']:.2f} % of {m['elements']} outputs")
+    t.add_row("max |Δ|", f"{m['max_abs_diff_lsb']} LSB (tolerance {m['tolerance_lsb']})")
+    t.add_row("MAE / RMSE", f"{m['mae_lsb']:.4f} / {m['rmse_lsb']:.4f} LSB")
+    t.add_row("cosine similarity", f"{m['cosine_similarity']:.6f}")
+    if "top1_agreement_pct" in m:
+        t.add_row("top-1 agreement", f"{m['top1_agreement_pct']:.2f} %")
+    if "board_accuracy_pct" in m:
+        t.add_row("accuracy vs labels", f"board {m['board_accuracy_pct']:.2f} %, reference "
+                                        f"{m['reference_accuracy_pct']:.2f} %")
+    for label, text in latency_rows(m):
+        t.add_row(label, text)
+    t.add_row("link", f"{m['vectors_per_second']:.1f} vectors/s")
+    t.add_row("reports", Text(terminal(", ".join(result["reports"].values()) or "not written (see the warning)")))
+    out.print(t)

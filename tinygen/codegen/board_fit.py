@@ -1,0 +1,45 @@
+"""Does an int8 model fit each known board, under each runtime the board offers?
+
+The answer for a board is the budget a build would compute (:func:`tinygen.codegen.plan.budget`)
+for the model the build would emit: under a TFLM library that computes FULLY_CONNECTED per-tensor
+only, a per-channel FC is rewritten to CONV_2D 1x1 first, and a model the build would refuse gets
+no row.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from tinygen.analysis import ops as an
+from tinygen.analysis.reference import ArenaInfo, measure_arena
+from tinygen.codegen import fc_rewrite as rewrite
+from tinygen.codegen.plan import budget
+from tinygen.common.boards import all_boards
+from tinygen.tflite.model import TfliteModel, parse_model
+
+
+def fits_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: int | None,
+                   progress: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, dict]]:
+    """{board id: {runtime: budget}}.  ``compiled_peak`` is the compiled runtime's static arena
+    (None when that runtime cannot run the model); each distinct rewrite's arena is measured once."""
+    tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in an.analyze(m).ops)
+    tflm_models = {m.raw: (m, arena)}
+    fits: dict[str, dict[str, dict]] = {}
+    for bid, b in all_boards().items():
+        fits[bid] = {}
+        for rt in b["runtimes"]:
+            if rt == "tflm" and tflm_ok:
+                raw2, rw_note = rewrite.for_board(m.raw, b)
+                if raw2 not in tflm_models:
+                    m2 = parse_model(raw2, name)
+                    progress("measuring the TFLM arena of the CONV_2D rewrite (tflite_micro, bisection)")
+                    tflm_models[raw2] = (m2, measure_arena(raw2, m2, name))
+                m2, arena2 = tflm_models[raw2]
+                if an.dense_per_channel(m2) and not b.get("tflm", {}).get("per_channel_fully_connected"):
+                    continue
+                fits[bid][rt] = budget(b, rt, m2, arena2, None)
+                if rw_note:
+                    fits[bid][rt]["rewrite"] = rw_note
+            elif rt == "compiled" and compiled_peak is not None:
+                fits[bid][rt] = budget(b, rt, m, arena, compiled_peak)
+    return fits

@@ -1,0 +1,66 @@
+"""Which toolchains are installed here, and so which boards can be built, flashed and verified here."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+from tinygen.common.errors import TinygenError
+
+_FIX_APT = ("run scripts/setup.sh (or apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+            "libstdc++-arm-none-eabi-newlib qemu-system-arm)")
+
+
+def check_tools() -> list[dict]:
+    """One {"tool", "ok", "detail", "fix"} per tool, "fix" empty when it is there.  Sets up tinygen's
+    offline PlatformIO home when PlatformIO is installed (that is the check that it works)."""
+    from tinygen.device import pio
+    from tinygen.device.emulator import qemu_available
+
+    checks = []
+
+    def check(name, ok, detail, fix):
+        checks.append({"tool": name, "ok": bool(ok), "detail": detail, "fix": "" if ok else fix})
+
+    for mod, fix in (("tensorflow", "pip install tensorflow-cpu"), ("tflite_micro", "pip install tflite-micro")):
+        check(mod, importlib.util.find_spec(mod) is not None, "python package", fix)
+    pio_cmd = pio.pio_command()
+    check("platformio", pio_cmd is not None, " ".join(pio_cmd) if pio_cmd else "not found", "pip install platformio")
+    if pio_cmd is not None:
+        scons_ok = False
+        try:
+            pio.ensure_offline_core()
+            scons_ok = True
+            detail = f"tool-scons from PyPI SCons and platform {pio.PLATFORM_NAME} installed in " \
+                     f"tinygen's own PlatformIO home {pio.tinygen_core_dir()} (your ~/.platformio is not touched)"
+        except TinygenError as exc:
+            detail = str(exc)
+        check("platformio offline core", scons_ok, detail, "pip install scons; then rerun tinygen doctor")
+    gcc = shutil.which("arm-none-eabi-gcc")
+    check("arm-none-eabi-gcc", gcc, gcc or "not found", _FIX_APT)
+    gxx = shutil.which("arm-none-eabi-g++")
+    check("arm-none-eabi-g++ (+libstdc++)", gxx, gxx or "not found", _FIX_APT)
+    q = qemu_available()
+    check("qemu-system-arm", q, q or "not found", _FIX_APT)
+    host = shutil.which("gcc")
+    check("host gcc", host, host or "not found", "apt-get install gcc g++")
+    return checks
+
+
+def usable_boards(checks: list[dict]) -> list[dict]:
+    """One {"board", "usable", "what"} per known board, given :func:`check_tools`' answer."""
+    from tinygen.common.boards import all_boards, is_emulated
+
+    ok = {c["tool"]: c["ok"] for c in checks}
+    boards = []
+    for b in all_boards().values():
+        if is_emulated(b):
+            usable = all(ok.get(k) for k in ("platformio offline core", "arm-none-eabi-gcc", "qemu-system-arm"))
+            what = "build, flash (QEMU) and verify here" if usable else "needs PlatformIO, arm gcc and QEMU"
+        else:
+            usable = ok.get("platformio", False)
+            what = ("generate here; build/flash need the PlatformIO registry (platform "
+                    f"{b['platformio']['platform']}, {', '.join(b.get('tflm', {}).get('lib_deps', []))}) "
+                    "and a board on USB")
+        boards.append({"board": b["id"], "usable": usable, "what": what})
+    return boards
