@@ -7,8 +7,8 @@ with random weights and synthetic calibration data (DS-CNN keyword spotting
 
 * our static arena (tinygen.codegen.compiled.plan_memory) vs the smallest arena the
   tflite_micro interpreter needs (bisection, in child processes);
-* our Cortex-M4 code + constant data (.text + .rodata of tg_kernels.o and
-  tg_model.o from arm-none-eabi-gcc -Os) vs the .tflite flatbuffer size;
+* our Cortex-M4 code + constant data (.text + .rodata of the kernel objects
+  and tg_model.o from arm-none-eabi-gcc -Os) vs the .tflite flatbuffer size;
 * host bit-exactness: emitted C (ASan/UBSan build) vs the interpreter on a few
   inputs (random + extremes).
 
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     print("\narena: bytes of our static arena (model input/output stay in the caller's buffers);"
           "\n+in/out: arena plus the input and output buffers, comparable to TFLM's arena which holds them;"
           "\nTFLM arena: smallest arena_size the tflite_micro interpreter allocates+invokes with (64-bit host);"
-          "\nM4 sizes: arm-none-eabi-gcc -mcpu=cortex-m4 -Os, tg_kernels.o + tg_model.o, bytes;"
+          "\nM4 sizes: arm-none-eabi-gcc -mcpu=cortex-m4 -Os, kernel objects + tg_model.o, bytes;"
           "\nbit-exact: host outputs identical to the interpreter's (inputs incl. all -128/127/alternating);"
           "\nM4 instr: guest instructions per inference on QEMU mps2-an386 (-icount shift=0, SysTick,"
           "\n  +-40), DSP path / portable C path; '(!)' would mark an output differing from the interpreter.")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygen.codegen.compiled import kernel_sources
 from tinygen.intake.sources import quiet_native  # fds 1/2 silenced: TF's converter prints from C++
 from tinygen.tflite.model import TfliteModel
 from tinygen.verification import host_check
@@ -72,6 +73,11 @@ class HostBuild:
             raise AssertionError(f"{exc}:\n{exc.stderr[-4000:]}") from None
 
 
+def kernel_c_files() -> list[str]:
+    """The kernel .c files a build compiles (all of them, as a generated project does)."""
+    return [name for name in kernel_sources() if name.endswith(".c")]
+
+
 def write_sources(models: list[TfliteModel], workdir: Path) -> list[str]:
     return host_check.write_sources(models, workdir)
 
@@ -122,13 +128,13 @@ def have_arm_gcc() -> bool:
 
 
 def m4_compile_sizes(model: TfliteModel, workdir: Path, extra_flags: tuple[str, ...] = ()) -> dict[str, int]:
-    """Compile tg_kernels.c and the emitted tg_model.c for Cortex-M4 (-c, no link);
+    """Compile the kernel .c files and the emitted tg_model.c for Cortex-M4 (-c, no link);
     return the summed section sizes (text, rodata, data, bss) from arm-none-eabi-size -A."""
     workdir.mkdir(parents=True, exist_ok=True)
     for name, text in host_check.emitted_sources(model, "tg").items():
         (workdir / name).write_text(text)
     totals = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
-    for src in ("tg_kernels.c", "tg_model.c"):
+    for src in kernel_c_files() + ["tg_model.c"]:
         obj = src[:-2] + ".o"
         _run(["arm-none-eabi-gcc", "-std=c99", *M4_CFLAGS, *extra_flags, "-c", src, "-o", obj], cwd=workdir)
         out = _run(["arm-none-eabi-size", "-A", obj], cwd=workdir).stdout
@@ -250,7 +256,7 @@ def have_qemu() -> bool:
 def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Path,
                 extra_flags: tuple[str, ...] = (), timeout: float = 300.0, instructions: list | None = None
                 ) -> list[np.ndarray]:
-    """Build all models + tg_kernels.c for Cortex-M4 (DSP path unless TG_NO_DSP), run
+    """Build all models + the kernels for Cortex-M4 (DSP path unless TG_NO_DSP), run
     them on QEMU mps2-an386 over the given inputs, return the outputs per model.
 
     If ``instructions`` is a list, it receives each model's mean guest instructions per
@@ -273,7 +279,7 @@ def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Pa
         "includes": includes, "data": "\n".join(data), "runs": "\n".join(runs), "max_out": max_out,
         "n_models": len(models)})
     (workdir / "qemu.ld").write_text(_M4_LD)
-    sources = ["tg_kernels.c", "qemu_main.c"] + [f"{p}_model.c" for p in prefixes]
+    sources = kernel_c_files() + ["qemu_main.c"] + [f"{p}_model.c" for p in prefixes]
     _run(["arm-none-eabi-gcc", "-std=c99", *M4_CFLAGS, *extra_flags, "-nostartfiles", "-T", "qemu.ld",
           *sources, "-o", "qemu.elf", "--specs=nosys.specs"], cwd=workdir)
     p = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",

@@ -4,7 +4,7 @@ For each op, seeded random parameter combinations (shapes, strides, padding,
 dilation, channel counts, depth multipliers, fused activations, weight and
 input scales, per-tensor and per-channel FULLY_CONNECTED) each give one small
 Keras model, converted once to int8 with tinygen.intake.quantize. All models are
-emitted as C with their own prefix, compiled together with tg_kernels.c on
+emitted as C with their own prefix, compiled together with the kernels on
 the host (-std=c99 -Wall -Wextra -Werror, ASan + UBSan) and run on many input
 vectors (random, all -128, all 127, alternating extremes); outputs must equal
 the tflite_micro interpreter's exactly. A subset also runs the Cortex-M4 DSP
@@ -280,7 +280,7 @@ def test_float_model_is_refused():
 
 
 def test_cortex_m4_compile(built, tmp_path):
-    """tg_kernels.c (DSP path) and an emitted tg_model.c compile warning-free for Cortex-M4."""
+    """The kernels (DSP path) and an emitted tg_model.c compile warning-free for Cortex-M4."""
     H.require(H.have_arm_gcc(), "arm-none-eabi-gcc")
     i = next(j for j, c in enumerate(CASES) if c["kind"] == "conv")
     sizes = H.m4_compile_sizes(built["models"][i], tmp_path)
@@ -340,9 +340,9 @@ def test_model_tflm_cannot_prepare_is_refused(tmp_path):
     assert p.returncode != 0
 
 
-def test_srdhm_matches_gemmlowp_division_form(tmp_path):
-    """tg_srdhm computes gemmlowp's SaturatingRoundingDoublingHighMul as one shift
-    ((ab + 2^30) >> 31); check it against the literal nudge-and-truncating-division
+def test_sat_rounding_doubling_high_mul_matches_gemmlowp_division_form(tmp_path):
+    """tg_sat_rounding_doubling_high_mul computes gemmlowp's SaturatingRoundingDoublingHighMul
+    as one shift ((ab + 2^30) >> 31); check it against the literal nudge-and-truncating-division
     form on edge values, exact ties and millions of random pairs."""
     import subprocess
 
@@ -371,21 +371,22 @@ int main(void) {
     long bad = 0;
     for (i = 0; i < n; i++)
         for (j = 0; j < n; j++)
-            bad += tg_srdhm(edge[i], edge[j]) != literal(edge[i], edge[j]);
+            bad += tg_sat_rounding_doubling_high_mul(edge[i], edge[j]) != literal(edge[i], edge[j]);
     for (i = 0; i < 3000000u; i++) {
         int32_t a = (int32_t)rnd(), b = (int32_t)rnd();
         if (i & 1) b = (int32_t)(rnd() >> (rnd() & 31)) * ((i & 2) ? 1 : -1);
-        bad += tg_srdhm(a, b) != literal(a, b);
+        bad += tg_sat_rounding_doubling_high_mul(a, b) != literal(a, b);
     }
     for (i = 0; i < 200000u; i++) { /* exact ties: a * b == (2k + 1) * 2^30 */
         int32_t a = (int32_t)(rnd() | 1u);
-        bad += tg_srdhm(a, 1 << 30) != literal(a, 1 << 30);
-        bad += tg_srdhm(a, -(1 << 30)) != literal(a, -(1 << 30));
+        bad += tg_sat_rounding_doubling_high_mul(a, 1 << 30) != literal(a, 1 << 30);
+        bad += tg_sat_rounding_doubling_high_mul(a, -(1 << 30)) != literal(a, -(1 << 30));
     }
     printf("%ld\n", bad);
     return bad != 0;
 }
 """)
-    subprocess.run(["gcc", *H.HOST_CFLAGS, "-O2", "t.c", "tg_kernels.c", "-o", "t"], cwd=tmp_path, check=True)
+    subprocess.run(["gcc", *H.HOST_CFLAGS, "-O2", "t.c", *H.kernel_c_files(), "-o", "t"], cwd=tmp_path, check=True)
     p = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "0", p.stdout + p.stderr
+

@@ -2,8 +2,8 @@
  * tg_runtime.h -- the inference runtime as the validation app sees it.
  *
  * Implemented once per runtime: tg_runtime_tflm.cc (TFLM) or the compiled
- * runtime (emitted tg_model.c + tg_kernels.c). The app calls tg_runtime_init
- * once, then tg_runtime_invoke once per INFER request.
+ * runtime (emitted tg_model.c over the kernels of tg_kernels.h). The app calls
+ * tg_runtime_init once, then tg_runtime_invoke once per INFER request.
  */
 #ifndef TG_RUNTIME_H
 #define TG_RUNTIME_H

@@ -1,5 +1,6 @@
 /*
- * tg_kernels.h -- int8 kernels of tinygen's compiled runtime.
+ * tg_kernels.h -- int8 kernels of tinygen's compiled runtime: the one header
+ * the emitted model code includes.
  *
  * The emitted tg_model.c is a straight-line sequence of calls to these
  * functions. Every shape, offset and quantization parameter is a
@@ -24,6 +25,12 @@
  *                       Only for the test that establishes which variant the
  *                       reference uses; the Python side always precomputes
  *                       parameters for the double-rounding variant.
+ *
+ * Files: tg_conv.c (CONV_2D, DEPTHWISE_CONV_2D), tg_fully_connected.c,
+ * tg_pool.c (AVERAGE/MAX_POOL_2D, MEAN), tg_activation.c (SOFTMAX, LOGISTIC,
+ * TANH), tg_elementwise.c (ADD, MUL, requantize, clamp), tg_shape.c (PAD,
+ * CONCATENATION, copy), tg_fixedpoint.c; internal headers tg_fixedpoint.h
+ * (fixed-point arithmetic), tg_dsp.h (DSP instructions), tg_index.h.
  */
 #ifndef TG_KERNELS_H
 #define TG_KERNELS_H
@@ -36,15 +43,15 @@ extern "C" {
 
 #define TG_MAX_DIMS 6
 
-/* ---- fixed-point primitives (exposed for tests) ------------------------- */
+/* ---- fixed-point primitives (for tests; the kernels use them too) -------- */
 
 /* gemmlowp SaturatingRoundingDoublingHighMul. */
-int32_t tg_srdhm(int32_t a, int32_t b);
+int32_t tg_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
 /* gemmlowp RoundingDivideByPOT, 0 <= exponent <= 31. */
-int32_t tg_rdbpot(int32_t x, int32_t exponent);
+int32_t tg_rounding_divide_by_pot(int32_t x, int32_t exponent);
 /* TFLite MultiplyByQuantizedMultiplier(int32 x, multiplier, shift);
  * shift > 0 is a left shift. */
-int32_t tg_mbqm(int32_t x, int32_t multiplier, int32_t shift);
+int32_t tg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
 /* ---- packed weights (CONV_2D and FULLY_CONNECTED) -------------------------
  *
@@ -61,7 +68,7 @@ int32_t tg_mbqm(int32_t x, int32_t multiplier, int32_t shift);
 
 /* ---- fast requantization ---------------------------------------------------
  *
- * `rq` (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D), when not NULL, holds 3
+ * `fast_requant` (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D), when not NULL, holds 3
  * int32 per channel ([out_c] of them if per_channel, else 1) and replaces
  * `multiplier` / `shift` (then NULL):
  *     multiplier, (left + 1) | (right << 8), right ? 2^(right - 1) : 0
@@ -86,7 +93,7 @@ typedef struct {
     const int32_t *bias;      /* folded, [output_depth] */
     const int32_t *multiplier;
     const int32_t *shift;
-    const int32_t *rq;        /* fast requantization constants or NULL (below) */
+    const int32_t *fast_requant; /* fast requantization constants or NULL (above) */
 } tg_fc_params_t;
 
 /* No scratch: the input rows are read directly. */
@@ -113,14 +120,14 @@ typedef struct {
     const int32_t *bias;      /* conv: folded [out_c]; dw: [out_c] or NULL */
     const int32_t *multiplier;
     const int32_t *shift;
-    const int32_t *rq;        /* fast requantization constants or NULL (below) */
+    const int32_t *fast_requant; /* fast requantization constants or NULL (above) */
     /* depthwise 3x3, depth multiplier 1, in_c % 4 == 0: the weights pre-widened to
      * int16 pairs (lo, hi), 18 words per group of 4 channels c..c+3: for taps
      * (t, t + 1) = (0, 1), (2, 3), (4, 5), (6, 7) (tap = ky * 3 + kx) the words
      * (w[t][c + j], w[t + 1][c + j]) for j = 0, 2, 1, 3, then (w[8][c], w[8][c + 2]),
      * (w[8][c + 1], w[8][c + 3]). Used by the DSP path at pixels whose 9 taps
      * all lie inside the input; NULL otherwise. */
-    const int32_t *w16;
+    const int32_t *dw3x3_widened;
 } tg_conv_params_t;
 
 void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch);

@@ -2,7 +2,8 @@
  * tg_runtime_compiled.c -- tg_runtime.h on tinygen's compiled runtime.
  *
  * The model is plain C (tg_model.c, emitted per model) over our kernels
- * (tg_kernels.c): nothing to initialise, no interpreter, a static arena.
+ * (tg_kernels.h and its .c files): nothing to initialise, no interpreter, a
+ * static arena.
  */
 #include <stdint.h>
 

@@ -207,7 +207,10 @@ def build_program(models, workdir: Path, *, extra_flags: tuple[str, ...] = (), c
                         for p in prefixes)
     (workdir / "host_main.c").write_text(_MAIN % {"includes": includes, "entries": entries}, encoding="utf-8")
     flags = HOST_CFLAGS + tuple(extra_flags)
-    sources = ["tg_kernels.c", "host_main.c"] + [f"{p}_model.c" for p in prefixes]
+    from tinygen.codegen.compiled import kernel_sources
+
+    kernels = [name for name in kernel_sources() if name.endswith(".c")]  # every one, as a project builds
+    sources = kernels + ["host_main.c"] + [f"{p}_model.c" for p in prefixes]
     with ThreadPoolExecutor(jobs or max(2, os.cpu_count() or 2)) as ex:
         list(ex.map(lambda s: _compile([cc, *flags, "-c", s, "-o", s[:-2] + ".o"], workdir), sources))
     binary = workdir / "host_check"

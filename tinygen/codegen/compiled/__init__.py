@@ -1,9 +1,9 @@
 """tinygen's compiled runtime: an int8 model as plain C99, no interpreter.
 
-The emitted ``tg_model.c`` calls our own kernels (``firmware/runtime/
-tg_kernels.{h,c}``) in a straight line over one static arena.  Results are
-bit-identical to the TensorFlow Lite Micro interpreter (the tflite_micro
-Python wheel is the reference the tests compare against).
+The emitted ``tg_model.c`` calls our own kernels (``firmware/runtime/``:
+``tg_kernels.h`` and the files it lists) in a straight line over one static
+arena.  Results are bit-identical to the TensorFlow Lite Micro interpreter
+(the tflite_micro Python wheel is the reference the tests compare against).
 
 The way through, each step reading the previous one's value only::
 
@@ -16,7 +16,7 @@ The way through, each step reading the previous one's value only::
     compile_model(model) -> CompiledBuild     # lower + check + plan, what a build keeps
     check_supported(program) / unsupported_ops(program) / op_table(build) / memory_table(plan)
     emit(model, *, prefix="tg")               # the whole way at once (tests, benchmarks)
-    kernel_sources() -> {"tg_kernels.h": text, "tg_kernels.c": text}
+    kernel_sources() -> {"tg_kernels.h": text, "tg_conv.c": text, ...}   # every kernel file
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ __all__ = [
     "unsupported_ops",
 ]
 
-KERNEL_FILES = ("tg_kernels.h", "tg_kernels.c")
+# firmware/runtime/ files that are not kernels: the runtime glue render.py copies itself.
+_NOT_KERNEL_FILES = ("tg_runtime_compiled.c",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,8 +111,11 @@ def op_table(build: CompiledBuild) -> list[dict]:
 
 
 def kernel_sources() -> dict[str, str]:
-    """``{"tg_kernels.h": text, "tg_kernels.c": text}`` from firmware/runtime/."""
+    """Every kernel file of firmware/runtime/ (the public tg_kernels.h, the internal headers
+    and all .c files), ``{name: text}`` in sorted name order; a build compiles each .c."""
     from tinygen.common.paths import firmware_dir
 
     d = firmware_dir() / "runtime"
-    return {name: (d / name).read_text(encoding="utf-8") for name in KERNEL_FILES}
+    names = sorted(p.name for p in d.iterdir()
+                   if p.suffix in (".c", ".h") and p.is_file() and p.name not in _NOT_KERNEL_FILES)
+    return {name: (d / name).read_text(encoding="utf-8") for name in names}

@@ -191,8 +191,8 @@ def _packed(op: Operator, w2, bias, input_offset: int, groups: int = 1):
 
 
 def _requant_data(bounds, mults, shifts) -> tuple[list[ConstArray], list[tuple[str, object]]]:
-    """The multiplier / shift / rq fields and their arrays: fast requantization constants
-    ("rq") when provably exact, else the multiplier and shift arrays.
+    """The multiplier / shift / fast_requant fields and their arrays: fast requantization
+    constants (array "rq") when provably exact, else the multiplier and shift arrays.
 
     ``bounds`` (per output channel) bound |accumulator|; with one multiplier for
     all channels the largest bound applies."""
@@ -201,9 +201,10 @@ def _requant_data(bounds, mults, shifts) -> tuple[list[ConstArray], list[tuple[s
         bounds = [max(bounds)] if bounds else [0]
     consts = quant.fast_requant_constants(bounds, mults, shifts)
     if consts is not None:
-        return [ConstArray("rq", _i32(consts))], [("multiplier", None), ("shift", None), ("rq", ArrayRef("rq"))]
+        return ([ConstArray("rq", _i32(consts))],
+                [("multiplier", None), ("shift", None), ("fast_requant", ArrayRef("rq"))])
     return ([ConstArray("mult", _i32(mults)), ConstArray("shift", _i32(shifts))],
-            [("multiplier", ArrayRef("mult")), ("shift", ArrayRef("shift")), ("rq", None)])
+            [("multiplier", ArrayRef("mult")), ("shift", ArrayRef("shift")), ("fast_requant", None)])
 
 
 # ---- FULLY_CONNECTED ---------------------------------------------------------
@@ -350,7 +351,7 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
         ("act_min", c["act_min"]), ("act_max", c["act_max"]), ("per_channel", int(per_channel)),
         ("k_padded", k4), ("weights", ArrayRef("w")), ("bias", bias_ref), *rq_fields,
-        *([("w16", w16_ref)] if depthwise else []))
+        *([("dw3x3_widened", w16_ref)] if depthwise else []))
     xi, yi = x.index, y.index
     per_out = c["k_h"] * c["k_w"] * (1 if depthwise else c["filter_in_c"])
     if depthwise:

@@ -45,7 +45,7 @@ def acc_bound_packed(w2, folded) -> np.ndarray:
 
 
 def dw3x3_widened(w, out_c: int) -> list[int]:
-    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, w16)."""
+    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, dw3x3_widened)."""
     wt = np.asarray(w, dtype=np.int64).reshape(9, out_c)
 
     def pk(lo, hi):

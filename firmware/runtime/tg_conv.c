@@ -1,0 +1,510 @@
+/*
+ * tg_conv.c -- CONV_2D and DEPTHWISE_CONV_2D (int8, NHWC; see tg_kernels.h).
+ *
+ * Written for tinygen; the arithmetic follows the TensorFlow Lite Micro
+ * reference kernels operation for operation so that results are identical,
+ * bit for bit. Integer accumulation order may differ from the reference
+ * where that cannot change a result (exact integer sums).
+ */
+#include <string.h>
+
+#include "tg_dsp.h"
+#include "tg_fixedpoint.h"
+#include "tg_kernels.h"
+
+/* ==== packed int8 x int16 matrix products ====================================
+ *
+ * CONV_2D and FULLY_CONNECTED are computed as out[pixel][oc] = bias'[oc] + sum_k w[oc][k] * x[pixel][k]
+ * where bias' = bias + input_offset * sum_k w[oc][k] is folded in by tinygen at
+ * code-generation time (equal in integer arithmetic, so bit-exact), and x holds
+ * the raw int8 input values (padding taps hold the input zero point, which
+ * contributes w * (zero_point + input_offset) = 0, as TFLM's skipped taps do).
+ * CONV_2D goes through the int16 column scratch below; FULLY_CONNECTED reads
+ * its int8 rows directly (tg_fully_connected.c, same weight packing).
+ *
+ * K (values per output) is padded to K4 = a multiple of 4; weight columns past K
+ * are zero. Layouts (k = 4 * j + q):
+ *
+ *  column scratch, int16: two pixel slots interleaved per block of 4 k:
+ *      [8 j + 4 slot + TG_COL_POS(q)]      (scratch size 4 * K4 bytes, 4-byte aligned)
+ *  weights, int8: output channels in pairs (within a group), interleaved per
+ *      block: pair base + 8 j + 4 (oc & 1) + q; an odd last channel of a group
+ *      is stored alone: base + 4 j + q.
+ *
+ * DSP path: one word of weights gives (w0, w2) and (w1, w3) by SXTB16 and
+ * SXTB16 ROR 8, so the column stores each block as (x0, x2), (x1, x3)
+ * (TG_COL_POS = 0, 2, 1, 3) and every product is one SMLAD on two int16 pairs.
+ * Portable path: natural order. */
+
+#if TG_USE_DSP
+#define TG_COL_POS(q) ((((q) ^ ((q) >> 1)) & 1) ? ((q) ^ 3) : (q))
+#else
+#define TG_COL_POS(q) (q)
+#endif
+
+/* Store one int16 value of a column (byte access: no aliasing assumptions). */
+TG_INLINE void tg_col_put(int16_t *col, int32_t k, int32_t slot, int32_t v)
+{
+    const int16_t s = (int16_t)v;
+    memcpy(col + (8 * (k >> 2) + 4 * slot + TG_COL_POS(k & 3)), &s, sizeof s);
+}
+
+/* Column entries k in [k0, k4) of one slot (the padding past K) set to 0. */
+static void tg_col_zero_tail(int16_t *col, int32_t k0, int32_t k4, int32_t slot)
+{
+    for (; k0 < k4; k0++) {
+        tg_col_put(col, k0, slot, 0);
+    }
+}
+
+/* n (a multiple of 4, k0 a multiple of 4) raw int8 values into a column slot. */
+TG_INLINE void tg_col_put_run(int16_t *col, int32_t k0, int32_t slot, const int8_t *src, int32_t n)
+{
+#if TG_USE_DSP
+    int8_t *dst = (int8_t *)(col + (8 * (k0 >> 2) + 4 * slot));
+    for (; n > 0; n -= 4, src += 4, dst += 16) {
+        const uint32_t v = tg_load_u32(src);
+        tg_store_u32(dst, tg_sxtb16(v));
+        tg_store_u32(dst + 4, tg_sxtb16_ror8(v));
+    }
+#else
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        tg_col_put(col, k0 + i, slot, src[i]);
+    }
+#endif
+}
+
+/* n (a multiple of 4, k0 a multiple of 4) copies of v into a column slot. */
+TG_INLINE void tg_col_fill_run(int16_t *col, int32_t k0, int32_t slot, int32_t v, int32_t n)
+{
+    const uint32_t pair = ((uint32_t)v & 0xFFFFu) | ((uint32_t)v << 16);
+    int8_t *dst = (int8_t *)(col + (8 * (k0 >> 2) + 4 * slot));
+    for (; n > 0; n -= 4, dst += 16) {
+        tg_store_u32(dst, pair);
+        tg_store_u32(dst + 4, pair);
+    }
+}
+
+/* ---- inner products: accumulators += sum over nblk blocks ------------------
+ * x: column scratch (4 words per block: slot 0 pair, slot 1 pair);
+ * w2: a channel pair's interleaved rows (8 bytes per block), 4-byte aligned;
+ * w1: a lone channel's row (4 bytes per block). */
+
+#if TG_USE_DSP
+/* 2 channels x 2 pixels. */
+static TG_NOINLINE void tg_dot_2ch_2px(const uint32_t *x, const uint32_t *w, int32_t nblk, int32_t *acc)
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (; nblk > 0; nblk--) {
+        uint32_t x0, x1, y0, y1, v, wl;
+        TG_LDRD_INC(x0, x1, x);
+        TG_LDRD_INC(y0, y1, x);
+        TG_LDR_INC(v, w);
+        wl = tg_sxtb16(v);
+        v = tg_sxtb16_ror8(v);
+        a00 = tg_smlad(x0, wl, a00);
+        a01 = tg_smlad(y0, wl, a01);
+        a00 = tg_smlad(x1, v, a00);
+        a01 = tg_smlad(y1, v, a01);
+        TG_LDR_INC(v, w);
+        wl = tg_sxtb16(v);
+        v = tg_sxtb16_ror8(v);
+        a10 = tg_smlad(x0, wl, a10);
+        a11 = tg_smlad(y0, wl, a11);
+        a10 = tg_smlad(x1, v, a10);
+        a11 = tg_smlad(y1, v, a11);
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* 2 channels x the pixel in slot 0. */
+static TG_NOINLINE void tg_dot_2ch_1px(const uint32_t *x, const uint32_t *w, int32_t nblk, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[2];
+    for (; nblk > 0; nblk--) {
+        uint32_t x0, x1, v0, v1;
+        TG_LDRD_INC(x0, x1, x);
+        x += 2;
+        TG_LDRD_INC(v0, v1, w);
+        a0 = tg_smlad(x0, tg_sxtb16(v0), a0);
+        a0 = tg_smlad(x1, tg_sxtb16_ror8(v0), a0);
+        a1 = tg_smlad(x0, tg_sxtb16(v1), a1);
+        a1 = tg_smlad(x1, tg_sxtb16_ror8(v1), a1);
+    }
+    acc[0] = a0;
+    acc[2] = a1;
+}
+
+/* 1 channel x 2 pixels (two = 1) or the pixel in slot 0 (two = 0). */
+static TG_NOINLINE void tg_dot_1ch_2px(const uint32_t *x, const uint32_t *w, int32_t nblk, int32_t two,
+                                       int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    for (; nblk > 0; nblk--) {
+        uint32_t x0, x1, y0, y1, v;
+        TG_LDRD_INC(x0, x1, x);
+        TG_LDRD_INC(y0, y1, x);
+        TG_LDR_INC(v, w);
+        a0 = tg_smlad(x0, tg_sxtb16(v), a0);
+        a0 = tg_smlad(x1, tg_sxtb16_ror8(v), a0);
+        if (two) {
+            a1 = tg_smlad(y0, tg_sxtb16(v), a1);
+            a1 = tg_smlad(y1, tg_sxtb16_ror8(v), a1);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#else
+static TG_NOINLINE void tg_dot_2ch_2px(const int16_t *x, const int8_t *w, int32_t nblk, int32_t *acc)
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 8, w += 8) {
+        for (q = 0; q < 4; q++) {
+            a00 += x[q] * w[q];
+            a01 += x[4 + q] * w[q];
+            a10 += x[q] * w[4 + q];
+            a11 += x[4 + q] * w[4 + q];
+        }
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+static TG_NOINLINE void tg_dot_2ch_1px(const int16_t *x, const int8_t *w, int32_t nblk, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[2];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 8, w += 8) {
+        for (q = 0; q < 4; q++) {
+            a0 += x[q] * w[q];
+            a1 += x[q] * w[4 + q];
+        }
+    }
+    acc[0] = a0;
+    acc[2] = a1;
+}
+
+static TG_NOINLINE void tg_dot_1ch_2px(const int16_t *x, const int8_t *w, int32_t nblk, int32_t two,
+                                       int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    int32_t q;
+    for (; nblk > 0; nblk--, x += 8, w += 4) {
+        for (q = 0; q < 4; q++) {
+            a0 += x[q] * w[q];
+            if (two) {
+                a1 += x[4 + q] * w[q];
+            }
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#endif
+
+/* Outputs of n_oc channels (w: the channels' packed rows, bias: their folded
+ * biases) for the pixel in slot 0 (out0) and, if out1 != NULL, the pixel in
+ * slot 1 (out1). */
+static void tg_conv_outputs(const int16_t *col, const int8_t *w, const int32_t *bias, int32_t nblk, int32_t n_oc,
+                            int32_t oc0, const tg_channel_requant_t *r, int8_t *out0, int8_t *out1)
+{
+    int32_t acc[4]; /* [channel oc + i][pixel p] at 2 i + p */
+    int32_t oc;
+    for (oc = 0; oc < n_oc; oc += 2, w += 8 * nblk) {
+        const int32_t n = (oc + 1 < n_oc) ? 2 : 1;
+        acc[0] = acc[1] = bias[oc];
+        acc[2] = acc[3] = (n == 2) ? bias[oc + 1] : 0;
+        if (n == 1) {
+            tg_dot_1ch_2px(TG_WORDS(col), TG_WORDS(w), nblk, out1 != NULL, acc);
+        } else if (out1 != NULL) {
+            tg_dot_2ch_2px(TG_WORDS(col), TG_WORDS(w), nblk, acc);
+        } else {
+            tg_dot_2ch_1px(TG_WORDS(col), TG_WORDS(w), nblk, acc);
+        }
+        tg_requantize_channels(r, acc, 2, n, oc0 + oc, out0 + oc, out1 != NULL ? out1 + oc : NULL);
+    }
+}
+
+/* ==== CONV_2D ============================================================= */
+
+/* Filter taps k in [0, size) with 0 <= origin + dilation * k < limit: [*k0, *k1). */
+static void tg_valid_taps(int32_t origin, int32_t dilation, int32_t size, int32_t limit, int32_t *k0, int32_t *k1)
+{
+    int32_t first = 0;
+    int32_t last;
+    if (origin < 0) {
+        first = (-origin + dilation - 1) / dilation;
+    }
+    if (origin > limit - 1) {
+        last = 0;
+    } else {
+        last = (limit - 1 - origin) / dilation + 1;
+    }
+    *k0 = tg_min32(first, size);
+    *k1 = tg_max32(tg_min32(last, size), *k0);
+}
+
+/* The im2col column of output pixel `pix` (flat over out_h * out_w) for the input
+ * channels [goff, goff + filter_in_c) into a scratch slot. */
+static void tg_conv_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t pix, int32_t goff,
+                        int16_t *col, int32_t slot)
+{
+    const int32_t filter_in_c = p->filter_in_c;
+    const int32_t oy = pix / p->out_w;
+    const int32_t ox = pix - oy * p->out_w;
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    const int32_t input_zero_point = -p->input_offset;
+    int32_t ky, kx, c;
+    int32_t k = 0;
+    for (ky = 0; ky < p->filter_h; ky++) {
+        const int32_t iy = y0 + p->dilation_h * ky;
+        const int32_t row_ok = (iy >= 0) && (iy < p->in_h);
+        for (kx = 0; kx < p->filter_w; kx++, k += filter_in_c) {
+            const int32_t ix = x0 + p->dilation_w * kx;
+            const int32_t ok = row_ok && (ix >= 0) && (ix < p->in_w);
+            const int8_t *src = in_b + (ok ? (int32_t)((iy * p->in_w + ix) * p->in_c + goff) : 0);
+            if ((filter_in_c & 3) == 0) {
+                if (ok) {
+                    tg_col_put_run(col, k, slot, src, filter_in_c);
+                } else {
+                    tg_col_fill_run(col, k, slot, input_zero_point, filter_in_c);
+                }
+            } else {
+                for (c = 0; c < filter_in_c; c++) {
+                    tg_col_put(col, k + c, slot, ok ? src[c] : input_zero_point);
+                }
+            }
+        }
+    }
+    tg_col_zero_tail(col, k, p->k_padded, slot);
+}
+
+void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
+{
+    const int32_t groups = p->in_c / p->filter_in_c;
+    const int32_t per_group = p->out_c / groups;
+    const int32_t k4 = p->k_padded;
+    const int32_t n_pix = p->out_h * p->out_w;
+    const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
+                                    p->act_min, p->act_max, p->fast_requant};
+    int32_t b, pix, g;
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
+        int8_t *out_b = output + (int32_t)(b * n_pix * p->out_c);
+        for (pix = 0; pix < n_pix; pix += 2) {
+            const int32_t two = pix + 1 < n_pix;
+            for (g = 0; g < groups; g++) {
+                const int32_t oc0 = g * per_group;
+                int8_t *o0 = out_b + (int32_t)(pix * p->out_c + oc0);
+                tg_conv_col(p, in_b, pix, g * p->filter_in_c, scratch, 0);
+                if (two) {
+                    tg_conv_col(p, in_b, pix + 1, g * p->filter_in_c, scratch, 1);
+                }
+                tg_conv_outputs(scratch, p->weights + (int32_t)(oc0 * k4), p->bias + oc0, k4 >> 2, per_group, oc0,
+                                &r, o0, two ? o0 + p->out_c : NULL);
+            }
+        }
+    }
+}
+
+/* ==== DEPTHWISE_CONV_2D =================================================== */
+
+#if TG_USE_DSP
+/* Four channels (depth multiplier 1) of one output pixel over nky x nkx valid taps:
+ * one 32-bit load of input and of filter bytes per tap, the input offset added
+ * while widening (SXTAB16), four accumulators. */
+static TG_NOINLINE void tg_dw_dot_4ch(const int8_t *x, const int8_t *w, int32_t nky, int32_t nkx,
+                                      const int32_t *steps, uint32_t offset_pair, int32_t *acc)
+{
+    const int32_t x_row = steps[0], x_step = steps[1], w_row = steps[2], w_step = steps[3];
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (; nky > 0; nky--, x += x_row, w += w_row) {
+        const int8_t *xp = x;
+        const int8_t *wp = w;
+        int32_t k;
+        for (k = nkx; k > 0; k--, xp += x_step, wp += w_step) {
+            const uint32_t xv = tg_load_u32(xp);
+            const uint32_t wv = tg_load_u32(wp);
+            const uint32_t x02 = tg_sxtab16(offset_pair, xv);
+            const uint32_t x13 = tg_sxtab16_ror8(offset_pair, xv);
+            const uint32_t w02 = tg_sxtb16(wv);
+            const uint32_t w13 = tg_sxtb16_ror8(wv);
+            a0 = tg_smlabb(x02, w02, a0);
+            a2 = tg_smlatt(x02, w02, a2);
+            a1 = tg_smlabb(x13, w13, a1);
+            a3 = tg_smlatt(x13, w13, a3);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
+
+#if TG_USE_DSP
+/* (lo16(a), lo16(b)) and (hi16(a), hi16(b)): PKHBT / PKHTB. */
+#if TG_HW_DSP && defined(__GNUC__)
+TG_INLINE uint32_t tg_pack_lo16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
+}
+#else
+TG_INLINE uint32_t tg_pack_lo16(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
+#endif
+
+#define TG_DW_CHUNK 32
+
+/* 3x3 filter, depth multiplier 1, all 9 taps inside the input: ngrp groups of 4
+ * channels of one output pixel into acc (bias included). tap_offsets: the 9
+ * taps' input offsets; w16: the pre-widened weights, 18 words per group
+ * (tg_kernels.h, dw3x3_widened): taps (0,1), (2,3), (4,5), (6,7) one SMLAD per
+ * channel, tap 8 SMLABB/SMLATT. offset_pair: the input offset in both halves. */
+static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *x, const uint32_t *w16, int32_t ngrp, const int32_t *tap_offsets,
+                                      uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+{
+    for (; ngrp > 0; ngrp--, x += 4, acc += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        uint32_t xa, a02, a13;
+        if (bias != NULL) {
+            a0 = bias[0];
+            a1 = bias[1];
+            a2 = bias[2];
+            a3 = bias[3];
+            bias += 4;
+        }
+#define TG_DW_PAIR(t)                                                  \
+    do {                                                               \
+        const uint32_t xb = tg_load_u32(x + tap_offsets[(t) + 1]);     \
+        uint32_t u, v;                                                 \
+        xa = tg_load_u32(x + tap_offsets[t]);                          \
+        u = tg_sxtab16(offset_pair, xa);                               \
+        v = tg_sxtab16(offset_pair, xb);                               \
+        a0 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t)], a0);           \
+        a2 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 1], a2);       \
+        u = tg_sxtab16_ror8(offset_pair, xa);                          \
+        v = tg_sxtab16_ror8(offset_pair, xb);                          \
+        a1 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t) + 2], a1);       \
+        a3 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 3], a3);       \
+    } while (0)
+        TG_DW_PAIR(0);
+        TG_DW_PAIR(2);
+        TG_DW_PAIR(4);
+        TG_DW_PAIR(6);
+#undef TG_DW_PAIR
+        w16 += 16;
+        xa = tg_load_u32(x + tap_offsets[8]);
+        a02 = tg_sxtab16(offset_pair, xa);
+        a13 = tg_sxtab16_ror8(offset_pair, xa);
+        a0 = tg_smlabb(a02, w16[0], a0);
+        a2 = tg_smlatt(a02, w16[0], a2);
+        a1 = tg_smlabb(a13, w16[1], a1);
+        a3 = tg_smlatt(a13, w16[1], a3);
+        w16 += 2;
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+}
+#endif
+
+void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
+{
+    const int32_t dm = p->depth_multiplier;
+    const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
+                                    p->act_min, p->act_max, p->fast_requant};
+    int32_t b, oy, ox, ic, m, ky, kx;
+#if TG_USE_DSP
+    const uint32_t offset16 = (uint32_t)p->input_offset & 0xFFFFu;
+    const uint32_t offset_pair = (offset16 << 16) | offset16;
+    const int32_t steps[4] = {p->dilation_h * p->in_w * p->in_c, p->dilation_w * p->in_c,
+                              p->filter_w * p->out_c, p->out_c};
+    const int32_t use_3x3 = p->dw3x3_widened != NULL && dm == 1 && p->filter_h == 3 && p->filter_w == 3 &&
+                            (p->in_c & 3) == 0;
+    int32_t tap_offsets[9];
+    for (ky = 0; ky < 9; ky++) {
+        tap_offsets[ky] = (ky / 3) * steps[0] + (ky % 3) * steps[1];
+    }
+#endif
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
+        for (oy = 0; oy < p->out_h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            tg_valid_taps(y0, p->dilation_h, p->filter_h, p->in_h, &ky0, &ky1);
+            for (ox = 0; ox < p->out_w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int8_t *out = output + (int32_t)(((b * p->out_h + oy) * p->out_w + ox) * p->out_c);
+                int32_t kx0, kx1;
+                tg_valid_taps(x0, p->dilation_w, p->filter_w, p->in_w, &kx0, &kx1);
+                ic = 0;
+#if TG_USE_DSP
+                if (use_3x3 && ky1 - ky0 == 3 && kx1 - kx0 == 3) {
+                    const int8_t *xb = in_b + (int32_t)((y0 * p->in_w + x0) * p->in_c);
+                    for (; ic < p->in_c; ic += TG_DW_CHUNK) {
+                        const int32_t nch = tg_min32(TG_DW_CHUNK, p->in_c - ic);
+                        int32_t acc[TG_DW_CHUNK];
+                        tg_dw_dot_3x3(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 18, nch / 4, tap_offsets,
+                                      offset_pair, p->bias != NULL ? p->bias + ic : NULL, acc);
+                        tg_requantize_channels(&r, acc, 1, nch, ic, out + ic, NULL);
+                    }
+                }
+                if (dm == 1 && ky1 > ky0 && kx1 > kx0) {
+                    const int8_t *xb = in_b + (int32_t)(((y0 + p->dilation_h * ky0) * p->in_w + x0 +
+                                                         p->dilation_w * kx0) * p->in_c);
+                    const int8_t *wb = p->weights + (int32_t)((ky0 * p->filter_w + kx0) * p->out_c);
+                    for (; ic + 4 <= p->in_c; ic += 4) {
+                        int32_t acc[4] = {0, 0, 0, 0};
+                        if (p->bias != NULL) {
+                            acc[0] = p->bias[ic];
+                            acc[1] = p->bias[ic + 1];
+                            acc[2] = p->bias[ic + 2];
+                            acc[3] = p->bias[ic + 3];
+                        }
+                        tg_dw_dot_4ch(xb + ic, wb + ic, ky1 - ky0, kx1 - kx0, steps, offset_pair, acc);
+                        tg_requantize_channels(&r, acc, 1, 4, ic, out + ic, NULL);
+                    }
+                }
+#endif
+                for (; ic < p->in_c; ic++) {
+                    for (m = 0; m < dm; m++) {
+                        const int32_t oc = ic * dm + m;
+                        int32_t acc = 0;
+                        for (ky = ky0; ky < ky1; ky++) {
+                            const int32_t iy = y0 + p->dilation_h * ky;
+                            for (kx = kx0; kx < kx1; kx++) {
+                                const int32_t ix = x0 + p->dilation_w * kx;
+                                const int32_t xval = in_b[(iy * p->in_w + ix) * p->in_c + ic];
+                                const int32_t wval = p->weights[(ky * p->filter_w + kx) * p->out_c + oc];
+                                acc += wval * (xval + p->input_offset);
+                            }
+                        }
+                        if (p->bias != NULL) {
+                            acc += p->bias[oc];
+                        }
+                        tg_requantize_channels(&r, &acc, 1, 1, oc, out + oc, NULL);
+                    }
+                }
+            }
+        }
+    }
+}
