@@ -390,3 +390,33 @@ int main(void) {
     p = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "0", p.stdout + p.stderr
 
+
+def test_kernel_abi_version_is_checked_when_the_model_compiles(tmp_path):
+    """tg_kernels.h carries the Python KERNELS_ABI_VERSION; emitted model code compiled against
+    kernels of another version, or of none, stops at its #error instead of building."""
+    import re
+    import subprocess
+
+    H.require(H.have_gcc(), "gcc")
+    from tinygen.codegen.compiled import KERNELS_ABI_VERSION, kernel_sources
+
+    kernels = kernel_sources()
+    header = kernels["tg_kernels.h"]
+    define = f"#define TG_KERNELS_ABI_VERSION {KERNELS_ABI_VERSION}\n"
+    assert re.findall(r"^#define TG_KERNELS_ABI_VERSION (\d+)$", header, re.M) == [str(KERNELS_ABI_VERSION)]
+    m = parse_model(H.result("op:" + CASES[0]["id"]))
+    for name, text in {**emit(m), **kernels}.items():
+        (tmp_path / name).write_text(text)
+
+    def compile_model(kernels_header: str) -> subprocess.CompletedProcess:
+        (tmp_path / "tg_kernels.h").write_text(kernels_header)
+        return subprocess.run(["gcc", *H.HOST_CFLAGS, "-c", "tg_model.c", "-o", "tg_model.o"], cwd=tmp_path,
+                              capture_output=True, text=True)
+
+    ok = compile_model(header)
+    assert ok.returncode == 0, ok.stderr
+    other = define.replace(str(KERNELS_ABI_VERSION), str(KERNELS_ABI_VERSION + 1))
+    for changed in (header.replace(define, other), header.replace(define, "")):
+        bad = compile_model(changed)
+        assert bad.returncode != 0
+        assert "#error" in bad.stderr and "regenerate" in bad.stderr, bad.stderr

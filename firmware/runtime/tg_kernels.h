@@ -37,6 +37,12 @@
 
 #include <stdint.h>
 
+/* The calling convention between emitted model code and these kernels (names,
+ * parameter structs, weight layouts). Emitted code refuses to compile against
+ * a different version; KERNELS_ABI_VERSION in tinygen/codegen/compiled/
+ * printer.py is the same number, and any change to that convention bumps both. */
+#define TG_KERNELS_ABI_VERSION 1
+
 #ifdef __cplusplus
 extern "C" {
 #endif

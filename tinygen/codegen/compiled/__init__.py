@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from tinygen.codegen.compiled.ir import OpIR, Program
 from tinygen.codegen.compiled.lower import SUPPORTED_OPS, lower
 from tinygen.codegen.compiled.memory import MemoryPlan, TensorPlacement, memory_table, plan_memory
-from tinygen.codegen.compiled.printer import print_c
+from tinygen.codegen.compiled.printer import KERNELS_ABI_VERSION, print_c
 from tinygen.tflite.model import TfliteModel
 
 __all__ = [
-    "SUPPORTED_OPS", "CompiledBuild", "MemoryPlan", "OpIR", "Program", "TensorPlacement", "check_supported",
-    "compile_model", "emit", "kernel_sources", "lower", "memory_table", "op_table", "plan_memory", "print_c",
-    "unsupported_ops",
+    "KERNELS_ABI_VERSION", "SUPPORTED_OPS", "CompiledBuild", "MemoryPlan", "OpIR", "Program", "TensorPlacement",
+    "check_supported", "compile_model", "emit", "kernel_sources", "lower", "memory_table", "op_table",
+    "plan_memory", "print_c", "unsupported_ops",
 ]
 
 # firmware/runtime/ files that are not kernels: the runtime glue render.py copies itself.

@@ -39,6 +39,10 @@ STRUCTS: dict[str, str | None] = {
     "tg_concat_s8": None,
 }
 
+# TG_KERNELS_ABI_VERSION in firmware/runtime/tg_kernels.h: the emitted model code checks it at
+# compile time, so a model emitted for other kernels fails to build instead of misbehaving.
+KERNELS_ABI_VERSION = 1
+
 # Values per line of a constant array: int8 data 16, int32 data 8, except these roles.
 _PER_LINE = {"shift": 16, "inner": 16}
 
@@ -48,6 +52,18 @@ def _c_float(value: float) -> str:
     if not any(ch in text for ch in ".en"):
         text += ".0"
     return text + "f"
+
+
+def _abi_check(prefix: str) -> str:
+    """Compile-time guard: kernels from another tinygen fail the build with a clear message
+    instead of linking against structs or weight layouts this code was not emitted for."""
+    n = KERNELS_ABI_VERSION
+    return (
+        f"#if !defined(TG_KERNELS_ABI_VERSION) || TG_KERNELS_ABI_VERSION != {n}\n"
+        f"#error \"{prefix}_model.c was generated for tinygen kernel ABI version {n}, but tg_kernels.h is "
+        "another version: regenerate the model code and the kernels with one tinygen\"\n"
+        "#endif\n"
+    )
 
 
 def check_prefix(prefix: str) -> str:
@@ -238,6 +254,7 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
     c = (
         f"/*\n * {prefix}_model.c -- the model as plain C (tinygen compiled runtime).\n *\n{banner} */\n"
         f"#include <stddef.h>\n#include <stdint.h>\n\n#include \"tg_kernels.h\"\n#include \"{prefix}_model.h\"\n\n"
+        f"{_abi_check(prefix)}\n"
         + "\n\n".join(decls) + "\n\n"
         + arena_decl + "\n"
         f"int {prefix}_invoke(const int8_t *input, int8_t *output)\n{{\n"
