@@ -51,10 +51,10 @@ class ConstArray:
 
 @dataclass(frozen=True, eq=False)
 class OpIR:
-    """One operator, lowered to one call of a tg_kernels.c function."""
+    """One operator, lowered to one call of a tg_kernels.h function."""
     index: int  # operator index in the model
     opcode: str  # TFLite builtin name
-    kernel: str  # the tg_kernels.c function that runs it
+    kernel: str  # the tg_kernels.h function that runs it
     inputs: tuple[int, ...]  # tensors passed to the kernel, in argument order
     output: int  # tensor written
     reads: tuple[int, ...]  # activation (non-constant) tensors read

@@ -1,4 +1,4 @@
-"""Lower each TFLite operator to one call of a tg_kernels.c function, as numbers.
+"""Lower each TFLite operator to one call of a tg_kernels.h function, as numbers.
 
 ``lower(model)`` checks the model and every operator against what the compiled
 runtime (and TFLM's int8 kernel for that op) accepts, computes all parameters

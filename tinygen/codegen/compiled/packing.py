@@ -1,4 +1,4 @@
-"""Weight layouts and broadcast strides the kernels in tg_kernels.c expect: pure numpy,
+"""Weight layouts and broadcast strides the kernels of tg_kernels.h expect: pure numpy,
 no checks (lower.py decides what is accepted) and no C."""
 
 from __future__ import annotations
