@@ -124,12 +124,11 @@ def default_out_dir(board: str, name_hint: str) -> Path:
 
 def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, data, tflm_dir) -> str | None:
     """Refuse contradictory arguments before minutes of training; return the TFLM tree to use (or None)."""
+    from tinygen.codegen.plan import check_runtime
     from tinygen.common.escape import pio_path
     from tinygen.intake.recipes import RECIPES
 
-    if runtime not in b["runtimes"]:
-        raise TinygenError(f"board {board} does not support --runtime {runtime}; "
-                           f"choose one of: {', '.join(b['runtimes'])}")
+    check_runtime(b, runtime)
     if model and recipe:
         raise TinygenError("give either --model or --recipe, not both")
     if recipe and recipe not in RECIPES:

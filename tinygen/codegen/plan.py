@@ -143,11 +143,16 @@ def infer_task(src: Source, out_shape: tuple[int, ...]) -> str:
     return "regression" if int(np.prod(out_shape)) <= 1 or y is not None else "unknown"
 
 
-def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAULT_VECTORS, seed: int = 0,
-              progress: Callable[[str], None] = lambda s: None, tflm_dir: str | None = None) -> Plan:
+def check_runtime(board: dict, runtime: str) -> None:
+    """The one place a board's runtimes are enforced (the API calls it before training too)."""
     if runtime not in board["runtimes"]:
         raise TinygenError(f"board {board['id']} does not support --runtime {runtime}; "
                            f"choose one of: {', '.join(board['runtimes'])}")
+
+
+def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAULT_VECTORS, seed: int = 0,
+              progress: Callable[[str], None] = lambda s: None, tflm_dir: str | None = None) -> Plan:
+    check_runtime(board, runtime)
     per_channel_dense = bool(board.get("tflm", {}).get("per_channel_fully_connected", False)) \
         if runtime == "tflm" else True
     if src.tflite is not None:
