@@ -210,7 +210,11 @@ void tg_softmax_s8(const tg_softmax_params_t *p, const int8_t *input, int8_t *ou
 
 /* ==== LOGISTIC / TANH ===================================================== */
 
-void tg_logistic_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *output)
+/* LOGISTIC and TANH share TFLM's int8 structure: saturate outside the input radius, else
+ * rescale to Q4.27 and evaluate in fixed point; they differ only in the function and in
+ * how its Q0.31 result maps onto int8 (logistic: [0, 1) -> -128..127; tanh: (-1, 1)). */
+static void tg_sigmoid_like_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *output,
+                               int is_tanh)
 {
     int32_t i;
     for (i = 0; i < p->size; i++) {
@@ -222,27 +226,20 @@ void tg_logistic_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *o
         } else {
             const int32_t q4 =
                 tg_multiply_by_quantized_multiplier(x, p->input_multiplier, p->input_left_shift);
-            const int32_t q0 = tg_fp_logistic(q4, 4);
-            output[i] = tg_clamp_to_s8(tg_rounding_divide_by_pot(q0, 23) - 128, -128, 127);
+            const int32_t y = is_tanh ? tg_rounding_divide_by_pot(tg_fp_tanh(q4, 4), 24)
+                                      : tg_rounding_divide_by_pot(tg_fp_logistic(q4, 4), 23) - 128;
+            output[i] = tg_clamp_to_s8(y, -128, 127);
         }
     }
 }
 
+void tg_logistic_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *output)
+{
+    tg_sigmoid_like_s8(p, input, output, 0);
+}
+
 void tg_tanh_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *output)
 {
-    int32_t i;
-    for (i = 0; i < p->size; i++) {
-        const int32_t x = (int32_t)input[i] - p->input_zero_point;
-        if (x <= -p->input_range_radius) {
-            output[i] = -128;
-        } else if (x >= p->input_range_radius) {
-            output[i] = 127;
-        } else {
-            const int32_t q4 =
-                tg_multiply_by_quantized_multiplier(x, p->input_multiplier, p->input_left_shift);
-            const int32_t q0 = tg_fp_tanh(q4, 4);
-            output[i] = tg_clamp_to_s8(tg_rounding_divide_by_pot(q0, 24), -128, 127);
-        }
-    }
+    tg_sigmoid_like_s8(p, input, output, 1);
 }
 
