@@ -15,10 +15,14 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tinygen.common.errors import TinygenError
+
+if TYPE_CHECKING:  # checks.py imports this module at run time
+    from tinygen.tflite.checks import Facts
 
 _DTYPES = {
     0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
@@ -179,7 +183,7 @@ def _elements(shape: tuple[int, ...]) -> int | None:
     return n
 
 
-def _read(raw: bytes, name: str) -> tuple[TfliteModel, "Facts"]:
+def _read(raw: bytes, name: str) -> tuple[TfliteModel, Facts]:
     """Read the flatbuffer lazily through the generated accessors: only subgraph 0, only
     what tinygen uses (the object API would also unpack signatures, metadata and any
     number of aliased tables). Raises on malformed offsets; checks come after."""
