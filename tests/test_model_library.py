@@ -13,6 +13,7 @@ output its quantized input); NaN and +-Inf checked against the header's document
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import time
@@ -97,6 +98,25 @@ def test_example_on_qemu_prints_the_reference_outputs(name, args, session_dir, p
         np.testing.assert_allclose(np.array(floats.split(), dtype=np.float64), want_f, atol=1.5e-6)
     cycles = [ln for ln in lines if ln.startswith("cycles ")]
     assert len(cycles) == 1 and int(cycles[0].split()[1]) > 0  # the HAL's SysTick, through the hook
+
+
+def test_example_on_qemu_with_tflm(sine_project, session_dir, pio_core):
+    """The same example over the TFLM runtime (the library's tg_runtime_tflm.cc): needs a TFLM tree,
+    skipped without TINYGEN_TFLM_DIR like the other TFLM tests."""
+    from compiled_harness import tflm_outputs
+    from conftest import tflm_tree_from_env
+
+    tree = tflm_tree_from_env("src/tensorflow/lite/micro", "in Arduino-library layout")
+    project = session_dir / "sine-qemu-tflm-lib"
+    if not project.exists():
+        build_ok("--board", "qemu-m4", "--runtime", "tflm", "--tflm-dir", str(tree), "--model",
+                 str(sine_project / "model.tflite"), "--vectors", "4", "--out", str(project))
+    lines = _run_example(project, pio_core)
+    assert lines[0] == "tinygen_model example: runtime tflm, init OK"
+    preds = [ln.split(" | ")[0].split(": ")[1].split() for ln in lines if ln.startswith("pred ")]
+    vec = np.load(project / "vectors" / "reference.npz")
+    want = tflm_outputs((project / "model.tflite").read_bytes(), vec["inputs"][:len(preds)])
+    np.testing.assert_array_equal(np.array(preds, dtype=np.int64), want.reshape(len(preds), -1))
 
 
 # ------------------------------------------------------------------ the library's C on the host
@@ -321,3 +341,41 @@ def test_hostile_tensor_names_are_escaped_byte_for_byte(tmp_path):
     strings = re.findall(r'"(?:[^"\\\n]|\\.)*"', code)
     outside = re.sub(r'"(?:[^"\\\n]|\\.)*"', '""', code)
     assert MARK not in outside and any(MARK in s for s in strings)
+
+
+# ------------------------------------------------------------------ real boards: what can be checked here
+
+@pytest.mark.parametrize("fixture,board", [("sine_project", "esp32"), ("digits_project", "nano33ble")])
+def test_real_board_projects_hold_the_library_and_the_example_env(fixture, board, request, tmp_path):
+    """PlatformIO's own config reader and source matcher: the example env extends the validation env
+    and compiles the HAL and examples/predict/ instead of the validation app; `default_envs` is still
+    the validation env. The example's C compiles with -Werror, its main.cpp against a stand-in
+    Arduino.h (no Arduino core here; the board-truth kit compiles it against the real one)."""
+    from platformio.fs import match_src_files
+    from platformio.project.config import ProjectConfig
+
+    project = request.getfixturevalue(fixture)
+    cfg = ProjectConfig(str(project / "platformio.ini"), parse_extra=False)
+    assert cfg.default_envs() == [board]
+    ex = f"env:{board}_example"
+    for option in ("platform", "board", "framework", "lib_deps", "monitor_speed", "build_flags"):
+        assert cfg.get(ex, option) == cfg.get(f"env:{board}", option), option
+    chosen = match_src_files(str(project / "src"), cfg.get(ex, "build_src_filter"))
+    assert sorted(chosen) == ["../examples/predict/main.cpp", "../examples/predict/predict.c", "tg_hal_arduino.cpp"]
+    lib = project / "lib" / "tinygen_model"
+    meta = json.loads((lib / "library.json").read_text())
+    assert meta["name"] == "tinygen_model" and meta["build"]["srcDir"] == "src"
+    assert {"tinygen_model.h", "tinygen_model.c", "model_data.cc", "tg_runtime_tflm.cc"} <= {
+        p.name for p in (lib / "src").iterdir()}
+
+    cc = require_tool("gcc")
+    inc = ["-I", str(lib / "src"), "-I", str(project / "src"), "-I", str(project / "examples" / "predict")]
+    res = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *inc, "-c",
+                          str(project / "examples" / "predict" / "predict.c"), "-o", str(tmp_path / "p.o")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    (tmp_path / "Arduino.h").write_text("void delay(unsigned long ms);\n")
+    res = subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path), *inc, "-c",
+                          str(project / "examples" / "predict" / "main.cpp"), "-o", str(tmp_path / "m.o")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

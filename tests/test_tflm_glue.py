@@ -99,7 +99,7 @@ def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm
     nm = subprocess.run(["arm-none-eabi-nm", "-C", str(tmp_path / "tg_runtime_tflm.cc.o")],
                         capture_output=True, text=True, check=True).stdout
     for symbol in ("tflite::MicroInterpreter::MicroInterpreter", "tflite::MicroInterpreter::AllocateTensors",
-                   "tflite::MicroInterpreter::Invoke", "tg_runtime_init", "tg_runtime_invoke"):
+                   "tflite::MicroInterpreter::Invoke", "tinygen_model_rt_init", "tinygen_model_rt_invoke"):
         assert symbol in nm, symbol
 
 
