@@ -91,6 +91,9 @@ def test_example_on_qemu_prints_the_reference_outputs(name, args, session_dir, p
     ot = parse_model((project / "model.tflite").read_bytes()).output_tensor()
     for i, line in enumerate(preds):
         head, floats = line.split(" | ")
+        floats, _, label = floats.partition(" -> ")
+        # digits: the recipe's labels "0".."9", named for the first largest output
+        assert label == (str(int(np.argmax(want[i]))) if name.startswith("digits") else ""), line
         assert head.startswith(f"pred {i}: ")
         got_q = np.array(head.split(": ")[1].split(), dtype=np.int64)
         np.testing.assert_array_equal(got_q, want[i].astype(np.int64), err_msg=line)  # bit-exact int8
@@ -360,7 +363,8 @@ def test_real_board_projects_hold_the_library_and_the_example_env(fixture, board
     ex = f"env:{board}_example"
     for option in ("platform", "board", "framework", "lib_deps", "monitor_speed", "build_flags"):
         assert cfg.get(ex, option) == cfg.get(f"env:{board}", option), option
-    chosen = match_src_files(str(project / "src"), cfg.get(ex, "build_src_filter"))
+    build_exts = ["c", "cc", "cpp", "cxx", "c++", "S", "spp", "SPP", "sx", "s", "asm", "ASM"]  # piobuild's SRC_BUILD_EXT
+    chosen = match_src_files(str(project / "src"), cfg.get(ex, "build_src_filter"), build_exts)
     assert sorted(chosen) == ["../examples/predict/main.cpp", "../examples/predict/predict.c", "tg_hal_arduino.cpp"]
     lib = project / "lib" / "tinygen_model"
     meta = json.loads((lib / "library.json").read_text())

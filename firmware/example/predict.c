@@ -4,7 +4,7 @@
 // tinygen's HAL (tg_hal.h: a serial port and a counter), standing in for your own board code.
 // It runs the reference inputs of tinygen_example_vectors.h and prints one
 // line per input:
-//   pred <i>: <int8 outputs> | <float outputs>
+//   pred <i>: <int8 outputs> | <float outputs>[ -> <label of the largest output>]
 // then "cycles <n>" (tinygen_model_last_cycles of the last one) and "done <count>".
 #include <stddef.h>
 #include <stdint.h>
@@ -94,9 +94,15 @@ void tinygen_example_run(void)
             put_int(out_q[j]);
         }
         put(" |");
+        int top = 0;
         for (int j = 0; j < TINYGEN_MODEL_OUTPUT_COUNT; j++) {
             put(" ");
             put_float(out[j]);
+            if (out[j] > out[top]) top = j;
+        }
+        if (tinygen_model_class_label(top) != NULL) {  // a classifier whose labels are known
+            put(" -> ");
+            put(tinygen_model_class_label(top));
         }
         put("\n");
     }
