@@ -111,6 +111,8 @@ def render(plan: Plan) -> dict[str, bytes]:
         resolver_methods=TFLM_RESOLVER_METHODS,
         tflm_header=None if plan.tflm_dir else board.get("tflm", {}).get("header"),
         example_src_filter=model_library.EXAMPLE_SRC_FILTER,
+        io_quant=(float(it.scale[0]), int(it.zero_point[0]), float(ot.scale[0]), int(ot.zero_point[0])),
+        class_labels=list(plan.class_names or ()),
     )
     out: dict[str, bytes] = {}
 
