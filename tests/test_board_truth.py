@@ -80,7 +80,7 @@ def test_the_glue_includes_the_pinned_header(sine_project):
     cfg = ProjectConfig(str(sine_project / "platformio.ini"), parse_extra=False)
     assert cfg.get("env:esp32", "platform") == board["platformio"]["platform"]
     assert cfg.get("env:esp32", "lib_deps") == [f"{board['tflm']['library']}@{board['tflm']['version']}"]
-    glue = (sine_project / "src" / "tg_runtime_tflm.cc").read_text()
+    glue = (sine_project / "lib/tinygen_model/src" / "tg_runtime_tflm.cc").read_text()
     header = TFLM_LIBRARY_HEADERS[board["tflm"]["library"]][board["tflm"]["version"]]
     assert f"#include <{header}>" in glue
 
@@ -253,10 +253,10 @@ def _classify(kit_paths: dict, project: Path):
 
 def _build_project(mbed_kit, project: Path) -> dict:
     flags = mbed_kit["flags"]
-    src = project / "src"
+    src, model_lib = project / "src", project / "lib/tinygen_model/src"  # validation app, model library
     objdir = project / "ours"
-    res = kit.compile_all(flags, kit.sources_under(src), objdir, [src, mbed_kit["lib_src"], *mbed_kit["fw_libs"]],
-                          ours=True, root=src)
+    res = kit.compile_all(flags, kit.sources_under(src) + kit.sources_under(model_lib), objdir,
+                          [src, model_lib, mbed_kit["lib_src"], *mbed_kit["fw_libs"]], ours=True, root=project)
     assert not res.failures, "\n\n".join(res.failures)
     elf = project / "kit.elf"
     map_text = kit.link(flags, res.objects, [mbed_kit["lib_a"], mbed_kit["core_a"]], elf)
@@ -274,8 +274,9 @@ def built(mbed_kit, nano_projects):
 def test_every_source_file_compiles_and_links_for_the_nano(built, nano_projects, model, runtime):
     b = built[(model, runtime)]
     names = {o.name for o in b["objects"]}
-    src = nano_projects[(model, runtime)] / "src"
-    assert len(names) == len(kit.sources_under(src))  # every file, none skipped
+    project = nano_projects[(model, runtime)]
+    sources = kit.sources_under(project / "src") + kit.sources_under(project / "lib/tinygen_model/src")
+    assert len(names) == len(sources)  # every file, none skipped
     nm = subprocess.run(["arm-none-eabi-nm", "-C", str(b["elf"])], capture_output=True, text=True,
                         check=True).stdout
     for symbol in ("setup", "loop", "tg_app_poll", "tg_hal_ticks", "tg_runtime_invoke"):

@@ -58,7 +58,7 @@ def test_a_compiled_build_lowers_each_op_once_and_prints_c_at_render_time(monkey
     assert isinstance(plan.compiled, compiled.CompiledBuild)
     files = render(plan)
     assert printed == ["tg"] and sorted(lowered) == list(range(n_ops))
-    assert files["src/tg_model.c"].decode() == real_print_c(plan.compiled.program, plan.compiled.memory)["tg_model.c"]
+    assert files["lib/tinygen_model/src/tg_model.c"].decode() == real_print_c(plan.compiled.program, plan.compiled.memory)["tg_model.c"]
 
 
 def test_the_ir_holds_numbers_not_c():

@@ -251,7 +251,7 @@ def test_build_for_real_boards_rewrites_and_matches_the_original(models, kind, b
     assert raw != original and man["model_sha256"] != ""
     names = [name for name, _ in _ops(raw)]
     assert "FULLY_CONNECTED" not in names and {"CONV_2D", "RESHAPE"} <= set(man["ops"])
-    glue = (out / "src" / "tg_runtime_tflm.cc").read_text()
+    glue = (out / "lib/tinygen_model/src" / "tg_runtime_tflm.cc").read_text()
     assert "AddConv2D" in glue and "AddReshape" in glue and "AddFullyConnected" not in glue
     # reference vectors are the USER'S model on tflite_micro, and the shipped model agrees with them
     with np.load(out / "vectors" / "reference.npz") as z:

@@ -164,7 +164,8 @@ def test_file_name_adds_nothing_to_platformio_ini(hostile_builds, key):
 
     project = hostile_builds[key]
     cfg = ProjectConfig(str(project / "platformio.ini"), parse_extra=False)
-    assert cfg.envs() == ["esp32"] and cfg.sections() == ["platformio", "env:esp32"]
+    assert cfg.envs() == ["esp32", "esp32_example"]
+    assert cfg.sections() == ["platformio", "env:esp32", "env:esp32_example"]
     assert "build_unflags" not in cfg.options("env:esp32")
     for section in cfg.sections():
         for option in cfg.options(section):
@@ -174,8 +175,8 @@ def test_file_name_adds_nothing_to_platformio_ini(hostile_builds, key):
 
 @pytest.mark.parametrize("key", sorted(FILE_NAMES))
 def test_file_name_never_reaches_c_outside_comments(hostile_builds, key):
-    src = hostile_builds[key] / "src"
-    for f in sorted(src.iterdir()):
+    project = hostile_builds[key]
+    for f in sorted(p for d in ("src", "lib", "examples") for p in (project / d).rglob("*")):
         if f.suffix in (".c", ".h", ".cc", ".cpp"):
             assert MARK not in strip_c_comments(f, "c" if f.suffix in (".c", ".h") else "c++"), f.name
 
@@ -183,7 +184,7 @@ def test_file_name_never_reaches_c_outside_comments(hostile_builds, key):
 @pytest.mark.parametrize("key", sorted(FILE_NAMES))
 def test_generated_cxx_with_hostile_file_name_compiles_warning_free(hostile_builds, key, tmp_path):
     src = hostile_builds[key] / "src"
-    compile_ok(src / "model_data.cc", "c++")
+    compile_ok(hostile_builds[key] / "lib/tinygen_model/src" / "model_data.cc", "c++")
     (tmp_path / "Arduino.h").write_text("/* stand-in: main.cpp's own lines are what is checked */\n")
     compile_ok(src / "main.cpp", "c++", f"-I{tmp_path}", f"-I{src}")
 
@@ -422,7 +423,7 @@ def test_a_failed_write_leaves_nothing_beside_out(how, existing, qemu_project, t
         before = project_files(target)
     files = project_files(qemu_project)
     if how == "oserror":
-        files["src/tg_model.c/x"] = b"a file below a file: ENOTDIR"
+        files["src/tg_app.c/x"] = b"a file below a file: ENOTDIR"
         with pytest.raises(TinygenError):
             write_project(files, target, force=existing)
     else:

@@ -71,13 +71,13 @@ def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm
     board_file = json.loads((Path(__file__).resolve().parent.parent / "boards" / f"{board}.json").read_text())
     header = board_file["tflm"]["header"]
     include_line = f"#include <{header}>"
-    if include_line not in (project / "src" / "tg_runtime_tflm.cc").read_text():
+    if include_line not in (project / "lib/tinygen_model/src" / "tg_runtime_tflm.cc").read_text():
         # the session fixture was built while TINYGEN_TFLM_DIR was set: build the shipping glue
         # for the same model without the tree
         model = project / "model.tflite"
         project = tmp_path / board
         build_ok("--board", board, "--model", str(model), "--vectors", "4", "--out", str(project))
-    src = project / "src"
+    src = project / "lib/tinygen_model/src"
     glue = (src / "tg_runtime_tflm.cc").read_text()
     assert include_line in glue
     assert glue.index(include_line) < glue.index('#include "tensorflow/lite/micro/micro_interpreter.h"')
@@ -99,7 +99,7 @@ def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm
     nm = subprocess.run(["arm-none-eabi-nm", "-C", str(tmp_path / "tg_runtime_tflm.cc.o")],
                         capture_output=True, text=True, check=True).stdout
     for symbol in ("tflite::MicroInterpreter::MicroInterpreter", "tflite::MicroInterpreter::AllocateTensors",
-                   "tflite::MicroInterpreter::Invoke", "tg_runtime_init", "tg_runtime_invoke"):
+                   "tflite::MicroInterpreter::Invoke", "tinygen_model_rt_init", "tinygen_model_rt_invoke"):
         assert symbol in nm, symbol
 
 

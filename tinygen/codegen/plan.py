@@ -42,6 +42,7 @@ class Plan:
     budget: dict
     compiled: CompiledBuild | None = field(default=None, repr=False)  # the IR + memory plan; C at render time
     tflm_dir: str | None = None
+    class_names: tuple[str, ...] | None = None  # output labels when the recipe knows them
 
 
 def c_identifier(name: str) -> str:
@@ -224,4 +225,5 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
     plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None)
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
-                vec, qual, plan_budget, compiled, tflm_dir)
+                vec, qual, plan_budget, compiled, tflm_dir,
+                tuple(src.class_names) if getattr(src, "class_names", None) else None)

@@ -51,6 +51,21 @@ def _known_src_files() -> set[str]:
     return names
 
 
+def _known_files_under(top: str, wanted: set[str]) -> set[str]:
+    """lib/ and examples/ files any board or runtime of this tinygen writes (relative to ``top``):
+    the library's and the example's own names, the src/ names it may also hold, and ``wanted``'s."""
+    from tinygen.codegen.model_library import EXAMPLE, LIB
+
+    if top == "lib":
+        names = _known_src_files() | {"tinygen_model.h", "tinygen_model.c", "tinygen_model_runtime.h",
+                                      "tinygen_model_compiled.c"}
+        known = {f"{LIB[4:]}/src/{n}" for n in names} | {f"{LIB[4:]}/library.json", f"{LIB[4:]}/library.properties"}
+    else:
+        known = {f"{EXAMPLE[9:]}/{n}" for n in ("predict.c", "tinygen_example.h", "main.c", "main.cpp",
+                                                 "tinygen_example_vectors.h")}
+    return known | {p[len(top) + 1:] for p in wanted if p.startswith(top + "/")}
+
+
 def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
     """(manifest, None), or (None, what is wrong with it)."""
     try:
@@ -105,8 +120,8 @@ def foreign_entry(out: Path, files: dict[str, bytes] | None = None) -> str | Non
             continue
         if name in top_files and entry.is_file():
             continue
-        if name in ("src", "vectors") and entry.is_dir():
-            known = src_files if name == "src" else vec_files
+        if name in ("src", "vectors", "lib", "examples") and entry.is_dir():
+            known = {"src": src_files, "vectors": vec_files}.get(name) or _known_files_under(name, wanted)
             for p in sorted(entry.rglob("*")):
                 rel = p.relative_to(entry).as_posix()
                 if p.is_symlink() or (p.is_file() and rel not in known) or \

@@ -12,8 +12,7 @@ import jinja2
 
 from tinygen.common.version import VERSION as __version__
 from tinygen.common import escape
-from tinygen.codegen import protocol_header
-from tinygen.codegen.compiled import kernel_sources
+from tinygen.codegen import model_library, protocol_header
 from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
 from tinygen.common.boards import is_emulated
 from tinygen.common.paths import firmware_dir, templates_dir
@@ -111,6 +110,9 @@ def render(plan: Plan) -> dict[str, bytes]:
         has_float_inputs="float_inputs" in plan.vectors, has_labels="labels" in plan.vectors,
         resolver_methods=TFLM_RESOLVER_METHODS,
         tflm_header=None if plan.tflm_dir else board.get("tflm", {}).get("header"),
+        example_src_filter=model_library.EXAMPLE_SRC_FILTER,
+        io_quant=(float(it.scale[0]), int(it.zero_point[0]), float(ot.scale[0]), int(ot.zero_point[0])),
+        class_labels=list(plan.class_names or ()),
     )
     out: dict[str, bytes] = {}
 
@@ -129,25 +131,14 @@ def render(plan: Plan) -> dict[str, bytes]:
         model_sha256=m.sha256, input_shape=it.shape, output_shape=ot.shape,
         input_scale=it.scale[0], input_zero_point=it.zero_point[0],
         output_scale=ot.scale[0], output_zero_point=ot.zero_point[0]).encode()
-    for f in ("tg_app.c", "tg_app.h", "tg_runtime.h"):
+    for f in ("tg_app.c", "tg_app.h", "tg_runtime.h", "tg_runtime_lib.c"):
         out[f"src/{f}"] = (fw / "app" / f).read_bytes()
     out["src/tg_hal.h"] = (fw / "hal" / "tg_hal.h").read_bytes()
     hal = board["hal"]
     _copy_dir(out, fw / "hal" / hal, "src")
     if hal == "arduino":
         out["src/main.cpp"] = tpl("main_arduino.cpp.j2")
-
-    if plan.runtime == "tflm":
-        out["src/model_data.h"] = tpl("model_data.h.j2")
-        out["src/model_data.cc"] = tpl("model_data.cc.j2", model_hex=hex_array(m.raw))
-        out["src/tg_runtime_tflm.cc"] = tpl("tg_runtime_tflm.cc.j2")
-        if tflm_bare_metal:
-            _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal)
-    else:
-        # The model's C is printed here, from the plan's IR and memory plan.
-        for fname, text in sorted(plan.compiled.sources("tg").items()):
-            out[f"src/{fname}"] = text.encode()
-        for fname, text in sorted(kernel_sources().items()):
-            out[f"src/{fname}"] = text.encode()
-        out["src/tg_runtime_compiled.c"] = (fw / "runtime" / "tg_runtime_compiled.c").read_bytes()
+    if plan.runtime == "tflm" and tflm_bare_metal:
+        _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal): board support
+    out.update(model_library.render(plan, tpl, hex_array))
     return out
