@@ -36,9 +36,6 @@ __all__ = [
 ]
 
 # firmware/runtime/ files that are not kernels: the runtime glue render.py copies itself.
-_NOT_KERNEL_FILES = ("tg_runtime_compiled.c",)
-
-
 @dataclass(frozen=True, eq=False)
 class CompiledBuild:
     """What a build keeps for the compiled runtime: the lowered model and its memory plan.
@@ -117,5 +114,5 @@ def kernel_sources() -> dict[str, str]:
 
     d = firmware_dir() / "runtime"
     names = sorted(p.name for p in d.iterdir()
-                   if p.suffix in (".c", ".h") and p.is_file() and p.name not in _NOT_KERNEL_FILES)
+                   if p.suffix in (".c", ".h") and p.is_file())
     return {name: (d / name).read_text(encoding="utf-8") for name in names}
