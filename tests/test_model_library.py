@@ -72,6 +72,13 @@ def _run_example(project: Path, core: Path) -> list[str]:
     return lines
 
 
+def _example_header_floats(project: Path) -> np.ndarray:
+    """The example's inputs as compiled in: the C99 hex-float literals of its vectors header."""
+    text = (project / "examples" / "predict" / "tinygen_example_vectors.h").read_text()
+    lits = re.findall(r"(-?0x[0-9a-f.]+p[+-]\d+|-?0\.0)f", text)
+    return np.array([float.fromhex(s) if "x" in s else float(s) for s in lits], dtype=np.float32)
+
+
 @pytest.mark.parametrize("name,args", [("sine-qemu", ()), ("digits-qemu", ("--recipe", "digits", "--vectors", "100"))],
                          ids=["sine", "digits"])
 def test_example_on_qemu_prints_the_reference_outputs(name, args, session_dir, pio_core):
@@ -84,11 +91,20 @@ def test_example_on_qemu_prints_the_reference_outputs(name, args, session_dir, p
     n = int(lines[-1].split()[1])
     assert n == len(preds) >= 1
 
-    vec = np.load(project / "vectors" / "reference.npz")
-    inputs = vec["inputs"][:n]
-    want = tflm_outputs((project / "model.tflite").read_bytes(), inputs).reshape(n, -1)
     from tinygen.tflite.model import parse_model
-    ot = parse_model((project / "model.tflite").read_bytes()).output_tensor()
+    m = parse_model((project / "model.tflite").read_bytes())
+    it, ot = m.input_tensor(), m.output_tensor()
+    if name.startswith("sine"):
+        # A sweep over [0, 2*pi]: the floats the example was given, read back from its header, and
+        # quantized here as TFLite's QUANTIZE op does (float32 x / scale, round half away, clamp).
+        x = _example_header_floats(project)
+        assert len(x) == n and x[0] == 0.0 and abs(x[-1] - np.float32(2 * np.pi)) < 1e-6, x
+        v = x / np.float32(it.scale[0])
+        q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + it.zero_point[0]
+        inputs = np.clip(q, -128, 127).astype(np.int8).reshape((n,) + tuple(it.shape))
+    else:
+        inputs = np.load(project / "vectors" / "reference.npz")["inputs"][:n]
+    want = tflm_outputs((project / "model.tflite").read_bytes(), inputs).reshape(n, -1)
     for i, line in enumerate(preds):
         head, floats = line.split(" | ")
         floats, _, label = floats.partition(" -> ")

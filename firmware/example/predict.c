@@ -2,7 +2,7 @@
 //
 // For the model it uses nothing but the library's public header. For the board it uses
 // tinygen's HAL (tg_hal.h: a serial port and a counter), standing in for your own board code.
-// It runs the reference inputs of tinygen_example_vectors.h and prints one
+// It runs the inputs of tinygen_example_vectors.h (reference vectors, or the sine recipe's sweep) and prints one
 // line per input:
 //   pred <i>: <int8 outputs> | <float outputs>[ -> <label of the largest output>]
 // then "cycles <n>" (tinygen_model_last_cycles of the last one) and "done <count>".

@@ -39,18 +39,33 @@ def c_float(x: float) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}p{exponent}f"
 
 
+def is_sine_recipe(plan) -> bool:
+    # The recipe field, not the source text: a user's file may be named "recipe:sine".
+    return plan.recipe == "sine"
+
+
 def example_inputs(plan) -> np.ndarray:
-    """The first reference inputs, dequantized to float32 as the model's input scale gives them:
-    predict_float quantizes each back to exactly the int8 of the reference vector."""
+    """What the example feeds predict_float, float32, one row per inference.
+
+    The sine recipe: a sweep of x over [0, 2*pi], the domain it was trained on, so the printed
+    curve shows the model at work (predict_float quantizes each x as TFLite's QUANTIZE does).
+    Any other model: the first reference inputs, dequantized with the input scale and zero point,
+    so predict_float quantizes each back to exactly the reference vector's int8."""
+    if is_sine_recipe(plan):
+        return np.linspace(0.0, 2.0 * np.pi, EXAMPLE_VECTORS, dtype=np.float32).reshape(-1, 1)
     it = plan.model.input_tensor()
     q = np.asarray(plan.vectors["inputs"][:EXAMPLE_VECTORS], dtype=np.int32)
-    return (q - it.zero_point[0]).astype(np.float32) * np.float32(it.scale[0])
+    x = (q - it.zero_point[0]).astype(np.float32) * np.float32(it.scale[0])
+    return x.reshape(len(q), -1)
 
 
 def _vectors_header(plan, tpl) -> bytes:
-    x = example_inputs(plan).reshape(len(plan.vectors["inputs"][:EXAMPLE_VECTORS]), -1)
-    rows = [", ".join(c_float(v) for v in row) for row in x]
-    return tpl("lib/tinygen_example_vectors.h.j2", example_rows=rows, example_count=len(rows))
+    rows = [", ".join(c_float(v) for v in row) for row in example_inputs(plan)]
+    what = ("a sweep of x over [0, 2*pi] (the sine recipe's domain); predict_float quantizes each x"
+            if is_sine_recipe(plan) else
+            "the first reference vectors of vectors/reference.npz, dequantized with the model's input\n"
+            "// scale and zero point: predict_float quantizes each back to exactly the reference's int8")
+    return tpl("lib/tinygen_example_vectors.h.j2", example_rows=rows, example_count=len(rows), example_what=what)
 
 
 def render(plan, tpl: Callable[..., bytes], hex_array: Callable[[bytes], str]) -> dict[str, bytes]:

@@ -43,6 +43,7 @@ class Plan:
     compiled: CompiledBuild | None = field(default=None, repr=False)  # the IR + memory plan; C at render time
     tflm_dir: str | None = None
     class_names: tuple[str, ...] | None = None  # output labels when the recipe knows them
+    recipe: str | None = None  # the built-in recipe it was trained from (None: the user's model)
 
 
 def c_identifier(name: str) -> str:
@@ -226,4 +227,4 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
                 vec, qual, plan_budget, compiled, tflm_dir,
-                tuple(src.class_names) if getattr(src, "class_names", None) else None)
+                tuple(src.class_names) if getattr(src, "class_names", None) else None, src.recipe)

@@ -113,6 +113,7 @@ def render(plan: Plan) -> dict[str, bytes]:
         example_src_filter=model_library.EXAMPLE_SRC_FILTER,
         io_quant=(float(it.scale[0]), int(it.zero_point[0]), float(ot.scale[0]), int(ot.zero_point[0])),
         class_labels=list(plan.class_names or ()),
+        recipe=plan.recipe,
     )
     out: dict[str, bytes] = {}
 

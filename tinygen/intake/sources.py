@@ -64,6 +64,7 @@ class Source:
     y_test: np.ndarray | None = None
     float_pred: np.ndarray | None = field(default=None, repr=False)  # float model on x_test, from the worker
     class_names: list[str] | None = None  # a recipe's output labels (the model library's class labels)
+    recipe: str | None = None  # the built-in recipe's name; None for a user's model
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
@@ -76,7 +77,8 @@ def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Cal
         path = work.path / f"{tr.name}.keras"
         tr.model.save(path)  # the same child path as a user's model quantizes and predicts it
     return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=path, model_kind="keras",
-                  work=work, x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test, class_names=tr.class_names)
+                  work=work, x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test, class_names=tr.class_names,
+                  recipe=recipe)
 
 
 def source_from_user(model_path: str, data_path: str | None) -> Source:
