@@ -29,6 +29,7 @@ DEB_PACKAGES=(gcc g++ make git python3 python3-venv python3-dev
               gcc-arm-none-eabi binutils-arm-none-eabi libnewlib-arm-none-eabi
               libstdc++-arm-none-eabi-newlib qemu-system-arm
               clang libclang-rt-dev)   # libFuzzer + sanitizer runtimes for tests/fuzz
+DEB_PACKAGES+=(ser2net)   # serves a board's UART as RFC 2217 for a labgrid farm (tests: loopback)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -63,7 +64,7 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1) $ROOT"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c 'import tinygen' 2>/dev/null; then
   echo "setup: installing tinygen and its Python dependencies into $VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,farm]"
   echo "$want" > "$STAMP"
 fi
 

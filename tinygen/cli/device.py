@@ -116,16 +116,23 @@ def _verify_options(f):
 
 @click.command("verify")
 @click.option("--project", "project", required=True, type=click.Path(path_type=Path), help="Generated project.")
-@click.option("--port", required=True, help="Serial port (a pty for emulated boards), or 'auto' (USB VID/PID).")
+@click.option("--port", default=None,
+              help="Serial port (a pty for emulated boards), 'auto' (USB VID/PID) or rfc2217://HOST:PORT.")
+@click.option("--place", default=None, help="A labgrid place instead of --port: acquired, its serial port used.")
+@click.option("--coordinator", default=None, metavar="HOST[:PORT]",
+              help="labgrid coordinator for --place (default: $LG_COORDINATOR, else 127.0.0.1:20408).")
 @_verify_options
-def verify_cmd(project, port, n_fresh, tolerance, report_dir, timeout, retries, seed, trace, as_json) -> None:
+def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir, timeout, retries, seed, trace,
+               as_json) -> None:
     """Send the project's vectors over the serial port and compare with the reference.
 
     Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
     """
+    if (port is None) == (place is None):
+        raise click.UsageError("give either --port or --place (a labgrid place)")
     report = api.verify(project, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
                         timeout=timeout, retries=retries, seed=seed, trace=trace_line if trace else None,
-                        progress=None if as_json else step)
+                        progress=None if as_json else step, place=place, coordinator=coordinator)
     print_verification(report, as_json)
     report.raise_if_failed()
 

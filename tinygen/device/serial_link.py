@@ -112,8 +112,13 @@ class DeviceLink:
             self._ser = serial_port
         else:
             try:
-                self._ser = serial.serial_for_url(port, baudrate=baudrate, timeout=min(_READ_SLICE, self.timeout),
-                                                  write_timeout=max(10.0, 4 * self.timeout))
+                url, wt = port, {"write_timeout": max(10.0, 4 * self.timeout)}
+                if port.startswith("rfc2217://"):
+                    # pyserial's RFC 2217 client refuses a write timeout, and would wait for an answer to
+                    # setting DTR/RTS that ser2net on a pty never sends (labgrid opens it the same way).
+                    url, wt = port + "?ign_set_control", {}
+                self._ser = serial.serial_for_url(url, baudrate=baudrate, timeout=min(_READ_SLICE, self.timeout),
+                                                  **wt)
             except (serial.SerialException, OSError, ValueError) as e:
                 raise ToolFailure(f"cannot open serial port {port}: {e}") from e
         if open_delay > 0:
