@@ -51,11 +51,11 @@ def coordinator_address(coordinator: str | None) -> str:
 
 def _labgrid():
     try:
-        from labgrid.remote.client import start_session
+        from labgrid.remote.client import ensure_event_loop, start_session
         from labgrid.remote.generated import labgrid_coordinator_pb2
     except ImportError as e:
         raise ToolFailure(f"--place needs labgrid, which is not installed here ({e.name}); {_FIX}") from None
-    return start_session, labgrid_coordinator_pb2
+    return start_session, ensure_event_loop, labgrid_coordinator_pb2
 
 
 def _serial_url(session, place) -> str:
@@ -83,26 +83,23 @@ def place_port(place: str, coordinator: str | None = None) -> Iterator[str]:
 
     check_place(place)
     address = coordinator_address(coordinator)
-    start_session, pb = _labgrid()
-    loop = asyncio.new_event_loop()
-    # grpc.aio binds the channel labgrid opens to the *current* loop, not the one passed in.
+    start_session, ensure_event_loop, pb = _labgrid()
+    # labgrid keeps one event loop per thread (and asserts it is the one in use); grpc.aio binds
+    # the channel to the *current* loop: so use labgrid's loop, current, and leave it open.
+    loop = ensure_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        try:
-            with _quiet():
-                session = start_session(address, loop=loop)
-        except Exception as e:  # noqa: BLE001 - labgrid raises its own and grpc's errors here
-            raise ToolFailure(f"cannot reach the labgrid coordinator at {address} ({terminal(e)}); start it "
-                              "(labgrid-coordinator) or pass --coordinator / set LG_COORDINATOR") from None
-        try:
-            yield from _held(session, loop, pb, grpc, place, address)
-        finally:
-            with _quiet():
-                loop.run_until_complete(session.stop())
-                loop.run_until_complete(session.close())
+        with _quiet():
+            session = start_session(address, loop=loop)
+    except Exception as e:  # noqa: BLE001 - labgrid raises its own and grpc's errors here
+        raise ToolFailure(f"cannot reach the labgrid coordinator at {address} ({terminal(e)}); start it "
+                          "(labgrid-coordinator) or pass --coordinator / set LG_COORDINATOR") from None
+    try:
+        yield from _held(session, loop, pb, grpc, place, address)
     finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+        with _quiet():
+            loop.run_until_complete(session.stop())
+            loop.run_until_complete(session.close())
 
 
 @contextmanager
