@@ -19,6 +19,10 @@ def test_wheel_contains_templates_firmware_and_boards(tmp_path):
                                   capture_output=True, text=True).stdout.split():
         assert f"tinygen/{tracked}" in names, tracked
     assert "tinygen/cli/main.py" in names
+    # the pytest plugin ships, and pytest finds it through the wheel's entry point
+    assert "tinygen/testing/pytest_plugin.py" in names
+    eps = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "[pytest11]\ntinygen = tinygen.testing.pytest_plugin" in zipfile.ZipFile(wheel).read(eps).decode()
     # And the installed package finds them through tinygen.common.paths
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
