@@ -197,7 +197,7 @@ def test_a_place_someone_else_holds_is_refused(farm, monkeypatch):
     assert not farm["coordinator"].acquired()
 
 
-def test_unknown_place_and_bad_names_say_what_to_do(farm):
+def test_unknown_place_bad_names_and_no_coordinator_say_what_to_do(farm):
     from tinygen import api
     from tinygen.common.errors import TinygenError
 
@@ -207,6 +207,11 @@ def test_unknown_place_and_bad_names_say_what_to_do(farm):
         api.verify(farm["project"], place="../x", coordinator=farm["address"])
     with pytest.raises(TinygenError, match="either a port or a labgrid place"):
         api.verify(farm["project"], port="/dev/ttyACM0", place=PLACE, coordinator=farm["address"])
+    nobody = f"127.0.0.1:{_free_port()}"
+    with pytest.raises(TinygenError, match=f"cannot reach the labgrid coordinator at {nobody} .*; start it"):
+        api.verify(farm["project"], place=PLACE, coordinator=nobody)
+    with pytest.raises(TinygenError, match="is not HOST\\[:PORT\\]"):
+        api.verify(farm["project"], place=PLACE, coordinator="coord.lab:99999")
 
 
 def test_the_cli_wants_a_port_or_a_place():

@@ -116,7 +116,7 @@ class DeviceLink:
                 if port.startswith("rfc2217://"):
                     # pyserial's RFC 2217 client refuses a write timeout, and would wait for an answer to
                     # setting DTR/RTS that ser2net on a pty never sends (labgrid opens it the same way).
-                    url, wt = port + "?ign_set_control", {}
+                    url, wt = (port if "?" in port else port + "?ign_set_control"), {}
                 self._ser = serial.serial_for_url(url, baudrate=baudrate, timeout=min(_READ_SLICE, self.timeout),
                                                   **wt)
             except (serial.SerialException, OSError, ValueError) as e:
