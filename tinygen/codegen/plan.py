@@ -14,8 +14,9 @@ import numpy as np
 
 from tinygen.analysis import ops as an
 from tinygen.codegen import fc_rewrite as rewrite
+from tinygen.codegen import refusals
 from tinygen.codegen.compiled import CompiledBuild, compile_model
-from tinygen.common.errors import DoesNotFit, TinygenError
+from tinygen.common.errors import DoesNotFit, TinygenError, UnsupportedModel
 from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
 from tinygen.tflite.int8 import check_int8
 from tinygen.tflite.model import TfliteModel, parse_model
@@ -171,20 +172,25 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         # well, and the model keeps the library's FULLY_CONNECTED kernel (the fastest path, no
         # RESHAPE copies) and the op set the budgets were measured with.
         progress("quantizing to int8 (TFLite converter)")
-        raw = convert(src, per_channel_dense)
+        raw = convert(src, per_channel_dense, refusals.runtime_ops(runtime))
         note = ("Dense per-channel (runtime computes per-channel FULLY_CONNECTED exactly)" if per_channel_dense
                 else "Dense per-tensor (the board's TFLM library computes per-tensor FULLY_CONNECTED only)")
     rewritten = src.tflite is not None and raw is not src.tflite
     m = parse_model(raw, src.name)
     check_int8(m, src.name)
     if runtime == "tflm":
+        refusals.check_ops(m, board, runtime, name=src.name, layers=src.layers, tflm_dir=tflm_dir)
         an.check_tflm_ops(m, src.name)
         if src.tflite is not None and an.dense_per_channel(m) and not per_channel_dense:
             raise TinygenError(
                 f"{src.name} has per-channel FULLY_CONNECTED weights in a form tinygen cannot rewrite to CONV_2D, "
                 f"which {board['id']}'s TFLM library ({rewrite.library_name(board)}) computes wrongly; re-convert "
                 "with per-tensor Dense quantization (pass the .keras model instead) or use --runtime compiled")
-    compiled = compile_model(m) if runtime == "compiled" else None
+    try:
+        compiled = compile_model(m) if runtime == "compiled" else None
+    except UnsupportedModel:  # said again in Keras terms when ops are the reason
+        refusals.check_ops(m, board, runtime, name=src.name, layers=src.layers, tflm_dir=tflm_dir)
+        raise
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(raw, m, src.name)

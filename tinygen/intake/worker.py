@@ -199,7 +199,8 @@ def _job_convert(args: dict, work: Path, job: str) -> dict:
     def on_calibrate(done: bool) -> None:
         _step("quantize" if done else "calibrate")
 
-    raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]), on_calibrate=on_calibrate)
+    raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]), on_calibrate=on_calibrate,
+                     layers=_walk_layers(model), runtime_ops=args.get("runtime_ops"))
     (work / f"{job}.model.tflite").write_bytes(raw)
     test_path = work / f"{job}.test.npy"
     if test_path.exists():
