@@ -30,6 +30,11 @@ from tinygen.intake.loader import CALIBRATION_SAMPLES
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def _dtype_of(inp) -> str:
+    """The Input's own dtype: int32 token ids must stay integers, not become float."""
+    return str(getattr(inp.dtype, "name", inp.dtype) or "float32")
+
+
 def _batch1_model(model):
     """The same layers and weights with every input's batch dimension fixed to 1."""
     import tensorflow as tf
@@ -42,7 +47,7 @@ def _batch1_model(model):
                 f"model input '{inp.name}' has an unknown dimension {tuple(inp.shape)}; "
                 "give the Keras Input a fixed shape"
             )
-        inputs.append(tf.keras.Input(shape=shape, batch_size=1, name=inp.name.split(":")[0]))
+        inputs.append(tf.keras.Input(shape=shape, batch_size=1, name=inp.name.split(":")[0], dtype=_dtype_of(inp)))
     if len(inputs) != 1:
         raise UnsupportedModel(f"model has {len(inputs)} inputs; tinygen supports single-input models")
     if len(model.outputs) != 1:

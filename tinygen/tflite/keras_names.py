@@ -190,3 +190,33 @@ def explain_ops(m: TfliteModel, refused: dict[int, str], layers: list | None, ru
     by_index = {op.index: op for op in m.operators}
     items = [(origin(m, by_index[i], layers), why) for i, why in refused.items() if i in by_index]
     return describe(items, runtime_ops)
+
+
+# What the serial protocol, the vectors and the firmware carry: one tensor in, one out.
+ONE_TENSOR = "tinygen builds models with one input and one output (the vectors, the serial protocol and " \
+    "the firmware carry one tensor each)"
+
+
+def check_keras_io(display: str, n_inputs: int, n_outputs: int, input_dtype: str, layers: list | None) -> None:
+    """Refuse, in Keras terms, a model whose inputs or outputs no later stage can carry."""
+    from tinygen.common.errors import UnsupportedModel
+
+    if n_inputs != 1:
+        raise UnsupportedModel(f"{display} has {n_inputs} inputs; {ONE_TENSOR}: give the model one Input holding "
+                               "all features (concatenate them before the model), or build one model per input")
+    if n_outputs != 1:
+        raise UnsupportedModel(f"{display} has {n_outputs} outputs; {ONE_TENSOR}: join them with Concatenate() "
+                               "into one output, or keep the one you deploy: keras.Model(model.input, "
+                               "model.outputs[0])")
+    emb = [str(n) for n, c in (layers or []) if c == "Embedding"]
+    is_int = input_dtype.startswith(("int", "uint", "bool"))
+    if not emb and not is_int:
+        return
+    reps = " or ".join(r.code for r in REPLACEMENTS["Embedding"])
+    if emb:
+        why = (f"the Embedding layer {_quote(emb[0])} looks up integer token ids, which tinygen cannot carry: its "
+               "inputs are quantized from float to int8, which changes ids (12 becomes 11)")
+        raise UnsupportedModel(f"{display}: {why}; use {reps} (same result, same weights)")
+    raise UnsupportedModel(f"{display}: the model input is {terminal(input_dtype)}; tinygen carries int8 inputs "
+                           "quantized from float only (integer values would be quantized and change): give the "
+                           "Keras Input dtype float32 and scale the values, or pass an int8 .tflite")
