@@ -87,7 +87,7 @@ def test_compiled_refusal_suggests_tflm_only_where_the_board_can_build_it(zoo):
     if not missing:  # the compiled runtime gained both kernels: nothing is refused any more
         assert msg is None
         return
-    assert msg is not None and msg.endswith("or build with --runtime tflm (it has "
+    assert msg is not None and msg.endswith("or use --runtime tflm (it has "
                                             + ("this op)" if len(missing) == 1 else "these ops)")), msg
     if "REDUCE_MAX" in missing:
         assert "GlobalMaxPooling2D layer 'gmax'" in msg and "MaxPooling2D(pool_size=(height, width))" in msg

@@ -353,6 +353,7 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
     from tinygen.analysis import ops as an
     from tinygen.analysis.reference import measure_arena
     from tinygen.codegen import compiled as cmod
+    from tinygen.codegen import refusals
     from tinygen.codegen.board_fit import fits_per_board
     from tinygen.tflite.int8 import check_int8
     from tinygen.tflite.model import read_model
@@ -371,12 +372,16 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
                            f"'tinygen build --model {p}')")
     m = read_model(p)
     check_int8(m, str(p))
-    an.check_tflm_ops(m, str(p))  # the arena is measured with TFLM: name its missing ops first
+    refusals.check_ops(m, {}, "tflm", name=str(p))  # the arena is measured with TFLM: its missing ops first
+    an.check_tflm_ops(m, str(p))
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(m.raw, m, str(p))
     program = cmod.lower(m)  # once: the support check and the memory plan read the same IR
     if runtime == "compiled":
+        if program.refusals:
+            # in Keras terms; inspect runs either runtime on any model, whatever the board
+            refusals.check_ops(m, {"runtimes": RUNTIMES}, "compiled", name=str(p))
         cmod.check_supported(program)
     # One static plan serves every board's fit check (and the memory table when runtime="compiled").
     compiled_plan = cmod.plan_memory(program) if program.supported else None

@@ -31,7 +31,7 @@ def _other_runtime(board: dict, runtime: str, opcodes: set[str], tflm_dir: str |
     other = "tflm" if runtime == "compiled" else "compiled"
     if not _usable(board, other, tflm_dir) or not opcodes <= runtime_ops(other):
         return ""
-    return f"; or build with --runtime {other} (it has {'this op' if len(opcodes) == 1 else 'these ops'})"
+    return f"; or use --runtime {other} (it has {'this op' if len(opcodes) == 1 else 'these ops'})"
 
 
 def refused_ops(m: TfliteModel, runtime: str) -> dict[int, str]:
