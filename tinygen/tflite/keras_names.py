@@ -31,6 +31,8 @@ class Replacement:
 R = Replacement
 _ACT = ("RELU",)
 _RELU = 'ReLU() or activation="relu"'
+_UNROLLED = ("UNPACK", "SPLIT", "SUB", "STRIDED_SLICE", "PACK", "FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD",
+             "RESHAPE", "CONCATENATION")
 # Keras class, or "op:<TFLITE_OP>" for an op that any layer's activation can make (Conv2D(...,
 # activation="elu")), -> replacements, best first.
 REPLACEMENTS: dict[str, tuple[Replacement, ...]] = {
@@ -52,6 +54,10 @@ REPLACEMENTS: dict[str, tuple[Replacement, ...]] = {
     "Permute": (R("reorder the axes of the data before the model", ()),),
     "LayerNormalization": (R("BatchNormalization() (folds into the convolution or Dense before it)", ()),),
     "Normalization": (R("normalize the data before the model, or Rescaling(scale, offset)", ("MUL", "ADD")),),
+    # An unrolled GRU is plain ops (issue 16 lists them); conservative: every op it may use.
+    "LSTM": (R("GRU(..., unroll=True) with a fixed sequence length", _UNROLLED),),
+    "GRU": (R("GRU(..., unroll=True) with a fixed sequence length", _UNROLLED),),
+    "SimpleRNN": (R("SimpleRNN(..., unroll=True) with a fixed sequence length", _UNROLLED),),
     "op:ELU": (R("LeakyReLU()", ("LEAKY_RELU",)), R(_RELU, _ACT),
                R('activation="swish"', ("LOGISTIC", "MUL"))),
     "op:GELU": (R('activation="swish"', ("LOGISTIC", "MUL")), R(_RELU, _ACT)),
