@@ -129,23 +129,27 @@ def test_float_only_op_names_the_keras_layer(zoo):
         assert ("LeakyReLU()" in line) == ("LEAKY_RELU" in runtime_ops(runtime)), line
 
 
-def test_embedding_is_refused_before_its_ids_are_quantized(zoo, tmp_path):
-    res = run_cli("build", "--board", "esp32", "--model", str(zoo["dir"] / "emb.keras"), "--data",
-                  str(zoo["dir"] / "ids.npz"), "--out", str(tmp_path / "out"))
-    assert_one_line_error(res, "Embedding layer 'tokens'", "token ids", "Dense(output_dim, use_bias=False)",
-                          code=3)
-
-
-def test_two_outputs_are_refused_with_what_to_do(zoo):
-    """The worker's describe job (in-process here) on the saved two-output model."""
+def _describe_refusal(zoo, name: str) -> str:
+    """The worker's describe job, in-process (the CLI's one-line path is the .tflite test's), on a
+    saved model: the one-line refusal, exit code 3."""
     from tinygen.common.errors import UnsupportedModel
     from tinygen.intake.worker import _job_describe
 
-    args = {"kind": "keras", "model": str(zoo["dir"] / "two.keras"), "display": "two.keras"}
+    args = {"kind": "keras", "model": str(zoo["dir"] / name), "display": name}
     with pytest.raises(UnsupportedModel) as exc:
         _job_describe(args, zoo["dir"], "describe")
-    line = str(exc.value)
-    assert "\n" not in line and "2 outputs" in line and "Concatenate()" in line and "model.outputs[0]" in line
+    assert exc.value.exit_code == 3 and "\n" not in str(exc.value)
+    return str(exc.value)
+
+
+def test_embedding_is_refused_before_its_ids_are_quantized(zoo):
+    line = _describe_refusal(zoo, "emb.keras")
+    assert "Embedding layer 'tokens'" in line and "token ids" in line and "Dense(output_dim, use_bias=False)" in line
+
+
+def test_two_outputs_are_refused_with_what_to_do(zoo):
+    line = _describe_refusal(zoo, "two.keras")
+    assert "2 outputs" in line and "Concatenate()" in line and "model.outputs[0]" in line
 
 
 def test_hostile_layer_names_stay_one_printable_line():
