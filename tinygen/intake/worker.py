@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygen.common.errors import TinygenError, ToolFailure
+from tinygen.common.errors import TinygenError, ToolFailure, UnsupportedModel
 
 # What the user reads for a crash in each step: "<tool> crashed (SIGSEGV) while <doing>".
 STEPS = {
@@ -204,8 +204,11 @@ def _job_convert(args: dict, work: Path, job: str) -> dict:
     def on_calibrate(done: bool) -> None:
         _step("quantize" if done else "calibrate")
 
-    raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]), on_calibrate=on_calibrate,
-                     layers=_walk_layers(model), runtime_ops=args.get("runtime_ops"))
+    try:
+        raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]), on_calibrate=on_calibrate,
+                         layers=_walk_layers(model), runtime_ops=args.get("runtime_ops"))
+    except UnsupportedModel as exc:  # say which model: the user may build several
+        raise UnsupportedModel(f"{args['display']}: {exc}") from None
     (work / f"{job}.model.tflite").write_bytes(raw)
     test_path = work / f"{job}.test.npy"
     if test_path.exists():

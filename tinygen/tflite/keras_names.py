@@ -30,7 +30,7 @@ class Replacement:
 
 R = Replacement
 _ACT = ("RELU",)
-_RELU = 'ReLU() or activation="relu"'
+_RELU = 'ReLU() (activation="relu")'
 _UNROLLED = ("UNPACK", "SPLIT", "SUB", "STRIDED_SLICE", "PACK", "FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD",
              "RESHAPE", "CONCATENATION")
 # Keras class, or "op:<TFLITE_OP>" for an op that any layer's activation can make (Conv2D(...,
@@ -83,6 +83,8 @@ OP_SOURCES: dict[str, tuple[str, ...]] = {
     "SPLIT": ("GRU", "LSTM"), "UNPACK": ("GRU", "SimpleRNN", "LSTM"), "PACK": ("GRU", "SimpleRNN", "LSTM"),
 }
 _CONTAINERS = ("Sequential", "Functional", "Model")
+# Ops a layer's activation= argument makes (Conv2D(..., activation="elu")).
+_ACTIVATIONS = ("ELU", "GELU", "HARD_SWISH", "LEAKY_RELU", "PRELU")
 
 
 def snake_name(cls: str) -> str:
@@ -170,7 +172,9 @@ def describe(origin_ops: list[tuple[Origin, str]], runtime_ops) -> str:
         o = items[0][0]
         ops = list(dict.fromkeys(f"{x.opcode}{': ' + w if w else ''}" for x, w in items))
         made = OP_SOURCES.get(o.opcode, ())
-        if o.cls:
+        if o.cls and o.opcode in _ACTIVATIONS and o.cls not in made:
+            who = f"the activation of the {o.cls} layer {_quote(o.layer)}"
+        elif o.cls:
             who = f"the {o.cls} layer {_quote(o.layer)}"
         else:
             who = f"the layer {_quote(o.layer)}" if o.layer else "a layer"
