@@ -41,6 +41,7 @@ __all__ = ["build", "verify", "inspect", "flash", "doctor", "Project", "Report",
 
 Progress = Callable[[str], None]
 RUNTIMES = ("tflm", "compiled")
+TASKS = ("classification", "binary", "regression")
 # A real board reboots after an upload; its port answers only after that.
 REBOOT_AFTER_UPLOAD_S = 2.0
 
@@ -151,13 +152,14 @@ def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, dat
 def build(model: str | Path | None = None, *, board: str, recipe: str | None = None, data: str | Path | None = None,
           out: str | Path | None = None, force: bool = False, runtime: str | None = None, vectors: int = 32,
           seed: int = 1234, epochs: int | None = None, tflm_dir: str | Path | None = None,
-          progress: Progress | None = None) -> Project:
+          task: str | None = None, progress: Progress | None = None) -> Project:
     """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
     and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
 
     ``data`` (.npz x[, y], .npy or .csv) goes with a user model; ``runtime`` is "tflm" or "compiled" (default:
     the board's); ``vectors`` reference vectors are saved into the project; ``force`` replaces an existing
-    tinygen project in ``out``; ``tflm_dir`` is a TFLM source tree in Arduino-library layout."""
+    tinygen project in ``out``; ``tflm_dir`` is a TFLM source tree in Arduino-library layout; ``task``
+    ("classification", "binary" or "regression") overrides the guess from the output shape and labels."""
     from tinygen.codegen.plan import check_fits, make_plan
     from tinygen.codegen.project import check_out_dir, write_project
     from tinygen.codegen.render import manifest, render
@@ -168,6 +170,8 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     progress = progress or _silent
     model = str(model) if model is not None else None
     data = str(data) if data is not None else None
+    if task is not None and task not in TASKS:
+        raise TinygenError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
     b = get_board(board)
     runtime = runtime or b["default_runtime"]
     tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
@@ -183,6 +187,8 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     else:
         progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
         src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
+    if task:
+        src.task = task
     plan = make_plan(src, b, runtime, n_vectors=vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
     check_fits(plan.budget, b, runtime)
     progress("rendering the project")
@@ -359,6 +365,7 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
     from tinygen.analysis import ops as an
     from tinygen.analysis.reference import measure_arena
     from tinygen.codegen import compiled as cmod
+    from tinygen.codegen import refusals
     from tinygen.codegen.board_fit import fits_per_board
     from tinygen.tflite.int8 import check_int8
     from tinygen.tflite.model import read_model
@@ -377,12 +384,16 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
                            f"'tinygen build --model {p}')")
     m = read_model(p)
     check_int8(m, str(p))
-    an.check_tflm_ops(m, str(p))  # the arena is measured with TFLM: name its missing ops first
+    refusals.check_ops(m, {}, "tflm", name=str(p))  # the arena is measured with TFLM: its missing ops first
+    an.check_tflm_ops(m, str(p))
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(m.raw, m, str(p))
     program = cmod.lower(m)  # once: the support check and the memory plan read the same IR
     if runtime == "compiled":
+        if program.refusals:
+            # in Keras terms; inspect runs either runtime on any model, whatever the board
+            refusals.check_ops(m, {"runtimes": RUNTIMES}, "compiled", name=str(p))
         cmod.check_supported(program)
     # One static plan serves every board's fit check (and the memory table when runtime="compiled").
     compiled_plan = cmod.plan_memory(program) if program.supported else None

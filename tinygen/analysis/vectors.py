@@ -67,6 +67,8 @@ def quality(task: str, int8_deq: np.ndarray, float_out: np.ndarray | None, y: np
             out["int8_accuracy"] = float(np.mean(pred_q == y))
             if f is not None:
                 out["float_accuracy"] = float(np.mean(pred_f == y))
+    elif task == "binary":
+        out.update(binary_quality(q[:, 0], f[:, 0] if f is not None else None, y))
     else:
         if f is not None:
             d = q - f
@@ -78,4 +80,31 @@ def quality(task: str, int8_deq: np.ndarray, float_out: np.ndarray | None, y: np
                 out["int8_rmse"] = float(np.sqrt(np.mean((q - t) ** 2)))
                 if f is not None:
                     out["float_rmse"] = float(np.sqrt(np.mean((f - t) ** 2)))
+    return out
+
+
+BINARY_THRESHOLD = 0.5
+
+
+def confusion(pred: np.ndarray, y: np.ndarray) -> dict:
+    """Counts of a binary classifier's outcomes: true/false negatives and positives."""
+    pred, y = np.asarray(pred, dtype=bool), np.asarray(y).reshape(-1) == 1
+    return {"tn": int(np.sum(~pred & ~y)), "fp": int(np.sum(pred & ~y)), "fn": int(np.sum(~pred & y)),
+            "tp": int(np.sum(pred & y))}
+
+
+def binary_quality(q: np.ndarray, f: np.ndarray | None, y: np.ndarray | None) -> dict:
+    """A one-output (sigmoid) classifier: the class is output >= 0.5."""
+    out: dict = {"threshold": BINARY_THRESHOLD}
+    pred_q = q >= BINARY_THRESHOLD
+    pred_f = f >= BINARY_THRESHOLD if f is not None else None
+    if pred_f is not None:
+        out["top1_agreement"] = float(np.mean(pred_q == pred_f))
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        out["int8_accuracy"] = float(np.mean(pred_q == (y == 1)))
+        out["int8_confusion"] = confusion(pred_q, y)
+        if pred_f is not None:
+            out["float_accuracy"] = float(np.mean(pred_f == (y == 1)))
+            out["float_confusion"] = confusion(pred_f, y)
     return out

@@ -79,16 +79,18 @@ def boards_cmd(as_json: bool) -> None:
 @click.option("--epochs", type=click.IntRange(1, 10000), default=None, help="Override the recipe's epochs.")
 @click.option("--tflm-dir", envvar="TINYGEN_TFLM_DIR", metavar="DIR",
               help="Build TFLM from this source tree (Arduino-library layout) instead of the registry library.")
+@click.option("--task", type=click.Choice(["classification", "binary", "regression"]), default=None,
+              help="What the model predicts, when the guess from its output and labels is wrong.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
 def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_vectors, seed, epochs, tflm_dir,
-              as_json) -> None:
+              task, as_json) -> None:
     """Train or load a model, quantize it to int8, and emit a PlatformIO project."""
     import shlex
 
     with StatusLine(not as_json) as progress:
         project = api.build(model_path, board=board, recipe=recipe, data=data_path, out=out_dir, force=force,
                             runtime=runtime, vectors=n_vectors, seed=seed, epochs=epochs, tflm_dir=tflm_dir,
-                            progress=progress)
+                            task=task, progress=progress)
     if as_json:
         data = dict(project.manifest)
         data["project"] = str(project.path)

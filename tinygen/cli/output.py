@@ -94,13 +94,18 @@ def print_build_summary(plan) -> None:
 
 def _quality_row(q: dict) -> tuple[str, str]:
     parts = []
-    if q.get("task") == "classification":
+    if q.get("task") in ("classification", "binary"):
+        if q.get("task") == "binary":
+            parts.append(f"binary, output >= {q['threshold']}")
         if "float_accuracy" in q:
             parts.append(f"float accuracy {100 * q['float_accuracy']:.1f}%")
         if "int8_accuracy" in q:
             parts.append(f"int8 accuracy {100 * q['int8_accuracy']:.1f}%")
         if "top1_agreement" in q:
             parts.append(f"top-1 agreement {100 * q['top1_agreement']:.1f}%")
+        if "int8_confusion" in q:
+            c = q["int8_confusion"]
+            parts.append(f"int8 confusion TN {c['tn']} FP {c['fp']} FN {c['fn']} TP {c['tp']}")
         return f"quality ({q['samples']} held-out)", ", ".join(parts)
     if "int8_vs_float_rmse" in q or "int8_rmse" in q:
         if "float_rmse" in q:
@@ -138,6 +143,9 @@ def print_verification(report, as_json: bool) -> None:
     if "board_accuracy_pct" in m:
         t.add_row("accuracy vs labels", f"board {m['board_accuracy_pct']:.2f} %, reference "
                                         f"{m['reference_accuracy_pct']:.2f} %")
+    if "board_confusion" in m:
+        c = m["board_confusion"]
+        t.add_row("confusion (board)", f"TN {c['tn']}, FP {c['fp']}, FN {c['fn']}, TP {c['tp']}")
     for label, text in latency_rows(m):
         t.add_row(label, text)
     t.add_row("link", f"{m['vectors_per_second']:.1f} vectors/s")

@@ -14,8 +14,9 @@ import numpy as np
 
 from tinygen.analysis import ops as an
 from tinygen.codegen import fc_rewrite as rewrite
+from tinygen.codegen import refusals
 from tinygen.codegen.compiled import CompiledBuild, compile_model
-from tinygen.common.errors import DoesNotFit, TinygenError
+from tinygen.common.errors import DoesNotFit, TinygenError, UnsupportedModel
 from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
 from tinygen.tflite.int8 import check_int8
 from tinygen.tflite.model import TfliteModel, parse_model
@@ -135,14 +136,52 @@ def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
                          "use a smaller model" + (" or --runtime compiled" if runtime == "tflm" else ""))
 
 
-def infer_task(src: Source, out_shape: tuple[int, ...]) -> str:
-    if src.task != "unknown":
-        return src.task
+def _sigmoid_output(m: TfliteModel | None) -> bool:
+    """The model output is a LOGISTIC's (through reshapes): values in [0, 1]."""
+    if m is None:
+        return False
+    writer = {t: op for op in m.operators for t in op.outputs}
+    t = m.outputs[0]
+    while t in writer and writer[t].opcode in ("RESHAPE", "SQUEEZE") and writer[t].inputs:
+        t = writer[t].inputs[0]
+    return t in writer and writer[t].opcode == "LOGISTIC"
+
+
+def _binary_labels(y) -> bool:
+    y = np.asarray(y)
+    return y.ndim == 1 and y.dtype.kind in "iuf" and bool(np.all((y == 0) | (y == 1)))
+
+
+def infer_task(src: Source, out_shape: tuple[int, ...], model: TfliteModel | None = None) -> str:
+    """classification (several outputs, integer labels), binary (one sigmoid output, labels 0/1),
+    regression, or what the recipe or ``--task`` said (checked against the output and labels)."""
+    n_out = int(np.prod(out_shape))
     y = src.y_test
-    if y is not None and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype, np.integer) \
-            and int(np.prod(out_shape)) > 1:
+    if src.task != "unknown":
+        return _checked_task(src.task, n_out, y)
+    if y is not None and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype, np.integer) and n_out > 1:
         return "classification"
-    return "regression" if int(np.prod(out_shape)) <= 1 or y is not None else "unknown"
+    if n_out == 1 and y is not None and _binary_labels(y) and _sigmoid_output(model):
+        return "binary"
+    return "regression" if n_out <= 1 or y is not None else "unknown"
+
+
+def _checked_task(task: str, n_out: int, y) -> str:
+    if task == "classification" and n_out == 1:
+        task = "binary"  # one output: the class is the output thresholded at 0.5
+    if task == "binary":
+        if n_out != 1:
+            raise TinygenError(f"--task binary needs a model with one output (a sigmoid); this one has {n_out}; "
+                               "use --task classification")
+        if y is not None and not _binary_labels(y):
+            raise TinygenError("--task binary needs labels y of 0 and 1 in --data; use --task regression for "
+                               "other targets")
+    if task == "classification" and y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or y.dtype.kind not in "iuf" or not np.all((y == np.round(y)) & (y >= 0) & (y < n_out)):
+            raise TinygenError(f"--task classification needs integer labels y in 0..{n_out - 1} (one per sample) "
+                               "in --data; use --task regression for other targets")
+    return task
 
 
 def check_runtime(board: dict, runtime: str) -> None:
@@ -171,20 +210,25 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         # well, and the model keeps the library's FULLY_CONNECTED kernel (the fastest path, no
         # RESHAPE copies) and the op set the budgets were measured with.
         progress("quantizing to int8 (TFLite converter)")
-        raw = convert(src, per_channel_dense)
+        raw = convert(src, per_channel_dense, refusals.runtime_ops(runtime))
         note = ("Dense per-channel (runtime computes per-channel FULLY_CONNECTED exactly)" if per_channel_dense
                 else "Dense per-tensor (the board's TFLM library computes per-tensor FULLY_CONNECTED only)")
     rewritten = src.tflite is not None and raw is not src.tflite
     m = parse_model(raw, src.name)
     check_int8(m, src.name)
     if runtime == "tflm":
+        refusals.check_ops(m, board, runtime, name=src.name, layers=src.layers, tflm_dir=tflm_dir)
         an.check_tflm_ops(m, src.name)
         if src.tflite is not None and an.dense_per_channel(m) and not per_channel_dense:
             raise TinygenError(
                 f"{src.name} has per-channel FULLY_CONNECTED weights in a form tinygen cannot rewrite to CONV_2D, "
                 f"which {board['id']}'s TFLM library ({rewrite.library_name(board)}) computes wrongly; re-convert "
                 "with per-tensor Dense quantization (pass the .keras model instead) or use --runtime compiled")
-    compiled = compile_model(m) if runtime == "compiled" else None
+    try:
+        compiled = compile_model(m) if runtime == "compiled" else None
+    except UnsupportedModel:  # said again in Keras terms when ops are the reason
+        refusals.check_ops(m, board, runtime, name=src.name, layers=src.layers, tflm_dir=tflm_dir)
+        raise
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(raw, m, src.name)
@@ -211,7 +255,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
     float_out = float_predictions(src, x_float) if x_float is not None else None
     if float_out is not None:
         float_out = float_out.reshape((len(float_out),) + out_t.shape)
-    task = infer_task(src, out_t.shape)
+    task = infer_task(src, out_t.shape, m)
     qual = quality(task, dequantize(q_out, out_scale, out_zp), float_out, src.y_test) \
         if (float_out is not None or src.y_test is not None) else {"task": task}
 
@@ -221,7 +265,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         vec["float_inputs"] = x_float[:n].reshape((n,) + in_t.shape).astype(np.float32)
     if float_out is not None:
         vec["float_outputs"] = float_out[:n].astype(np.float32)
-    if task == "classification" and src.y_test is not None:
+    if task in ("classification", "binary") and src.y_test is not None:
         vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
     plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None)
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description

@@ -30,6 +30,11 @@ from tinygen.intake.loader import CALIBRATION_SAMPLES
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def _dtype_of(inp) -> str:
+    """The Input's own dtype: int32 token ids must stay integers, not become float."""
+    return str(getattr(inp.dtype, "name", inp.dtype) or "float32")
+
+
 def _batch1_model(model):
     """The same layers and weights with every input's batch dimension fixed to 1."""
     import tensorflow as tf
@@ -42,7 +47,7 @@ def _batch1_model(model):
                 f"model input '{inp.name}' has an unknown dimension {tuple(inp.shape)}; "
                 "give the Keras Input a fixed shape"
             )
-        inputs.append(tf.keras.Input(shape=shape, batch_size=1, name=inp.name.split(":")[0]))
+        inputs.append(tf.keras.Input(shape=shape, batch_size=1, name=inp.name.split(":")[0], dtype=_dtype_of(inp)))
     if len(inputs) != 1:
         raise UnsupportedModel(f"model has {len(inputs)} inputs; tinygen supports single-input models")
     if len(model.outputs) != 1:
@@ -64,25 +69,30 @@ def _representative(samples: np.ndarray, limit: int = CALIBRATION_SAMPLES, on_ca
     return gen
 
 
-def _refuse_float_ops(tflite_bytes: bytes) -> None:
-    """Raise UnsupportedModel naming the ops of a converted model that still compute in float."""
+def _refuse_float_ops(tflite_bytes: bytes, layers=None, runtime_ops=None) -> None:
+    """Raise UnsupportedModel naming the Keras layers whose ops still compute in float, with what
+    replaces them on a runtime with ``runtime_ops`` (every replacement when not given)."""
     from tinygen.tflite.int8 import float_ops
+    from tinygen.tflite.keras_names import explain_ops
     from tinygen.tflite.model import parse_model
 
-    bad = float_ops(parse_model(tflite_bytes))
+    m = parse_model(tflite_bytes)
+    bad = float_ops(m)
     if bad:
-        raise UnsupportedModel(
-            f"model cannot be fully int8-quantized: ops without an int8 kernel: {', '.join(bad)}; "
-            "replace those layers or train a model without them")
+        refused = {op.index: "" for op in m.operators if op.opcode in bad}
+        raise UnsupportedModel("the model cannot be fully int8-quantized: the converter has no int8 kernel for "
+                               + explain_ops(m, refused, layers, runtime_ops))
 
 
-def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = False, on_calibrate=None) -> bytes:
+def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = False, on_calibrate=None,
+             layers=None, runtime_ops=None) -> bytes:
     """Convert a float Keras model, or a loaded SavedModel (:class:`tinygen.intake.loader.SavedModelFn`),
     to a full-integer int8 .tflite with the batch fixed to 1.
 
     This runs the TFLite converter in the calling process; tinygen itself calls it only in
     the child of :mod:`tinygen.intake.worker`.  ``on_calibrate(done)`` is told when calibration
-    starts (False) and ends (True), so a crash can be attributed to its step."""
+    starts (False) and ends (True), so a crash can be attributed to its step.  ``layers`` ([name, class]
+    pairs) and ``runtime_ops`` word a refusal in Keras terms (:mod:`tinygen.tflite.keras_names`)."""
     import tensorflow as tf
 
     from tinygen.intake.loader import SavedModelFn
@@ -91,7 +101,7 @@ def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = Fal
         return quantize_saved_model(model, representative, per_channel_dense=per_channel_dense,
                                     on_calibrate=on_calibrate)
     conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
-    return _convert(conv, representative, per_channel_dense, on_calibrate)
+    return _convert(conv, representative, per_channel_dense, on_calibrate, layers, runtime_ops)
 
 
 def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: bool = False,
@@ -107,7 +117,8 @@ def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: b
     return _convert(conv, representative, per_channel_dense, on_calibrate)
 
 
-def _convert(conv, representative, per_channel_dense: bool, on_calibrate=None) -> bytes:
+def _convert(conv, representative, per_channel_dense: bool, on_calibrate=None, layers=None,
+             runtime_ops=None) -> bytes:
     import tensorflow as tf
 
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -130,9 +141,9 @@ def _convert(conv, representative, per_channel_dense: bool, on_calibrate=None) -
         except Exception:
             fallback = None
         if fallback is not None:
-            _refuse_float_ops(fallback)
+            _refuse_float_ops(fallback, layers, runtime_ops)
         raise UnsupportedModel(f"int8 conversion failed: {first[:300]}") from None
     # The converter can leave an op without an int8 kernel in float, wrapped in
     # DEQUANTIZE/QUANTIZE, and still succeed: that is not a full-integer model.
-    _refuse_float_ops(result)
+    _refuse_float_ops(result, layers, runtime_ops)
     return result

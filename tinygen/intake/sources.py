@@ -65,6 +65,7 @@ class Source:
     float_pred: np.ndarray | None = field(default=None, repr=False)  # float model on x_test, from the worker
     class_names: list[str] | None = None  # a recipe's output labels (the model library's class labels)
     recipe: str | None = None  # the built-in recipe's name; None for a user's model
+    layers: list | None = None  # the Keras model's [layer name, class] pairs (refusals name them)
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
@@ -117,13 +118,14 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
         work.cleanup()
         raise
     src = Source(name, f"{path.name} ({'SavedModel' if kind == 'savedmodel' else 'Keras'})", "unknown",
-                 model_path=staged, model_kind=kind, work=work, hint=hint)
+                 model_path=staged, model_kind=kind, work=work, hint=hint, layers=desc.get("layers") or None)
     src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
     return src
 
 
-def convert(src: Source, per_channel_dense: bool) -> bytes:
-    """int8 .tflite bytes (and src.float_pred) from the worker child; the private copy is removed after."""
+def convert(src: Source, per_channel_dense: bool, runtime_ops=None) -> bytes:
+    """int8 .tflite bytes (and src.float_pred) from the worker child; the private copy is removed after.
+    ``runtime_ops``: the ops the chosen runtime runs (a refusal offers only replacements made of them)."""
     from tinygen.intake.loader import CALIBRATION_SAMPLES
     from tinygen.intake.worker import run_job
 
@@ -133,7 +135,8 @@ def convert(src: Source, per_channel_dense: bool) -> bytes:
     work = src.work.path
     try:
         result = run_job("convert", work, {"kind": src.model_kind, "model": str(src.model_path),
-                                           "display": src.name, "per_channel_dense": per_channel_dense},
+                                           "display": src.name, "per_channel_dense": per_channel_dense,
+                                           "runtime_ops": sorted(runtime_ops) if runtime_ops else None},
                          arrays, subject=src.name, timeout=1800, hint=src.hint)
         raw = (work / result["model"]).read_bytes()
         if result.get("predictions"):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygen.common.errors import TinygenError, ToolFailure
+from tinygen.common.errors import TinygenError, ToolFailure, UnsupportedModel
 
 # What the user reads for a crash in each step: "<tool> crashed (SIGSEGV) while <doing>".
 STEPS = {
@@ -172,18 +172,23 @@ def _walk_layers(model) -> list[list[str]]:
     return out
 
 
+def _check_io(display: str, model, layers) -> None:
+    from tinygen.tflite.keras_names import check_keras_io
+
+    dtypes = [str(getattr(i.dtype, "name", i.dtype)) for i in model.inputs]
+    check_keras_io(display, len(model.inputs), len(model.outputs), dtypes[0] if dtypes else "float32", layers)
+
+
 def _job_describe(args: dict, work: Path, job: str) -> dict:
     model = _load(args)
     _step("describe")
     if args["kind"] == "savedmodel":
+        from tinygen.tflite.keras_names import check_keras_io
+
+        check_keras_io(args["display"], 1, 1, str(model.input_dtype), [])
         return {"input_shape": list(model.input_shape), "input_dtype": model.input_dtype, "layers": []}
     layers = _walk_layers(model)
-    if len(model.inputs) != 1:
-        raise TinygenError(f"{args['display']} has {len(model.inputs)} inputs; tinygen supports single-input "
-                           "models", exit_code=3)
-    if len(model.outputs) != 1:
-        raise TinygenError(f"{args['display']} has {len(model.outputs)} outputs; tinygen supports single-output "
-                           "models", exit_code=3)
+    _check_io(args["display"], model, layers)
     inp, outp = model.inputs[0], model.outputs[0]
     shape = [int(d) if d is not None else -1 for d in tuple(inp.shape)[1:]]
     return {"input_shape": [1] + shape, "input_dtype": str(getattr(inp.dtype, "name", inp.dtype)),
@@ -199,7 +204,11 @@ def _job_convert(args: dict, work: Path, job: str) -> dict:
     def on_calibrate(done: bool) -> None:
         _step("quantize" if done else "calibrate")
 
-    raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]), on_calibrate=on_calibrate)
+    try:
+        raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]), on_calibrate=on_calibrate,
+                         layers=_walk_layers(model), runtime_ops=args.get("runtime_ops"))
+    except UnsupportedModel as exc:  # say which model: the user may build several
+        raise UnsupportedModel(f"{args['display']}: {exc}") from None
     (work / f"{job}.model.tflite").write_bytes(raw)
     test_path = work / f"{job}.test.npy"
     if test_path.exists():

@@ -9,9 +9,10 @@ from tinygen.tflite.model import TfliteModel
 
 def check_io(m: TfliteModel, name: str = "model") -> None:
     if len(m.inputs) != 1 or len(m.outputs) != 1:
-        raise UnsupportedModel(
-            f"{name} has {len(m.inputs)} inputs and {len(m.outputs)} outputs; tinygen supports one of each"
-        )
+        from tinygen.tflite.keras_names import ONE_TENSOR
+
+        raise UnsupportedModel(f"{name} has {len(m.inputs)} inputs and {len(m.outputs)} outputs; {ONE_TENSOR}: "
+                               "re-convert a model with one input and one output")
 
 
 def float_ops(m: TfliteModel) -> list[str]:

@@ -20,7 +20,7 @@ from tinygen.common.errors import TinygenError, VerificationFailed
 from tinygen.common.escape import markdown, terminal
 from tinygen.codegen.project import load_manifest
 from tinygen.common.userfiles import read_user_file
-from tinygen.analysis.vectors import dequantize
+from tinygen.analysis.vectors import BINARY_THRESHOLD, confusion, dequantize
 
 
 _MAX_MODEL_BYTES = 256 << 20
@@ -124,6 +124,11 @@ def metrics(board_out: np.ndarray, ref_out: np.ndarray, man: dict, *, float_out:
         k = len(labels)
         m["board_accuracy_pct"] = float(100.0 * np.mean(b[:k].argmax(1) == labels))
         m["reference_accuracy_pct"] = float(100.0 * np.mean(r[:k].argmax(1) == labels))
+    if labels is not None and b.shape[1] == 1 and man.get("task") == "binary":
+        k = len(labels)
+        m["board_accuracy_pct"] = float(100.0 * np.mean((bd[:k, 0] >= BINARY_THRESHOLD) == (labels == 1)))
+        m["reference_accuracy_pct"] = float(100.0 * np.mean((rd[:k, 0] >= BINARY_THRESHOLD) == (labels == 1)))
+        m["board_confusion"] = confusion(bd[:k, 0] >= BINARY_THRESHOLD, labels)
     if float_out is not None:
         f = float_out.reshape(len(float_out), -1)
         k = len(f)
@@ -193,6 +198,10 @@ def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out
     if "board_accuracy_pct" in m:
         rows.append(("accuracy vs labels (board / reference)",
                      f"{m['board_accuracy_pct']:.2f} % / {m['reference_accuracy_pct']:.2f} %"))
+    if "board_confusion" in m:
+        c = m["board_confusion"]
+        rows.append(("confusion on the board (output >= 0.5)",
+                     f"TN {c['tn']}, FP {c['fp']}, FN {c['fn']}, TP {c['tp']}"))
     rows += [(k, v) for k, v in latency_rows(m)]
     rows.append(("vectors per second over the link", f"{m['vectors_per_second']:.1f}"))
     lines += [f"| {k} | {v} |" for k, v in rows]
