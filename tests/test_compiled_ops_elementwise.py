@@ -1,0 +1,140 @@
+"""Compiled runtime, elementwise / activation / reduction ops: bit-exact (0 LSB) with the
+TFLM interpreter.
+
+LEAKY_RELU, PRELU, HARD_SWISH, ABS, SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX
+(GlobalMaxPooling, keepdims or not), REDUCE_MIN and SUM: seeded small Keras models
+(tests/elementwise_cases.py) over a range of input scales, broadcast shapes (over
+height and width, width, channels, a constant per-channel operand, either operand
+order) and fused ReLU, converted with tinygen.intake.quantize, emitted with one prefix
+each and compiled together into one host program (-Werror, ASan + UBSan), run on
+random and extreme inputs and compared with tflite_micro exactly. One model per op
+also runs on QEMU (Cortex-M4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import compiled_harness as H
+import elementwise_cases
+from tinygen.tflite.model import parse_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_python_deps():
+    H.require(H.have_python_deps(), "tensorflow / tflite_micro (Python packages)")
+
+
+SEED = 20261202
+N_INPUTS = 50
+
+# The op each kind must produce (a converter change that lowers it otherwise fails the test).
+OPCODE = {"leaky": "LEAKY_RELU", "prelu": "PRELU", "hswish": "HARD_SWISH", "abs": "ABS", "sub": "SUB",
+          "sqdiff": "SQUARED_DIFFERENCE", "minimum": "MINIMUM", "maximum": "MAXIMUM", "gmp": "REDUCE_MAX",
+          "rmax": "REDUCE_MAX", "rmin": "REDUCE_MIN", "rsum": "SUM"}
+
+
+def _cases() -> list[dict]:
+    rng = np.random.default_rng(SEED)
+    cases: list[dict] = []
+
+    def add(kind, **kw):
+        kw["kind"] = kind
+        kw["seed"] = int(rng.integers(1, 1 << 30))
+        kw.setdefault("rep", (float(rng.uniform(-1, 1)), float(10 ** rng.uniform(-1, 1))))
+        kw["id"] = f"{kind}{sum(c['kind'] == kind for c in cases)}"
+        cases.append(kw)
+
+    def hwc(lo=1, hi=6):
+        return [int(rng.integers(lo, hi)), int(rng.integers(lo, hi)), int(rng.integers(1, 6))]
+
+    for alpha in (0.01, 0.3, 1.7):
+        add("leaky", shape=hwc(), alpha=alpha)
+    add("leaky", shape=[12], dense=9, alpha=0.2)
+    add("prelu", shape=hwc(2), alpha_range=(-0.5, 1.5))
+    add("prelu", shape=hwc(2), alpha_range=(0.0, 0.4), shared=[1, 2])
+    add("prelu", shape=hwc(2), alpha_range=(-2.0, 2.0), shared=[1])
+    add("prelu", shape=[10], dense=7, alpha_range=(0.1, 0.3))
+    for rep in ((0.0, 1.0), (2.0, 4.0), (-1.0, 0.2), (0.0, 20.0), (-3.0, 1.5)):
+        add("hswish", shape=hwc(), rep=rep)
+    add("abs", shape=hwc(), rep=(0.3, 1.0))
+    add("abs", shape=[9], rep=(-2.0, 3.0))
+    for kind in ("sub", "sqdiff", "minimum", "maximum"):
+        for i, mode in enumerate(("same", "mean_hw", "mean_w", "mean_c", "const")):
+            add(kind, shape=hwc(), mode=mode, order=i % 2, conv_a=bool(i % 3 == 0),
+                relu=bool(kind == "sub" and i in (1, 4)))
+    add("sub", shape=hwc(), mode="mean_c", order=0, conv_a=True, rep=(5.0, 0.5))
+    add("gmp", shape=hwc(), keep=False)
+    add("gmp", shape=hwc(), keep=True)
+    add("gmp", shape=[7, 4], keep=False)
+    add("rmax", shape=hwc(), axes=[-1], keep=False)
+    add("rmax", shape=[3, 4, 5], axes=[1, 3], keep=True)
+    add("rmin", shape=hwc(), axes=[1, 2], keep=False)
+    add("rmin", shape=[4, 3, 5], axes=[-1], keep=True)
+    add("rsum", shape=hwc(), axes=[-1], keep=False)
+    add("rsum", shape=[3, 4, 5], axes=[1, 2], keep=True)
+    add("rsum", shape=[6, 5], axes=[1], keep=False, rep=(1.0, 0.3))
+    return cases
+
+
+CASES = _cases()
+_FUTURES: dict = {}
+
+
+def _converted(case: dict) -> bytes:
+    """Submit every conversion to the harness's worker pool at the first call, then wait for one."""
+    if not _FUTURES:
+        for c in CASES:
+            _FUTURES[c["id"]] = H.pool().submit(elementwise_cases.convert_safe, c)
+    out = _FUTURES[case["id"]].result()
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    H.require(H.have_gcc(), "gcc")
+    models, refs, inputs = [], [], []
+    rng = np.random.default_rng(SEED + 1)
+    for c in CASES:
+        m = parse_model(_converted(c), name=c["id"])
+        x = H.input_vectors(m.input_tensor().shape, N_INPUTS, rng)
+        models.append(m)
+        inputs.append(x)
+        refs.append(H.tflm_outputs(m.raw, x))
+    build = H.build_host(models, tmp_path_factory.mktemp("ew_host"))
+    return {"models": models, "refs": refs, "inputs": inputs, "build": build}
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[c["id"] for c in CASES])
+def test_op_bit_exact(built, i):
+    m = built["models"][i]
+    assert OPCODE[CASES[i]["kind"]] in m.op_names, (CASES[i], m.op_names)
+    got = built["build"].run(i, built["inputs"][i])
+    H.assert_identical(got, built["refs"][i], f"{CASES[i]['id']} {m.op_names} {CASES[i]}")
+
+
+def test_broadcast_and_constant_operands_were_exercised(built):
+    """The binary cases really broadcast (operands of different shapes) and take constant operands."""
+    for kind in ("SUB", "SQUARED_DIFFERENCE", "MINIMUM", "MAXIMUM"):
+        ops = [(m, op) for m in built["models"] for op in m.operators if op.opcode == kind]
+        shapes = [(m.tensors[op.inputs[0]].shape, m.tensors[op.inputs[1]].shape) for m, op in ops]
+        assert any(a != b for a, b in shapes), (kind, shapes)
+        assert any(m.tensors[i].is_constant for m, op in ops for i in op.inputs), kind
+    fused = [op for m in built["models"] for op in m.operators
+             if op.opcode == "SUB" and op.options.get("fusedActivationFunction", "NONE") != "NONE"]
+    assert fused
+
+
+def test_cortex_m4_on_qemu(built, tmp_path):
+    """One model per op on an emulated Cortex-M4, bit-exact too."""
+    H.require(H.have_qemu(), "arm-none-eabi-gcc / qemu-system-arm")
+    first: dict[str, int] = {}
+    for i, c in enumerate(CASES):
+        first.setdefault(c["kind"], i)
+    idx = sorted(first.values())
+    outs = H.run_qemu_m4([built["models"][i] for i in idx], [built["inputs"][i][:10] for i in idx], tmp_path / "q")
+    for j, i in enumerate(idx):
+        H.assert_identical(outs[j], built["refs"][i][:10], f"qemu {CASES[i]['id']}")
