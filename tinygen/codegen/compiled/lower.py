@@ -28,11 +28,13 @@ SUPPORTED_OPS = (
     "RESHAPE", "SOFTMAX", "ADD", "MUL", "LOGISTIC", "TANH", "RELU", "RELU6", "PAD", "MEAN",
     "CONCATENATION", "QUANTIZE", "DEQUANTIZE",
 )
-# Elementwise, activation and reduction ops (lower_elementwise.py).
-SUPPORTED_OPS += (
+# Elementwise, activation and reduction ops (lower_elementwise.py; tested in
+# tests/test_compiled_ops_elementwise.py).
+ELEMENTWISE_OPS = (
     "LEAKY_RELU", "PRELU", "HARD_SWISH", "ABS", "SUB", "SQUARED_DIFFERENCE", "MINIMUM", "MAXIMUM",
     "REDUCE_MAX", "REDUCE_MIN", "SUM",
 )
+SUPPORTED_OPS += ELEMENTWISE_OPS
 
 
 class OpRefused(UnsupportedModel):
