@@ -267,7 +267,9 @@ void tg_concat_s8(int32_t outer, int32_t n_inputs, const int8_t *const *inputs,
                   const int32_t *inner_bytes, int8_t *output);
 void tg_copy_s8(int32_t size, const int8_t *input, int8_t *output);
 
-/* ==== elementwise, activation and reduction ops (issue 16) ================ */
+/* ==== elementwise, activation and reduction ops ============================
+ * tg_activation.c: LEAKY_RELU, HARD_SWISH, ABS; tg_elementwise.c: PRELU, SUB,
+ * SQUARED_DIFFERENCE, MINIMUM, MAXIMUM; tg_reduce.c: REDUCE_MAX, REDUCE_MIN. */
 
 /* LEAKY_RELU: x >= zero point scales by input/output scale, below it by
  * alpha * input/output scale (alpha >= 0). */

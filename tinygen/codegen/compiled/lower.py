@@ -674,24 +674,29 @@ _LOWER = {
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
 }
-# Elementwise, activation and reduction ops; looked up at call time because
-# lower_elementwise imports this module's helpers.
+
+
+# Elementwise, activation and reduction ops. lower_elementwise builds on this module's
+# helpers, so it is imported when first used rather than at the top (no import cycle).
+def _ew():
+    from tinygen.codegen.compiled import lower_elementwise
+
+    return lower_elementwise
+
+
 _LOWER.update({
-    "LEAKY_RELU": lambda m, op: _ew.leaky_relu(m, op),
-    "PRELU": lambda m, op: _ew.prelu(m, op),
-    "HARD_SWISH": lambda m, op: _ew.hard_swish(m, op),
-    "ABS": lambda m, op: _ew.abs_(m, op),
-    "SUB": lambda m, op: _ew.sub(m, op),
-    "SQUARED_DIFFERENCE": lambda m, op: _ew.squared_difference(m, op),
-    "MINIMUM": lambda m, op: _ew.minmax(m, op, "minimum"),
-    "MAXIMUM": lambda m, op: _ew.minmax(m, op, "maximum"),
-    "REDUCE_MAX": lambda m, op: _ew.reduce_minmax(m, op, "max"),
-    "REDUCE_MIN": lambda m, op: _ew.reduce_minmax(m, op, "min"),
-    "SUM": lambda m, op: _ew.sum_(m, op),
+    "LEAKY_RELU": lambda m, op: _ew().leaky_relu(m, op),
+    "PRELU": lambda m, op: _ew().prelu(m, op),
+    "HARD_SWISH": lambda m, op: _ew().hard_swish(m, op),
+    "ABS": lambda m, op: _ew().abs_(m, op),
+    "SUB": lambda m, op: _ew().sub(m, op),
+    "SQUARED_DIFFERENCE": lambda m, op: _ew().squared_difference(m, op),
+    "MINIMUM": lambda m, op: _ew().minmax(m, op, "minimum"),
+    "MAXIMUM": lambda m, op: _ew().minmax(m, op, "maximum"),
+    "REDUCE_MAX": lambda m, op: _ew().reduce_minmax(m, op, "max"),
+    "REDUCE_MIN": lambda m, op: _ew().reduce_minmax(m, op, "min"),
+    "SUM": lambda m, op: _ew().sum_(m, op),
 })
-
-
-from tinygen.codegen.compiled import lower_elementwise as _ew  # noqa: E402  (it imports this module)
 
 
 def lower_op(m: TfliteModel, op: Operator) -> OpIR:
