@@ -168,3 +168,40 @@ def test_sub_tflm_aborts_on_is_refused(tmp_path):
              "runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=1 << 20)\n")
     p = subprocess.run([sys.executable, "-c", child, str(tmp_path / "m.tflite")], capture_output=True)
     assert p.returncode != 0
+
+
+def _first(built, opcode: str):
+    return next((m, op) for m in built["models"] for op in m.operators if op.opcode == opcode)
+
+
+def _with_tensor(m, index: int, **changes):
+    from dataclasses import replace
+
+    tensors = list(m.tensors)
+    tensors[index] = replace(tensors[index], **changes)
+    return replace(m, tensors=tuple(tensors))
+
+
+def test_parameters_outside_the_kernels_are_refused(built):
+    """Each refusal is an OpRefused with the reason, never a kernel computing something else."""
+    from dataclasses import replace
+
+    from tinygen.codegen.compiled.lower import OpRefused, lower_op
+
+    def refused(m, op, words):
+        with pytest.raises(OpRefused) as exc:
+            lower_op(m, op)
+        assert words in exc.value.reason, exc.value.reason
+
+    m, op = _first(built, "LEAKY_RELU")
+    refused(m, replace(op, options={**op.options, "alpha": -0.25}), "negative alpha")
+    m, op = _first(built, "REDUCE_MAX")
+    y = m.tensors[op.outputs[0]]
+    refused(_with_tensor(m, y.index, scale=(y.scale[0] * 2,)), op, "quantization differ")
+    m, op = _first(built, "HARD_SWISH")
+    x = m.tensors[op.inputs[0]]
+    refused(_with_tensor(m, op.outputs[0], scale=(x.scale[0] / 1000,)), op, "output scale")
+    m, op = _first(built, "SUB")
+    refused(_with_tensor(m, op.outputs[0], scale=(1e-9,)), op, "rescale factor")
+    m, op = _first(built, "PRELU")
+    refused(_with_tensor(m, op.inputs[1], dtype="int16"), op, "int8 only")
