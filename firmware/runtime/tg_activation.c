@@ -243,3 +243,79 @@ void tg_tanh_s8(const tg_sigmoid_params_t *p, const int8_t *input, int8_t *outpu
     tg_sigmoid_like_s8(p, input, output, 1);
 }
 
+
+/* ==== LEAKY_RELU, HARD_SWISH, ABS ========================================== */
+
+void tg_leaky_relu_s8(const tg_leaky_relu_params_t *p, const int8_t *input, int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; i++) {
+        const int32_t v = (int32_t)input[i] - p->input_zero_point;
+        const int32_t r = v >= 0 ? tg_multiply_by_quantized_multiplier(v, p->identity_multiplier, p->identity_shift)
+                                 : tg_multiply_by_quantized_multiplier(v, p->alpha_multiplier, p->alpha_shift);
+        output[i] = tg_clamp_to_s8(r + p->output_zero_point, -128, 127);
+    }
+}
+
+/* HARD_SWISH works on int16 values the way TFLM's reference does: gemmlowp's
+ * rounding doubling high multiply on int16, a truncating (non-rounding)
+ * doubling high multiply, and saturating left shifts. */
+static int32_t tg_rdhm16(int32_t a, int32_t b)
+{
+    int32_t ab;
+    if (a == -32768 && b == -32768) {
+        return 32767;
+    }
+    ab = a * b;
+    return (ab + (ab >= 0 ? (1 << 14) : 1 - (1 << 14))) / (1 << 15); /* C division truncates, as gemmlowp's */
+}
+
+static int32_t tg_dhm16(int32_t a, int32_t b)
+{
+    if (a == -32768 && b == -32768) {
+        return 32767;
+    }
+    return (a * b) / (1 << 15);
+}
+
+static int32_t tg_sat_shl16(int32_t v, int32_t amount)
+{
+    const int64_t r = (int64_t)v * ((int64_t)1 << amount);
+    return r > 32767 ? 32767 : (r < -32768 ? -32768 : (int32_t)r);
+}
+
+void tg_hard_swish_s8(const tg_hard_swish_params_t *p, const int8_t *input, int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; i++) {
+        const int32_t hires = ((int32_t)input[i] - p->input_zero_point) * 128; /* |.| <= 255 * 128 */
+        const int32_t scaled = tg_rdhm16(hires, p->output_multiplier);
+        int32_t relu = hires;
+        int32_t out;
+        if (p->reluish_exponent > 0) {
+            relu = tg_sat_shl16(relu, p->reluish_exponent - 1);
+        }
+        relu = tg_rdhm16(relu, p->reluish_multiplier);
+        if (p->reluish_exponent > 0) {
+            relu = tg_sat_shl16(relu, 1);
+        } else if (p->reluish_exponent < 0) {
+            relu = tg_rounding_divide_by_pot(relu, -p->reluish_exponent);
+        }
+        relu = (relu + 32768) >> 1; /* [-1, 1) on Q15 -> [0, 1) */
+        out = tg_rounding_divide_by_pot(tg_dhm16(relu, scaled), -p->output_exponent);
+        output[i] = tg_clamp_to_s8(out + p->output_zero_point, -128, 127);
+    }
+}
+
+void tg_abs_s8(const tg_abs_params_t *p, const int8_t *input, int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; i++) {
+        int32_t v = (int32_t)input[i] - p->input_zero_point;
+        v = v < 0 ? -v : v;
+        if (p->rescale) {
+            v = tg_multiply_by_quantized_multiplier(v, p->multiplier, p->shift);
+        }
+        output[i] = tg_clamp_to_s8(v + p->output_zero_point, -128, 127);
+    }
+}

@@ -2,6 +2,8 @@
  * tg_elementwise.c -- ADD and MUL with broadcasting, requantization (RELU,
  * QUANTIZE) and clamping (RELU6); int8, see tg_kernels.h.
  *
+ * Also SUB, SQUARED_DIFFERENCE, MINIMUM / MAXIMUM and PRELU (below).
+ *
  * Bit-exact with the TensorFlow Lite Micro reference kernels.
  */
 #include <stdint.h>
@@ -86,4 +88,95 @@ void tg_clamp_s8(int32_t size, int8_t lo, int8_t hi, const int8_t *input, int8_t
         const int8_t v = input[i];
         output[i] = v > hi ? hi : (v < lo ? lo : v);
     }
+}
+
+/* ==== SUB, SQUARED_DIFFERENCE, MINIMUM / MAXIMUM, PRELU =================== */
+
+/* out[i] = ONE(p, a, b) over the output in row-major order, a and b at the
+ * broadcast offsets of p->bcast (a macro so that the per-element function
+ * inlines into each kernel's loop). */
+#define TG_BROADCAST_LOOP(p, in1, in2, out, ONE)                                                   \
+    do {                                                                                           \
+        const tg_broadcast_t *bc_ = &(p)->bcast;                                                   \
+        int32_t i_;                                                                                \
+        if (bc_->rank == 0) {                                                                      \
+            for (i_ = 0; i_ < (p)->size; i_++) {                                                   \
+                (out)[i_] = ONE((p), (in1)[i_], (in2)[i_]);                                        \
+            }                                                                                      \
+        } else {                                                                                   \
+            int32_t idx_[TG_MAX_DIMS] = {0, 0, 0, 0, 0, 0};                                        \
+            int32_t oa_ = 0, ob_ = 0;                                                              \
+            for (i_ = 0; i_ < (p)->size; i_++) {                                                   \
+                (out)[i_] = ONE((p), (in1)[oa_], (in2)[ob_]);                                      \
+                tg_index_next(bc_->rank, bc_->out_dims, idx_, bc_->a_strides, &oa_, bc_->b_strides, &ob_); \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* Both inputs on the common scale of ADD's parameters (left shift, then the
+ * per-input multiplier, which is below one). */
+static int32_t tg_scaled(int32_t v, int32_t offset, int32_t left_shift, int32_t multiplier, int32_t shift)
+{
+    return tg_multiply_by_quantized_multiplier(tg_shl32(v + offset, left_shift), multiplier, shift);
+}
+
+static int8_t tg_sub_one(const tg_add_params_t *p, int32_t a, int32_t b)
+{
+    const int32_t d = tg_scaled(a, p->input1_offset, p->left_shift, p->input1_multiplier, p->input1_shift) -
+                      tg_scaled(b, p->input2_offset, p->left_shift, p->input2_multiplier, p->input2_shift);
+    const int32_t out = tg_multiply_by_quantized_multiplier(d, p->output_multiplier, p->output_shift) + p->output_offset;
+    return tg_clamp_to_s8(out, p->act_min, p->act_max);
+}
+
+static int8_t tg_sqdiff_one(const tg_add_params_t *p, int32_t a, int32_t b)
+{
+    /* |d| < 2^15 (each scaled input is below 255 * 2^7 / 2), so d * d fits int32. */
+    const int32_t d = tg_scaled(a, p->input1_offset, p->left_shift, p->input1_multiplier, p->input1_shift) -
+                      tg_scaled(b, p->input2_offset, p->left_shift, p->input2_multiplier, p->input2_shift);
+    const int32_t out =
+        tg_multiply_by_quantized_multiplier(d * d, p->output_multiplier, p->output_shift) + p->output_offset;
+    return tg_clamp_to_s8(out, p->act_min, p->act_max);
+}
+
+void tg_sub_s8(const tg_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    TG_BROADCAST_LOOP(p, input1, input2, output, tg_sub_one);
+}
+
+void tg_squared_difference_s8(const tg_add_params_t *p, const int8_t *input1, const int8_t *input2,
+                              int8_t *output)
+{
+    TG_BROADCAST_LOOP(p, input1, input2, output, tg_sqdiff_one);
+}
+
+#define TG_MIN_(p, a, b) ((int8_t)((a) < (b) ? (a) : (b)))
+#define TG_MAX_(p, a, b) ((int8_t)((a) > (b) ? (a) : (b)))
+
+void tg_minimum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    TG_BROADCAST_LOOP(p, input1, input2, output, TG_MIN_);
+}
+
+void tg_maximum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    TG_BROADCAST_LOOP(p, input1, input2, output, TG_MAX_);
+}
+
+static int8_t tg_prelu_one(const tg_prelu_params_t *p, int32_t x, int32_t alpha)
+{
+    const int32_t v = x + p->input_offset;
+    int32_t out;
+    if (v >= 0) {
+        out = tg_multiply_by_quantized_multiplier(v, p->identity_multiplier, p->identity_shift);
+    } else {
+        /* |v * alpha| <= 255 * 255 */
+        out = tg_multiply_by_quantized_multiplier(v * (alpha + p->alpha_offset), p->alpha_multiplier,
+                                                  p->alpha_shift);
+    }
+    return tg_clamp_to_s8(out + p->output_offset, -128, 127);
+}
+
+void tg_prelu_s8(const tg_prelu_params_t *p, const int8_t *input, const int8_t *alpha, int8_t *output)
+{
+    TG_BROADCAST_LOOP(p, input, alpha, output, tg_prelu_one);
 }

@@ -41,7 +41,7 @@
  * parameter structs, weight layouts). Emitted code refuses to compile against
  * a different version; KERNELS_ABI_VERSION in tinygen/codegen/compiled/
  * printer.py is the same number, and any change to that convention bumps both. */
-#define TG_KERNELS_ABI_VERSION 1
+#define TG_KERNELS_ABI_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -266,6 +266,75 @@ void tg_mean_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
 void tg_concat_s8(int32_t outer, int32_t n_inputs, const int8_t *const *inputs,
                   const int32_t *inner_bytes, int8_t *output);
 void tg_copy_s8(int32_t size, const int8_t *input, int8_t *output);
+
+/* ==== elementwise, activation and reduction ops ============================
+ * tg_activation.c: LEAKY_RELU, HARD_SWISH, ABS; tg_elementwise.c: PRELU, SUB,
+ * SQUARED_DIFFERENCE, MINIMUM, MAXIMUM; tg_reduce.c: REDUCE_MAX, REDUCE_MIN. */
+
+/* LEAKY_RELU: x >= zero point scales by input/output scale, below it by
+ * alpha * input/output scale (alpha >= 0). */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t identity_multiplier, identity_shift;
+    int32_t alpha_multiplier, alpha_shift;
+} tg_leaky_relu_params_t;
+
+void tg_leaky_relu_s8(const tg_leaky_relu_params_t *p, const int8_t *input, int8_t *output);
+
+/* PRELU: alpha (int8, its own zero point) broadcast against the input as
+ * bcast describes (a_strides: input, b_strides: alpha). */
+typedef struct {
+    int32_t size;
+    tg_broadcast_t bcast;
+    int32_t input_offset, alpha_offset, output_offset;
+    int32_t identity_multiplier, identity_shift;
+    int32_t alpha_multiplier, alpha_shift;
+} tg_prelu_params_t;
+
+void tg_prelu_s8(const tg_prelu_params_t *p, const int8_t *input, const int8_t *alpha, int8_t *output);
+
+/* HARD_SWISH in TFLM's int16 fixed point: Q15 multipliers with their
+ * exponents (output_exponent in [-15, 0], reluish_exponent in [-15, 30]). */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t output_multiplier, output_exponent;
+    int32_t reluish_multiplier, reluish_exponent;
+} tg_hard_swish_params_t;
+
+void tg_hard_swish_s8(const tg_hard_swish_params_t *p, const int8_t *input, int8_t *output);
+
+/* ABS: |x - input zero point|, requantized only if rescale is non-zero. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t rescale;
+    int32_t multiplier, shift;
+} tg_abs_params_t;
+
+void tg_abs_s8(const tg_abs_params_t *p, const int8_t *input, int8_t *output);
+
+/* SUB (left_shift 20) and SQUARED_DIFFERENCE (left_shift 7, output multiplier
+ * applied to the squared difference) take ADD's parameters. */
+void tg_sub_s8(const tg_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void tg_squared_difference_s8(const tg_add_params_t *p, const int8_t *input1, const int8_t *input2,
+                              int8_t *output);
+
+/* MINIMUM / MAXIMUM compare the raw int8 values (as TFLM does). */
+typedef struct {
+    int32_t size;
+    tg_broadcast_t bcast;
+} tg_minmax_params_t;
+
+void tg_minimum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void tg_maximum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* REDUCE_MAX / REDUCE_MIN over MEAN's geometry (the quantization fields are
+ * unused: input and output share it). SUM is tg_mean_s8 with a multiplier
+ * that is not divided by the count. */
+void tg_reduce_max_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
+void tg_reduce_min_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,13 @@ SUPPORTED_OPS = (
     "RESHAPE", "SOFTMAX", "ADD", "MUL", "LOGISTIC", "TANH", "RELU", "RELU6", "PAD", "MEAN",
     "CONCATENATION", "QUANTIZE", "DEQUANTIZE",
 )
+# Elementwise, activation and reduction ops (lower_elementwise.py; tested in
+# tests/test_compiled_ops_elementwise.py).
+ELEMENTWISE_OPS = (
+    "LEAKY_RELU", "PRELU", "HARD_SWISH", "ABS", "SUB", "SQUARED_DIFFERENCE", "MINIMUM", "MAXIMUM",
+    "REDUCE_MAX", "REDUCE_MIN", "SUM",
+)
+SUPPORTED_OPS += ELEMENTWISE_OPS
 
 
 class OpRefused(UnsupportedModel):
@@ -667,6 +674,29 @@ _LOWER = {
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
 }
+
+
+# Elementwise, activation and reduction ops. lower_elementwise builds on this module's
+# helpers, so it is imported when first used rather than at the top (no import cycle).
+def _ew():
+    from tinygen.codegen.compiled import lower_elementwise
+
+    return lower_elementwise
+
+
+_LOWER.update({
+    "LEAKY_RELU": lambda m, op: _ew().leaky_relu(m, op),
+    "PRELU": lambda m, op: _ew().prelu(m, op),
+    "HARD_SWISH": lambda m, op: _ew().hard_swish(m, op),
+    "ABS": lambda m, op: _ew().abs_(m, op),
+    "SUB": lambda m, op: _ew().sub(m, op),
+    "SQUARED_DIFFERENCE": lambda m, op: _ew().squared_difference(m, op),
+    "MINIMUM": lambda m, op: _ew().minmax(m, op, "minimum"),
+    "MAXIMUM": lambda m, op: _ew().minmax(m, op, "maximum"),
+    "REDUCE_MAX": lambda m, op: _ew().reduce_minmax(m, op, "max"),
+    "REDUCE_MIN": lambda m, op: _ew().reduce_minmax(m, op, "min"),
+    "SUM": lambda m, op: _ew().sum_(m, op),
+})
 
 
 def lower_op(m: TfliteModel, op: Operator) -> OpIR:

@@ -38,10 +38,23 @@ STRUCTS: dict[str, str | None] = {
     "tg_copy_s8": None,
     "tg_concat_s8": None,
 }
+# Elementwise, activation and reduction kernels (lower_elementwise.py).
+STRUCTS.update({
+    "tg_leaky_relu_s8": "tg_leaky_relu_params_t",
+    "tg_prelu_s8": "tg_prelu_params_t",
+    "tg_hard_swish_s8": "tg_hard_swish_params_t",
+    "tg_abs_s8": "tg_abs_params_t",
+    "tg_sub_s8": "tg_add_params_t",
+    "tg_squared_difference_s8": "tg_add_params_t",
+    "tg_minimum_s8": "tg_minmax_params_t",
+    "tg_maximum_s8": "tg_minmax_params_t",
+    "tg_reduce_max_s8": "tg_mean_params_t",
+    "tg_reduce_min_s8": "tg_mean_params_t",
+})
 
 # TG_KERNELS_ABI_VERSION in firmware/runtime/tg_kernels.h: the emitted model code checks it at
 # compile time, so a model emitted for other kernels fails to build instead of misbehaving.
-KERNELS_ABI_VERSION = 1
+KERNELS_ABI_VERSION = 2
 
 # Values per line of a constant array: int8 data 16, int32 data 8, except these roles.
 _PER_LINE = {"shift": 16, "inner": 16}
