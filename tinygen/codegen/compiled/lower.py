@@ -668,9 +668,16 @@ _LOWER = {
     "DEQUANTIZE": _dequantize,
 }
 
+# ---- shape and spatial ops (lower_shape.py); imported here, after the helpers it uses ----
+from tinygen.codegen.compiled import lower_shape  # noqa: E402
 
-def lower_op(m: TfliteModel, op: Operator) -> OpIR:
-    """One operator as an OpIR, or OpRefused saying why the compiled runtime cannot run it."""
+SUPPORTED_OPS += lower_shape.SUPPORTED
+_LOWER.update(lower_shape.LOWER)
+
+
+def lower_op(m: TfliteModel, op: Operator) -> OpIR | tuple[OpIR, ...]:
+    """One operator as an OpIR (a tuple of them for an op with several outputs: one kernel
+    call each), or OpRefused saying why the compiled runtime cannot run it."""
     fn = _LOWER.get(op.opcode)
     if fn is None:
         raise OpRefused(op, "no compiled kernel")
@@ -727,7 +734,8 @@ def lower(m: TfliteModel) -> Program:
     refusals: list[Refusal] = []
     for op in m.operators:
         try:
-            ops.append(lower_op(m, op))
+            got = lower_op(m, op)
+            ops.extend(got if isinstance(got, tuple) else (got,))
         except OpRefused as exc:
             refusals.append(Refusal(op.index, op.opcode, exc.reason))
     return Program(m.sha256, tuple(m.tensors), tuple(m.inputs), tuple(m.outputs), tuple(ops),

@@ -1,0 +1,73 @@
+"""Keras models for the shape and spatial op tests (tests/test_compiled_ops_shape.py), built
+and converted in the compiled_harness worker processes: a case is a plain dict."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def build(case: dict):
+    import keras
+    import tensorflow as tf
+
+    L = keras.layers
+    keras.utils.set_random_seed(int(case["seed"]))
+    kind = case["kind"]
+    init = keras.initializers.RandomNormal(stddev=float(case.get("w_std", 0.3)), seed=int(case["seed"]))
+    inp = L.Input(tuple(case["shape"]))
+    # A Dense/Conv in front gives the op an input quantized by calibration rather than the model input.
+    if kind == "transpose":
+        y = L.Permute(tuple(case["perm"]))(L.Dense(case["shape"][-1], kernel_initializer=init)(inp))
+    elif kind == "slice":
+        sl = tuple(slice(*s) if isinstance(s, list) else s for s in case["slices"])
+        y = L.Lambda(lambda t: t[(slice(None),) + sl])(inp)
+    elif kind == "split":
+        parts = L.Lambda(lambda t: tf.split(t, case["parts"], axis=case["axis"]))(inp)
+        parts = [L.Activation("tanh")(p) if i % 2 else p for i, p in enumerate(parts)]
+        y = L.Concatenate(axis=case["axis"])(parts[::-1])
+    elif kind == "unstack":
+        parts = L.Lambda(lambda t: tf.unstack(t, axis=case["axis"]))(inp)
+        parts = [L.Activation("sigmoid")(p) if i == 1 else p for i, p in enumerate(parts)]
+        y = L.Lambda(lambda ts: tf.stack(ts[::-1], axis=case["stack_axis"]))(parts)
+    elif kind in ("nearest", "bilinear"):
+        size = tuple(case["size"])
+        mode = case["mode"]
+        if mode == "keras":
+            y = L.Resizing(*size, interpolation=kind)(inp)
+        elif mode == "upsampling":
+            y = L.UpSampling2D(tuple(case["factor"]), interpolation=kind)(inp)
+        else:
+            align = mode == "align"
+            fn = tf.compat.v1.image.resize_bilinear if kind == "bilinear" else \
+                tf.compat.v1.image.resize_nearest_neighbor
+            y = L.Lambda(lambda t: fn(t, size, align_corners=align))(inp)
+    elif kind == "tconv":
+        y = L.Conv2DTranspose(case["filters"], tuple(case["k"]), strides=tuple(case["strides"]),
+                              padding=case["padding"], use_bias=case["bias"], activation=case.get("act"),
+                              kernel_initializer=init,
+                              bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=3))(inp)
+    elif kind in ("lstm", "gru"):
+        cls = L.LSTM if kind == "lstm" else L.GRU
+        x = cls(case["units"], return_sequences=case.get("seq", False), go_backwards=case.get("back", False))(inp)
+        if case.get("seq"):
+            x = L.Flatten()(x)
+        y = L.Dense(case.get("classes", 3))(x)
+    else:
+        raise ValueError(kind)
+    return keras.Model(inp, y)
+
+
+def representative(case: dict, n: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(int(case["seed"]) + 12345)
+    return rng.normal(0.0, 1.0, size=(n,) + tuple(case["shape"])).astype(np.float32)
+
+
+def convert(case: dict):
+    """int8 .tflite bytes of the case, or the exception the conversion raised (reported, not raised,
+    so one bad case does not kill the worker pool)."""
+    from compiled_harness import quantize_quiet
+
+    try:
+        return quantize_quiet(build(case), representative(case))
+    except Exception as exc:
+        return exc
