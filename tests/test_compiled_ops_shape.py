@@ -62,6 +62,8 @@ def _cases() -> list[dict]:
         add("tconv", shape=[dim(1, 5), dim(1, 5), dim(1, 5)], filters=dim(1, 6), k=k,
             strides=[dim(1, 4), dim(1, 4)], padding="same" if i % 2 == 0 else "valid", bias=i != 3,
             w_std=float(10 ** rng.uniform(-1.5, 0.3)))
+    add("tconv", shape=[3, 4, 2], filters=3, k=[3, 3], strides=[2, 2], padding="same", bias=True, act="relu")
+    add("tconv", shape=[4, 3, 3], filters=2, k=[2, 3], strides=[1, 2], padding="valid", bias=True, act="relu6")
     return cases
 
 

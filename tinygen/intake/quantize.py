@@ -90,8 +90,19 @@ def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = Fal
     if isinstance(model, SavedModelFn):
         return quantize_saved_model(model, representative, per_channel_dense=per_channel_dense,
                                     on_calibrate=on_calibrate)
-    conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
-    return _convert(conv, representative, per_channel_dense, on_calibrate)
+    from tinygen.intake.recurrent import unroll_recurrent
+
+    model, unrolled = unroll_recurrent(model)
+    # TF 2.21's int8 pass sometimes leaves the first unrolled step's SPLIT in float (not the
+    # same way twice for one model); a fresh conversion of an unrolled model then succeeds.
+    for attempt in range(3 if unrolled else 1):
+        conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
+        try:
+            return _convert(conv, representative, per_channel_dense, on_calibrate)
+        except UnsupportedModel:
+            if attempt == (2 if unrolled else 0):
+                raise
+    raise AssertionError("unreachable")
 
 
 def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: bool = False,

@@ -307,9 +307,7 @@ def _transpose_conv(m: TfliteModel, op: Operator) -> OpIR:
         raise OpRefused(op, "weights must be constant symmetric int8")
     if len(w.scale) > 1 and (len(w.scale) != out_c or w.quantized_dimension != 0):
         raise OpRefused(op, "per-channel weight scales do not match the output channels")
-    if _activation(op) != "NONE":
-        # The tflite_micro release tinygen checks against ignores a fused activation here.
-        raise OpRefused(op, f"fused activation {_activation(op)} on TRANSPOSE_CONV")
+    act_min, act_max = quant.activation_range(_activation(op), y.scale[0], y.zero_point[0])
     bias = None
     if len(op.inputs) > 3 and op.inputs[3] >= 0:
         bias = m.tensors[op.inputs[3]]
@@ -342,7 +340,7 @@ def _transpose_conv(m: TfliteModel, op: Operator) -> OpIR:
         ("batches", n), ("in_h", in_h), ("in_w", in_w), ("in_c", in_c), ("out_h", out_h), ("out_w", out_w),
         ("out_c", out_c), ("filter_h", k_h), ("filter_w", k_w), ("stride_h", sh), ("stride_w", sw),
         ("pad_h", pad_h), ("pad_w", pad_w), ("input_offset", -x.zero_point[0]),
-        ("output_offset", y.zero_point[0]), ("act_min", -128), ("act_max", 127),
+        ("output_offset", y.zero_point[0]), ("act_min", act_min), ("act_max", act_max),
         ("per_channel", int(per_channel)), ("weights", ArrayRef("w")),
         ("bias", ArrayRef("b") if bias is not None else None), ("multiplier", ArrayRef("mult")),
         ("shift", ArrayRef("shift")))
