@@ -30,17 +30,16 @@ def build(case: dict):
         parts = [L.Activation("sigmoid")(p) if i == 1 else p for i, p in enumerate(parts)]
         y = L.Lambda(lambda ts: tf.stack(ts[::-1], axis=case["stack_axis"]))(parts)
     elif kind in ("nearest", "bilinear"):
+        # The three coordinate modes side by side: Keras (half-pixel centers), align corners, plain.
         size = tuple(case["size"])
-        mode = case["mode"]
-        if mode == "keras":
-            y = L.Resizing(*size, interpolation=kind)(inp)
-        elif mode == "upsampling":
-            y = L.UpSampling2D(tuple(case["factor"]), interpolation=kind)(inp)
+        if case.get("factor"):
+            first = L.UpSampling2D(tuple(case["factor"]), interpolation=kind)(inp)
         else:
-            align = mode == "align"
-            fn = tf.compat.v1.image.resize_bilinear if kind == "bilinear" else \
-                tf.compat.v1.image.resize_nearest_neighbor
-            y = L.Lambda(lambda t: fn(t, size, align_corners=align))(inp)
+            first = L.Resizing(*size, interpolation=kind)(inp)
+        fn = tf.compat.v1.image.resize_bilinear if kind == "bilinear" else tf.compat.v1.image.resize_nearest_neighbor
+        align = L.Lambda(lambda t: fn(t, size, align_corners=True))(inp)
+        plain = L.Lambda(lambda t: fn(t, size, align_corners=False))(inp)
+        y = L.Concatenate()([first, align, plain])
     elif kind == "tconv":
         y = L.Conv2DTranspose(case["filters"], tuple(case["k"]), strides=tuple(case["strides"]),
                               padding=case["padding"], use_bias=case["bias"], activation=case.get("act"),
@@ -69,5 +68,52 @@ def convert(case: dict):
 
     try:
         return quantize_quiet(build(case), representative(case))
+    except Exception as exc:
+        return exc
+
+
+# ---- recurrent layers: a small seeded sequence task ------------------------------------
+
+STEPS = 8
+
+
+def sequence_task(seed: int = 11, n: int = 360):
+    """(x, y): 2-feature sequences of STEPS steps; class 0 rises, 1 falls, 2 alternates in
+    sign (feature 0), under noise; feature 1 is noise only."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    t = np.linspace(-1.0, 1.0, STEPS)
+    shapes = np.stack([t, -t, np.where(np.arange(STEPS) % 2 == 0, 0.8, -0.8)])
+    amp = rng.uniform(0.5, 1.5, size=(n, 1))
+    x = np.zeros((n, STEPS, 2), dtype=np.float32)
+    x[:, :, 0] = amp * shapes[y] + rng.normal(0, 0.35, size=(n, STEPS))
+    x[:, :, 1] = rng.normal(0, 1.0, size=(n, STEPS))
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def recurrent_model(kind: str, seed: int = 5):
+    """A trained LSTM / GRU classifier on sequence_task (default Keras layers, no unroll)."""
+    import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(seed)
+    x, y = sequence_task()
+    inp = L.Input((STEPS, 2))
+    h = (L.LSTM if kind == "lstm" else L.GRU)(8)(inp)
+    model = keras.Model(inp, L.Dense(3)(h))
+    model.compile(keras.optimizers.Adam(0.02), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:240], y[:240], epochs=12, batch_size=32, verbose=0)
+    return model, x, y
+
+
+def recurrent_case(kind: str):
+    """{raw int8 bytes, float accuracy on the held-out 120 sequences} for a trained default
+    LSTM / GRU, quantized by tinygen.intake.quantize (which unrolls it)."""
+    from compiled_harness import quantize_quiet
+
+    try:
+        model, x, y = recurrent_model(kind)
+        pred = np.asarray(model.predict(x[240:], verbose=0)).argmax(axis=1)
+        return {"raw": quantize_quiet(model, x[:200]), "float_acc": float((pred == y[240:]).mean())}
     except Exception as exc:
         return exc
