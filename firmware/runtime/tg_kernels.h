@@ -41,7 +41,7 @@
  * parameter structs, weight layouts). Emitted code refuses to compile against
  * a different version; KERNELS_ABI_VERSION in tinygen/codegen/compiled/
  * printer.py is the same number, and any change to that convention bumps both. */
-#define TG_KERNELS_ABI_VERSION 1
+#define TG_KERNELS_ABI_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
