@@ -106,13 +106,18 @@ def recurrent_model(kind: str, seed: int = 5):
     return model, x, y
 
 
-def recurrent_case(kind: str):
+def recurrent_case(kind: str, save_dir: str):
     """{raw int8 bytes, float accuracy on the held-out 120 sequences} for a trained default
-    LSTM / GRU, quantized by tinygen.intake.quantize (which unrolls it)."""
+    LSTM / GRU, quantized by tinygen.intake.quantize (which unrolls it); the model is also saved
+    as <save_dir>/<kind>.keras with its training data in <kind>.npz."""
+    from pathlib import Path
+
     from compiled_harness import quantize_quiet
 
     try:
         model, x, y = recurrent_model(kind)
+        model.save(Path(save_dir) / f"{kind}.keras")
+        np.savez(Path(save_dir) / f"{kind}.npz", x=x[:240], y=y[:240])
         pred = np.asarray(model.predict(x[240:], verbose=0)).argmax(axis=1)
         return {"raw": quantize_quiet(model, x[:200]), "float_acc": float((pred == y[240:]).mean())}
     except Exception as exc:

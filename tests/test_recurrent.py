@@ -20,10 +20,11 @@ KINDS = ("lstm", "gru")
 
 
 @pytest.fixture(scope="module")
-def converted():
+def converted(tmp_path_factory):
     H.require(H.have_python_deps(), "tensorflow / tflite_micro (Python packages)")
-    futures = {k: H.pool().submit(shape_cases.recurrent_case, k) for k in KINDS}
-    out = {}
+    d = tmp_path_factory.mktemp("recurrent")
+    futures = {k: H.pool().submit(shape_cases.recurrent_case, k, str(d)) for k in KINDS}
+    out = {"dir": d}
     for k, f in futures.items():
         got = f.result()
         if isinstance(got, Exception):
@@ -64,19 +65,16 @@ def test_compiled_runtime_bit_exact(converted, tmp_path):
     build = H.build_host(ms, tmp_path)
     for i, m in enumerate(ms):
         v = np.concatenate([_quantize_inputs(m, x[240:280]), H.input_vectors(m.input_tensor().shape, 20, rng)])
-        H.assert_identical(build.run(i, v), H.tflm_outputs(m.raw, v), m.name)
+        H.assert_identical(build.run(i, v), H.tflm_outputs(m.raw, v), KINDS[i])
 
 
-def test_lstm_keras_file_builds_for_the_compiled_runtime(tmp_path):
-    """The real CLI on a saved default LSTM: converted (unrolled), compiled runtime chosen for the
+def test_lstm_keras_file_builds_for_the_compiled_runtime(converted, tmp_path):
+    """The real CLI on the saved default LSTM: converted (unrolled), compiled runtime chosen for the
     emulated Cortex-M4, reference vectors equal to tflite_micro."""
-    H.require(H.have_python_deps(), "tensorflow / tflite_micro (Python packages)")
-    model, x, y = shape_cases.recurrent_model("lstm")
-    model.save(tmp_path / "lstm.keras")
-    np.savez(tmp_path / "data.npz", x=x[:200], y=y[:200])
+    d = converted["dir"]
     out = tmp_path / "p"
-    res = build_ok("--board", "qemu-m4", "--model", str(tmp_path / "lstm.keras"), "--data",
-                   str(tmp_path / "data.npz"), "--out", str(out), "--json")
+    res = build_ok("--board", "qemu-m4", "--model", str(d / "lstm.keras"), "--data", str(d / "lstm.npz"),
+                   "--out", str(out), "--json")
     summary = json.loads(res.stdout)
     assert summary["runtime"] == "compiled"
     assert summary["quality"]["top1_agreement"] >= 0.9

@@ -259,14 +259,6 @@ typedef struct {
 
 void tg_mean_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
 
-/* ---- CONCATENATION / RESHAPE copies -------------------------------------- */
-
-/* output = for each of `outer` rows: input[0] row, input[1] row, ...
- * where input i contributes inner_bytes[i] bytes per row. */
-void tg_concat_s8(int32_t outer, int32_t n_inputs, const int8_t *const *inputs,
-                  const int32_t *inner_bytes, int8_t *output);
-void tg_copy_s8(int32_t size, const int8_t *input, int8_t *output);
-
 /* ==== shape and spatial ops (tg_gather.c, tg_resize.c, tg_transpose_conv.c) ==== */
 
 /* TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK: the output (row-major over
@@ -312,6 +304,14 @@ typedef struct {
 
 void tg_transpose_conv_s8(const tg_transpose_conv_params_t *p, const int8_t *input, int8_t *output,
                           int32_t *scratch);
+
+/* ---- CONCATENATION / RESHAPE copies -------------------------------------- */
+
+/* output = for each of `outer` rows: input[0] row, input[1] row, ...
+ * where input i contributes inner_bytes[i] bytes per row. */
+void tg_concat_s8(int32_t outer, int32_t n_inputs, const int8_t *const *inputs,
+                  const int32_t *inner_bytes, int8_t *output);
+void tg_copy_s8(int32_t size, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

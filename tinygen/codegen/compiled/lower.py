@@ -668,16 +668,9 @@ _LOWER = {
     "DEQUANTIZE": _dequantize,
 }
 
-# ---- shape and spatial ops (lower_shape.py); imported here, after the helpers it uses ----
-from tinygen.codegen.compiled import lower_shape  # noqa: E402
 
-SUPPORTED_OPS += lower_shape.SUPPORTED
-_LOWER.update(lower_shape.LOWER)
-
-
-def lower_op(m: TfliteModel, op: Operator) -> OpIR | tuple[OpIR, ...]:
-    """One operator as an OpIR (a tuple of them for an op with several outputs: one kernel
-    call each), or OpRefused saying why the compiled runtime cannot run it."""
+def lower_op(m: TfliteModel, op: Operator) -> OpIR:
+    """One operator as an OpIR, or OpRefused saying why the compiled runtime cannot run it."""
     fn = _LOWER.get(op.opcode)
     if fn is None:
         raise OpRefused(op, "no compiled kernel")
@@ -689,6 +682,14 @@ def lower_op(m: TfliteModel, op: Operator) -> OpIR | tuple[OpIR, ...]:
         raise OpRefused(op, str(exc)) from None
     except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:
         raise OpRefused(op, f"malformed operator ({type(exc).__name__}: {exc})") from None
+
+
+# ---- shape and spatial ops (lower_shape.py); imported here, after the helpers it uses.
+# An op with several outputs (SPLIT, UNPACK) lowers to a tuple of OpIRs, one kernel call each.
+from tinygen.codegen.compiled import lower_shape  # noqa: E402
+
+SUPPORTED_OPS += lower_shape.SUPPORTED
+_LOWER.update(lower_shape.LOWER)
 
 
 def model_problems(model: TfliteModel) -> list[str]:
