@@ -122,3 +122,19 @@ def recurrent_case(kind: str, save_dir: str):
         return {"raw": quantize_quiet(model, x[:200]), "float_acc": float((pred == y[240:]).mean())}
     except Exception as exc:
         return exc
+
+
+def stateful_refusal() -> str:
+    """The UnsupportedModel message for a stateful GRU (raises if it is not refused)."""
+    import keras
+
+    from tinygen.common.errors import UnsupportedModel
+    from tinygen.intake.recurrent import unroll_recurrent
+
+    inp = keras.Input((4, 2), batch_size=1)
+    model = keras.Model(inp, keras.layers.GRU(3, stateful=True, name="my gru")(inp))
+    try:
+        unroll_recurrent(model)
+    except UnsupportedModel as exc:
+        return str(exc)
+    raise AssertionError("a stateful GRU was not refused")

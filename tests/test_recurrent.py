@@ -84,16 +84,7 @@ def test_lstm_keras_file_builds_for_the_compiled_runtime(converted, tmp_path):
         np.testing.assert_array_equal(H.tflm_outputs(raw, z["inputs"]), z["outputs"])
 
 
-def test_stateful_layer_is_refused_in_one_line(tmp_path):
+def test_stateful_layer_is_refused_in_one_line():
     H.require(H.have_python_deps(), "tensorflow / tflite_micro (Python packages)")
-    import keras
-
-    from tinygen.common.errors import UnsupportedModel
-    from tinygen.intake.recurrent import unroll_recurrent
-
-    inp = keras.Input((4, 2), batch_size=1)
-    model = keras.Model(inp, keras.layers.GRU(3, stateful=True, name="my gru")(inp))
-    with pytest.raises(UnsupportedModel) as exc:
-        unroll_recurrent(model)
-    msg = str(exc.value)
+    msg = H.pool().submit(shape_cases.stateful_refusal).result()
     assert "\n" not in msg and "'my gru'" in msg and "stateful=False" in msg
