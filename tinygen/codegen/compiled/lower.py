@@ -684,12 +684,23 @@ def lower_op(m: TfliteModel, op: Operator) -> OpIR:
         raise OpRefused(op, f"malformed operator ({type(exc).__name__}: {exc})") from None
 
 
-# ---- shape and spatial ops (lower_shape.py); imported here, after the helpers it uses.
-# An op with several outputs (SPLIT, UNPACK) lowers to a tuple of OpIRs, one kernel call each.
-from tinygen.codegen.compiled import lower_shape  # noqa: E402
+# ---- shape and spatial ops: lowered in lower_shape.py, which builds on this module's helpers
+# and is imported on first use (no import cycle). An op with several outputs (SPLIT, UNPACK)
+# lowers to a tuple of OpIRs, one kernel call each.
+SHAPE_OPS = ("TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK", "PACK",
+             "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")
+SUPPORTED_OPS += SHAPE_OPS
 
-SUPPORTED_OPS += lower_shape.SUPPORTED
-_LOWER.update(lower_shape.LOWER)
+
+def _shape_op(name: str):
+    def run(m: TfliteModel, op: Operator):
+        from tinygen.codegen.compiled import lower_shape
+
+        return lower_shape.LOWER[name](m, op)
+    return run
+
+
+_LOWER.update({name: _shape_op(name) for name in SHAPE_OPS})
 
 
 def model_problems(model: TfliteModel) -> list[str]:

@@ -14,13 +14,12 @@ import numpy as np
 
 from tinygen.codegen.compiled import quant
 from tinygen.codegen.compiled.ir import ArrayRef, ConstArray, OpIR
-from tinygen.codegen.compiled.lower import (INT32_MAX, OpRefused, _activation, _check_index_range, _check_rq,
-                                            _fields, _i32, _need_int8_act, _out_size, _pad_amount)
+from tinygen.codegen.compiled.lower import (INT32_MAX, SHAPE_OPS, OpRefused, _activation, _check_index_range,
+                                            _check_rq, _fields, _i32, _need_int8_act, _out_size, _pad_amount)
 from tinygen.codegen.compiled.packing import MAX_DIMS
 from tinygen.tflite.model import Operator, Tensor, TfliteModel
 
-SUPPORTED = ("TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK", "PACK",
-             "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")
+SUPPORTED = SHAPE_OPS
 
 
 def _tensor(m: TfliteModel, op: Operator, i: int) -> Tensor:
