@@ -34,6 +34,9 @@ def _batch1_model(model):
     """The same layers and weights with every input's batch dimension fixed to 1."""
     import tensorflow as tf
 
+    from tinygen.intake.recurrent import unroll_recurrent
+
+    model, _ = unroll_recurrent(model)  # LSTM / GRU / SimpleRNN: plain int8 ops, not a loop
     inputs = []
     for inp in model.inputs:
         shape = tuple(inp.shape)[1:]
@@ -90,19 +93,8 @@ def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = Fal
     if isinstance(model, SavedModelFn):
         return quantize_saved_model(model, representative, per_channel_dense=per_channel_dense,
                                     on_calibrate=on_calibrate)
-    from tinygen.intake.recurrent import unroll_recurrent
-
-    model, unrolled = unroll_recurrent(model)
-    # TF 2.21's int8 pass sometimes leaves the first unrolled step's SPLIT in float (not the
-    # same way twice for one model); a fresh conversion of an unrolled model then succeeds.
-    for attempt in range(3 if unrolled else 1):
-        conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
-        try:
-            return _convert(conv, representative, per_channel_dense, on_calibrate)
-        except UnsupportedModel:
-            if attempt == (2 if unrolled else 0):
-                raise
-    raise AssertionError("unreachable")
+    conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
+    return _convert(conv, representative, per_channel_dense, on_calibrate)
 
 
 def quantize_saved_model(sm, representative: np.ndarray, *, per_channel_dense: bool = False,
@@ -128,8 +120,10 @@ def _convert(conv, representative, per_channel_dense: bool, on_calibrate=None) -
     conv.inference_output_type = tf.int8
     if not per_channel_dense:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    from tinygen.intake.recurrent import convert_settled
+
     try:
-        result = bytes(conv.convert())
+        result = convert_settled(conv)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         # Find which ops stay float by converting again with float fallback allowed.

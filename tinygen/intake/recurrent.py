@@ -84,3 +84,19 @@ def unroll_recurrent(model):
     except Exception:  # subclassed or exotic models: convert the original
         return model, []
     return new, [layer.name for layer in found]
+
+
+def convert_settled(conv) -> bytes:
+    """``conv.convert()``, run again (at most twice) while the only float op it leaves is SPLIT:
+    TF 2.21's int8 pass sometimes leaves the first unrolled step's SPLIT in float (one of its
+    outputs is dead there, the zero initial state folds away), and not the same way twice for
+    one model; a fresh conversion then comes out fully int8."""
+    from tinygen.tflite.int8 import float_ops
+    from tinygen.tflite.model import parse_model
+
+    result = bytes(conv.convert())
+    for _ in range(2):
+        if float_ops(parse_model(result)) != ["SPLIT"]:
+            break
+        result = bytes(conv.convert())
+    return result
