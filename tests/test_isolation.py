@@ -46,7 +46,8 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     tf.keras.utils.set_random_seed(0)
     tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)]).save(d / "dense.keras")
-    tf.keras.Sequential([tf.keras.Input((8, 3)), tf.keras.layers.LSTM(4),
+    # A generic RNN loop over an LSTM cell: tinygen unrolls LSTM/GRU/SimpleRNN layers, not this.
+    tf.keras.Sequential([tf.keras.Input((8, 3)), tf.keras.layers.RNN(tf.keras.layers.LSTMCell(4), name="LSTM_loop"),
                          tf.keras.layers.Dense(2)]).save(d / "lstm.keras")
     return d
 

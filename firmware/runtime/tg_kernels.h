@@ -259,6 +259,52 @@ typedef struct {
 
 void tg_mean_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
 
+/* ==== shape and spatial ops (tg_gather.c, tg_resize.c, tg_transpose_conv.c) ==== */
+
+/* TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK: the output (row-major over
+ * dims) is input[offset + sum(idx[d] * strides[d])]. g holds
+ * rank (1..TG_MAX_DIMS), offset, dims[rank], strides[rank] (strides may be
+ * negative or 0). PACK is tg_concat_s8. */
+void tg_gather_s8(const int32_t *g, const int8_t *input, int8_t *output);
+
+/* RESIZE_NEAREST_NEIGHBOR: ys[out_h] / xs[out_w] are the source row / column of
+ * each output row / column. RESIZE_BILINEAR: ys[3 * out_h] holds (y0, y1, dy)
+ * per output row, xs[3 * out_w] (x0, x1, dx) per column; the weight of y1 is
+ * dy / 1024 and of y0 (1024 - dy) / 1024 (dy may lie outside [0, 1024] where
+ * y0 == y1, as in TFLM). */
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, channels;
+    int32_t out_h, out_w;
+    const int32_t *ys;
+    const int32_t *xs;
+} tg_resize_params_t;
+
+void tg_resize_nearest_s8(const tg_resize_params_t *p, const int8_t *input, int8_t *output);
+void tg_resize_bilinear_s8(const tg_resize_params_t *p, const int8_t *input, int8_t *output);
+
+/* TRANSPOSE_CONV: weights [out_c][filter_h][filter_w][in_c] as in the model;
+ * bias [out_c] or NULL; multiplier / shift [out_c] if per_channel, else [1].
+ * scratch: out_h * out_w * out_c int32 (4-byte aligned). */
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t input_offset, output_offset;
+    int32_t act_min, act_max;
+    int32_t per_channel;
+    const int8_t *weights;
+    const int32_t *bias;
+    const int32_t *multiplier;
+    const int32_t *shift;
+} tg_transpose_conv_params_t;
+
+void tg_transpose_conv_s8(const tg_transpose_conv_params_t *p, const int8_t *input, int8_t *output,
+                          int32_t *scratch);
+
 /* ---- CONCATENATION / RESHAPE copies -------------------------------------- */
 
 /* output = for each of `outer` rows: input[0] row, input[1] row, ...

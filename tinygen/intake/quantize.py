@@ -39,6 +39,9 @@ def _batch1_model(model):
     """The same layers and weights with every input's batch dimension fixed to 1."""
     import tensorflow as tf
 
+    from tinygen.intake.recurrent import unroll_recurrent
+
+    model, _ = unroll_recurrent(model)  # LSTM / GRU / SimpleRNN: plain int8 ops, not a loop
     inputs = []
     for inp in model.inputs:
         shape = tuple(inp.shape)[1:]
@@ -128,8 +131,10 @@ def _convert(conv, representative, per_channel_dense: bool, on_calibrate=None, l
     conv.inference_output_type = tf.int8
     if not per_channel_dense:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    from tinygen.intake.recurrent import convert_settled
+
     try:
-        result = bytes(conv.convert())
+        result = convert_settled(conv)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         # Find which ops stay float by converting again with float fallback allowed.

@@ -122,19 +122,16 @@ def _last_step(stdout) -> str:
 
 def recurrent_hint(layers: list[list[str]]) -> str | None:
     """What to try when a model with recurrent layers crashes the converter (checked with TF 2.21:
-    LSTM and GRU crash while calibrating; unrolled GRU/SimpleRNN convert to int8, an unrolled LSTM
-    keeps a float SPLIT)."""
+    a recurrent loop crashes while calibrating; unrolled LSTM/GRU/SimpleRNN convert to int8, and
+    tinygen.intake.recurrent unrolls them itself wherever it can rebuild the model)."""
     rec = [(name, cls) for name, cls in layers if cls in RECURRENT]
     if not rec:
         return None
     plain = [r for r in rec if r[1] in ("LSTM", "GRU", "SimpleRNN")]  # the cell inside a Bidirectional
     name, cls = (plain or rec)[0]
     name = "".join(c if c.isprintable() else "?" for c in name)[:40]  # the model author's text
-    if cls in ("GRU", "SimpleRNN"):
+    if cls in ("LSTM", "GRU", "SimpleRNN"):
         fix = f"rebuild it with {cls}(..., unroll=True) and a fixed sequence length (that converts to int8)"
-    elif cls == "LSTM":
-        fix = ("an LSTM does not become full int8 even with unroll=True; use GRU(..., unroll=True) with a "
-               "fixed sequence length instead")
     else:
         fix = "use GRU(..., unroll=True) with a fixed sequence length instead"
     return (f"the model has a recurrent {cls} layer ('{name}'), which the int8 converter cannot calibrate as a "

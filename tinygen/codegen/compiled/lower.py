@@ -714,6 +714,25 @@ def lower_op(m: TfliteModel, op: Operator) -> OpIR:
         raise OpRefused(op, f"malformed operator ({type(exc).__name__}: {exc})") from None
 
 
+# ---- shape and spatial ops: lowered in lower_shape.py, which builds on this module's helpers
+# and is imported on first use (no import cycle). An op with several outputs (SPLIT, UNPACK)
+# lowers to a tuple of OpIRs, one kernel call each.
+SHAPE_OPS = ("TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK", "PACK",
+             "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")
+SUPPORTED_OPS += SHAPE_OPS
+
+
+def _shape_op(name: str):
+    def run(m: TfliteModel, op: Operator):
+        from tinygen.codegen.compiled import lower_shape
+
+        return lower_shape.LOWER[name](m, op)
+    return run
+
+
+_LOWER.update({name: _shape_op(name) for name in SHAPE_OPS})
+
+
 def model_problems(model: TfliteModel) -> list[str]:
     """Whole-model reasons the compiled runtime cannot take the model."""
     problems = []
@@ -757,7 +776,8 @@ def lower(m: TfliteModel) -> Program:
     refusals: list[Refusal] = []
     for op in m.operators:
         try:
-            ops.append(lower_op(m, op))
+            got = lower_op(m, op)
+            ops.extend(got if isinstance(got, tuple) else (got,))
         except OpRefused as exc:
             refusals.append(Refusal(op.index, op.opcode, exc.reason))
     return Program(m.sha256, tuple(m.tensors), tuple(m.inputs), tuple(m.outputs), tuple(ops),

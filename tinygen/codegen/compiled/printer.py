@@ -180,6 +180,29 @@ CALLS: dict[str, Callable[[OpIR, _Names], str]] = {
 }
 
 
+# ---- shape and spatial ops (lower_shape.py) ----
+
+def _call_gather(op: OpIR, n: _Names) -> str:
+    arr, = op.arrays
+    x, = op.inputs
+    return f"tg_gather_s8({n.array(op, arr.role)}, {n.tensor(x)}, {n.tensor(op.output)});"
+
+
+def _call_transpose_conv(op: OpIR, n: _Names) -> str:
+    x, = op.inputs
+    scratch = n.scratch(op).replace("(int16_t *)", "(int32_t *)")
+    return f"tg_transpose_conv_s8(&{n.params(op)}, {n.tensor(x)}, {n.tensor(op.output)}, {scratch});"
+
+
+STRUCTS.update({
+    "tg_gather_s8": None,
+    "tg_resize_nearest_s8": "tg_resize_params_t",
+    "tg_resize_bilinear_s8": "tg_resize_params_t",
+    "tg_transpose_conv_s8": "tg_transpose_conv_params_t",
+})
+CALLS.update({"tg_gather_s8": _call_gather, "tg_transpose_conv_s8": _call_transpose_conv})
+
+
 def _array_decl(op: OpIR, arr: ConstArray, n: _Names) -> str:
     per_line = _PER_LINE.get(arr.role, 16 if arr.values.dtype == np.int8 else 8)
     return c_int_array(_ctype(arr.values), n.array(op, arr.role), arr.values, per_line, align=arr.align)
