@@ -31,7 +31,7 @@ def check_tools() -> list[dict]:
         try:
             pio.ensure_offline_core()
             scons_ok = True
-            detail = f"tool-scons from PyPI SCons and platform {pio.PLATFORM_NAME} installed in " \
+            detail = f"tool-scons from PyPI SCons and platforms {', '.join(pio.PLATFORM_NAMES)} installed in " \
                      f"tinygen's own PlatformIO home {pio.tinygen_core_dir()} (your ~/.platformio is not touched)"
         except TinygenError as exc:
             detail = str(exc)
