@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, build_ok, require, require_tool, run_cli
+from conftest import REPO, build_ok, require, require_tool
 from tinygen.common.boards import all_boards
 
 BOARDS = ("esp32c3", "esp32s3")
@@ -75,16 +75,20 @@ def test_compiled_runtime_c_builds_for_the_c3_isa(projects, tmp_path):
 
 
 @pytest.mark.parametrize("board", BOARDS)
-def test_port_auto_names_the_native_usb_and_the_bridges(projects, board):
+def test_port_auto_names_the_native_usb_and_the_bridges(board):
     from serial.tools import list_ports
 
-    ids = {(int(v, 16), int(p, 16)) for v, p in all_boards()[board]["serial"]["hwids"]}
+    from tinygen.common.errors import TinygenError
+    from tinygen.device.ports import resolve_port
+
+    spec = all_boards()[board]
+    ids = {(int(v, 16), int(p, 16)) for v, p in spec["serial"]["hwids"]}
     assert {(0x303A, 0x1001), (0x10C4, 0xEA60), (0x1A86, 0x7523), (0x1A86, 0x55D4), (0x0403, 0x6001)} <= ids
     if any((p.vid, p.pid) in ids for p in list_ports.comports()):
         pytest.skip("an ESP32 USB port is plugged in")
-    res = run_cli("verify", "--project", str(projects[board, "compiled"]), "--port", "auto")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert all_boards()[board]["name"] in res.stderr and "303A:1001" in res.stderr and "10C4:EA60" in res.stderr
+    with pytest.raises(TinygenError) as exc:
+        resolve_port("auto", spec)
+    assert spec["name"] in str(exc.value) and "303A:1001" in str(exc.value) and "10C4:EA60" in str(exc.value)
 
 
 def test_esp_nn_statement_against_the_pinned_library():

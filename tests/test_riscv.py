@@ -48,8 +48,8 @@ def _run(model: Path, out: Path, *extra: str) -> dict:
 
 
 def test_sine_model_bit_exact(sine_project, tmp_path):
-    result = _run(sine_project / "model.tflite", tmp_path / "sine", "--vectors", "16")
-    assert result["metrics"]["vectors"] == 32 + 16
+    result = _run(sine_project / "model.tflite", tmp_path / "sine", "--vectors", "8")
+    assert result["metrics"]["vectors"] == 32 + 8
     ini = (tmp_path / "sine" / "platformio.ini").read_text()
     assert "platform = tinygen-riscv" in ini and "-Werror" in ini  # HAL and runtime warning-free
 
