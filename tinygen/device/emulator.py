@@ -10,6 +10,8 @@ QEMU runs ``qemu-system-arm -M <machine> -display none -monitor none
 ``-icount shift=0`` every guest instruction takes exactly 1 ns of virtual
 time, so the guest's timers count instructions, deterministically. On the
 mps2 boards tg_hal_ticks() runs at 25 MHz: instructions = ticks * 40.
+qemu-rv32 runs qemu-system-riscv32 -M virt instead (binary and extra arguments from the
+board file's emulator section); there ticks are minstret, i.e. instructions.
 
 QEMU notices a client opening the pty only by polling (about once a
 second); bytes the guest sends before that are dropped. Talk first, e.g.
