@@ -28,7 +28,8 @@ export DEBIAN_FRONTEND=noninteractive
 DEB_PACKAGES=(gcc g++ make git python3 python3-venv python3-dev
               gcc-arm-none-eabi binutils-arm-none-eabi libnewlib-arm-none-eabi
               libstdc++-arm-none-eabi-newlib qemu-system-arm
-              clang libclang-rt-dev)   # libFuzzer + sanitizer runtimes for tests/fuzz
+              clang libclang-rt-dev    # libFuzzer + sanitizer runtimes for tests/fuzz
+              gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)   # qemu-rv32
 DEB_PACKAGES+=(ser2net)   # serves a board's UART as RFC 2217 for a labgrid farm (tests: loopback)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

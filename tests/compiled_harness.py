@@ -311,6 +311,118 @@ def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Pa
 
 
 
+# ---- RV32IMC on QEMU virt (the qemu-rv32 board) ------------------------------------------
+#
+# The board's own HAL (firmware/hal/riscv-virt: startup, linker script, 16550 UART, minstret)
+# carries the run; the outputs leave through the UART as hex and QEMU exits through virt's
+# sifive_test device. Flags and QEMU arguments are the board's (tinygen-riscv, boards/qemu-rv32.json).
+RV32_CFLAGS = ["--specs=picolibc.specs", "-march=rv32imc_zicsr", "-mabi=ilp32", "-mcmodel=medany",
+               "-Os", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"]
+# GCC 12's multilib table knows rv32imc, not rv32imc_zicsr (see tinygen-riscv's builder).
+RV32_LINK = ["--specs=picolibc.specs", "-march=rv32imc", "-mabi=ilp32", "-nostartfiles", "-Wl,--gc-sections"]
+
+_RV32_MAIN = r"""
+#include <stdint.h>
+#include "tg_hal.h"
+%(includes)s
+
+%(data)s
+
+static uint32_t tgq_instr[%(n_models)d];
+static void tgq_hex(const void *data, uint32_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *p = (const uint8_t *)data;
+    uint32_t i;
+    uint8_t two[2];
+    for (i = 0; i < n; i++) {
+        two[0] = (uint8_t)digits[p[i] >> 4];
+        two[1] = (uint8_t)digits[p[i] & 15u];
+        tg_hal_write(two, 2u);
+    }
+}
+
+int main(void)
+{
+    static int8_t out[%(max_out)d];
+    uint32_t i, t0;
+    tg_hal_init();
+    tg_hal_write((const uint8_t *)"<", 1u);
+%(runs)s
+    tg_hal_write((const uint8_t *)">", 1u);
+    for (i = 0; i < %(n_models)du; i++) {
+        tg_hal_write((const uint8_t *)" ", 1u);
+        tgq_hex(&tgq_instr[i], 4u);
+    }
+    tg_hal_write((const uint8_t *)"|", 1u);
+    *(volatile uint32_t *)0x00100000u = 0x5555u; /* virt's sifive_test: power off, exit 0 */
+    for (;;) {
+    }
+}
+"""
+
+
+def have_rv32() -> bool:
+    gcc = shutil.which("riscv64-unknown-elf-gcc")
+    if gcc is None or shutil.which("qemu-system-riscv32") is None:
+        return False
+    specs = subprocess.run([gcc, "-print-file-name=picolibc.specs"], capture_output=True, text=True).stdout.strip()
+    return Path(specs).is_absolute()
+
+
+def run_qemu_rv32(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Path,
+                  timeout: float = 300.0, instructions: list | None = None) -> list[np.ndarray]:
+    """Build all models + the kernels (portable C) for RV32IMC, run them on QEMU virt with the
+    qemu-rv32 board's HAL over the given inputs, return the outputs per model. ``instructions``
+    (a list) receives each model's mean retired instructions per inference (minstret, exact)."""
+    from tinygen.common.boards import get_board
+    from tinygen.common.paths import firmware_dir
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefixes = write_sources(models, workdir)
+    hal = firmware_dir() / "hal"
+    for f in [hal / "tg_hal.h", *sorted((hal / "riscv-virt").glob("*"))]:
+        if f.name != "main.c":
+            shutil.copy2(f, workdir / f.name)
+    data, runs = [], []
+    max_out = 1
+    for k, (m, p, x) in enumerate(zip(models, prefixes, inputs)):
+        x = np.ascontiguousarray(x, dtype=np.int8).reshape(len(x), -1)
+        data.append(f"static const int8_t in{k}[{x.size}] = {{{', '.join(str(int(v)) for v in x.reshape(-1))}}};")
+        out_b = m.output_tensor().nbytes
+        max_out = max(max_out, out_b)
+        runs.append(f"    for (i = 0; i < {len(x)}u; i++) {{ t0 = tg_hal_ticks(); {p}_invoke(in{k} + i * {x.shape[1]}u, "
+                    f"out); tgq_instr[{k}] += tg_hal_ticks() - t0; tgq_hex(out, {out_b}u); }}")
+    (workdir / "rv32_main.c").write_text(_RV32_MAIN % {
+        "includes": "\n".join(f'#include "{p}_model.h"' for p in prefixes), "data": "\n".join(data),
+        "runs": "\n".join(runs), "max_out": max_out, "n_models": len(models)})
+    sources = kernel_c_files() + ["rv32_main.c", "startup_riscv_virt.c", "tg_hal_riscv_virt.c"] + \
+        [f"{p}_model.c" for p in prefixes]
+    _run(["riscv64-unknown-elf-gcc", "-std=c99", *RV32_CFLAGS, "-I.", "-c", *sources], cwd=workdir)
+    objects = [src[:-2] + ".o" for src in sources]
+    _run(["riscv64-unknown-elf-gcc", *RV32_LINK, "-T", "riscv_virt.ld", *objects, "-o", "rv32.elf"], cwd=workdir)
+    emu = get_board("qemu-rv32")["emulator"]
+    p = subprocess.run([emu["binary"], "-M", emu["machine"], *emu["args"], "-display", "none", "-monitor", "none",
+                        "-serial", "stdio", "-kernel", "rv32.elf"], cwd=workdir, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=timeout)
+    text = p.stdout.decode("ascii", "replace") + p.stderr.decode("ascii", "replace")
+    found = re.search(r"<([0-9a-f]*)>([0-9a-f ]*)\|", text)
+    if found is None or p.returncode != 0:
+        raise AssertionError(f"QEMU rv32 run produced no result (exit {p.returncode}): {text[:500]}")
+    if instructions is not None:
+        for word, x in zip(found.group(2).split(), inputs):
+            instructions.append(int.from_bytes(bytes.fromhex(word), "little") / max(len(x), 1))
+    raw = np.frombuffer(bytes.fromhex(found.group(1)), dtype=np.int8)
+    outs, pos = [], 0
+    for m, x in zip(models, inputs):
+        n = len(x) * m.output_tensor().nbytes
+        if pos + n > len(raw):
+            raise AssertionError(f"QEMU rv32 produced {len(raw)} output bytes, expected more")
+        outs.append(raw[pos:pos + n].reshape((len(x),) + tuple(m.output_tensor().shape)))
+        pos += n
+    return outs
+
+
 # ---- Keras model cases (built and converted in worker processes) -------------------------
 #
 # A case is a plain dict (picklable); build_keras(case) turns it into a Keras

@@ -424,3 +424,18 @@ def test_kernel_abi_version_is_checked_when_the_model_compiles(tmp_path):
         bad = compile_model(changed)
         assert bad.returncode != 0
         assert "#error" in bad.stderr and "regenerate" in bad.stderr, bad.stderr
+
+
+def test_rv32_portable_path_on_qemu(built, tmp_path):
+    """The portable C kernels (no DSP path) on an emulated RV32IMC core (qemu-rv32's HAL and QEMU
+    virt) are bit-exact too, for every op family."""
+    H.require(H.have_rv32(), "riscv64-unknown-elf-gcc + picolibc / qemu-system-riscv32")
+    idx = list(range(0, len(CASES), 2))  # every other case: every op family, half the build
+    assert {CASES[i]["kind"] for i in idx} == {c["kind"] for c in CASES}
+    models = [built["models"][i] for i in idx]
+    inputs = [built["inputs"][i][:8] for i in idx]
+    instructions: list[float] = []
+    outs = H.run_qemu_rv32(models, inputs, tmp_path / "rv32", instructions=instructions)
+    for j, i in enumerate(idx):
+        H.assert_identical(outs[j], built["refs"][i][:8], f"qemu-rv32 {CASES[i]['id']}")
+    assert len(instructions) == len(models) and min(instructions) > 0

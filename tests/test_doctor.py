@@ -18,7 +18,7 @@ def test_doctor_reports_tools_and_boards_as_they_are_here():
     data = json.loads(res.stdout)
     tools = {t["tool"]: t for t in data["tools"]}
     on_path = {"arm-none-eabi-gcc": "arm-none-eabi-gcc", "arm-none-eabi-g++ (+libstdc++)": "arm-none-eabi-g++",
-               "qemu-system-arm": "qemu-system-arm", "host gcc": "gcc"}
+               "qemu-system-arm": "qemu-system-arm", "host gcc": "gcc", "qemu-system-riscv32": "qemu-system-riscv32"}
     for tool, exe in on_path.items():
         path = shutil.which(exe)
         assert tools[tool]["ok"] == (path is not None), tools[tool]
@@ -38,6 +38,9 @@ def test_doctor_reports_tools_and_boards_as_they_are_here():
     assert set(boards) == set(files)
     for bid, spec in files.items():
         want = emulated_here if spec.get("emulator") else pio_here
+        if spec.get("emulator", {}).get("binary") == "qemu-system-riscv32":  # qemu-rv32: the RISC-V tools instead
+            want = pio_here and have["SCons"] and tools["riscv64-unknown-elf-gcc (+picolibc)"]["ok"] and \
+                bool(shutil.which("qemu-system-riscv32"))
         assert boards[bid]["usable"] == want, (bid, boards[bid])
     assert "registry" in boards["esp32"]["what"]
 

@@ -57,7 +57,8 @@ def boards_cmd(as_json: bool) -> None:
                   grouped(b["ram_bytes"]),
                   f"{pio['platform']} / {pio['board']} / {pio.get('framework') or '(bare metal)'}",
                   ", ".join(b["runtimes"]),
-                  ", ".join(b.get("tflm", {}).get("lib_deps", [])) or "(TINYGEN_TFLM_DIR tree)")
+                  ", ".join(b.get("tflm", {}).get("lib_deps", []))
+                  or ("(TINYGEN_TFLM_DIR tree)" if "tflm" in b["runtimes"] else "-"))
     out.print(t)
 
 

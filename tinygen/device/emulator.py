@@ -10,6 +10,8 @@ QEMU runs ``qemu-system-arm -M <machine> -display none -monitor none
 ``-icount shift=0`` every guest instruction takes exactly 1 ns of virtual
 time, so the guest's timers count instructions, deterministically. On the
 mps2 boards tg_hal_ticks() runs at 25 MHz: instructions = ticks * 40.
+qemu-rv32 runs qemu-system-riscv32 -M virt instead (binary and extra arguments from the
+board file's emulator section); there ticks are minstret, i.e. instructions.
 
 QEMU notices a client opening the pty only by polling (about once a
 second); bytes the guest sends before that are dropped. Talk first, e.g.
@@ -32,9 +34,9 @@ QEMU_BINARY = "qemu-system-arm"
 _PTY_RE = re.compile(r"char device redirected to (/dev/\S+)")
 
 
-def qemu_available() -> str | None:
-    """Path of qemu-system-arm, or None when it is not installed."""
-    return shutil.which(QEMU_BINARY)
+def qemu_available(binary: str = QEMU_BINARY) -> str | None:
+    """Path of a QEMU system emulator (default qemu-system-arm), or None when it is not installed."""
+    return shutil.which(binary)
 
 
 def board_machine(board: dict) -> str:
@@ -50,14 +52,16 @@ class QemuBoard:
     """A QEMU-emulated board running one ELF, UART0 on ``.port``.
 
     ``board`` keys: ``machine`` (required, e.g. "mps2-an386"), optional
-    ``cpu`` (-cpu), ``icount_shift`` (default 0; None turns -icount off) and
-    ``qemu_args`` (extra arguments, a list).
+    ``cpu`` (-cpu), ``icount_shift`` (default 0; None turns -icount off),
+    ``qemu_args`` (extra arguments, a list) and ``qemu`` (the emulator binary,
+    default qemu-system-arm; e.g. qemu-system-riscv32 for qemu-rv32).
     """
 
     def __init__(self, elf: str | os.PathLike, board: dict, *, startup_timeout: float = 20.0):
         self.elf = Path(elf)
         self.board = dict(board)
         self.machine = board_machine(self.board)
+        self.binary = str(self.board.get("qemu") or (self.board.get("tinygen") or {}).get("qemu") or QEMU_BINARY)
         self.startup_timeout = startup_timeout
         self.port: str | None = None
         self._proc: subprocess.Popen | None = None
@@ -68,8 +72,8 @@ class QemuBoard:
 
     # -- command line ------------------------------------------------------
 
-    def command(self, qemu: str = QEMU_BINARY) -> list[str]:
-        cmd = [qemu, "-M", self.machine]
+    def command(self, qemu: str | None = None) -> list[str]:
+        cmd = [qemu or self.binary, "-M", self.machine]
         if self.board.get("cpu"):
             cmd += ["-cpu", str(self.board["cpu"])]
         cmd += ["-display", "none", "-monitor", "none", "-serial", "pty"]
@@ -98,10 +102,11 @@ class QemuBoard:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> "QemuBoard":
-        qemu = qemu_available()
+        qemu = qemu_available(self.binary)
         if qemu is None:
+            package = "qemu-system-arm" if self.binary == QEMU_BINARY else "qemu-system-misc"
             raise ToolFailure(
-                "qemu-system-arm not found; install it (Debian: apt-get install qemu-system-arm)"
+                f"{self.binary} not found; install it (Debian: apt-get install {package})"
             )
         if not self.elf.is_file():
             raise ToolFailure(f"firmware ELF not found: {self.elf} (build it with pio run)")
@@ -125,13 +130,13 @@ class QemuBoard:
                 self.stop()
                 out = " ".join(self.log.split())[:300]
                 raise ToolFailure(
-                    f"qemu-system-arm -M {self.machine} exited with code {code}: "
+                    f"{self.binary} -M {self.machine} exited with code {code}: "
                     f"{out or 'no output'}"
                 )
             if time.monotonic() > deadline:
                 self.stop()
                 raise ToolFailure(
-                    f"qemu-system-arm -M {self.machine} did not report its serial pty "
+                    f"{self.binary} -M {self.machine} did not report its serial pty "
                     f"within {self.startup_timeout:.0f} s"
                 )
         return self
@@ -186,4 +191,7 @@ def qemu_for_project(project: Path, board: dict) -> QemuBoard:
     elf = firmware_elf(project, board["id"])
     if not elf.exists():
         raise TinygenError(f"{elf} does not exist; build first (tinygen flash builds it)")
-    return QemuBoard(elf, {"machine": board["emulator"]["machine"], "icount_shift": 0})
+    emu = board["emulator"]
+    # The binary and any extra arguments (qemu-rv32: -bios none, -cpu) come from the board file.
+    return QemuBoard(elf, {"machine": emu["machine"], "icount_shift": 0, "qemu": emu.get("binary", QEMU_BINARY),
+                           "qemu_args": list(emu.get("args", []))})

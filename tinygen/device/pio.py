@@ -40,6 +40,8 @@ from tinygen.common.escape import UnsafeText, pio_path, terminal
 from tinygen.common.paths import firmware_dir
 
 PLATFORM_NAME = "tinygen-mps2"
+# Every dev platform of tinygen's own, all linked into the offline core (tinygen-riscv: qemu-rv32).
+PLATFORM_NAMES = (PLATFORM_NAME, "tinygen-riscv")
 SCONS_PACKAGE = "tool-scons"
 # PlatformIO core 6.2's requirement, used only if platformio cannot be imported.
 _FALLBACK_SCONS_REQUIREMENT = "~4.41101.0"
@@ -68,9 +70,9 @@ if __name__ == "__main__":
 # where things are
 
 
-def platform_dir() -> Path:
-    """The tinygen-mps2 dev platform inside tinygen's firmware/ tree."""
-    return firmware_dir() / "platformio" / PLATFORM_NAME
+def platform_dir(name: str = PLATFORM_NAME) -> Path:
+    """A dev platform (default tinygen-mps2) inside tinygen's firmware/ tree."""
+    return firmware_dir() / "platformio" / name
 
 
 def tinygen_core_dir() -> Path:
@@ -295,8 +297,8 @@ def _install_scons_package(core_dir: Path) -> Path:
 # the dev platform
 
 
-def _platform_link_ok(core_dir: Path, target: Path) -> bool:
-    link = core_dir / "platforms" / f"{PLATFORM_NAME}.pio-link"
+def _platform_link_ok(core_dir: Path, target: Path, name: str = PLATFORM_NAME) -> bool:
+    link = core_dir / "platforms" / f"{name}.pio-link"
     try:
         data = json.loads(link.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -368,10 +370,10 @@ def _run_pio(args: list[str], core_dir: Path | None, cwd: Path | None = None,
 
 
 def ensure_offline_core(core_dir: Path | None = None) -> None:
-    """Make a PlatformIO core dir build tinygen-mps2 projects without the network.
+    """Make a PlatformIO core dir build tinygen-mps2 and tinygen-riscv projects without the network.
 
     Idempotent and cheap once done: installs ``tool-scons`` (from pip's SCons)
-    into ``<core>/packages`` and links the tinygen-mps2 dev platform into
+    into ``<core>/packages`` and links tinygen's dev platforms (PLATFORM_NAMES) into
     ``<core>/platforms``. ``core_dir`` None means :func:`tinygen_core_dir`.
     """
     core = Path(core_dir).expanduser() if core_dir is not None else tinygen_core_dir()
@@ -387,12 +389,17 @@ def ensure_offline_core(core_dir: Path | None = None) -> None:
         raise ToolFailure(f"cannot set up tinygen's PlatformIO home {terminal(str(core))}: "
                           f"{exc.strerror or exc}; set TINYGEN_HOME to a writable directory") from None
 
-    pdir = platform_dir()
+    for name in PLATFORM_NAMES:
+        _link_platform(core, name)
+
+
+def _link_platform(core: Path, name: str) -> None:
+    pdir = platform_dir(name)
     if not (pdir / "platform.json").is_file():
-        raise ToolFailure(f"the tinygen-mps2 dev platform is missing at {pdir}; reinstall tinygen")
-    if _platform_link_ok(core, pdir):
+        raise ToolFailure(f"the {name} dev platform is missing at {pdir}; reinstall tinygen")
+    if _platform_link_ok(core, pdir, name):
         return
-    stale = core / "platforms" / f"{PLATFORM_NAME}.pio-link"
+    stale = core / "platforms" / f"{name}.pio-link"
     if stale.exists():
         stale.unlink()
     proc = _run_pio(
@@ -400,9 +407,9 @@ def ensure_offline_core(core_dir: Path | None = None) -> None:
         core_dir=core,
         timeout=300,
     )
-    if proc.returncode != 0 or not _platform_link_ok(core, pdir):
+    if proc.returncode != 0 or not _platform_link_ok(core, pdir, name):
         raise ToolFailure(
-            f"could not install the {PLATFORM_NAME} platform into {core}: "
+            f"could not install the {name} platform into {core}: "
             f"{_last_error_line(proc.stdout)}"
         )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+from pathlib import Path
 
 from tinygen.common.errors import TinygenError
 
@@ -31,7 +33,7 @@ def check_tools() -> list[dict]:
         try:
             pio.ensure_offline_core()
             scons_ok = True
-            detail = f"tool-scons from PyPI SCons and platform {pio.PLATFORM_NAME} installed in " \
+            detail = f"tool-scons from PyPI SCons and platforms {', '.join(pio.PLATFORM_NAMES)} installed in " \
                      f"tinygen's own PlatformIO home {pio.tinygen_core_dir()} (your ~/.platformio is not touched)"
         except TinygenError as exc:
             detail = str(exc)
@@ -42,9 +44,38 @@ def check_tools() -> list[dict]:
     check("arm-none-eabi-g++ (+libstdc++)", gxx, gxx or "not found", _FIX_APT)
     q = qemu_available()
     check("qemu-system-arm", q, q or "not found", _FIX_APT)
+    # qemu-rv32 (tinygen-riscv): the RISC-V compiler needs picolibc, Debian's only libc for it
+    rv_gcc = shutil.which("riscv64-unknown-elf-gcc")
+    rv_libc = _picolibc_specs(rv_gcc) if rv_gcc else None
+    check("riscv64-unknown-elf-gcc (+picolibc)", rv_gcc and rv_libc,
+          f"{rv_gcc} with {rv_libc}" if rv_libc else (f"{rv_gcc}, but no picolibc.specs" if rv_gcc else "not found"),
+          _FIX_APT_RISCV)
+    rv_qemu = qemu_available("qemu-system-riscv32")
+    check("qemu-system-riscv32", rv_qemu, rv_qemu or "not found", _FIX_APT_RISCV)
     host = shutil.which("gcc")
     check("host gcc", host, host or "not found", "apt-get install gcc g++")
     return checks
+
+
+_FIX_APT_RISCV = ("run scripts/setup.sh (or apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf "
+                  "qemu-system-misc)")
+
+
+def _picolibc_specs(gcc: str) -> str | None:
+    """Where the compiler finds picolibc.specs (it echoes the bare name when it finds none)."""
+    try:
+        found = subprocess.run([gcc, "-print-file-name=picolibc.specs"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found if Path(found).is_absolute() and Path(found).is_file() else None
+
+
+def emulator_tools(board: dict) -> tuple[str, ...]:
+    """The check_tools() names an emulated board needs: its compiler and its QEMU."""
+    binary = board["emulator"].get("binary", "qemu-system-arm")
+    gcc = "riscv64-unknown-elf-gcc (+picolibc)" if binary == "qemu-system-riscv32" else "arm-none-eabi-gcc"
+    return ("platformio offline core", gcc, binary)
 
 
 def usable_boards(checks: list[dict]) -> list[dict]:
@@ -55,8 +86,9 @@ def usable_boards(checks: list[dict]) -> list[dict]:
     boards = []
     for b in all_boards().values():
         if is_emulated(b):
-            usable = all(ok.get(k) for k in ("platformio offline core", "arm-none-eabi-gcc", "qemu-system-arm"))
-            what = "build, flash (QEMU) and verify here" if usable else "needs PlatformIO, arm gcc and QEMU"
+            needs = emulator_tools(b)
+            usable = all(ok.get(k) for k in needs)
+            what = "build, flash (QEMU) and verify here" if usable else f"needs {', '.join(needs)}"
         else:
             usable = ok.get("platformio", False)
             what = ("generate here; build/flash need the PlatformIO registry (platform "
