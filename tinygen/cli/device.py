@@ -111,22 +111,42 @@ def _verify_options(f):
                      help="Seed of the fresh vectors.")(f)
     f = click.option("--trace", is_flag=True, help="Hex-dump serial traffic to stderr.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+    f = click.option("--layers", is_flag=True,
+                     help="Also stream every op's output for one vector and name the first op that differs.")(f)
+    f = click.option("--profile", is_flag=True, help="Also time every op (instructions on emulated boards).")(f)
     return f
+
+
+def _print_per_op(report, as_json: bool) -> None:
+    if as_json:
+        return
+    from tinygen.verification.layers import summary_lines
+    from tinygen.verification.profile import table_lines
+
+    if report.layers is not None:
+        for line in summary_lines(report.layers):
+            out.print(line, markup=False, highlight=False)
+    if report.profile is not None:
+        out.print(f"per-op profile ({terminal(report.profile['runtime'])}, slowest first):", markup=False)
+        for line in table_lines([report.profile]):
+            out.print(line, markup=False, highlight=False)
 
 
 @click.command("verify")
 @click.option("--project", "project", required=True, type=click.Path(path_type=Path), help="Generated project.")
 @click.option("--port", required=True, help="Serial port (a pty for emulated boards), or 'auto' (USB VID/PID).")
 @_verify_options
-def verify_cmd(project, port, n_fresh, tolerance, report_dir, timeout, retries, seed, trace, as_json) -> None:
+def verify_cmd(project, port, n_fresh, tolerance, report_dir, timeout, retries, seed, trace, as_json, layers,
+               profile) -> None:
     """Send the project's vectors over the serial port and compare with the reference.
 
     Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
     """
     report = api.verify(project, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
                         timeout=timeout, retries=retries, seed=seed, trace=trace_line if trace else None,
-                        progress=None if as_json else step)
+                        progress=None if as_json else step, layers=layers, profile=profile)
     print_verification(report, as_json)
+    _print_per_op(report, as_json)
     report.raise_if_failed()
 
 
@@ -145,7 +165,7 @@ def verify_cmd(project, port, n_fresh, tolerance, report_dir, timeout, retries, 
               help="TFLM source tree (Arduino-library layout) for --runtime tflm on emulated boards.")
 @_verify_options
 def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, force, port, tflm_dir, n_fresh,
-            tolerance, report_dir, timeout, retries, seed, trace, as_json) -> None:
+            tolerance, report_dir, timeout, retries, seed, trace, as_json, layers, profile) -> None:
     """Build -> compile -> flash -> verify in one go (the whole loop; emulated boards need no hardware)."""
     show_step = None if as_json else step
     if project is None:
@@ -165,6 +185,7 @@ def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, for
         port = port or "auto"
     report = api.verify(proj, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
                         timeout=timeout, retries=retries, seed=seed, trace=trace_line if trace else None,
-                        progress=show_step)
+                        progress=show_step, layers=layers, profile=profile)
     print_verification(report, as_json)
+    _print_per_op(report, as_json)
     report.raise_if_failed()
