@@ -29,6 +29,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(flash_cmd)
     cli.add_command(verify_cmd)
     cli.add_command(run_cmd)
+    cli.add_command(profile_cmd)
 
 
 @click.command("doctor")
@@ -189,3 +190,42 @@ def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, for
     print_verification(report, as_json)
     _print_per_op(report, as_json)
     report.raise_if_failed()
+
+
+@click.command("profile")
+@click.option("--project", "projects", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="Generated project (built); repeat it to put runtimes side by side (e.g. compiled and tflm).")
+@click.option("--port", default=None, help="Serial port of a real board (one project); emulated boards need none.")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=None,
+              help="Where profile.json/.md/.png go (default: the first PROJECT/reports).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, callback=_check_timeout,
+              help="Seconds per request (0 < T <= 3600).")
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+def profile_cmd(projects, port, report_dir, timeout, as_json) -> None:
+    """Time every op of one inference on the board, per project, side by side (slowest first).
+
+    Emulated boards (QEMU -icount) count instructions; real boards cycles or µs. Each project must be
+    built (`tinygen run` or `pio run`); projects of one model on one board line up op by op.
+    """
+    from tinygen.common.errors import TinygenError
+    from tinygen.verification.profile import table_lines, write_side_by_side
+
+    if port is not None and len(projects) > 1:
+        raise TinygenError("--port goes with one --project (emulated boards start their own QEMU)")
+    loaded = [api.Project.load(p) for p in projects]
+    profiles = []
+    for proj in loaded:
+        report = api.verify(proj, port=port, fresh_vectors=0, timeout=timeout, profile=True,
+                            progress=None if as_json else step)
+        report.raise_if_failed()
+        profiles.append(report.profile)
+    first = loaded[0]
+    title = f"{first.manifest['name']} on {first.board['id']}: instructions per op" if first.emulated else \
+        f"{first.manifest['name']} on {first.board['id']}: time per op"
+    paths = write_side_by_side(Path(report_dir) if report_dir else first.path / "reports", profiles, title)
+    if as_json:
+        print_json({"profiles": profiles, "reports": paths})
+        return
+    for line in table_lines(profiles):
+        out.print(line, markup=False, highlight=False)
+    out.print(f"reports: {terminal(', '.join(paths.values()))}", markup=False)

@@ -108,3 +108,22 @@ def plot(path: Path, profiles: list[dict], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+
+
+def write_side_by_side(report_dir: Path, profiles: list[dict], title: str) -> dict[str, str]:
+    """profile.json / profile.md / profile.png for several runs of one model (one column each)."""
+    import json
+
+    units = {p["unit"] for p in profiles}
+    if len(units) > 1:
+        from tinygen.common.errors import TinygenError
+
+        raise TinygenError("profiles side by side need one unit; got " + ", ".join(sorted(units)))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": report_dir / "profile.json", "markdown": report_dir / "profile.md",
+             "plot": report_dir / "profile.png"}
+    paths["json"].write_text(json.dumps({"title": title, "profiles": profiles}, indent=2, sort_keys=True) + "\n")
+    md = [f"# {markdown(title)}"] + markdown_section(profiles, "profile.png")
+    paths["markdown"].write_text("\n".join(md))
+    plot(paths["plot"], profiles, title)
+    return {k: str(v) for k, v in paths.items()}
