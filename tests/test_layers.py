@@ -27,8 +27,9 @@ from conftest import build_ok, require, require_tool, run_cli, tflm_tree_from_en
 FAULT_OP = 1
 
 
-def _fc_model(seed: int = 11) -> bytes:
-    """int8 [1,8] -> FC+RELU 16 -> FC 16 -> FC 4 -> SOFTMAX, per-tensor quantization."""
+def _fc_model(seed: int = 11, per_channel_op: int | None = None) -> bytes:
+    """int8 [1,8] -> FC+RELU 16 -> FC 16 -> FC 4 -> SOFTMAX, per-tensor quantization (but the weights of
+    FC ``per_channel_op``: one scale per output channel)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
 
     rng = np.random.default_rng(seed)
@@ -41,7 +42,8 @@ def _fc_model(seed: int = 11) -> bytes:
         t = S.TensorT()
         t.name, t.shape, t.type = name.encode(), list(shape), dtype
         q = S.QuantizationParametersT()
-        q.scale, q.zeroPoint = [float(scale)], [int(zp)]
+        scales = [float(v) for v in np.atleast_1d(scale)]
+        q.scale, q.zeroPoint, q.quantizedDimension = scales, [int(zp)] * len(scales), 0
         t.quantization = q
         t.buffer = 0
         if data is not None:
@@ -64,6 +66,8 @@ def _fc_model(seed: int = 11) -> bytes:
             [(8, 16, S.ActivationFunctionType.RELU, 0.1, -128), (16, 16, S.ActivationFunctionType.NONE, 0.15, 5),
              (16, 4, S.ActivationFunctionType.NONE, 0.2, 0)]):
         w_scale = 0.02 + 0.01 * k
+        if k == per_channel_op:
+            w_scale = w_scale * (1.0 + 0.05 * np.arange(n_out))
         w = tensor(f"w{k}", (n_out, n_in), S.TensorType.INT8, w_scale, 0,
                    rng.integers(-127, 128, size=(n_out, n_in), dtype=np.int8))
         b = tensor(f"b{k}", (n_out,), S.TensorType.INT32, prev_scale * w_scale, 0,
@@ -164,6 +168,38 @@ def test_one_lsb_fault_is_named(project):
     assert d["output_quantization"]["per_channel"] is False and d["fused_activation"] == "NONE"
     assert "1-LSB" in d["diagnosis"]
     assert "first divergent op: #1" in (project / "reports" / "verify.md").read_text()
+
+
+def test_diagnoses_from_the_pattern(tmp_path):
+    """The diagnosis reads the difference pattern at the first divergent op: the board's tensors are
+    the reference's with a known fault (per-channel FC computed with one scale; a rounding shift)."""
+    from tinygen.device.op_stream import LayerDump
+    from tinygen.tflite.model import parse_model
+    from tinygen.verification.layers import compare, reference_tensors
+
+    try:
+        raw = _fc_model(per_channel_op=1)
+    except ImportError:
+        require(False, "tflite_micro")
+    model = parse_model(raw)
+    x = np.random.default_rng(3).integers(-128, 128, size=8, dtype=np.int16).astype(np.int8)
+    ref = reference_tensors(raw, x, 1 << 16)
+    outs = [op.outputs[0] for op in model.operators]
+
+    def dump(op, fault):
+        tensors = {i: ref[t].tobytes() for i, t in enumerate(outs)}
+        tensors[op] = fault(ref[outs[op]].astype(np.int32)).clip(-128, 127).astype(np.int8).tobytes()
+        return LayerDump(order=list(range(len(outs))), tensors=tensors)
+
+    assert compare(model, dump(0, lambda v: v), ref)["divergence"] is None
+    # one weight scale for every channel: channel c off in proportion to its scale ratio
+    per_tensor = compare(model, dump(1, lambda v: np.round((v - 5) / (1.0 + 0.05 * np.arange(16)) + 5)), ref)
+    d = per_tensor["divergence"]
+    assert (d["op"], d["type"], d["weights_quantization"]["per_channel"]) == (1, "FULLY_CONNECTED", True)
+    assert "per-channel FULLY_CONNECTED" in d["diagnosis"]
+    rounding = compare(model, dump(0, lambda v: np.where(v > -128, v - 1, v)), ref)["divergence"]
+    assert rounding["op"] == 0 and rounding["max_abs_diff_lsb"] == 1
+    assert "rounding-mode" in rounding["diagnosis"]
 
 
 def test_tflm_glue_with_op_hook_compiles_against_the_tree(project, tmp_path):

@@ -93,7 +93,7 @@ def diagnose(op, weights, board: np.ndarray, ref: np.ndarray, qmin: int, qmax: i
     bad = d != 0
     maxd = int(np.abs(d).max())
     act = str(op.options.get("fusedActivationFunction", "NONE"))
-    if op.opcode == "FULLY_CONNECTED" and weights is not None and len(weights.scale) > 1:
+    if op.opcode == "FULLY_CONNECTED" and weights is not None and len(weights.scale) > 1 and bad.sum() > 1:
         return ("per-channel FULLY_CONNECTED: a library that computes FULLY_CONNECTED per-tensor (one weight "
                 "scale) gets every channel but the first wrong; requantize the weights per-tensor, or have "
                 "tinygen rewrite it as a 1x1 CONV_2D (its TFLM boards do)")
