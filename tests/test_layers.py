@@ -155,7 +155,16 @@ def test_clean_build_no_divergence_and_profile(project):
 
 
 def test_one_lsb_fault_is_named(project):
+    model_c = project / "lib" / "tinygen_model" / "src" / "tg_model.c"
+    clean = model_c.read_text()
     _inject_fault(project, FAULT_OP)
+    try:
+        _check_fault_named(project)
+    finally:
+        model_c.write_text(clean)  # later tests get the clean firmware back (pio rebuilds it)
+
+
+def _check_fault_named(project):
     # the console run: the divergence is printed (hostile tensor name escaped) and in verify.json
     res = run_cli("run", "--project", str(project), "--vectors", "0", "--layers", timeout=600)
     assert "Traceback" not in res.stderr and res.returncode in (0, 5), res.stderr
@@ -222,3 +231,24 @@ def test_tflm_glue_with_op_hook_compiles_against_the_tree(project, tmp_path):
     res = subprocess.run(cmd + [str(src / "tg_runtime_tflm.cc"), "-o", str(tmp_path / "glue.o")],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.tflm
+def test_tflm_on_the_emulator_layers_and_profile_side_by_side(project, tmp_path):
+    """With a TFLM tree: the same model on TFLM under QEMU shows no divergence through the profiler
+    hook, and `tinygen profile` puts compiled and tflm side by side (the tree is compiled once)."""
+    tree = tflm_tree_from_env("src/tensorflow/lite/micro", "in Arduino-library layout")
+    out = tmp_path / "tflm-qemu"
+    res = run_cli("build", "--board", "qemu-m4", "--runtime", "tflm", "--model", str(project.parent / "fc.tflite"),
+                  "--vectors", "2", "--out", str(out), env={"TINYGEN_TFLM_DIR": str(tree)})
+    assert res.returncode == 0, res.stderr
+    result = _run(out, "--layers")
+    assert result["runtime"] == "tflm" and result["metrics"]["passed"]
+    assert result["layers"]["divergence"] is None and result["layers"]["ops_compared"] == 4
+    res = run_cli("profile", "--project", str(project), "--project", str(out), "--json", timeout=900)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert [p["runtime"] for p in data["profiles"]] == ["compiled", "tflm"]
+    assert all(sorted(o["op"] for o in p["ops"]) == [0, 1, 2, 3] for p in data["profiles"])
+    assert Path(data["reports"]["plot"]).read_bytes()[:4] == b"\x89PNG"
