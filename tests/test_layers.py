@@ -152,6 +152,12 @@ def test_clean_build_no_divergence_and_profile(project):
     assert "## Per-op check" in md and "no divergence" in md and "## Per-op profile" in md
     assert Path(reports["profile_plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(Path(reports["json"]).read_text())["profile"]["ops"] == prof["ops"]
+    # the profile command: same numbers (QEMU -icount is deterministic), its own report files
+    res = run_cli("profile", "--project", str(project), "--json", timeout=600)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["profiles"][0]["ops"] == prof["ops"]
+    assert "| #" in Path(data["reports"]["markdown"]).read_text()
 
 
 def test_one_lsb_fault_is_named(project):
