@@ -58,8 +58,10 @@ def _exchange(link, opcode: Opcode, payload: bytes) -> tuple[list[bytes], bytes]
     for _attempt in range(link.retries + 1):
         first = link.request(opcode, payload, reply_bytes=STREAM_END.size + info.output_bytes + INFER_TICKS_BYTES)
         if first.status != Status.OK:
-            hint = (" (this firmware's runtime has no per-op hook; rebuild the project with this tinygen)"
-                    if first.status == Status.NO_OP_HOOK else "")
+            hint = {Status.NO_OP_HOOK: " (this firmware's runtime has no per-op hook; rebuild the project "
+                                       "with this tinygen)",
+                    Status.UNKNOWN_OPCODE: " (the firmware predates per-op requests; rebuild the project with "
+                                           "this tinygen and flash it again)"}.get(first.status, "")
             raise DeviceStatusError(f"the board on {link.port} refused {opcode.name}: "
                                     f"{describe_status(first.status)}{hint}", first.status, first.payload)
         try:
