@@ -38,12 +38,15 @@ def profile_dict(model: TfliteModel, records: list[tuple[int, int]], *, runtime:
 def _rows(profiles: list[dict]) -> tuple[list[str], list[tuple[int, str, list]]]:
     """Column names and (op, type, [value per profile]) rows, slowest (in the first profile) first."""
     cols = [p["runtime"] for p in profiles]
-    by_op: dict[int, tuple[str, list]] = {}
+    by_op: dict[int, tuple[list, list]] = {}
     for k, p in enumerate(profiles):
         for o in p["ops"]:
-            entry = by_op.setdefault(o["op"], (o["type"], [None] * len(profiles)))
-            entry[1][k] = o["value"]
-    rows = [(op, t, vals) for op, (t, vals) in by_op.items()]
+            entry = by_op.setdefault(o["op"], ([None] * len(profiles), [None] * len(profiles)))
+            entry[0][k], entry[1][k] = o["type"], o["value"]
+    # Models that differ (TFLM boards rewrite per-channel FULLY_CONNECTED) line up by index only:
+    # then each run's op type is shown.
+    rows = [(op, types[0] if len(set(types)) == 1 else " / ".join(t or "-" for t in types), vals)
+            for op, (types, vals) in by_op.items()]
     rows.sort(key=lambda r: (-(r[2][0] if r[2][0] is not None else -1), r[0]))
     return cols, rows
 
