@@ -244,7 +244,8 @@ def _stderr_trace(line: str) -> None:
 def verify(project: ProjectLike, *, port: str | None = None, fresh_vectors: int = 16, tolerance: int = 0,
            report_dir: str | Path | None = None, timeout: float = 10.0, retries: int = 3, seed: int = 0,
            trace: Callable[[str], None] | bool | None = None, progress: Progress | None = None,
-           place: str | None = None, coordinator: str | None = None) -> Report:
+           place: str | None = None, coordinator: str | None = None,
+           layers: bool = False, profile: bool = False) -> Report:
     """Send the project's vectors (plus ``fresh_vectors`` random ones, seeded by ``seed``) to the board and
     compare its outputs with the tflite_micro reference; write verify.json/.md/.png into ``report_dir``
     (default PROJECT/reports).
@@ -256,7 +257,9 @@ def verify(project: ProjectLike, *, port: str | None = None, fresh_vectors: int 
     VerificationFailed); a board running another model raises VerificationFailed at once.
 
     ``place``: a labgrid place (instead of ``port``) on the coordinator ``coordinator`` (HOST[:PORT],
-    default $LG_COORDINATOR): acquired for the run, its NetworkSerialPort used, released afterwards."""
+    default $LG_COORDINATOR): acquired for the run, its NetworkSerialPort used, released afterwards.
+    ``layers``: name the first op whose output differs from the reference (``report.layers``);
+    ``profile``: ticks per op (``report.profile``, and reports/profile.png)."""
     from tinygen.device.emulator import qemu_for_project
     from tinygen.device.ports import resolve_port
     from tinygen.verification.workflow import verify_project
@@ -269,7 +272,7 @@ def verify(project: ProjectLike, *, port: str | None = None, fresh_vectors: int 
         return verify_project(project.path, p, project.board, fresh=fresh_vectors, tolerance=tolerance,
                               report_dir=Path(report_dir) if report_dir is not None else None, timeout=timeout,
                               retries=retries, seed=seed, trace=_stderr_trace if trace is True else (trace or None),
-                              progress=progress)
+                              progress=progress, layers=layers, profile=profile)
 
     if place is not None:
         from tinygen.device.farm import place_port

@@ -1,6 +1,6 @@
 /*
  * tg_app.c -- tinygen validation firmware: a serial protocol server that
- * answers HELLO / INFER / PING / GET_STATS / RESET_STATS requests.
+ * answers HELLO / INFER / PING / GET_STATS / RESET_STATS / LAYERS / PROFILE requests.
  * Portable C99; static buffers only; the board is reached only through
  * tg_hal.h and the model only through tg_runtime.h.
  *
@@ -23,8 +23,11 @@
  *
  * RAM: rx buffer of TG_FRAME_OVERHEAD + max(TG_INPUT_BYTES, TG_MIN_RX_PAYLOAD)
  * bytes (COBS is decoded on the fly), tx buffer of TG_FRAME_OVERHEAD +
- * max(TG_HELLO_BYTES, TG_OUTPUT_BYTES + 4, stats) bytes (COBS is encoded
- * while sending).
+ * max(TG_HELLO_BYTES, TG_STREAM_END_BYTES + TG_OUTPUT_BYTES + 4, stats) bytes
+ * (COBS is encoded while sending), and a stream buffer of TG_FRAME_OVERHEAD +
+ * TG_LAYER_CHUNK_BYTES + TG_STREAM_CHUNK_BYTES for LAYERS / PROFILE: per-op
+ * tensors leave in chunks of that size from inside the runtime's op hook, so
+ * nothing but the arena ever holds a whole intermediate tensor.
  */
 #include <stdint.h>
 #include <string.h>
@@ -53,8 +56,11 @@
 #error "TG_INPUT_RANK / TG_OUTPUT_RANK must be 1..5"
 #endif
 #if (TG_INPUT_BYTES) < 1 || (TG_OUTPUT_BYTES) < 1 || (TG_INPUT_BYTES) > 65535 || \
-    (TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES > 65535
-#error "TG_INPUT_BYTES / TG_OUTPUT_BYTES out of range (1..65531)"
+    (TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES + TG_STREAM_END_BYTES > 65535
+#error "TG_INPUT_BYTES / TG_OUTPUT_BYTES out of range (1..65523)"
+#endif
+#if TG_STREAM_CHUNK_BYTES < TG_PROFILE_RECORD_BYTES || TG_STREAM_CHUNK_BYTES % TG_PROFILE_RECORD_BYTES != 0
+#error "TG_STREAM_CHUNK_BYTES must hold whole profile records"
 #endif
 
 #ifndef TG_INPUT_DTYPE
@@ -74,9 +80,10 @@
 /* Largest decoded request frame: reported in HELLO as max_frame. */
 #define TG_APP_RX_MAX (TG_FRAME_OVERHEAD + TG_APP_RX_PAYLOAD_MAX)
 #define TG_APP_TX_PAYLOAD_MAX                                                   \
-    TG_APP_MAX(TG_APP_MAX(TG_HELLO_BYTES, (TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES), \
+    TG_APP_MAX(TG_APP_MAX(TG_HELLO_BYTES, TG_STREAM_END_BYTES + (TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES), \
                TG_APP_MAX(TG_STATS_COUNT * 4, 4))
 #define TG_APP_TX_MAX (TG_FRAME_OVERHEAD + TG_APP_TX_PAYLOAD_MAX)
+#define TG_APP_SX_MAX (TG_FRAME_OVERHEAD + TG_LAYER_CHUNK_BYTES + TG_STREAM_CHUNK_BYTES)
 
 typedef char tg_app_float_is_32_bits[(sizeof(float) == 4) ? 1 : -1];
 
@@ -92,6 +99,21 @@ static union {
     uint32_t align;
     uint8_t b[TG_APP_TX_MAX];
 } tx;
+
+/* LAYERS / PROFILE frames are built here, not in tx: tx holds the output
+ * tensor the runtime is writing while the op hook streams. */
+static union {
+    uint32_t align;
+    uint8_t b[TG_APP_SX_MAX];
+} sx;
+static struct {
+    uint32_t seq;
+    uint8_t opcode;
+    uint32_t ops;     /* hook calls this invoke */
+    uint32_t frames;  /* FLAG_MORE frames sent */
+    uint32_t records; /* PROFILE records waiting in sx */
+    uint32_t mark;    /* PROFILE: ticks when the last op ended (or the invoke began) */
+} stream;
 
 static uint32_t rx_len;     /* decoded bytes in rx.b */
 static uint8_t rx_code;     /* code byte of the current COBS block; 0: none yet */
@@ -347,6 +369,111 @@ static void do_infer(uint32_t seq, uint32_t len)
     reply(TG_OP_INFER, seq, TG_STATUS_OK, (uint32_t)(TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES);
 }
 
+/* ---- per-op streams (LAYERS, PROFILE) ----------------------------------------- */
+
+static void stream_send(uint32_t len)
+{
+    send_frame(sx.b, sizeof sx.b, stream.opcode, stream.seq, TG_STATUS_OK, TG_FLAG_MORE, len);
+    stream.frames++;
+}
+
+static void layers_hook(void *ctx, uint32_t op, const void *output, uint32_t bytes)
+{
+    const uint8_t *src = (const uint8_t *)output;
+    uint8_t *p = sx.b + TG_HEADER_BYTES;
+    uint32_t off = 0, n;
+    (void)ctx;
+    stream.ops++;
+    do {
+        n = bytes - off;
+        if (n > (uint32_t)TG_STREAM_CHUNK_BYTES) {
+            n = TG_STREAM_CHUNK_BYTES;
+        }
+        if (src == NULL) {
+            n = 0;
+        }
+        wr32(p, op);
+        wr32(p + 4, src == NULL ? 0u : bytes);
+        wr32(p + 8, off);
+        if (n > 0u) {
+            memcpy(p + TG_LAYER_CHUNK_BYTES, src + off, n);
+        }
+        stream_send(TG_LAYER_CHUNK_BYTES + n);
+        off += n;
+    } while (n > 0u && off < bytes);
+}
+
+static void profile_flush(void)
+{
+    if (stream.records > 0u) {
+        stream_send(stream.records * TG_PROFILE_RECORD_BYTES);
+        stream.records = 0;
+    }
+}
+
+static void profile_hook(void *ctx, uint32_t op, const void *output, uint32_t bytes)
+{
+    uint32_t now = tg_hal_ticks();
+    uint8_t *p = sx.b + TG_HEADER_BYTES + stream.records * TG_PROFILE_RECORD_BYTES;
+    (void)ctx;
+    (void)output;
+    (void)bytes;
+    wr32(p, op);
+    wr32(p + 4, now - stream.mark);
+    stream.ops++;
+    stream.records++;
+    if (stream.records * TG_PROFILE_RECORD_BYTES >= (uint32_t)TG_STREAM_CHUNK_BYTES) {
+        profile_flush();
+    }
+    /* the time spent sending is not the next op's */
+    stream.mark = tg_hal_ticks();
+}
+
+/* One inference with the op hook on; FLAG_MORE frames go out while it runs, then the final reply:
+ * STREAM_END (ops, frames) + output + ticks of the whole invoke (streaming included). */
+static void do_stream(uint8_t opcode, uint32_t seq, uint32_t len)
+{
+    uint8_t *p = tx.b + TG_HEADER_BYTES;
+    uint8_t *out = p + TG_STREAM_END_BYTES;
+    uint32_t t0, elapsed;
+    int r;
+
+    if (init_status != TG_STATUS_OK) {
+        stats[TG_STAT_REJECTED]++;
+        reply(opcode, seq, init_status, 0);
+        return;
+    }
+    if (len != (uint32_t)(TG_INPUT_BYTES)) {
+        stats[TG_STAT_REJECTED]++;
+        reply(opcode, seq, TG_STATUS_BAD_LENGTH, 0);
+        return;
+    }
+    memset(&stream, 0, sizeof stream);
+    stream.seq = seq;
+    stream.opcode = opcode;
+    if (tg_runtime_set_op_hook(opcode == TG_OP_LAYERS ? layers_hook : profile_hook, NULL) != 0) {
+        stats[TG_STAT_REJECTED]++;
+        reply(opcode, seq, TG_STATUS_NO_OP_HOOK, 0);
+        return;
+    }
+    t0 = tg_hal_ticks();
+    stream.mark = t0;
+    r = tg_runtime_invoke((const int8_t *)(const void *)(rx.b + TG_HEADER_BYTES), (int8_t *)(void *)out);
+    elapsed = tg_hal_ticks() - t0;
+    (void)tg_runtime_set_op_hook(NULL, NULL);
+    profile_flush();
+    if (r != 0) {
+        stats[TG_STAT_INVOKE_FAILURES]++;
+        wr32(p, (uint32_t)(int32_t)r);
+        reply(opcode, seq, TG_STATUS_INVOKE_FAILED, 4);
+        return;
+    }
+    wr32(p, stream.ops);
+    wr32(p + 4, stream.frames);
+    wr32(out + (TG_OUTPUT_BYTES), elapsed);
+    reply(opcode, seq, TG_STATUS_OK, TG_STREAM_END_BYTES + (uint32_t)(TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES);
+}
+
 static void handle_frame(void)
 {
     uint32_t seq, len, i;
@@ -385,6 +512,10 @@ static void handle_frame(void)
         return;
     case TG_OP_INFER:
         do_infer(seq, len);
+        return;
+    case TG_OP_LAYERS:
+    case TG_OP_PROFILE:
+        do_stream(op, seq, len);
         return;
     case TG_OP_PING:
         /* echo in place: rx.b holds header + payload and has room for the crc */

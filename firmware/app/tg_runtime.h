@@ -31,6 +31,15 @@ uint32_t tg_runtime_arena_bytes(void);
  * with the returned value). */
 int tg_runtime_invoke(const int8_t *in, int8_t *out);
 
+/* Called after every operator of the model during tg_runtime_invoke, in execution order:
+ * op is the model's operator index, output the tensor that operator wrote (bytes long), valid
+ * only during the call. The validation app streams it (LAYERS) or times it (PROFILE). */
+typedef void (*tg_runtime_op_hook_t)(void *ctx, uint32_t op, const void *output, uint32_t bytes);
+
+/* Install hook (NULL: none) for the following invokes. Returns 0, or non-zero when this runtime
+ * cannot report per-op results (then LAYERS / PROFILE answer TG_STATUS_NO_OP_HOOK). */
+int tg_runtime_set_op_hook(tg_runtime_op_hook_t hook, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

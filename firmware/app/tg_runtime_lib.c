@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "tinygen_model.h"
+#include "tinygen_model_runtime.h"
 #include "tg_model_info.h"
 #include "tg_protocol.h"
 #include "tg_runtime.h"
@@ -34,4 +35,10 @@ int tg_runtime_invoke(const int8_t *in, int8_t *out)
 {
     /* the library's status code (non-zero) is what INVOKE_FAILED carries */
     return tinygen_model_predict_int8(in, TINYGEN_MODEL_INPUT_COUNT, out, TINYGEN_MODEL_OUTPUT_COUNT);
+}
+
+int tg_runtime_set_op_hook(tg_runtime_op_hook_t hook, void *ctx)
+{
+    /* the two hook types are spelled alike, so the pointer passes through unchanged */
+    return tinygen_model_rt_set_op_hook(hook, ctx);
 }

@@ -18,3 +18,9 @@ int tinygen_model_rt_init(void) { return TINYGEN_MODEL_OK; }
 int tinygen_model_rt_invoke(const int8_t *in, int8_t *out) { return tg_invoke(in, out); }
 
 uint32_t tinygen_model_rt_arena_bytes(void) { return (uint32_t)TG_CM_ARENA_BYTES; }
+
+int tinygen_model_rt_set_op_hook(tinygen_model_rt_op_hook_t hook, void *ctx)
+{
+    tg_set_op_hook(hook, ctx);
+    return 0;
+}

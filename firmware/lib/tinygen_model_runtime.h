@@ -26,6 +26,12 @@ int tinygen_model_rt_invoke(const int8_t *in, int8_t *out);
 /* Arena bytes in use (0 before init when the runtime allocates at init). */
 uint32_t tinygen_model_rt_arena_bytes(void);
 
+/* Per-op access for the validation firmware (tg_runtime.h's tg_runtime_op_hook_t, same shape):
+ * hook(ctx, op index, output tensor, bytes) after every operator of the following invokes.
+ * 0, or non-zero when the runtime cannot. Programs never need it. */
+typedef void (*tinygen_model_rt_op_hook_t)(void *ctx, uint32_t op, const void *output, uint32_t bytes);
+int tinygen_model_rt_set_op_hook(tinygen_model_rt_op_hook_t hook, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -91,7 +91,8 @@ def _requests(model: str) -> list[F.Frame]:
             Fr(P.Opcode.PING, 0x0303), Fr(P.Opcode.PING, 0x0404, b"\x01" * limit),
             Fr(P.Opcode.PING, 0x0505, bytes(range(256))[:limit]), Fr(P.Opcode.GET_STATS, 0x0606),
             Fr(P.Opcode.RESET_STATS, 0x0707), Fr(P.Opcode.HELLO, 0x0808, b"x"), Fr(0x42, 0x0909),
-            Fr(P.Opcode.HELLO, 0x0A0A, version=2), Fr(P.Opcode.HELLO, 0x0B0B, is_reply=True)]
+            Fr(P.Opcode.HELLO, 0x0A0A, version=2), Fr(P.Opcode.HELLO, 0x0B0B, is_reply=True),
+            Fr(P.Opcode.LAYERS, 0x0C0C, bytes(n_in)), Fr(P.Opcode.PROFILE, 0x0D0D, bytes(n_in))]
 
 
 def write_seeds(corpus: Path, model: str, sealed: bool) -> None:

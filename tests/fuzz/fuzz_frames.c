@@ -205,6 +205,16 @@ static struct expect expect_for(const uint8_t *f, size_t n, int cut)
             stats[TG_STAT_MAX_TICKS] = 1;
         }
         break;
+    case TG_OP_LAYERS:
+    case TG_OP_PROFILE:
+        /* test_runtime.c has no per-op access: one NO_OP_HOOK reply, no stream */
+        bad_len = len != (uint32_t)(TG_INPUT_BYTES);
+        if (!bad_len) {
+            stats[TG_STAT_REJECTED]++;
+            e.status = TG_STATUS_NO_OP_HOOK;
+            e.payload = 0;
+        }
+        break;
     case TG_OP_PING:
         break; /* any length that fits the receive buffer */
     case TG_OP_GET_STATS:

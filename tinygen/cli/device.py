@@ -29,6 +29,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(flash_cmd)
     cli.add_command(verify_cmd)
     cli.add_command(run_cmd)
+    cli.add_command(profile_cmd)
 
 
 @click.command("doctor")
@@ -111,7 +112,25 @@ def _verify_options(f):
                      help="Seed of the fresh vectors.")(f)
     f = click.option("--trace", is_flag=True, help="Hex-dump serial traffic to stderr.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+    f = click.option("--layers", is_flag=True,
+                     help="Also stream every op's output for one vector and name the first op that differs.")(f)
+    f = click.option("--profile", is_flag=True, help="Also time every op (instructions on emulated boards).")(f)
     return f
+
+
+def _print_per_op(report, as_json: bool) -> None:
+    if as_json:
+        return
+    from tinygen.verification.layers import summary_lines
+    from tinygen.verification.profile import table_lines
+
+    if report.layers is not None:
+        for line in summary_lines(report.layers):
+            out.print(line, markup=False, highlight=False)
+    if report.profile is not None:
+        out.print(f"per-op profile ({terminal(report.profile['runtime'])}, slowest first):", markup=False)
+        for line in table_lines([report.profile]):
+            out.print(line, markup=False, highlight=False)
 
 
 @click.command("verify")
@@ -123,7 +142,7 @@ def _verify_options(f):
               help="labgrid coordinator for --place (default: $LG_COORDINATOR, else 127.0.0.1:20408).")
 @_verify_options
 def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir, timeout, retries, seed, trace,
-               as_json) -> None:
+               as_json, layers, profile) -> None:
     """Send the project's vectors over the serial port and compare with the reference.
 
     Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
@@ -132,8 +151,10 @@ def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir
         raise click.UsageError("give either --port or --place (a labgrid place)")
     report = api.verify(project, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
                         timeout=timeout, retries=retries, seed=seed, trace=trace_line if trace else None,
-                        progress=None if as_json else step, place=place, coordinator=coordinator)
+                        progress=None if as_json else step, place=place, coordinator=coordinator,
+                        layers=layers, profile=profile)
     print_verification(report, as_json)
+    _print_per_op(report, as_json)
     report.raise_if_failed()
 
 
@@ -152,7 +173,7 @@ def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir
               help="TFLM source tree (Arduino-library layout) for --runtime tflm on emulated boards.")
 @_verify_options
 def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, force, port, tflm_dir, n_fresh,
-            tolerance, report_dir, timeout, retries, seed, trace, as_json) -> None:
+            tolerance, report_dir, timeout, retries, seed, trace, as_json, layers, profile) -> None:
     """Build -> compile -> flash -> verify in one go (the whole loop; emulated boards need no hardware)."""
     show_step = None if as_json else step
     if project is None:
@@ -172,6 +193,51 @@ def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, for
         port = port or "auto"
     report = api.verify(proj, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
                         timeout=timeout, retries=retries, seed=seed, trace=trace_line if trace else None,
-                        progress=show_step)
+                        progress=show_step, layers=layers, profile=profile)
     print_verification(report, as_json)
+    _print_per_op(report, as_json)
     report.raise_if_failed()
+
+
+@click.command("profile")
+@click.option("--project", "projects", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="Generated project (built); repeat it to put runtimes side by side (e.g. compiled and tflm).")
+@click.option("--port", default=None, help="Serial port of a real board (one project); emulated boards need none.")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=None,
+              help="Where profile.json/.md/.png go (default: the first PROJECT/reports).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, callback=_check_timeout,
+              help="Seconds per request (0 < T <= 3600).")
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+def profile_cmd(projects, port, report_dir, timeout, as_json) -> None:
+    """Time every op of one inference on the board, per project, side by side (slowest first).
+
+    Emulated boards (QEMU -icount) count instructions, and their firmware is built first (`pio run`);
+    real boards (flashed) cycles or µs. Projects of one model on one board line up op by op.
+    """
+    from tinygen.common.errors import TinygenError
+    from tinygen.verification.profile import table_lines, write_side_by_side
+
+    if port is not None and len(projects) > 1:
+        raise TinygenError("--port goes with one --project (emulated boards start their own QEMU)")
+    loaded = [api.Project.load(p) for p in projects]
+    profiles = []
+    for proj in loaded:
+        if proj.emulated:
+            proj.build_firmware(progress=None if as_json else step)
+        report = api.verify(proj, port=port, fresh_vectors=0, timeout=timeout, profile=True,
+                            progress=None if as_json else step)
+        if not report.passed:
+            # a wrong answer still takes the time it takes: say so, and profile it anyway
+            err.print(f"warning: {terminal(str(proj.path))}: outputs differ from the reference "
+                      f"(max |Δ| {report.metrics['max_abs_diff_lsb']} LSB); try verify --layers", markup=False)
+        profiles.append(report.profile)
+    first = loaded[0]
+    title = f"{first.manifest['name']} on {first.board['id']}: instructions per op" if first.emulated else \
+        f"{first.manifest['name']} on {first.board['id']}: time per op"
+    paths = write_side_by_side(Path(report_dir) if report_dir else first.path / "reports", profiles, title)
+    if as_json:
+        print_json({"profiles": profiles, "reports": paths})
+        return
+    for line in table_lines(profiles):
+        out.print(line, markup=False, highlight=False)
+    out.print(f"reports: {terminal(', '.join(paths.values()))}", markup=False)

@@ -20,6 +20,7 @@ from tinygen.common.protocol import (CRC32_INIT, CRC32_POLY, CRC32_XOROUT, CRC_B
                                      INFER_TICKS_BYTES, MAX_PAYLOAD, MAX_RANK, MIN_RX_PAYLOAD, MODEL_HASH_BYTES,
                                      PROTOCOL_VERSION, REPLY_FLAG, RUNTIME_NAME_BYTES, STATS, DType, Opcode,
                                      ProtocolError, Status)
+from tinygen.common.protocol import FLAG_MORE, LAYER_CHUNK, PROFILE_RECORD, STREAM_CHUNK_BYTES, STREAM_END
 
 
 # --------------------------------------------------------------------------
@@ -70,6 +71,12 @@ def render_c_header() -> str:
         f"#define TG_MODEL_HASH_LEN {MODEL_HASH_BYTES}",
         f"#define TG_INFER_TICKS_BYTES {INFER_TICKS_BYTES}",
         f"#define TG_MIN_RX_PAYLOAD {MIN_RX_PAYLOAD}",
+        "/* LAYERS / PROFILE streams: FLAG_MORE frames, then STREAM_END + output + ticks */",
+        f"#define TG_FLAG_MORE 0x{FLAG_MORE:02X}",
+        f"#define TG_LAYER_CHUNK_BYTES {LAYER_CHUNK.size} /* u32 op, u32 tensor bytes, u32 offset */",
+        f"#define TG_PROFILE_RECORD_BYTES {PROFILE_RECORD.size} /* u32 op, u32 ticks */",
+        f"#define TG_STREAM_END_BYTES {STREAM_END.size} /* u32 ops, u32 FLAG_MORE frames */",
+        f"#define TG_STREAM_CHUNK_BYTES {STREAM_CHUNK_BYTES}",
         "",
         "/* Opcodes */",
     ]

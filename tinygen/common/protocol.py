@@ -44,6 +44,8 @@ PROTOCOL_VERSION = 1
 DELIMITER = 0x00
 REPLY_FLAG = 0x80
 FLAG_SEQ_UNTRUSTED = 0x01
+# A streamed reply (LAYERS, PROFILE): more frames with this seq and opcode follow; the last has it clear.
+FLAG_MORE = 0x02
 
 HEADER = struct.Struct("<BBHBBH")
 HEADER_BYTES = HEADER.size  # 8
@@ -70,6 +72,10 @@ class Opcode(enum.IntEnum):
     PING = 0x03  # any payload -> the same payload
     GET_STATS = 0x04  # -> u32 counters, see STATS
     RESET_STATS = 0x05  # -> empty; zeroes the counters
+    # Per-op requests (input tensor bytes, as INFER): one inference whose per-op results are streamed
+    # in FLAG_MORE frames, then a final frame: STREAM_END + output bytes + u32 ticks.
+    LAYERS = 0x06  # FLAG_MORE frames: LAYER_CHUNK + that many tensor bytes, per op's output tensor
+    PROFILE = 0x07  # FLAG_MORE frames: PROFILE_RECORDs, one per op: ticks between the end of two ops
 
 
 class Status(enum.IntEnum):
@@ -86,6 +92,7 @@ class Status(enum.IntEnum):
     UNSUPPORTED_OP = 10  # the runtime lacks an operator the model needs
     MODEL_MISMATCH = 11  # model data / schema / io description inconsistent
     INTERNAL = 12  # a bug; should not happen
+    NO_OP_HOOK = 13  # LAYERS / PROFILE: the runtime on the board cannot report per-op results
 
 
 STATUS_DESCRIPTIONS: dict[Status, str] = {
@@ -102,6 +109,7 @@ STATUS_DESCRIPTIONS: dict[Status, str] = {
     Status.UNSUPPORTED_OP: "the runtime lacks an operator the model needs",
     Status.MODEL_MISMATCH: "the model data does not match its description",
     Status.INTERNAL: "internal firmware error",
+    Status.NO_OP_HOOK: "the runtime on the board cannot report per-op results",
 }
 
 # Statuses that can mean "a frame was mangled on the wire", so the host resends. TOO_LONG is one
@@ -121,6 +129,14 @@ class DType(enum.IntEnum):
 DTYPE_NUMPY = {DType.INT8: "int8", DType.UINT8: "uint8", DType.INT16: "int16",
                DType.INT32: "int32", DType.FLOAT32: "float32"}
 DTYPE_ITEMSIZE = {DType.INT8: 1, DType.UINT8: 1, DType.INT16: 2, DType.INT32: 4, DType.FLOAT32: 4}
+
+# LAYERS / PROFILE streams (little-endian, packed). A tensor of more than STREAM_CHUNK_BYTES goes in
+# several LAYER_CHUNK frames (offset = where the chunk starts), so the board never holds more than one
+# chunk beyond its arena; an empty tensor is one chunk of 0 bytes.
+LAYER_CHUNK = struct.Struct("<III")  # op index, tensor bytes in all, offset of this chunk
+PROFILE_RECORD = struct.Struct("<II")  # op index, ticks since the previous op ended (or the invoke began)
+STREAM_END = struct.Struct("<II")  # ops reported, FLAG_MORE frames sent; then output bytes + u32 ticks
+STREAM_CHUNK_BYTES = 240  # largest tensor chunk / profile records per FLAG_MORE frame
 
 # GET_STATS reply: one u32 (little-endian) per name, in this order.
 STATS = (

@@ -177,7 +177,7 @@ def run_vectors(link, inputs: np.ndarray, progress=lambda i, n: None) -> tuple[n
 
 
 def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out: np.ndarray,
-                  vectors: dict, man: dict) -> dict[str, str]:
+                  vectors: dict, man: dict, extra_md: list[str] = ()) -> dict[str, str]:
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": report_dir / "verify.json", "markdown": report_dir / "verify.md",
              "plot": report_dir / "verify.png"}
@@ -206,6 +206,7 @@ def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out
     rows.append(("vectors per second over the link", f"{m['vectors_per_second']:.1f}"))
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "![board vs reference vs float](verify.png)", ""]
+    lines += list(extra_md)  # --layers / --profile sections
     paths["markdown"].write_text("\n".join(lines))
     _plot(paths["plot"], board_out, ref_out, vectors, man)
     return {k: str(v) for k, v in paths.items()}

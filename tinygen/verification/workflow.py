@@ -34,6 +34,8 @@ class Report:
     reports: dict = field(default_factory=dict)  # {"json"|"markdown"|"plot": path}; empty if not written
     link: dict | None = None  # the serial link's retry counters
     report_error: str | None = None  # why the report files could not be written
+    layers: dict | None = None  # --layers: the per-op comparison (tinygen.verification.layers.compare)
+    profile: dict | None = None  # --profile: ticks per op (tinygen.verification.profile.profile_dict)
     inputs: np.ndarray | None = field(default=None, repr=False, compare=False)
     outputs: np.ndarray | None = field(default=None, repr=False, compare=False)
     expected: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -50,6 +52,10 @@ class Report:
             data["link"] = self.link
         if self.report_error is not None:
             data["report_error"] = self.report_error
+        if self.layers is not None:
+            data["layers"] = self.layers
+        if self.profile is not None:
+            data["profile"] = self.profile
         return data
 
     def raise_if_failed(self) -> None:
@@ -75,12 +81,15 @@ def fresh_vectors(count: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
 
 def verify_project(project: Path, port: str, board: dict, *, fresh: int, tolerance: int, report_dir: Path | None,
                    timeout: float, retries: int, seed: int, trace: Callable[[str], None] | None = None,
-                   progress: Callable[[str], None] | None = None) -> Report:
+                   progress: Callable[[str], None] | None = None, layers: bool = False,
+                   profile: bool = False) -> Report:
     """Run the project's vectors (and ``fresh`` random ones) on the board at ``port``; compare, measure,
     write the reports (into ``report_dir``, default PROJECT/reports) and return the Report.
 
     A board that runs another model, or failed to start its runtime, raises VerificationFailed; outputs
-    off by more than ``tolerance`` LSB do not raise (see :meth:`Report.raise_if_failed`)."""
+    off by more than ``tolerance`` LSB do not raise (see :meth:`Report.raise_if_failed`).
+    ``layers``: also stream every op's output for one vector (the first that differs, else the first)
+    and name the first op that differs from the reference; ``profile``: ticks per op for one vector."""
     from tinygen.analysis.reference import run_reference
     from tinygen.device.serial_link import DeviceLink
     from tinygen.verification.verify import check_hello, load_project, metrics, run_vectors, write_reports
@@ -102,6 +111,7 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
         hello = link.hello()
         check_hello(hello, man, port)
         board_out, ticks, seconds = run_vectors(link, inputs, vector_done)
+        per_op = _per_op(link, inputs, board_out, expected, layers, profile, progress)
         link_stats = getattr(link, "stats", None)
     instr = board["emulator"].get("instructions_per_tick") if board.get("emulator") else None
     m = metrics(board_out, expected, man, float_out=vectors.get("float_outputs"), labels=vectors.get("labels"),
@@ -112,12 +122,63 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
                     fresh_vectors=int(fresh), metrics=m, inputs=inputs, outputs=board_out, expected=expected)
     if link_stats is not None:
         report.link = {k: v for k, v in vars(link_stats).items() if not k.startswith("_")}
+    extra_md = _per_op_results(report, per_op, raw, man, board, hello)
     rdir = report_dir or (Path(project) / "reports")
     try:
         # verify.json holds the result as it stands before the report paths are known.
         without_paths = {k: v for k, v in report.to_dict().items() if k != "reports"}
-        report.reports = write_reports(rdir, without_paths, board_out, expected, vectors, man)
+        report.reports = write_reports(rdir, without_paths, board_out, expected, vectors, man, extra_md=extra_md)
+        if report.profile is not None:
+            from tinygen.verification.profile import plot
+
+            png = rdir / "profile.png"
+            plot(png, [report.profile], f"{man['name']} on {man['board']}: per-op profile")
+            report.reports["profile_plot"] = str(png)
     except Exception as exc:  # noqa: BLE001 - a report problem must never hide the verification result
         reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
         report.report_error = f"could not write the reports to {rdir}: {reason}"
     return report
+
+
+def _per_op(link, inputs, board_out, expected, layers: bool, profile: bool, progress) -> dict:
+    """The LAYERS / PROFILE runs, while the link is open (the comparison comes after)."""
+    from tinygen.device.op_stream import run_layers, run_profile
+
+    found: dict = {}
+    if layers:
+        n = len(inputs)
+        diff = np.any(board_out.reshape(n, -1) != expected.reshape(n, -1), axis=1)
+        k = int(np.flatnonzero(diff)[0]) if diff.any() else 0
+        if progress is not None:
+            progress(f"per-op tensors of vector {k}")
+        found["layers"] = (k, inputs[k], run_layers(link, inputs[k]))
+    if profile:
+        if progress is not None:
+            progress("per-op profile of vector 0")
+        found["profile"] = run_profile(link, inputs[0])
+    return found
+
+
+def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: dict, hello) -> list[str]:
+    """Fill report.layers / report.profile; return the Markdown sections for them."""
+    from tinygen.tflite.model import parse_model
+
+    if not per_op:
+        return []
+    model = parse_model(raw)
+    md: list[str] = []
+    if "layers" in per_op:
+        from tinygen.verification.layers import compare, markdown_section, reference_tensors
+
+        k, x, dump = per_op["layers"]
+        ref = reference_tensors(raw, x, man["arena"]["recommended_bytes"])
+        report.layers = {"vector": k, **compare(model, dump, ref)}
+        md += markdown_section(report.layers)
+    if "profile" in per_op:
+        from tinygen.verification.profile import markdown_section as profile_md, profile_dict
+
+        instr = board["emulator"].get("instructions_per_tick") if board.get("emulator") else None
+        report.profile = profile_dict(model, per_op["profile"].records, runtime=hello.runtime, tick_hz=hello.tick_hz,
+                                      instr_per_tick=instr, clock_hz=board.get("clock_hz"))
+        md += profile_md([report.profile], "profile.png")
+    return md

@@ -3,6 +3,11 @@
 Pure: same Program, plan and prefix, same text, byte for byte.  Every number comes
 from the IR (:mod:`.ir`); this module only decides how it is spelled in C: names
 (``<prefix>_op<i>_<role>``), array layout, the params structs and one call per op.
+
+Every op is followed by a call of the op hook when one is set (``<prefix>_set_op_hook``): the
+validation firmware's LAYERS and PROFILE requests stream or time each op's output through it.
+The hook is a pointer compiled in always, not a build switch, so ``tinygen verify`` runs the very
+object code a user's program links; unset, it costs one load and branch per op.
 """
 
 from __future__ import annotations
@@ -252,8 +257,10 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
                     f"{list(tensors[op.output].shape)} */")
         if op.index in memory.views:
             body.append("    /* view of the input tensor: no code */")
-            continue
-        body.append("    " + CALLS.get(op.kernel, _call_struct)(op, n))
+        else:
+            body.append("    " + CALLS.get(op.kernel, _call_struct)(op, n))
+        body.append(f"    if ({prefix}_hook != NULL) {{\n        {prefix}_hook({prefix}_hook_ctx, {op.index}u, "
+                    f"{n.tensor(op.output)}, {tensors[op.output].nbytes}u);\n    }}")
 
     arena_bytes = memory.peak_bytes
     banner = (
@@ -280,6 +287,11 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
         f" * receives {up}_CM_OUTPUT_BYTES (row-major, shapes {list(x.shape)} -> {list(y.shape)}).\n"
         " * Returns 0 (-1 if a pointer is NULL). Not reentrant: one static arena. */\n"
         f"int {prefix}_invoke(const int8_t *input, int8_t *output);\n\n"
+        "/* Called after every op of the following invokes when set (NULL: none, the default): op is the\n"
+        " * model's operator index, output the tensor it wrote (bytes long), valid during the call only.\n"
+        " * The validation firmware streams (LAYERS) or times (PROFILE) the ops through it. */\n"
+        f"typedef void (*{prefix}_op_hook_t)(void *ctx, uint32_t op, const void *output, uint32_t bytes);\n"
+        f"void {prefix}_set_op_hook({prefix}_op_hook_t hook, void *ctx);\n\n"
         "#ifdef __cplusplus\n}\n#endif\n\n"
         f"#endif /* {guard} */\n"
     )
@@ -293,6 +305,9 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
         f"{_abi_check(prefix)}\n"
         + "\n\n".join(decls) + "\n\n"
         + arena_decl + "\n"
+        f"static {prefix}_op_hook_t {prefix}_hook;\nstatic void *{prefix}_hook_ctx;\n\n"
+        f"void {prefix}_set_op_hook({prefix}_op_hook_t hook, void *ctx)\n{{\n"
+        f"    {prefix}_hook = hook;\n    {prefix}_hook_ctx = ctx;\n}}\n\n"
         f"int {prefix}_invoke(const int8_t *input, int8_t *output)\n{{\n"
         "    if (input == NULL || output == NULL) {\n        return -1;\n    }\n"
         + "\n".join(body) + "\n    return 0;\n}\n"
