@@ -249,7 +249,13 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
         decls.append(f"/* constant tensor {t}: {c_comment(tensor.name, 64)} {list(tensor.shape)} */")
         decls.append(c_int_array("int8_t", n.constant(t), tensor.data, 16))
         weights_bytes += max(int(np.asarray(tensor.data).size), 1)
+    # An op with several outputs (SPLIT, UNPACK) is several kernel calls with one op index: the hook
+    # fires once per TFLite op, after its last call, with its first output (what --layers compares).
+    last_call = {op.index: k for k, op in enumerate(program.ops)}
+    first_output = {}
     for op in program.ops:
+        first_output.setdefault(op.index, op.output)
+    for k, op in enumerate(program.ops):
         decls.append(f"/* op {op.index}: {c_comment(op.opcode)} */")
         decls.extend(_op_decls(op, n))
         weights_bytes += sum(arr.nbytes for arr in op.arrays)
@@ -259,8 +265,10 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
             body.append("    /* view of the input tensor: no code */")
         else:
             body.append("    " + CALLS.get(op.kernel, _call_struct)(op, n))
-        body.append(f"    if ({prefix}_hook != NULL) {{\n        {prefix}_hook({prefix}_hook_ctx, {op.index}u, "
-                    f"{n.tensor(op.output)}, {tensors[op.output].nbytes}u);\n    }}")
+        if last_call[op.index] == k:
+            hooked = first_output[op.index]
+            body.append(f"    if ({prefix}_hook != NULL) {{\n        {prefix}_hook({prefix}_hook_ctx, {op.index}u, "
+                        f"{n.tensor(hooked)}, {tensors[hooked].nbytes}u);\n    }}")
 
     arena_bytes = memory.peak_bytes
     banner = (
