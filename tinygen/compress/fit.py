@@ -44,6 +44,7 @@ class Options:
     distill: float | None = None  # the student's width
     fit: bool = False
     fit_budget: dict | None = None  # {"flash_bytes", "ram_bytes"}; default: the board's own
+    fit_board: dict | None = None  # fit another board's budget (e.g. build for qemu-m4, fit a nano33ble)
     headroom: float = DEFAULT_HEADROOM
     time_limit: float = 900.0
     epochs: dict = field(default_factory=dict)  # {"prune"|"qat"|"distill": epochs}
@@ -92,10 +93,13 @@ def _metric(task: str, out: np.ndarray, y) -> float | None:
 
 
 def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, float_pred=None,
-            budget_override: dict | None = None) -> dict:
+            budget_override: dict | None = None, fit_board: dict | None = None) -> dict:
     """Sizes, budget and accuracies of one int8 candidate (accuracy: tflite_micro)."""
     m = parse_model(raw, name)
     a = an.analyze(m)
+    if fit_board is not None:
+        board = fit_board
+        runtime = runtime if runtime in board["runtimes"] else board["default_runtime"]
     peak = compile_model(m).peak_bytes if runtime == "compiled" else None
     arena = measure_arena(raw, m, name) if runtime == "tflm" else None
     b = budget(board, runtime, m, arena, peak)
@@ -177,7 +181,7 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
                 progress(f"measuring {c['label']} (tflite_micro, budget)")
                 pred = np.load(work / c["pred"], allow_pickle=False)
                 row.update(measure((work / c["tflite"]).read_bytes(), src.name, board, runtime, src, task, pred,
-                                   opts.fit_budget))
+                                   opts.fit_budget, opts.fit_board))
                 row["keras"], row["keras_params"] = c["keras"], c["params"]
             rows.append(row)
         return rows
@@ -196,8 +200,10 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
         rows = measured(_run(src, task, per_channel_dense, specs, opts, seed, progress), specs)
         chosen = rows[-1]
     else:
-        rows, chosen = _fit(src, task, per_channel_dense, opts, seed, progress, measured, start, board['id'])
-    report = {"metric": metric, "candidates": rows, "chosen": chosen["label"], "board": board["id"],
+        rows, chosen = _fit(src, task, per_channel_dense, opts, seed, progress, measured, start,
+                            (opts.fit_board or board)['id'])
+    report = {"metric": metric, "candidates": rows, "chosen": chosen["label"],
+              "board": (opts.fit_board or board)["id"],
               "runtime": runtime, "headroom": opts.headroom if opts.fit else None}
     if chosen["label"] != "original":
         src.model_path = work / chosen["keras"]
