@@ -8,10 +8,11 @@ flash and RAM from the plan's budget (:func:`tinygen.codegen.plan.budget`) for t
 runtime.  The chosen candidate's Keras model replaces the source's, so it goes through the
 normal build (conversion, reference vectors, verify) like any model.
 
-The ``--fit`` search is bounded: sizes do not depend on training, so every pruning ratio is first
-sized without fine-tuning (one conversion each); only the smallest ratios that fit with the
-headroom (at most :data:`TRAINED_FITS`) are fine-tuned, and the most accurate of those in int8
-wins (ties: the smaller flash).  Nothing fits: refused with the smallest size reached.
+The ``--fit`` search is bounded: sizes do not depend on training, so pruning ratios are first
+sized without fine-tuning (one conversion each): the original and the most aggressive ratio first
+(the original fits: nothing to do; the most pruned does not: refused at once with its size), then
+the others.  Only the smallest ratios that fit with the headroom (at most :data:`TRAINED_FITS`) are
+fine-tuned, and the most accurate of those in int8 wins (ties: the smaller flash).
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def _metric(task: str, out: np.ndarray, y) -> float | None:
 
 
 def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, float_pred=None,
-            budget_override: dict | None = None, fit_board: dict | None = None) -> dict:
-    """Sizes, budget and accuracies of one int8 candidate (accuracy: tflite_micro)."""
+            budget_override: dict | None = None, fit_board: dict | None = None, accuracy: bool = True) -> dict:
+    """Sizes, budget and accuracies of one int8 candidate (accuracy: tflite_micro; ``accuracy=False``:
+    sizes only, for the --fit search's models that are not fine-tuned yet)."""
     m = parse_model(raw, name)
     a = an.analyze(m)
     if fit_board is not None:
@@ -110,7 +112,7 @@ def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, fl
            "weights_bytes": int(sum(t.nbytes for t in m.tensors if t.is_constant)),
            "flash_bytes": b["flash_bytes"], "ram_bytes": b["ram_bytes"],
            "flash_budget": b["flash_budget"], "ram_budget": b["ram_budget"]}
-    if src.x_test is not None:
+    if src.x_test is not None and accuracy:
         it, ot = m.input_tensor(), m.output_tensor()
         x = np.asarray(src.x_test, dtype=np.float32)
         q_in = quantize_input(x, it.scale[0], it.zero_point[0]).reshape((len(x),) + it.shape)
@@ -171,7 +173,7 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
     start = time.monotonic()
     metric = "accuracy" if task == "classification" else "rmse"
 
-    def measured(cands: list[dict], specs: list[dict]) -> list[dict]:
+    def measured(cands: list[dict], specs: list[dict], accuracy: bool = True) -> list[dict]:
         rows = []
         for c, spec in zip(cands, specs):
             row = {"label": c["label"], "steps": spec["steps"]}
@@ -181,7 +183,7 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
                 progress(f"measuring {c['label']} (tflite_micro, budget)")
                 pred = np.load(work / c["pred"], allow_pickle=False)
                 row.update(measure((work / c["tflite"]).read_bytes(), src.name, board, runtime, src, task, pred,
-                                   opts.fit_budget, opts.fit_board))
+                                   opts.fit_budget, opts.fit_board, accuracy=accuracy))
                 row["keras"], row["keras_params"] = c["keras"], c["params"]
             rows.append(row)
         return rows
@@ -212,23 +214,30 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
 
 
 def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, start, board_id: str):
-    sizing = [{"label": "original", "steps": []}] + \
-             [{"label": _label([["prune", r]]), "steps": [["prune", r]]} for r in FIT_RATIOS]
-    progress("sizing every pruning ratio (no fine-tuning yet)")
-    sized = measured(_run(src, task, per_channel_dense, sizing, opts, seed, progress,
-                          epochs={"prune": 0, "qat": 0, "distill": 0}), sizing)
-    for row in sized:
-        row["fits"] = fits_with_headroom(row, opts.headroom)
-        row["trained"] = row["label"] == "original"
-    if sized[0]["fits"]:
-        return sized[:1], sized[0]
-    fitting = [s for s in sized if s["fits"]]
-    if not fitting:
-        best = min(sized, key=lambda r: (r["flash_bytes"] / r["flash_budget"], r["ram_bytes"] / r["ram_budget"]))
+    def size(ratios: list[float], with_original: bool) -> list[dict]:
+        specs = ([{"label": "original", "steps": []}] if with_original else []) + \
+                [{"label": _label([["prune", r]]), "steps": [["prune", r]]} for r in ratios]
+        rows = measured(_run(src, task, per_channel_dense, specs, opts, seed, progress,
+                             epochs={"prune": 0, "qat": 0, "distill": 0}), specs, accuracy=with_original)
+        for row in rows:
+            row["fits"] = fits_with_headroom(row, opts.headroom)
+            row["trained"] = row["label"] == "original"
+        return rows
+
+    # The original and the most aggressive ratio first: either may end the search at once.
+    progress("sizing the original and the most pruned model")
+    first = size([FIT_RATIOS[-1]], True)
+    if first[0]["fits"]:
+        return first[:1], first[0]
+    if not first[1]["fits"]:
+        best = first[1]
         raise DoesNotFit(
-            f"no compression tried fits {board_id}: the smallest, {best['label']}, "
-            f"needs flash {best['flash_bytes']:,} / {best['flash_budget']:,} B and RAM {best['ram_bytes']:,} / "
+            f"no compression tried fits {board_id}: the smallest, {best['label']}, needs flash "
+            f"{best['flash_bytes']:,} / {best['flash_budget']:,} B and RAM {best['ram_bytes']:,} / "
             f"{best['ram_budget']:,} B with {opts.headroom:.0%} headroom; use a smaller model or a larger board")
+    progress("sizing every pruning ratio (no fine-tuning yet)")
+    sized = first[:1] + size(list(FIT_RATIOS[:-1]), False) + first[1:]
+    fitting = [s for s in sized if s["fits"]]
     train_specs = []
     for s in fitting[:TRAINED_FITS]:
         steps = s["steps"] + ([["qat", None]] if opts.qat else [])
