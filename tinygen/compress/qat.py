@@ -1,9 +1,10 @@
 """Quantization-aware training for a Keras 3 model, without tensorflow-model-optimization.
 
-Why not tfmot: its QAT wrappers (``quantize_model``) are written for tf-keras (Keras 2) and refuse
-a Keras 3 model (checked with TF 2.21, tfmot 0.8: "`to_quantize` can only either be a keras
-Sequential or Functional model"); the user's ``.keras`` file is Keras 3 and reloading it in tf-keras
-is not possible.  So the training graph simulates int8 here, with TensorFlow's own fake-quant ops
+Why not tfmot: its QAT wrappers (``quantize_model``) are written for tf-keras (Keras 2).  Checked
+here with TF 2.21 and Keras 3.15: tfmot 0.8.0 alone cannot import Keras ("Keras cannot be
+imported": it wants ``tf_keras``); with tf_keras 2.21 installed, ``quantize_model`` on a Keras 3
+model raises "`to_quantize` can only either be a keras Sequential or Functional model", and tf-keras
+cannot read a Keras 3 ``.keras`` file, which is what users have.  So the training graph simulates int8 here, with TensorFlow's own fake-quant ops
 (straight-through gradients):
 
 * weights: symmetric int8, range +-max|w| (narrow range, [-127, 127]) per output channel for
