@@ -126,6 +126,7 @@ def fitted(user_model, session_dir):
     budget = {"flash_bytes": int((board_fixed + 0.5 * weights) / 0.9), "ram_bytes": 1 << 20}
     project = tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz",
                             out=session_dir / "compress-fit", vectors=8, fit=True, qat=True, fit_budget=budget,
+                            fit_ratios=(0.25, 0.5, 0.75),
                             compress_epochs={"prune": 3, "qat": 2})
     return project, budget
 
@@ -170,8 +171,9 @@ def test_a_distilled_student_verifies_bit_exact(user_model, session_dir):
 def test_fit_refuses_when_nothing_fits(user_model, session_dir):
     root, _ = user_model
     out = session_dir / "compress-impossible"
-    with pytest.raises(DoesNotFit, match="no compression tried fits qemu-m4: the smallest, prune 0.96875") as exc:
+    with pytest.raises(DoesNotFit, match="no compression tried fits qemu-m4: the smallest, prune 0.9") as exc:
         tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz", out=out, fit=True,
+                      fit_ratios=(0.5, 0.9),
                       fit_budget={"flash_bytes": 4000, "ram_bytes": 1 << 20})
     assert "\n" not in str(exc.value) and not out.exists()
 

@@ -155,7 +155,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
           progress: Progress | None = None, prune: float | dict | None = None, qat: bool = False,
           distill: float | None = None, fit: bool = False, fit_budget: dict | None = None,
           fit_headroom: float = 0.10, compress_epochs: dict | None = None,
-          fit_board: str | None = None) -> Project:
+          fit_board: str | None = None, fit_ratios: tuple | None = None) -> Project:
     """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
     and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
 
@@ -166,7 +166,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     Compression (:mod:`tinygen.compress`) before conversion: ``prune`` (a ratio, or {layer: ratio}),
     ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning that fits the
     board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
-    ``fit_headroom``);
+    ``fit_headroom``, trying ``fit_ratios``);
     the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}."""
     from tinygen.codegen.plan import check_fits, make_plan
     from tinygen.codegen.project import check_out_dir, write_project
@@ -181,10 +181,14 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     b = get_board(board)
     runtime = runtime or b["default_runtime"]
     tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
+    from tinygen.compress.fit import check_options
     name_hint = Path(model).stem if model else (recipe or DEFAULT_RECIPE)
     target = Path(out) if out else default_out_dir(board, name_hint)
     check_out_dir(target, force)  # fail before minutes of training
     copts = _compress_options(prune, qat, distill, fit, fit_budget, fit_headroom, compress_epochs)
+    if fit_ratios:
+        copts.fit_ratios = tuple(fit_ratios)
+        check_options(copts)
     if fit_board:
         if not fit:
             raise TinygenError("--fit-board goes with --fit")

@@ -47,6 +47,7 @@ class Options:
     fit_budget: dict | None = None  # {"flash_bytes", "ram_bytes"}; default: the board's own
     fit_board: dict | None = None  # fit another board's budget (e.g. build for qemu-m4, fit a nano33ble)
     headroom: float = DEFAULT_HEADROOM
+    fit_ratios: tuple = FIT_RATIOS  # the pruning ratios --fit may try, ascending
     time_limit: float = 900.0
     epochs: dict = field(default_factory=dict)  # {"prune"|"qat"|"distill": epochs}
 
@@ -62,6 +63,8 @@ def check_options(o: Options) -> None:
             raise TinygenError(f"--prune ratio {r} is not in [0, 1): it is the share of filters/units removed")
     if o.distill is not None and not (isinstance(o.distill, (int, float)) and 0 < o.distill <= 1):
         raise TinygenError(f"--distill width {o.distill} is not in (0, 1]: it scales every prunable layer's width")
+    if not o.fit_ratios or not all(isinstance(r, (int, float)) and 0 < r < 1 for r in o.fit_ratios):
+        raise TinygenError("fit ratios must be shares of filters/units to remove, each in (0, 1)")
     if not 0 <= o.headroom < 1:
         raise TinygenError(f"headroom {o.headroom} is not in [0, 1)")
     if o.fit and (o.prune is not None or o.distill is not None):
@@ -226,7 +229,8 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
 
     # The original and the most aggressive ratio first: either may end the search at once.
     progress("sizing the original and the most pruned model")
-    first = size([FIT_RATIOS[-1]], True)
+    ratios = sorted(opts.fit_ratios)
+    first = size([ratios[-1]], True)
     if first[0]["fits"]:
         return first[:1], first[0]
     if not first[1]["fits"]:
@@ -236,7 +240,7 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
             f"{best['flash_bytes']:,} / {best['flash_budget']:,} B and RAM {best['ram_bytes']:,} / "
             f"{best['ram_budget']:,} B with {opts.headroom:.0%} headroom; use a smaller model or a larger board")
     progress("sizing every pruning ratio (no fine-tuning yet)")
-    sized = first[:1] + size(list(FIT_RATIOS[:-1]), False) + first[1:]
+    sized = first[:1] + (size(ratios[:-1], False) if len(ratios) > 1 else []) + first[1:]
     fitting = [s for s in sized if s["fits"]]
     train_specs = []
     for s in fitting[:TRAINED_FITS]:
