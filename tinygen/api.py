@@ -181,14 +181,10 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     b = get_board(board)
     runtime = runtime or b["default_runtime"]
     tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
-    from tinygen.compress.fit import check_options
     name_hint = Path(model).stem if model else (recipe or DEFAULT_RECIPE)
     target = Path(out) if out else default_out_dir(board, name_hint)
     check_out_dir(target, force)  # fail before minutes of training
-    copts = _compress_options(prune, qat, distill, fit, fit_budget, fit_headroom, compress_epochs)
-    if fit_ratios:
-        copts.fit_ratios = tuple(fit_ratios)
-        check_options(copts)
+    copts = _compress_options(prune, qat, distill, fit, fit_budget, fit_headroom, compress_epochs, fit_ratios)
     if fit_board:
         if not fit:
             raise TinygenError("--fit-board goes with --fit")
@@ -202,7 +198,14 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     else:
         progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
         src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
-    compression = _compress(src, b, runtime, copts, seed, progress) if copts.active else None
+    compression = None
+    if copts.active:
+        try:
+            compression = _compress(src, b, runtime, copts, seed, progress)
+        except BaseException:
+            if src.work is not None:  # make_plan's conversion would have removed it
+                src.work.cleanup()
+            raise
     plan = make_plan(src, b, runtime, n_vectors=vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
     check_fits(plan.budget, b, runtime)
     progress("rendering the project")
@@ -213,13 +216,15 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     return Project(target, manifest(plan), b, plan, files, compression)
 
 
-def _compress_options(prune, qat, distill, fit, fit_budget, headroom, epochs):
+def _compress_options(prune, qat, distill, fit, fit_budget, headroom, epochs, fit_ratios):
     from tinygen.compress.fit import Options, check_options, parse_prune
 
     if isinstance(prune, str):
         prune = parse_prune(prune)
     opts = Options(prune=prune, qat=bool(qat), distill=distill, fit=bool(fit), fit_budget=fit_budget,
                    headroom=headroom, epochs=dict(epochs or {}))
+    if fit_ratios:
+        opts.fit_ratios = tuple(fit_ratios)
     check_options(opts)
     return opts
 
