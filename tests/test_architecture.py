@@ -18,7 +18,9 @@ import tinygen
 PKG = Path(tinygen.__file__).resolve().parent
 
 # The order data flows in.  A module may import its own stage and any earlier one.
-STAGES = ("common", "tflite", "intake", "analysis", "codegen", "device", "verification", "api", "cli")
+STAGES = ("common", "tflite", "intake", "analysis", "codegen",
+          "compress",  # trains like intake, but deciding a fit needs codegen's budget
+          "device", "verification", "api", "cli")
 # tinygen.testing (the pytest plugin) consumes the public API like the CLI does; neither imports the other.
 STAGES = STAGES[:STAGES.index("api") + 1] + ("testing",) + STAGES[STAGES.index("api") + 1:]
 TOP_LEVEL = {"__init__.py", "__main__.py", "api.py"}

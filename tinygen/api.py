@@ -64,6 +64,7 @@ class Project:
     board: dict = field(repr=False)
     plan: Plan | None = field(default=None, repr=False)
     files: dict[str, bytes] | None = field(default=None, repr=False)
+    compression: dict | None = field(default=None, repr=False)  # build(prune=/qat=/distill=/fit=): candidates
 
     @classmethod
     def load(cls, path: str | Path) -> Project:
@@ -152,14 +153,23 @@ def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, dat
 def build(model: str | Path | None = None, *, board: str, recipe: str | None = None, data: str | Path | None = None,
           out: str | Path | None = None, force: bool = False, runtime: str | None = None, vectors: int = 32,
           seed: int = 1234, epochs: int | None = None, tflm_dir: str | Path | None = None,
-          task: str | None = None, progress: Progress | None = None) -> Project:
+          task: str | None = None, progress: Progress | None = None, prune: float | dict | None = None,
+          qat: bool = False, distill: float | None = None, fit: bool = False, fit_budget: dict | None = None,
+          fit_headroom: float = 0.10, compress_epochs: dict | None = None,
+          fit_board: str | None = None, fit_ratios: tuple | None = None) -> Project:
     """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
     and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
 
     ``data`` (.npz x[, y], .npy or .csv) goes with a user model; ``runtime`` is "tflm" or "compiled" (default:
     the board's); ``vectors`` reference vectors are saved into the project; ``force`` replaces an existing
     tinygen project in ``out``; ``tflm_dir`` is a TFLM source tree in Arduino-library layout; ``task``
-    ("classification", "binary" or "regression") overrides the guess from the output shape and labels."""
+    ("classification", "binary" or "regression") overrides the guess from the output shape and labels.
+
+    Compression (:mod:`tinygen.compress`) before conversion: ``prune`` (a ratio, or {layer: ratio}),
+    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning that fits the
+    board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
+    ``fit_headroom``, trying ``fit_ratios``);
+    the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}."""
     from tinygen.codegen.plan import check_fits, make_plan
     from tinygen.codegen.project import check_out_dir, write_project
     from tinygen.codegen.render import manifest, render
@@ -178,6 +188,11 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     name_hint = Path(model).stem if model else (recipe or DEFAULT_RECIPE)
     target = Path(out) if out else default_out_dir(board, name_hint)
     check_out_dir(target, force)  # fail before minutes of training
+    copts = _compress_options(prune, qat, distill, fit, fit_budget, fit_headroom, compress_epochs, fit_ratios)
+    if fit_board:
+        if not fit:
+            raise TinygenError("--fit-board goes with --fit")
+        copts.fit_board = get_board(fit_board)
     if model:
         from tinygen.intake.loader import model_kind
 
@@ -188,13 +203,64 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
         progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
         src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
     if task:
-        src.task = task
+        src.task = task  # before compression, which fine-tunes for the task
+    compression = None
+    if copts.active:
+        try:
+            compression = _compress(src, b, runtime, copts, seed, progress)
+        except BaseException:
+            if src.work is not None:  # make_plan's conversion would have removed it
+                src.work.cleanup()
+            raise
     plan = make_plan(src, b, runtime, n_vectors=vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
     check_fits(plan.budget, b, runtime)
     progress("rendering the project")
     files = render(plan)
     write_project(files, target, force=force)
-    return Project(target, manifest(plan), b, plan, files)
+    if compression is not None:
+        _write_compression_report(compression, target)
+    return Project(target, manifest(plan), b, plan, files, compression)
+
+
+def _compress_options(prune, qat, distill, fit, fit_budget, headroom, epochs, fit_ratios):
+    from tinygen.compress.fit import Options, check_options, parse_prune
+
+    if isinstance(prune, str):
+        prune = parse_prune(prune)
+    opts = Options(prune=prune, qat=bool(qat), distill=distill, fit=bool(fit), fit_budget=fit_budget,
+                   headroom=headroom, epochs=dict(epochs or {}))
+    if fit_ratios:
+        opts.fit_ratios = tuple(fit_ratios)
+    check_options(opts)
+    return opts
+
+
+def _compress(src, b: dict, runtime: str, opts, seed: int, progress: Progress) -> dict:
+    import numpy as np
+
+    from tinygen.codegen.plan import infer_task
+    from tinygen.compress.fit import compress
+
+    y = src.y_test
+    out_hint = (2,) if y is not None and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype,
+                                                                                  np.integer) else (1,)
+    task = infer_task(src, out_hint)
+    per_channel_dense = bool(b.get("tflm", {}).get("per_channel_fully_connected", False)) \
+        if runtime == "tflm" else True
+    return compress(src, b, runtime, opts, task=task, per_channel_dense=per_channel_dense, seed=seed,
+                    progress=progress)
+
+
+def _write_compression_report(report: dict, target: Path) -> None:
+    import json
+
+    from tinygen.compress.fit import chart
+
+    reports = target / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "compress.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+    png = chart(report, reports / "compress.png")
+    report["chart"] = str(png) if png else None
 
 
 # ----------------------------------------------------------------- flash and verify

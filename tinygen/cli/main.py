@@ -82,29 +82,74 @@ def boards_cmd(as_json: bool) -> None:
               help="Build TFLM from this source tree (Arduino-library layout) instead of the registry library.")
 @click.option("--task", type=click.Choice(["classification", "binary", "regression"]), default=None,
               help="What the model predicts, when the guess from its output and labels is wrong.")
+@click.option("--prune", metavar="RATIO|LAYER=RATIO,...",
+              help="Structured pruning: remove this share of filters/units (L1 norm) from every prunable layer, or "
+                   "per layer, then fine-tune.")
+@click.option("--qat", is_flag=True, help="Quantization-aware training (simulated int8) before conversion.")
+@click.option("--distill", type=click.FloatRange(0, 1, min_open=True), metavar="WIDTH",
+              help="Train a student WIDTH times as wide on the model's soft outputs and the labels.")
+@click.option("--fit", is_flag=True, help="Search the smallest pruning that fits the board's flash and RAM "
+                                          "(with --fit-headroom) and loses the least accuracy.")
+@click.option("--fit-board", metavar="BOARD", help="With --fit: fit this board's budget instead (e.g. build for "
+                                                       "qemu-m4 to verify, fit a nano33ble).")
+@click.option("--fit-headroom", type=click.FloatRange(0, 1, max_open=True), default=0.10, show_default=True,
+              help="Share of the board's flash and RAM --fit leaves free.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
 def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_vectors, seed, epochs, tflm_dir,
-              task, as_json) -> None:
+              task, prune, qat, distill, fit, fit_board, fit_headroom, as_json) -> None:
     """Train or load a model, quantize it to int8, and emit a PlatformIO project."""
     import shlex
 
     with StatusLine(not as_json) as progress:
         project = api.build(model_path, board=board, recipe=recipe, data=data_path, out=out_dir, force=force,
                             runtime=runtime, vectors=n_vectors, seed=seed, epochs=epochs, tflm_dir=tflm_dir,
-                            task=task, progress=progress)
+                            task=task, progress=progress, prune=prune, qat=qat, distill=distill, fit=fit,
+                            fit_headroom=fit_headroom, fit_board=fit_board)
     if as_json:
         data = dict(project.manifest)
         data["project"] = str(project.path)
         data["files"] = sorted(project.files)
+        if project.compression is not None:
+            data["compression"] = project.compression
         print_json(data)
         return
     print_build_summary(project.plan)
+    if project.compression is not None:
+        print_compression(project.compression)
     # After `cd DIR` the project is `.`: a hint that repeats DIR breaks for relative paths.
     q = shlex.quote(str(project.path))
     nxt = (f"tinygen run --project {q}" if project.emulated
            else f"cd {q} && pio run -t upload && tinygen verify --project . --port auto")
     out.print(terminal(f"wrote {project.path} ({len(project.files)} files). Next: {nxt}"), markup=False,
               soft_wrap=True)
+
+
+def print_compression(report: dict) -> None:
+    metric = report["metric"]
+    t = Table(title=Text(terminal(f"compression candidates ({report['board']}, {report['runtime']}; "
+                                  f"chosen: {report['chosen']})")))
+    for col in ("candidate", "MACs", "params", "weights B", "flash B", "RAM B", f"float {metric}",
+                f"int8 {metric}", "fits"):
+        t.add_column(col)
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    for r in report["candidates"]:
+        if "skipped" in r:
+            t.add_row(Text(terminal(r["label"])), *(["-"] * 7), f"skipped ({r['skipped']})")
+            continue
+        fits = r.get("fits")
+        # labels may carry the model's layer names (--prune layer=ratio): user text, no markup
+        t.add_row(Text(terminal(r["label"] + ("" if r.get("trained", True) else " (not fine-tuned)"))),
+                  grouped(r["macs"]),
+                  grouped(r["params"]), grouped(r["weights_bytes"]),
+                  f"{grouped(r['flash_bytes'])} / {grouped(r['flash_budget'])}",
+                  f"{grouped(r['ram_bytes'])} / {grouped(r['ram_budget'])}", fmt(r.get("float_metric")),
+                  fmt(r.get("int8_metric")), "-" if fits is None else ("yes" if fits else "no"))
+    out.print(t)
+    if report.get("chart"):
+        out.print(Text(terminal(f"chart: {report['chart']}")))
 
 
 # ----------------------------------------------------------------- inspect

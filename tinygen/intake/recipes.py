@@ -33,6 +33,9 @@ class Trained:
     x_test: np.ndarray = field(repr=False)
     y_test: np.ndarray = field(repr=False)  # regression targets or integer labels
     class_names: list[str] | None = None
+    # The training split, kept for what fine-tunes the model later (tinygen.compress).
+    x_train: np.ndarray | None = field(default=None, repr=False)
+    y_train: np.ndarray | None = field(default=None, repr=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -70,7 +73,7 @@ def _sine(seed: int, epochs: int | None, progress: Callable[[str], None]) -> Tra
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
     progress("training sine (regression)")
     model.fit(x_train, y_train, epochs=epochs or 40, batch_size=64, verbose=0, shuffle=True)
-    return Trained("sine", "regression", model, x[1600:1800], x_test, y_test)
+    return Trained("sine", "regression", model, x[1600:1800], x_test, y_test, x_train=x_train, y_train=y_train)
 
 
 def _digits(seed: int, epochs: int | None, progress: Callable[[str], None]) -> Trained:
@@ -102,7 +105,7 @@ def _digits(seed: int, epochs: int | None, progress: Callable[[str], None]) -> T
     progress("training digits (8x8 handwritten digits from scikit-learn)")
     model.fit(x_train, y_train, epochs=epochs or 30, batch_size=32, verbose=0, shuffle=True)
     return Trained("digits", "classification", model, x_train[:200], x_test, y_test,
-                   [str(i) for i in range(10)])
+                   [str(i) for i in range(10)], x_train=x_train, y_train=y_train)
 
 
 RECIPES: dict[str, tuple[str, Callable[..., Trained]]] = {

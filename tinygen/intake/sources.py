@@ -66,6 +66,10 @@ class Source:
     class_names: list[str] | None = None  # a recipe's output labels (the model library's class labels)
     recipe: str | None = None  # the built-in recipe's name; None for a user's model
     layers: list | None = None  # the Keras model's [layer name, class] pairs (refusals name them)
+    # Labelled training samples for fine-tuning (tinygen.compress): a recipe's training split, or the
+    # user's calibration split with its labels (y_train None: the user gave none).
+    x_train: np.ndarray | None = field(default=None, repr=False)
+    y_train: np.ndarray | None = field(default=None, repr=False)
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
@@ -79,7 +83,7 @@ def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Cal
         tr.model.save(path)  # the same child path as a user's model quantizes and predicts it
     return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=path, model_kind="keras",
                   work=work, x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test, class_names=tr.class_names,
-                  recipe=recipe)
+                  recipe=recipe, x_train=tr.x_train, y_train=tr.y_train)
 
 
 def source_from_user(model_path: str, data_path: str | None) -> Source:
@@ -120,6 +124,8 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
     src = Source(name, f"{path.name} ({'SavedModel' if kind == 'savedmodel' else 'Keras'})", "unknown",
                  model_path=staged, model_kind=kind, work=work, hint=hint, layers=desc.get("layers") or None)
     src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
+    src.x_train = src.x_rep
+    src.y_train = data.y[:len(src.x_rep)] if data.y is not None else None
     return src
 
 

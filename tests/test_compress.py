@@ -1,0 +1,184 @@
+"""Compression (tinygen.compress): structured pruning keeps the model consistent and really smaller,
+and compressed models still go through the normal build and verify bit-exact on the emulated board.
+
+Independent references: Keras' own forward pass and count_params for the pruned model (it must
+compute what the original computes with the removed filters zeroed), the tflite_micro interpreter
+for the board's outputs, and the plan's own budget for what the build emits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygen
+from conftest import require_tool, run_cli, tflm_outputs
+from tinygen.common.errors import DoesNotFit, UnsupportedModel
+
+
+def _keras():
+    import keras
+
+    from tinygen.intake.recipes import seed_everything
+
+    seed_everything(3)
+    return keras
+
+
+def _chain_cnn(keras, with_bn: bool = False):
+    L = keras.layers
+    layers = [keras.Input((8, 8, 1), name="img"), L.Conv2D(8, 3, activation="relu", name="c1")]
+    if with_bn:
+        layers.append(L.BatchNormalization(name="bn"))
+    layers += [L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu", name="dw"),
+               L.MaxPooling2D(2, name="pool"), L.Conv2D(12, 1, activation="relu", name="c2"),
+               L.Flatten(name="flat"), L.Dense(24, activation="relu", name="d1"), L.Dense(10, name="out"),
+               L.Softmax(name="sm")]
+    return keras.Sequential(layers, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def user_model(tmp_path_factory):
+    """A small classifier on the real digits, trained a few epochs, with its data (the user's way in)."""
+    from sklearn.datasets import load_digits
+
+    keras = _keras()
+    d = load_digits()
+    x = (d.images[:500].astype(np.float32) / 16.0)[..., None]
+    y = d.target[:500].astype(np.int64)
+    model = _chain_cnn(keras)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(x[:400], y[:400], epochs=4, batch_size=32, verbose=0)
+    root = tmp_path_factory.mktemp("compress")
+    model.save(root / "tiny.keras")
+    np.savez(root / "data.npz", x=x, y=y)
+    return root, model
+
+
+def _zeroed_like_pruning(keras, model, ratio: float):
+    """A copy of ``model`` with the filters/units pruning removes set to zero (kernel and bias), and the
+    DepthwiseConv2D channels fed only by them zeroed too: then the removed parts contribute nothing."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    mult = {}
+    for lay in copy.layers:
+        w = lay.get_weights()
+        name = lay.name
+        if name in ("c1", "c2", "d1"):
+            n = w[0].shape[-1]
+            keep = int(round(n * (1 - ratio)))
+            l1 = np.abs(w[0]).reshape(-1, n).sum(axis=0)
+            drop = np.argsort(-l1, kind="stable")[keep:]
+            w[0][..., drop] = 0
+            w[1][drop] = 0
+            mult[name] = drop
+        elif name == "dw":
+            m = w[0].shape[-1]
+            for c in mult["c1"]:
+                w[0][:, :, c, :] = 0
+                w[1][c * m:(c + 1) * m] = 0
+        lay.set_weights(w)
+    return copy
+
+
+def test_pruning_removes_filters_and_computes_what_the_zeroed_original_computes(user_model):
+    from tinygen.compress import prune
+
+    keras = _keras()
+    _, model = user_model
+    pruned = prune.prune(model, 0.5)
+    widths = {lay.name: lay.get_weights()[0].shape[-1] for lay in pruned.layers if lay.name in ("c1", "c2", "d1")}
+    assert widths == {"c1": 4, "c2": 6, "d1": 12}
+    assert pruned.layers[-2].get_weights()[0].shape == (12, 10)  # the output layer keeps its 10 classes
+    # Keras' own count of the rebuilt model: c1 3*3*1*4+4, dw 3*3*4*2+8, c2 8*6+6, d1 (3*3*6)*12+12, out 12*10+10
+    assert pruned.count_params() == 40 + 80 + 54 + 660 + 130 < model.count_params()
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), _zeroed_like_pruning(keras, model, 0.5).predict(
+        x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_pruning_per_layer_and_batchnorm_and_refusals():
+    from tinygen.compress import prune
+
+    keras = _keras()
+    model = _chain_cnn(keras, with_bn=True)
+    model.build((None, 8, 8, 1))
+    pruned = prune.prune(model, {"c1": 0.75})
+    assert [lay.get_weights()[0].shape[-1] for lay in pruned.layers if lay.name in ("c1", "c2", "d1")] == [2, 12, 24]
+    assert all(v.shape == (2,) for v in pruned.get_layer("bn").get_weights())
+    assert pruned.predict(np.zeros((1, 8, 8, 1), np.float32), verbose=0).shape == (1, 10)
+    with pytest.raises(UnsupportedModel, match="not a prunable layer"):
+        prune.prune(model, {"out": 0.5})
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(8, name="a")(inp)
+    branch = keras.Model(inp, keras.layers.Add()([h, keras.layers.Dense(8)(h)]))
+    with pytest.raises(UnsupportedModel, match="is a Add") as exc:
+        prune.prune(branch, 0.5)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.fixture(scope="module")
+def fitted(user_model, session_dir):
+    """--fit (with --qat) to a flash budget the original misses, on qemu-m4 with the compiled runtime."""
+    root, model = user_model
+    weights = model.count_params()
+    board_fixed = 8000 + 6000  # qemu-m4's compiled runtime + framework, as boards/qemu-m4.json states
+    budget = {"flash_bytes": int((board_fixed + 0.5 * weights) / 0.9), "ram_bytes": 1 << 20}
+    project = tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz",
+                            out=session_dir / "compress-fit", vectors=8, fit=True, qat=True, fit_budget=budget,
+                            fit_ratios=(0.25, 0.5, 0.75),
+                            compress_epochs={"prune": 3, "qat": 2})
+    return project, budget
+
+
+def test_fit_makes_an_over_budget_model_fit_and_it_verifies_bit_exact(fitted):
+    project, budget = fitted
+    rep = project.compression
+    rows = {r["label"]: r for r in rep["candidates"]}
+    assert not rows["original"]["fits"] and rows["original"]["flash_bytes"] > 0.9 * budget["flash_bytes"]
+    chosen = rows[rep["chosen"]]
+    assert rep["chosen"].startswith("prune ") and rep["chosen"].endswith("+ QAT") and chosen["fits"]
+    assert chosen["macs"] < rows["original"]["macs"] and chosen["params"] < rows["original"]["params"]
+    # what the build emitted is what the search measured, and within the budget with its headroom
+    assert project.plan.budget["flash_bytes"] == chosen["flash_bytes"] <= 0.9 * budget["flash_bytes"]
+    assert project.plan.analysis.macs == chosen["macs"]
+    assert (project.path / "reports" / "compress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    project.build_firmware()
+    report = project.verify(fresh_vectors=4, seed=1)
+    assert report.passed and report.metrics["max_abs_diff_lsb"] == 0, report.metrics
+    model = (project.path / "model.tflite").read_bytes()
+    np.testing.assert_array_equal(report.outputs, tflm_outputs(model, report.inputs).reshape(report.outputs.shape))
+
+
+def test_a_distilled_student_verifies_bit_exact(user_model, session_dir):
+    root, model = user_model
+    project = tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz",
+                            out=session_dir / "compress-distill", vectors=8, distill=0.5,
+                            compress_epochs={"distill": 4})
+    rows = {r["label"]: r for r in project.compression["candidates"]}
+    assert set(rows) == {"original", "distill 0.5x"} and project.compression["chosen"] == "distill 0.5x"
+    assert rows["distill 0.5x"]["keras_params"] < rows["original"]["keras_params"] == model.count_params()
+    assert rows["distill 0.5x"]["int8_metric"] > 0.2  # learnt something from the teacher in 4 epochs
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    project.build_firmware()
+    report = project.verify(fresh_vectors=4, seed=2)
+    assert report.passed and report.metrics["max_abs_diff_lsb"] == 0, report.metrics
+
+
+def test_fit_refuses_when_nothing_fits(user_model, session_dir):
+    root, _ = user_model
+    out = session_dir / "compress-impossible"
+    with pytest.raises(DoesNotFit, match="no compression tried fits qemu-m4: the smallest, prune 0.9") as exc:
+        tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz", out=out, fit=True,
+                      fit_ratios=(0.5, 0.9),
+                      fit_budget={"flash_bytes": 4000, "ram_bytes": 1 << 20})
+    assert "\n" not in str(exc.value) and not out.exists()
+
+
+def test_cli_refuses_bad_compression_flags_in_one_line(tmp_path):
+    res = run_cli("build", "--board", "qemu-m4", "--recipe", "digits", "--prune", "1.5", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "--prune ratio 1.5 is not in [0, 1)" in res.stderr and not (tmp_path / "o").exists()

@@ -1,0 +1,288 @@
+"""Compress a source's float model and measure every candidate; ``--fit``: search the smallest
+compression that fits the board.
+
+Each candidate is trained and converted in the compression child (:mod:`.child`), then measured
+here exactly as a build measures a model: int8 accuracy on the held-out samples from the
+``tflite_micro`` interpreter (what the board computes), MACs and parameters from the int8 model,
+flash and RAM from the plan's budget (:func:`tinygen.codegen.plan.budget`) for the board and
+runtime.  The chosen candidate's Keras model replaces the source's, so it goes through the
+normal build (conversion, reference vectors, verify) like any model.
+
+The ``--fit`` search is bounded: sizes do not depend on training, so pruning ratios are first
+sized without fine-tuning (one conversion each): the original and the most aggressive ratio first
+(the original fits: nothing to do; the most pruned does not: refused at once with its size), then
+the others.  Only the smallest ratios that fit with the headroom (at most :data:`TRAINED_FITS`) are
+fine-tuned, and the most accurate of those in int8 wins (ties: the smaller flash).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinygen.analysis import ops as an
+from tinygen.analysis.reference import measure_arena, run_reference
+from tinygen.analysis.vectors import dequantize, quantize_input
+from tinygen.codegen.compiled import compile_model
+from tinygen.codegen.plan import budget
+from tinygen.common.errors import DoesNotFit, TinygenError
+from tinygen.compress import runner
+from tinygen.tflite.model import parse_model
+
+FIT_RATIOS = (0.25, 0.5, 0.625, 0.75, 0.875, 0.9375, 0.96875)
+TRAINED_FITS = 2
+DEFAULT_HEADROOM = 0.10
+
+
+@dataclass
+class Options:
+    prune: float | dict | None = None  # a ratio for every prunable layer, or {layer name: ratio}
+    qat: bool = False
+    distill: float | None = None  # the student's width
+    fit: bool = False
+    fit_budget: dict | None = None  # {"flash_bytes", "ram_bytes"}; default: the board's own
+    fit_board: dict | None = None  # fit another board's budget (e.g. build for qemu-m4, fit a nano33ble)
+    headroom: float = DEFAULT_HEADROOM
+    fit_ratios: tuple = FIT_RATIOS  # the pruning ratios --fit may try, ascending
+    time_limit: float = 900.0
+    epochs: dict = field(default_factory=dict)  # {"prune"|"qat"|"distill": epochs}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.prune is not None or self.qat or self.distill is not None or self.fit)
+
+
+def check_options(o: Options) -> None:
+    ratios = o.prune.values() if isinstance(o.prune, dict) else ([o.prune] if o.prune is not None else [])
+    for r in ratios:
+        if not (isinstance(r, (int, float)) and 0 <= r < 1):
+            raise TinygenError(f"--prune ratio {r} is not in [0, 1): it is the share of filters/units removed")
+    if o.distill is not None and not (isinstance(o.distill, (int, float)) and 0 < o.distill <= 1):
+        raise TinygenError(f"--distill width {o.distill} is not in (0, 1]: it scales every prunable layer's width")
+    if not o.fit_ratios or not all(isinstance(r, (int, float)) and 0 < r < 1 for r in o.fit_ratios):
+        raise TinygenError("fit ratios must be shares of filters/units to remove, each in (0, 1)")
+    if not 0 <= o.headroom < 1:
+        raise TinygenError(f"headroom {o.headroom} is not in [0, 1)")
+    if o.fit and (o.prune is not None or o.distill is not None):
+        raise TinygenError("--fit chooses the pruning itself; give --fit without --prune/--distill")
+
+
+def parse_prune(text: str) -> float | dict:
+    """'0.5' or 'conv2d=0.5,dense=0.25' (layer names as Keras shows them)."""
+    try:
+        if "=" not in text:
+            return float(text)
+        spec = {}
+        for part in text.split(","):
+            name, _, value = part.rpartition("=")
+            spec[name.strip()] = float(value)
+        return spec
+    except ValueError:
+        raise TinygenError(f"--prune takes a ratio (0.5) or layer=ratio pairs (conv2d=0.5,dense=0.25), not "
+                           f"'{text[:40]}'") from None
+
+
+def _metric(task: str, out: np.ndarray, y) -> float | None:
+    if y is None:
+        return None
+    out = np.asarray(out).reshape(len(out), -1)
+    if task == "classification":
+        return float(np.mean(out.argmax(axis=1) == np.asarray(y).reshape(-1)))
+    t = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+    return float(np.sqrt(np.mean((out - t) ** 2))) if t.shape == out.shape else None
+
+
+def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, float_pred=None,
+            budget_override: dict | None = None, fit_board: dict | None = None, accuracy: bool = True) -> dict:
+    """Sizes, budget and accuracies of one int8 candidate (accuracy: tflite_micro; ``accuracy=False``:
+    sizes only, for the --fit search's models that are not fine-tuned yet)."""
+    m = parse_model(raw, name)
+    a = an.analyze(m)
+    if fit_board is not None:
+        board = fit_board
+        runtime = runtime if runtime in board["runtimes"] else board["default_runtime"]
+    peak = compile_model(m).peak_bytes if runtime == "compiled" else None
+    arena = measure_arena(raw, m, name) if runtime == "tflm" else None
+    b = budget(board, runtime, m, arena, peak)
+    if budget_override:
+        b["flash_budget"], b["ram_budget"] = int(budget_override["flash_bytes"]), int(budget_override["ram_bytes"])
+        b["fits"] = b["flash_bytes"] <= b["flash_budget"] and b["ram_bytes"] <= b["ram_budget"]
+    row = {"macs": int(a.macs), "params": int(a.params), "model_bytes": len(raw),
+           "weights_bytes": int(sum(t.nbytes for t in m.tensors if t.is_constant)),
+           "flash_bytes": b["flash_bytes"], "ram_bytes": b["ram_bytes"],
+           "flash_budget": b["flash_budget"], "ram_budget": b["ram_budget"]}
+    if src.x_test is not None and accuracy:
+        it, ot = m.input_tensor(), m.output_tensor()
+        x = np.asarray(src.x_test, dtype=np.float32)
+        q_in = quantize_input(x, it.scale[0], it.zero_point[0]).reshape((len(x),) + it.shape)
+        q_out = run_reference(raw, q_in, name, arena_bytes=arena.recommended_bytes if arena else None)
+        row["int8_metric"] = _metric(task, dequantize(q_out, ot.scale[0], ot.zero_point[0]), src.y_test)
+        if float_pred is not None:
+            row["float_metric"] = _metric(task, float_pred, src.y_test)
+    return row
+
+
+def fits_with_headroom(row: dict, headroom: float) -> bool:
+    return (row["flash_bytes"] <= (1 - headroom) * row["flash_budget"]
+            and row["ram_bytes"] <= (1 - headroom) * row["ram_budget"])
+
+
+def _run(src, task: str, per_channel_dense: bool, candidates: list[dict], opts: Options, seed: int,
+         progress, epochs: dict | None = None, deadline: float | None = None) -> list[dict]:
+    from tinygen.intake.loader import CALIBRATION_SAMPLES
+
+    x_train = src.x_train if src.x_train is not None else src.x_rep
+    y_train = src.y_train if src.x_train is not None else None
+    arrays = {"rep": np.asarray(src.x_rep[:CALIBRATION_SAMPLES], dtype=np.float32),
+              "test": np.asarray(src.x_test, dtype=np.float32),
+              "train_x": np.asarray(x_train, dtype=np.float32),
+              "train_y": None if y_train is None else np.asarray(y_train)}
+    args = {"kind": src.model_kind, "model": str(src.model_path), "display": src.name, "seed": seed,
+            "task": task, "per_channel_dense": per_channel_dense, "candidates": candidates,
+            "epochs": opts.epochs if epochs is None else epochs, "deadline_s": deadline}
+    res = runner.run("candidates", Path(src.work.path), args, arrays, subject=src.name,
+                     timeout=max(600.0, 2 * opts.time_limit), progress=progress)
+    return res["candidates"]
+
+
+def _label(steps: list) -> str:
+    parts = []
+    for op, value in steps:
+        if op == "prune":
+            parts.append(f"prune {value:g}" if not isinstance(value, dict) else
+                         "prune " + ",".join(f"{k}={v:g}" for k, v in value.items()))
+        elif op == "distill":
+            parts.append(f"distill {value:g}x")
+        else:
+            parts.append("QAT")
+    return " + ".join(parts) or "original"
+
+
+def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_channel_dense: bool, seed: int = 0,
+             progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Train and measure the candidates; point ``src`` at the chosen one's Keras model.  Returns the
+    report: {"candidates": [rows], "chosen": label, "metric": name, "budget": {...}}."""
+    if src.model_path is None or src.model_kind != "keras":
+        raise TinygenError("compression (--prune/--qat/--distill/--fit) needs the float Keras model (.keras or "
+                           ".h5, or a recipe), not an int8 .tflite or a SavedModel")
+    if src.x_test is None:
+        raise TinygenError("compression needs held-out samples to measure accuracy: give --data")
+    check_options(opts)
+    work = Path(src.work.path)
+    start = time.monotonic()
+    metric = "accuracy" if task == "classification" else "rmse"
+
+    def measured(cands: list[dict], specs: list[dict], accuracy: bool = True) -> list[dict]:
+        rows = []
+        for c, spec in zip(cands, specs):
+            row = {"label": c["label"], "steps": spec["steps"]}
+            if "skipped" in c:
+                row["skipped"] = c["skipped"]
+            else:
+                progress(f"measuring {c['label']} (tflite_micro, budget)")
+                pred = np.load(work / c["pred"], allow_pickle=False)
+                row.update(measure((work / c["tflite"]).read_bytes(), src.name, board, runtime, src, task, pred,
+                                   opts.fit_budget, opts.fit_board, accuracy=accuracy))
+                row["keras"], row["keras_params"] = c["keras"], c["params"]
+            rows.append(row)
+        return rows
+
+    if not opts.fit:
+        chain_steps = []
+        if opts.prune is not None:
+            chain_steps.append(["prune", opts.prune])
+        if opts.distill is not None:
+            chain_steps.append(["distill", opts.distill])
+        specs = [{"label": "original", "steps": []}]
+        if chain_steps:
+            specs.append({"label": _label(chain_steps), "steps": chain_steps})
+        if opts.qat:
+            specs.append({"label": _label(chain_steps + [["qat", None]]), "steps": chain_steps + [["qat", None]]})
+        rows = measured(_run(src, task, per_channel_dense, specs, opts, seed, progress), specs)
+        chosen = rows[-1]
+    else:
+        rows, chosen = _fit(src, task, per_channel_dense, opts, seed, progress, measured, start,
+                            (opts.fit_board or board)['id'])
+    report = {"metric": metric, "candidates": rows, "chosen": chosen["label"],
+              "board": (opts.fit_board or board)["id"],
+              "runtime": runtime, "headroom": opts.headroom if opts.fit else None}
+    if chosen["label"] != "original":
+        src.model_path = work / chosen["keras"]
+        src.description += f", compressed: {chosen['label']}"
+    return report
+
+
+def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, start, board_id: str):
+    def size(ratios: list[float], with_original: bool) -> list[dict]:
+        specs = ([{"label": "original", "steps": []}] if with_original else []) + \
+                [{"label": _label([["prune", r]]), "steps": [["prune", r]]} for r in ratios]
+        rows = measured(_run(src, task, per_channel_dense, specs, opts, seed, progress,
+                             epochs={"prune": 0, "qat": 0, "distill": 0}), specs, accuracy=with_original)
+        for row in rows:
+            row["fits"] = fits_with_headroom(row, opts.headroom)
+            row["trained"] = row["label"] == "original"
+        return rows
+
+    # The original and the most aggressive ratio first: either may end the search at once.
+    progress("sizing the original and the most pruned model")
+    ratios = sorted(opts.fit_ratios)
+    first = size([ratios[-1]], True)
+    if first[0]["fits"]:
+        return first[:1], first[0]
+    if not first[1]["fits"]:
+        best = first[1]
+        raise DoesNotFit(
+            f"no compression tried fits {board_id}: the smallest, {best['label']}, needs flash "
+            f"{best['flash_bytes']:,} / {best['flash_budget']:,} B and RAM {best['ram_bytes']:,} / "
+            f"{best['ram_budget']:,} B with {opts.headroom:.0%} headroom; use a smaller model or a larger board")
+    progress("sizing every pruning ratio (no fine-tuning yet)")
+    sized = first[:1] + (size(ratios[:-1], False) if len(ratios) > 1 else []) + first[1:]
+    fitting = [s for s in sized if s["fits"]]
+    train_specs = []
+    for s in fitting[:TRAINED_FITS]:
+        steps = s["steps"] + ([["qat", None]] if opts.qat else [])
+        train_specs.append({"label": _label(steps), "steps": steps})
+    remaining = max(60.0, opts.time_limit - (time.monotonic() - start))
+    trained = measured(_run(src, task, per_channel_dense, train_specs, opts, seed, progress,
+                            deadline=remaining), train_specs)
+    for row in trained:
+        row["fits"] = "skipped" not in row and fits_with_headroom(row, opts.headroom)
+        row["trained"] = True
+    done = [r for r in trained if r["fits"] and r.get("int8_metric") is not None]
+    sign = 1 if task == "classification" else -1
+    chosen = max(done, key=lambda r: (sign * r["int8_metric"], -r["flash_bytes"])) if done else \
+        next(r for r in trained if r["fits"])
+    return sized + trained, chosen
+
+
+def chart(report: dict, path: Path) -> Path | None:
+    """accuracy vs flash of the measured candidates, as a PNG (matplotlib, Agg: no display)."""
+    rows = [r for r in report["candidates"] if r.get("int8_metric") is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for r in rows:
+        marker = "*" if r["label"] == report["chosen"] else ("o" if r.get("trained", True) else "x")
+        ax.scatter(r["flash_bytes"] / 1024, r["int8_metric"], marker=marker, s=80 if marker == "*" else 30)
+        ax.annotate(r["label"], (r["flash_bytes"] / 1024, r["int8_metric"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    budget_kib = rows[0]["flash_budget"] / 1024
+    ax.axvline(budget_kib, color="red", linestyle="--", linewidth=1, label="flash budget")
+    ax.set_xlabel("firmware flash (KiB, model + runtime)")
+    ax.set_ylabel(f"int8 {report['metric']} (tflite_micro, held-out)")
+    ax.set_title(f"compression candidates for {report['board']} ({report['runtime']})")
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
