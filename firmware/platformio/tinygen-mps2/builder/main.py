@@ -422,6 +422,8 @@ _ldscript = _resolve_ldscript(_ldscript_name)
 if not _ldscript:
     _fail("linker script '%s' not found in the project or the platform" % _ldscript_name)
 env.Replace(LDSCRIPT_PATH=_ldscript)
+# The board scripts INCLUDE the shared tg_mps2_sections.ld that sits next to them.
+env.Append(LIBPATH=[os.path.dirname(_ldscript)])
 
 # ---------------------------------------------------------------------------
 # Targets
