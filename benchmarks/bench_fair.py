@@ -103,8 +103,15 @@ def run(project: tinygen.Project, flags: list[str], release: bool = False, arena
 def tflm_min_arena(project: tinygen.Project, start: int, used: int) -> tuple[int, dict]:
     """Smallest arena (16-byte steps) with which the board initialises and stays bit-exact."""
     hi, hi_res = start, None
-    lo = max(ARENA_STEP, (used // ARENA_STEP) * ARENA_STEP - ARENA_STEP)  # below what it reported using
+    # What the board reported using, rounded up, is the first guess: usually the answer in two builds.
+    guess = -(-used // ARENA_STEP) * ARENA_STEP
+    res = run(project, [], release=True, arena=guess)
+    _say(f"  arena {guess}: {'ok' if res else 'too small'}")
+    if res is not None:
+        hi, hi_res = guess, res
+    lo = max(ARENA_STEP, guess - ARENA_STEP)
     res = run(project, [], release=True, arena=lo)
+    _say(f"  arena {lo}: {'ok' if res else 'too small'}")
     if res is not None:
         return lo, res  # (never seen: TFLM does need what it reports)
     while hi - lo > ARENA_STEP:
