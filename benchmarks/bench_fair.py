@@ -53,14 +53,15 @@ def _say(text: str) -> None:
     print(f"# {text}", file=sys.stderr, flush=True)
 
 
-def _patch_ini(project: Path, flags: list[str], release: bool) -> None:
+def _patch_ini(project: Path, flags: list[str], release: bool | str) -> None:
     ini = project / "platformio.ini"
     text = ini.read_text()
     text = re.sub(r"(?m)^(build_flags =\n    -DTG_BAUD=\d+\n)(    -O\w\n)*", lambda m: m.group(1) + "".join(
         f"    {f}\n" for f in flags), text, count=1)
     text = re.sub(r"(?m)^custom_tinygen_tflm_release = .*\n", "", text)
     if release:
-        text = text.replace("custom_tinygen_version", "custom_tinygen_tflm_release = yes\ncustom_tinygen_version", 1)
+        mode = release if isinstance(release, str) else "yes"
+        text = text.replace("custom_tinygen_version", f"custom_tinygen_tflm_release = {mode}\ncustom_tinygen_version", 1)
     ini.write_text(text)
 
 
@@ -73,7 +74,8 @@ def _set_arena(project: Path, size: int) -> None:
         path.write_text(re.sub(pattern, repl, path.read_text(), count=1))
 
 
-def run(project: tinygen.Project, flags: list[str], release: bool = False, arena: int | None = None) -> dict | None:
+def run(project: tinygen.Project, flags: list[str], release: bool | str = False, arena: int | None = None
+        ) -> dict | None:
     """Build with ``flags``, boot QEMU, verify; the measurements, or None when the firmware does not
     initialise or is not bit-exact."""
     _patch_ini(project.path, flags, release)
@@ -155,7 +157,7 @@ def bench_model(name: str, board: str, work: Path, tree: str | None) -> dict:
         else:
             arena, res = tflm_min_arena(tflm, padded, first["arena_used"])
             row.update(tflm_padded_arena=padded, tflm_min_arena=arena, tflm_release=res)
-            row["tflm_O2"] = run(tflm, ["-O2"], release=False, arena=arena)
+            row["tflm_O2"] = run(tflm, ["-O2"], release="defines", arena=arena)
     return row
 
 

@@ -332,11 +332,18 @@ def _tflm_cache_dir():
     return os.path.join(parent, compiler)
 
 
-def _tflm_release():
+def _tflm_release_mode():
     """`custom_tinygen_tflm_release = yes`: build the tree as TFLM's release build does
-    (TF_LITE_STRIP_ERROR_STRINGS, NDEBUG, kernels -O2, core -Os); benchmarks/bench_fair.py uses it."""
+    (TF_LITE_STRIP_ERROR_STRINGS, NDEBUG, kernels -O2, core -Os); `= defines`: the release
+    defines only, every file at the project's flags. benchmarks/bench_fair.py uses both."""
     value = str(env.GetProjectOption("custom_tinygen_tflm_release", "no")).strip().lower()
-    return value in ("yes", "on", "true", "1")
+    if value == "defines":
+        return "defines"
+    return "yes" if value in ("yes", "on", "true", "1") else None
+
+
+def _tflm_release():
+    return _tflm_release_mode() == "yes"
 
 
 def _build_tflm(tree):
@@ -351,7 +358,7 @@ def _build_tflm(tree):
     env.Append(
         CPPPATH=includes,
         CCFLAGS=["-isystem" + d for d in includes],
-        CPPDEFINES=_tflm_defines(tree) + (["TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"] if _tflm_release() else []),
+        CPPDEFINES=_tflm_defines(tree) + (["TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"] if _tflm_release_mode() else []),
     )
 
     sources = _tflm_sources(src_dir)
