@@ -237,8 +237,10 @@ void tgq_reset(void)
     uint32_t *src = &_sidata, *dst = &_sdata;
     while (dst < &_edata) *dst++ = *src++;
     for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
+#if defined(__ARM_FP)
     *(volatile uint32_t *)0xE000ED88u |= (0xFu << 20); /* CPACR: enable the FPU */
     __asm__ volatile("dsb\n isb" ::: "memory");
+#endif
     main();
     {
         static const uint32_t args[2] = {0x20026u, 0u}; /* ADP_Stopped_ApplicationExit */
@@ -253,9 +255,14 @@ def have_qemu() -> bool:
     return have_arm_gcc() and shutil.which("qemu-system-arm") is not None
 
 
+# The Cortex-M3 (QEMU mps2-an385, same memory map): no FPU and no DSP extension, so the kernels
+# compile to their portable C path there.
+M3_CFLAGS = ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft", "-Os", "-Wall", "-Wextra", "-Werror"]
+
+
 def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Path,
-                extra_flags: tuple[str, ...] = (), timeout: float = 300.0, instructions: list | None = None
-                ) -> list[np.ndarray]:
+                extra_flags: tuple[str, ...] = (), timeout: float = 300.0, instructions: list | None = None,
+                cflags: list[str] | None = None, machine: str = "mps2-an386") -> list[np.ndarray]:
     """Build all models + the kernels for Cortex-M4 (DSP path unless TG_NO_DSP), run
     them on QEMU mps2-an386 over the given inputs, return the outputs per model.
 
@@ -280,9 +287,9 @@ def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Pa
         "n_models": len(models)})
     (workdir / "qemu.ld").write_text(_M4_LD)
     sources = kernel_c_files() + ["qemu_main.c"] + [f"{p}_model.c" for p in prefixes]
-    _run(["arm-none-eabi-gcc", "-std=c99", *M4_CFLAGS, *extra_flags, "-nostartfiles", "-T", "qemu.ld",
+    _run(["arm-none-eabi-gcc", "-std=c99", *(cflags or M4_CFLAGS), *extra_flags, "-nostartfiles", "-T", "qemu.ld",
           *sources, "-o", "qemu.elf", "--specs=nosys.specs"], cwd=workdir)
-    p = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+    p = subprocess.run(["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none",
                         "-serial", "none", "-semihosting-config", "enable=on,target=native",
                         "-icount", "shift=0", "-kernel", "qemu.elf"], cwd=workdir, capture_output=True,
                        timeout=timeout)

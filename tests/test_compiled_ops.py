@@ -13,6 +13,8 @@ code path on QEMU (mps2-an386).
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -301,6 +303,21 @@ def test_cortex_m4_dsp_path_on_qemu(built, tmp_path):
     outs = H.run_qemu_m4(models, inputs, tmp_path / "qemu")
     for j, i in enumerate(idx):
         H.assert_identical(outs[j], built["refs"][i][:12], f"qemu {CASES[i]['id']}")
+
+
+def test_cortex_m3_portable_path_on_qemu(built, tmp_path):
+    """The portable C loops (no DSP extension, no FPU), built for and run on an emulated Cortex-M3
+    (mps2-an385, the qemu-m3 board's machine), are bit-exact too."""
+    H.require(H.have_qemu(), "arm-none-eabi-gcc / qemu-system-arm")
+    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw", "softmax", "sigmoid", "tanh")]
+    models = [built["models"][i] for i in idx]
+    inputs = [built["inputs"][i][:12] for i in idx]
+    outs = H.run_qemu_m4(models, inputs, tmp_path / "qemu-m3", cflags=H.M3_CFLAGS, machine="mps2-an385")
+    for j, i in enumerate(idx):
+        H.assert_identical(outs[j], built["refs"][i][:12], f"qemu-m3 {CASES[i]['id']}")
+    asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(tmp_path / "qemu-m3" / "qemu.elf")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "smlad" not in asm and "sxtb16" not in asm  # the portable path is what ran
 
 
 UNSUPPORTED_CASE = {"kind": "log_softmax", "seed": 5, "shape": [6], "id": "log_softmax", "rep": (0.0, 1.0),

@@ -6,7 +6,7 @@ The public API (:mod:`tinygen.api`) is loaded on first use, so importing a stage
 
 from tinygen.common.version import VERSION as __version__
 
-__all__ = ["build", "verify", "inspect", "flash", "Project", "Report", "ModelInfo", "__version__"]
+__all__ = ["build", "verify", "inspect", "flash", "Project", "Report", "ModelInfo", "__version__", "bench", "BenchRow"]
 
 
 def __getattr__(name: str):

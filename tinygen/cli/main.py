@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tinygen import __version__, api
-from tinygen.cli import device
+from tinygen.cli import bench, device
 from tinygen.cli.output import StatusLine, err, grouped, out, print_build_summary, print_json
 from tinygen.common.errors import TinygenError
 from tinygen.common.escape import terminal
@@ -233,6 +233,7 @@ def _host_check_verdict(hc, as_json: bool) -> None:
 # ----------------------------------------------------------------- doctor, flash, verify, run
 
 device.register(cli)
+bench.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,7 +76,11 @@ class QemuBoard:
         cmd = [qemu or self.binary, "-M", self.machine]
         if self.board.get("cpu"):
             cmd += ["-cpu", str(self.board["cpu"])]
-        cmd += ["-display", "none", "-monitor", "none", "-serial", "pty"]
+        # ``monitor_socket``: QEMU's monitor on a unix socket, for reading guest memory afterwards
+        # (tinygen/device/guest_memory.py); otherwise no monitor at all.
+        mon = self.board.get("monitor_socket")
+        cmd += ["-display", "none", "-monitor", f"unix:{mon},server=on,wait=off" if mon else "none",
+                "-serial", "pty"]
         shift = self.board.get("icount_shift", 0)
         if shift is not None:
             cmd += ["-icount", f"shift={int(shift)}"]
@@ -184,8 +188,9 @@ class QemuBoard:
             pass
 
 
-def qemu_for_project(project: Path, board: dict) -> QemuBoard:
-    """A QemuBoard (not started yet) for the firmware ``pio run`` built in a generated project."""
+def qemu_for_project(project: Path, board: dict, monitor_socket: str | None = None) -> QemuBoard:
+    """A QemuBoard (not started yet) for the firmware ``pio run`` built in a generated project
+    (``monitor_socket``: see :meth:`QemuBoard.command`)."""
     from tinygen.device.pio import firmware_elf
 
     elf = firmware_elf(project, board["id"])
@@ -193,5 +198,8 @@ def qemu_for_project(project: Path, board: dict) -> QemuBoard:
         raise TinygenError(f"{elf} does not exist; build first (tinygen flash builds it)")
     emu = board["emulator"]
     # The binary and any extra arguments (qemu-rv32: -bios none, -cpu) come from the board file.
-    return QemuBoard(elf, {"machine": emu["machine"], "icount_shift": 0, "qemu": emu.get("binary", QEMU_BINARY),
-                           "qemu_args": list(emu.get("args", []))})
+    spec = {"machine": emu["machine"], "icount_shift": 0, "qemu": emu.get("binary", QEMU_BINARY),
+            "qemu_args": list(emu.get("args", []))}
+    if monitor_socket:
+        spec["monitor_socket"] = monitor_socket
+    return QemuBoard(elf, spec)

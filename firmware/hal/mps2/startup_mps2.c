@@ -1,10 +1,12 @@
 /*
- * startup_mps2.c -- vector table and reset code for QEMU's MPS2 machines
- * (mps2-an385 / mps2-an386 / mps2-an500: Cortex-M3 / M4 / M7).
+ * startup_mps2.c -- vector table and reset code for QEMU's MPS2/MPS3 machines
+ * (mps2-an385 / mps2-an386 / mps2-an500 / mps2-an505 / mps3-an547: Cortex-M3 /
+ * M4 / M7 / M33 / M55; the TrustZone cores stay in the Secure state they reset in).
  *
- * Reset_Handler: enable the FPU (if the build uses one) before any C code
- * can touch a floating-point register, copy .data from its load image,
- * zero .bss, run C/C++ static constructors, then call main().
+ * Reset_Handler: enable the FPU (if the build uses one; on the M55 the same
+ * CPACR bits enable MVE) before any C code can touch a floating-point
+ * register, copy .data from its load image, zero .bss, paint the stack
+ * window, run C/C++ static constructors, then call main().
  */
 #include <stdint.h>
 
@@ -15,6 +17,12 @@ extern "C" {
 /* Linker script symbols (mps2.ld). */
 extern uint32_t _estack;
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss;
+extern uint32_t _tg_stack_paint_start;
+
+/* Every word of the stack window that was never used still holds this; the
+ * host finds the stack high-water mark as the lowest word that does not
+ * (tinygen/device/stack_probe.py). */
+#define TG_STACK_PAINT 0x5A5AA5A5u
 
 int main(void);
 void __libc_init_array(void);
@@ -102,6 +110,13 @@ __attribute__((noreturn, used)) void tg_mps2_reset_c(void)
     }
     for (dst = &_sbss; dst < &_ebss; ++dst) {
         *dst = 0u;
+    }
+    {
+        /* Up to a little below this frame: what lies above is in use now. */
+        uint32_t *top = (uint32_t *)__builtin_frame_address(0) - 16;
+        for (dst = &_tg_stack_paint_start; dst < top; ++dst) {
+            *dst = TG_STACK_PAINT;
+        }
     }
 
     __libc_init_array(); /* C++ constructors, __attribute__((constructor)) */

@@ -1,22 +1,29 @@
 /*
- * tg_hal_mps2.c -- tg_hal.h for QEMU's MPS2 machines (mps2-an385/an386/an500).
+ * tg_hal_mps2.c -- tg_hal.h for QEMU's MPS2/MPS3 machines: mps2-an385/an386/
+ * an500 (Cortex-M3/M4/M7), mps2-an505 (Cortex-M33, -DTG_MPS2_AN505) and
+ * mps3-an547 (Cortex-M55, -DTG_MPS3_AN547), and microbit (nRF51, Cortex-M0,
+ * -DTG_NRF51: its UART is Nordic's, not the CMSDK one, see below); the board manifest
+ * passes the define.
  *
- * Serial: CMSDK APB UART0 at 0x40004000 (QEMU connects it to the first
- *         -serial device). Polled, no interrupts.
+ * Serial: CMSDK APB UART0 (QEMU connects it to the first -serial device) at
+ *         0x40004000; on the TrustZone boards at its Secure alias, 0x50200000
+ *         (AN505) or 0x59303000 (AN547), since the firmware runs Secure.
+ *         Polled, no interrupts.
  * Ticks:  the Cortex-M SysTick timer clocked from the processor clock
- *         (CLKSOURCE = 1). On QEMU's mps2 boards that clock is SYSCLK =
- *         25 MHz, so tg_hal_ticks_hz() returns 25000000. SysTick is a 24-bit
+ *         (CLKSOURCE = 1). On QEMU's boards that clock is the board's SYSCLK:
+ *         25 MHz (AN385/386/500), 20 MHz (AN505), 32 MHz (AN547), which
+ *         tg_hal_ticks_hz() returns. SysTick is a 24-bit
  *         down counter; SysTick_Handler counts wraps to extend it to 32 bits.
  *         (QEMU's mps2 has no DWT cycle counter: do not read DWT->CYCCNT.)
  *
  * Ticks -> instructions: run QEMU with "-icount shift=0". Then every guest
- * instruction advances virtual time by exactly 2^0 = 1 ns, and one 25 MHz
- * tick is 40 ns, so
+ * instruction advances virtual time by exactly 2^0 = 1 ns, and one tick is
+ * 1e9 / SYSCLK ns, so
  *
- *     instructions = ticks * 40       (TG_MPS2_INSTRUCTIONS_PER_TICK)
+ *     instructions = ticks * 40       (25 MHz; 50 at 20 MHz, 31.25 at 32 MHz)
  *
  * and a tick count is a deterministic function of the code executed, with
- * a resolution of 40 instructions. (Without -icount, ticks follow the host's
+ * a resolution of one tick. (Without -icount, ticks follow the host's
  * wall clock and mean nothing about the guest's work.)
  *
  * Determinism across boots: bytes arrive on the UART at host-chosen moments,
@@ -39,7 +46,13 @@
 #define TG_REG32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 
 /* CMSDK APB UART0 (ARM DDI 0479, CMSDK technical reference) */
+#if defined(TG_MPS2_AN505)
+#define TG_UART0_BASE 0x50200000u
+#elif defined(TG_MPS3_AN547)
+#define TG_UART0_BASE 0x59303000u
+#else
 #define TG_UART0_BASE 0x40004000u
+#endif
 #define TG_UART_DATA TG_REG32(TG_UART0_BASE + 0x00u)
 #define TG_UART_STATE TG_REG32(TG_UART0_BASE + 0x04u)
 #define TG_UART_CTRL TG_REG32(TG_UART0_BASE + 0x08u)
@@ -69,9 +82,18 @@
 
 /* ---- constants ---------------------------------------------------------- */
 
-#define TG_MPS2_SYSCLK_HZ 25000000u /* QEMU hw/arm/mps2.c SYSCLK_FRQ */
+/* QEMU's SYSCLK per board (hw/arm/mps2.c, hw/arm/mps2-tz.c); checked under
+ * -icount shift=0 by timing a loop of known length. */
+#if defined(TG_NRF51)
+#define TG_MPS2_SYSCLK_HZ 16000000u
+#elif defined(TG_MPS2_AN505)
+#define TG_MPS2_SYSCLK_HZ 20000000u
+#elif defined(TG_MPS3_AN547)
+#define TG_MPS2_SYSCLK_HZ 32000000u
+#else
+#define TG_MPS2_SYSCLK_HZ 25000000u
+#endif
 #define TG_MPS2_BAUD 115200u
-#define TG_MPS2_INSTRUCTIONS_PER_TICK 40u /* with -icount shift=0 */
 
 /* Full 24-bit period: one wrap every 2^24 ticks (0.67 s at 25 MHz). */
 #define TG_SYST_RELOAD 0x00FFFFFFu
@@ -172,14 +194,74 @@ static void tg_ticks_reanchor(void)
 
 /* ---- serial ------------------------------------------------------------- */
 
-void tg_hal_init(void)
+#if defined(TG_NRF51)
+/* nRF51 UART0 (nRF51 Series Reference Manual, UART): tasks, events, RXD/TXD. QEMU's model
+ * keeps a small RX FIFO and raises EVENTS_RXDRDY again while bytes remain. */
+#define TG_NRF_UART 0x40002000u
+#define TG_NRF_STARTRX TG_REG32(TG_NRF_UART + 0x000u)
+#define TG_NRF_STARTTX TG_REG32(TG_NRF_UART + 0x008u)
+#define TG_NRF_RXDRDY TG_REG32(TG_NRF_UART + 0x108u)
+#define TG_NRF_TXDRDY TG_REG32(TG_NRF_UART + 0x11Cu)
+#define TG_NRF_ENABLE TG_REG32(TG_NRF_UART + 0x500u)
+#define TG_NRF_RXD TG_REG32(TG_NRF_UART + 0x518u)
+#define TG_NRF_TXD TG_REG32(TG_NRF_UART + 0x51Cu)
+#define TG_NRF_BAUDRATE TG_REG32(TG_NRF_UART + 0x524u)
+
+static void tg_uart_init(void)
+{
+    TG_NRF_ENABLE = 4u;             /* UART */
+    TG_NRF_BAUDRATE = 0x01D7E000u;  /* 115200 (QEMU does not pace the bytes) */
+    TG_NRF_RXDRDY = 0u;
+    TG_NRF_STARTTX = 1u;
+    TG_NRF_STARTRX = 1u;
+}
+
+static int tg_uart_getc(void)
+{
+    if (TG_NRF_RXDRDY == 0u) {
+        return -1;
+    }
+    TG_NRF_RXDRDY = 0u;
+    return (int)(TG_NRF_RXD & 0xFFu);
+}
+
+static void tg_uart_putc(uint8_t c)
+{
+    TG_NRF_TXDRDY = 0u;
+    TG_NRF_TXD = c;
+    while (TG_NRF_TXDRDY == 0u) {
+    }
+}
+#else
+static void tg_uart_init(void)
 {
     /* UART0: 115200 8N1 nominal (QEMU does not pace the bytes). */
     TG_UART_CTRL = 0u;
-    TG_UART_BAUDDIV = TG_MPS2_SYSCLK_HZ / TG_MPS2_BAUD; /* 217 (>= 16) */
+    TG_UART_BAUDDIV = TG_MPS2_SYSCLK_HZ / TG_MPS2_BAUD; /* 173..277 (>= 16) */
     TG_UART_STATE = TG_UART_STATE_TXOVR | TG_UART_STATE_RXOVR; /* clear */
     TG_UART_INTSTATUS = 0xFu;
     TG_UART_CTRL = TG_UART_CTRL_TXEN | TG_UART_CTRL_RXEN;
+}
+
+static int tg_uart_getc(void)
+{
+    if ((TG_UART_STATE & TG_UART_STATE_RXFULL) == 0u) {
+        return -1;
+    }
+    return (int)(TG_UART_DATA & 0xFFu);
+}
+
+static void tg_uart_putc(uint8_t c)
+{
+    while (TG_UART_STATE & TG_UART_STATE_TXFULL) {
+    }
+    TG_UART_DATA = c;
+}
+#endif
+
+void tg_hal_init(void)
+{
+    tg_uart_init();
 
     /* SysTick: processor clock, full period, wrap interrupt at the lowest
      * priority. */
@@ -199,12 +281,10 @@ void tg_hal_init(void)
 
 int tg_hal_getc(void)
 {
-    int c;
-    if ((TG_UART_STATE & TG_UART_STATE_RXFULL) == 0u) {
-        return -1;
+    int c = tg_uart_getc();
+    if (c >= 0) {
+        tg_ticks_reanchor();
     }
-    c = (int)(TG_UART_DATA & 0xFFu);
-    tg_ticks_reanchor();
     return c;
 }
 
@@ -215,9 +295,7 @@ void tg_hal_write(const uint8_t *p, uint32_t n)
         return;
     }
     for (i = 0; i < n; ++i) {
-        while (TG_UART_STATE & TG_UART_STATE_TXFULL) {
-        }
-        TG_UART_DATA = p[i];
+        tg_uart_putc(p[i]);
     }
     tg_ticks_reanchor();
 }

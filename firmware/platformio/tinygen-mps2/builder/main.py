@@ -332,6 +332,20 @@ def _tflm_cache_dir():
     return os.path.join(parent, compiler)
 
 
+def _tflm_release_mode():
+    """`custom_tinygen_tflm_release = yes`: build the tree as TFLM's release build does
+    (TF_LITE_STRIP_ERROR_STRINGS, NDEBUG, kernels -O2, core -Os); `= defines`: the release
+    defines only, every file at the project's flags. benchmarks/bench_fair.py uses both."""
+    value = str(env.GetProjectOption("custom_tinygen_tflm_release", "no")).strip().lower()
+    if value == "defines":
+        return "defines"
+    return "yes" if value in ("yes", "on", "true", "1") else None
+
+
+def _tflm_release():
+    return _tflm_release_mode() == "yes"
+
+
 def _build_tflm(tree):
     src_dir = os.path.join(tree, "src")
     includes = [
@@ -344,7 +358,7 @@ def _build_tflm(tree):
     env.Append(
         CPPPATH=includes,
         CCFLAGS=["-isystem" + d for d in includes],
-        CPPDEFINES=_tflm_defines(tree),
+        CPPDEFINES=_tflm_defines(tree) + (["TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"] if _tflm_release_mode() else []),
     )
 
     sources = _tflm_sources(src_dir)
@@ -379,8 +393,22 @@ def _build_tflm(tree):
     cache = _tflm_cache_dir()
     if cache:
         lib_env.CacheDir(cache)
-    lib = lib_env.BuildLibrary(os.path.join("$BUILD_DIR", "tflm"), src_dir, src_filter)
-    env.Prepend(LIBS=[lib])
+    if _tflm_release():
+        # TFLM's own release build: kernels and CMSIS-NN at -O2, the interpreter core at -Os (the
+        # optimization flag goes last, so it wins over the project's build_flags).
+        kernels = ["+<%s/>" % TFLM_KERNELS, "+<third_party/cmsis_nn/>"]
+        kernel_filter = " ".join(kernels + ["-<%s>" % p for p in excluded])
+        core_filter = src_filter + " " + " ".join("-" + k[1:] for k in kernels)
+        kernel_env, core_env = lib_env.Clone(), lib_env.Clone()
+        kernel_env.Append(CCFLAGS=["-O2"])
+        core_env.Append(CCFLAGS=["-Os"])
+        klib = kernel_env.BuildLibrary(os.path.join("$BUILD_DIR", "tflm_kernels"), src_dir, kernel_filter)
+        clib = core_env.BuildLibrary(os.path.join("$BUILD_DIR", "tflm"), src_dir, core_filter)
+        env.Prepend(LIBS=[klib, clib, klib])  # the two reference each other; no link groups here
+        ops = ops + ["(release: kernels -O2, core -Os)"]
+    else:
+        lib = lib_env.BuildLibrary(os.path.join("$BUILD_DIR", "tflm"), src_dir, src_filter)
+        env.Prepend(LIBS=[lib])
     print(
         "TFLM: %s (%s)%s"
         % (tree, "ops " + " ".join(ops) if ops else "all kernels",
@@ -422,6 +450,8 @@ _ldscript = _resolve_ldscript(_ldscript_name)
 if not _ldscript:
     _fail("linker script '%s' not found in the project or the platform" % _ldscript_name)
 env.Replace(LDSCRIPT_PATH=_ldscript)
+# The board scripts INCLUDE the shared tg_mps2_sections.ld that sits next to them.
+env.Append(LIBPATH=[os.path.dirname(_ldscript)])
 
 # ---------------------------------------------------------------------------
 # Targets

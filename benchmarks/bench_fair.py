@@ -1,0 +1,229 @@
+"""A fair benchmark: tinygen's compiled runtime vs TFLM + CMSIS-NN on an emulated core (prints a table;
+not a test).
+
+Per model, in one run and on the same int8 model bytes (the first build's model.tflite), on QEMU
+(default qemu-m4 = mps2-an386, -icount shift=0, so instruction counts are exact and repeatable):
+
+* **compiled, best**: the compiled runtime at -Os and at -O2, whichever runs fewer instructions;
+* **TFLM release**: TFLM built the way its own release build is (kernels and CMSIS-NN -O2, interpreter
+  core -Os, TF_LITE_STRIP_ERROR_STRINGS, NDEBUG; the platform's ``custom_tinygen_tflm_release``), its
+  arena cut to the emulated board's minimum: the board reports ``arena_used_bytes()`` at tinygen's
+  padded size, then the arena is bisected down in 16-byte steps, every candidate rebuilt and verified
+  on the board (the minimum is the smallest size that initialises *and* stays bit-exact);
+* **common flags**: both runtimes with -O2 everywhere (TFLM keeps its release defines, at the same
+  minimum arena);
+* **TFLM reference kernels**: only when the tree has TFLM's portable kernels next to CMSIS-NN's
+  (``kernels/conv.cpp`` ...); the Arduino-layout tree (Chirale_TensorFlowLite) ships CMSIS-NN's
+  versions only, and the column then says so.
+
+RAM = .data + .bss (which hold the arena and I/O buffers) + the stack high-water mark (the reset code
+paints the stack; tinygen reads it through QEMU's monitor). Flash = every allocated section with
+contents in the ELF (code, constants, the .data image). Every run must be bit-exact with tflite_micro.
+
+Needs a TFLM tree in Arduino-library layout: TINYGEN_TFLM_DIR or --tflm-dir (never committed; e.g. the
+Chirale_TensorFlowLite v2.0.0 sources). Without one it prints the compiled columns only and says why.
+
+    TINYGEN_TFLM_DIR=/path/to/tree python benchmarks/bench_fair.py [--only sine digits ds_cnn_kws ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tinygen  # noqa: E402
+from tinygen.common.boards import get_board  # noqa: E402
+from tinygen.common.errors import TinygenError  # noqa: E402
+from tinygen.device.emulator import qemu_for_project  # noqa: E402
+from tinygen.device.guest_memory import elf_footprint, stack_high_water  # noqa: E402
+
+ARENA_STEP = 16
+
+
+def _say(text: str) -> None:
+    print(f"# {text}", file=sys.stderr, flush=True)
+
+
+def _patch_ini(project: Path, flags: list[str], release: bool | str) -> None:
+    ini = project / "platformio.ini"
+    text = ini.read_text()
+    text = re.sub(r"(?m)^(build_flags =\n    -DTG_BAUD=\d+\n)(    -O\w\n)*", lambda m: m.group(1) + "".join(
+        f"    {f}\n" for f in flags), text, count=1)
+    text = re.sub(r"(?m)^custom_tinygen_tflm_release = .*\n", "", text)
+    if release:
+        mode = release if isinstance(release, str) else "yes"
+        text = text.replace("custom_tinygen_version", f"custom_tinygen_tflm_release = {mode}\ncustom_tinygen_version", 1)
+    ini.write_text(text)
+
+
+def _set_arena(project: Path, size: int) -> None:
+    src = project / "lib" / "tinygen_model" / "src"
+    for name, pattern, repl in (("tg_runtime_tflm.cc", r"#define TG_ARENA_BYTES \d+", f"#define TG_ARENA_BYTES {size}"),
+                                ("tinygen_model.h", r"#define TINYGEN_MODEL_ARENA_BYTES \d+u",
+                                 f"#define TINYGEN_MODEL_ARENA_BYTES {size}u")):
+        path = src / name
+        path.write_text(re.sub(pattern, repl, path.read_text(), count=1))
+
+
+def run(project: tinygen.Project, flags: list[str], release: bool | str = False, arena: int | None = None
+        ) -> dict | None:
+    """Build with ``flags``, boot QEMU, verify; the measurements, or None when the firmware does not
+    initialise or is not bit-exact."""
+    _patch_ini(project.path, flags, release)
+    if arena is not None:
+        _set_arena(project.path, arena)
+    elf = project.build_firmware()
+    foot = elf_footprint(elf)
+    with tempfile.TemporaryDirectory(prefix="tg-mon-") as tmp:
+        sock = str(Path(tmp) / "monitor")
+        with qemu_for_project(project.path, project.board, monitor_socket=sock) as qb:
+            try:
+                report = tinygen.verify(project, port=qb.port, fresh_vectors=4, timeout=120.0)
+            except TinygenError:
+                return None
+            stack = stack_high_water(sock, foot)
+            from tinygen.device.serial_link import DeviceLink
+
+            with DeviceLink(qb.port, 115200, timeout=30) as link:
+                used = link.hello().arena_bytes
+    if not report.passed:
+        return None
+    return {"instructions": report.metrics["instructions_per_inference"]["median"], "flash": foot["flash_bytes"],
+            "static": foot["static_ram_bytes"], "stack": stack or 0, "ram": foot["static_ram_bytes"] + (stack or 0),
+            "arena_used": used}
+
+
+def tflm_min_arena(project: tinygen.Project, start: int, used: int) -> tuple[int, dict]:
+    """Smallest arena (16-byte steps) with which the board initialises and stays bit-exact."""
+    hi, hi_res = start, None
+    # What the board reported using, rounded up, is the first guess: usually the answer in two builds.
+    guess = -(-used // ARENA_STEP) * ARENA_STEP
+    res = run(project, [], release=True, arena=guess)
+    _say(f"  arena {guess}: {'ok' if res else 'too small'}")
+    if res is not None:
+        hi, hi_res = guess, res
+    lo = max(ARENA_STEP, guess - ARENA_STEP)
+    res = run(project, [], release=True, arena=lo)
+    _say(f"  arena {lo}: {'ok' if res else 'too small'}")
+    if res is not None:
+        return lo, res  # (never seen: TFLM does need what it reports)
+    while hi - lo > ARENA_STEP:
+        mid = (lo + hi) // 2 // ARENA_STEP * ARENA_STEP
+        if mid <= lo:
+            break
+        res = run(project, [], release=True, arena=mid)
+        _say(f"  arena {mid}: {'ok' if res else 'too small'}")
+        if res is not None:
+            hi, hi_res = mid, res
+        else:
+            lo = mid
+    if hi_res is None:
+        hi_res = run(project, [], release=True, arena=hi)
+    return hi, hi_res
+
+
+def reference_kernels_available(tree: str) -> bool:
+    kernels = Path(tree) / "src" / "tensorflow" / "lite" / "micro" / "kernels"
+    return all((kernels / f"{op}.cpp").exists() or (kernels / f"{op}.cc").exists()
+               for op in ("conv", "depthwise_conv", "fully_connected"))
+
+
+def bench_model(name: str, board: str, work: Path, tree: str | None) -> dict:
+    from bench_compiled import _model_bytes  # the model zoo (trained recipes, MLPerf-Tiny-shaped nets)
+
+    model = work / f"{name}.tflite"
+    model.write_bytes(_model_bytes(name))
+    row: dict = {"model": name}
+    comp = tinygen.build(model, board=board, runtime="compiled", out=work / f"{name}-compiled", force=True, vectors=8)
+    row["macs"] = comp.plan.analysis.macs
+    row["compiled_Os"] = run(comp, ["-Os"])
+    row["compiled_O2"] = run(comp, ["-O2"])
+    if tree:
+        tflm = tinygen.build(model, board=board, runtime="tflm", out=work / f"{name}-tflm", force=True, vectors=8,
+                             tflm_dir=tree)
+        padded = tflm.plan.arena.recommended_bytes
+        first = run(tflm, [], release=True)
+        if first is None:
+            row["tflm_error"] = "TFLM release build did not run bit-exact at tinygen's padded arena"
+        else:
+            arena, res = tflm_min_arena(tflm, padded, first["arena_used"])
+            row.update(tflm_padded_arena=padded, tflm_min_arena=arena, tflm_release=res)
+            row["tflm_O2"] = run(tflm, ["-O2"], release="defines", arena=arena)
+    return row
+
+
+def _fmt(n) -> str:
+    return "—" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n:,.0f}")
+
+
+def table(rows: list[dict], tree: str | None) -> str:
+    out = ["| model (MACs) | runtime, flags | instructions | flash B | RAM B (static + stack) | compiled / TFLM instr | flash | RAM |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c_os, c_o2 = r.get("compiled_Os"), r.get("compiled_O2")
+        best_key = min((k for k in ("compiled_Os", "compiled_O2") if r.get(k)), key=lambda k: r[k]["instructions"],
+                       default=None)
+        best = r.get(best_key) if best_key else None
+        t_rel, t_o2 = r.get("tflm_release"), r.get("tflm_O2")
+
+        def line(label, m, ref=None):
+            if m is None:
+                return f"| {r['model']} ({r['macs']:,}) | {label} | failed | | | | | |"
+            ratio = (f"{m['instructions'] / ref['instructions']:.2f} | {m['flash'] / ref['flash']:.2f} | "
+                     f"{m['ram'] / ref['ram']:.2f}") if ref else " | | "
+            return (f"| {r['model']} ({r['macs']:,}) | {label} | {_fmt(m['instructions'])} | {m['flash']:,} | "
+                    f"{m['ram']:,} ({m['static']:,} + {m['stack']:,}) | {ratio} |")
+
+        out.append(line(f"compiled, best ({best_key.split('_')[1] if best_key else '?'})", best, t_rel))
+        if t_rel:
+            out.append(line(f"TFLM release, arena {r['tflm_min_arena']:,} (padded {r['tflm_padded_arena']:,})", t_rel))
+        elif tree:
+            out.append(f"| {r['model']} | TFLM | {r.get('tflm_error', 'failed')} | | | | | |")
+        out.append(line("compiled, common -O2", c_o2, t_o2))
+        if t_o2:
+            out.append(line("TFLM, common -O2", t_o2))
+        if c_os and best_key != "compiled_Os":
+            out.append(line("compiled -Os", c_os, t_rel))
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    from bench_compiled import MODELS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", choices=list(MODELS), help="model names (default: all)")
+    ap.add_argument("--board", default="qemu-m4", help="an emulated board (default qemu-m4)")
+    ap.add_argument("--tflm-dir", default=os.environ.get("TINYGEN_TFLM_DIR") or None)
+    ap.add_argument("--work", default=None, help="where the projects go (default: a temporary directory)")
+    args = ap.parse_args(argv)
+    get_board(args.board)
+    tree = args.tflm_dir
+    if not tree:
+        print("note: no TFLM tree (TINYGEN_TFLM_DIR / --tflm-dir): TFLM columns skipped; TFLM is in no registry "
+              "reachable here, point it at a TFLM source tree in Arduino-library layout", file=sys.stderr)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="tg-fair-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.only or list(MODELS):
+        _say(f"{name} ...")
+        rows.append(bench_model(name, args.board, work, tree))
+        _say(f"{name}: {rows[-1]}")
+    print(table(rows, tree))
+    if tree and not reference_kernels_available(tree):
+        print("\nTFLM reference kernels: not measured -- this tree ships CMSIS-NN's CONV_2D, DEPTHWISE_CONV_2D "
+              "and FULLY_CONNECTED only (no kernels/conv.cpp etc.), so TFLM's portable kernels cannot be built "
+              "from it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
