@@ -33,7 +33,10 @@ def sine_tflite(tmp_path_factory):
 def bench_rows(sine_tflite, tmp_path_factory):
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
-    rows = tinygen.bench(sine_tflite, boards=list(NEW_CORES), out=tmp_path_factory.mktemp("bench"), vectors=8)
+    require_tool("riscv64-unknown-elf-gcc")
+    require_tool("qemu-system-riscv32")
+    # qemu-rv32 in the same run: bench puts a RISC-V MCU beside the Cortex-M cores (issue 13).
+    rows = tinygen.bench(sine_tflite, boards=list(NEW_CORES) + ["qemu-rv32"], out=tmp_path_factory.mktemp("bench"), vectors=8)
     return {r.board: r for r in rows}
 
 
@@ -50,6 +53,14 @@ def test_core_runs_sine_bit_exact(bench_rows, core):
                          capture_output=True, text=True, check=True).stdout
     dsp = any(f"\t{op}\t" in asm for op in ("smlad", "sxtb16", "smmulr"))
     assert dsp == (core not in ("qemu-m0", "qemu-m3")), "DSP code where the core has it, the portable path on M0/M3"
+
+
+def test_bench_has_riscv_beside_cortex_m(bench_rows):
+    row = bench_rows["qemu-rv32"]
+    assert row.runtime == "compiled" and row.bit_exact
+    report = tinygen.verify(row.project, fresh_vectors=4)
+    assert report.passed and report.metrics["instructions_per_inference"]["median"] == row.instructions > 0
+    assert 0 < row.stack_bytes < 2048 and row.flash_bytes > 0
 
 
 def test_bench_fits_agree_with_the_budget_check(bench_rows, sine_tflite):

@@ -15,6 +15,12 @@ extern "C" {
 #endif
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss;
+extern uint32_t _tg_stack_paint_start;
+
+/* Every word of the stack window never used keeps this value; `tinygen bench` reads the
+ * window through QEMU's monitor and takes the lowest changed word as the high-water mark
+ * (tinygen/device/guest_memory.py STACK_PAINT). */
+#define TG_STACK_PAINT 0x5A5AA5A5u
 typedef void (*tg_rv_ctor_t)(void);
 extern const tg_rv_ctor_t __init_array_start[], __init_array_end[];
 
@@ -64,6 +70,13 @@ __attribute__((noreturn, used)) void tg_rv_reset_c(void)
     }
     for (dst = &_sbss; dst < &_ebss; ++dst) {
         *dst = 0u;
+    }
+    {
+        /* Up to a little below this frame: what lies above is in use now. */
+        uint32_t *top = (uint32_t *)__builtin_frame_address(0) - 16;
+        for (dst = &_tg_stack_paint_start; dst < top; ++dst) {
+            *dst = TG_STACK_PAINT;
+        }
     }
     for (ctor = __init_array_start; ctor < __init_array_end; ++ctor) {
         (*ctor)();
