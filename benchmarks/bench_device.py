@@ -54,21 +54,21 @@ def user_model(name: str, workdir: Path) -> tuple[str, str]:
 
 
 def bench_one(name: str, runtime: str, workdir: Path, tflm_dir: str | None, n_vectors: int) -> dict:
-    from tinygen.device import pio
-    from tinygen.cli.main import build_project
-    from tinygen.cli.device import do_verify, start_emulator
+    import tinygen
 
     out = workdir / f"{name}-{runtime}"
-    kwargs = {"recipe": name} if name in RECIPES else dict(zip(("model_path", "data_path"),
-                                                                  user_model(name, workdir)))
-    plan, project, _ = build_project("qemu-m4", out_dir=str(out), force=True, runtime=runtime,
-                                     tflm_dir=tflm_dir, show_progress=False, n_vectors=8, **kwargs)
-    pio.pio_run(project, environment="qemu-m4")
-    sizes = elf_sizes(project / ".pio" / "build" / "qemu-m4" / "firmware.elf")
-    with start_emulator(project, plan.board) as qb:
-        res = do_verify(project, qb.port, n_fresh=n_vectors, tolerance=0, report_dir=workdir / f"rep-{name}",
-                        timeout=60, retries=2, seed=0, quiet=True)
-    m = res["metrics"]
+    if name in RECIPES:
+        model, kwargs = None, {"recipe": name}
+    else:
+        model, data = user_model(name, workdir)
+        kwargs = {"data": data}
+    proj = tinygen.build(model, board="qemu-m4", out=out, force=True, runtime=runtime, tflm_dir=tflm_dir,
+                         vectors=8, **kwargs)
+    elf = proj.build_firmware()
+    sizes = elf_sizes(elf)
+    report = tinygen.verify(proj, fresh_vectors=n_vectors, report_dir=workdir / f"rep-{name}", timeout=60, retries=2)
+    m = report.metrics
+    plan = proj.plan
     return {"model": name, "runtime": runtime, "macs": plan.analysis.macs,
             "instructions": m["instructions_per_inference"]["median"], **sizes,
             "arena": plan.compiled.peak_bytes if plan.compiled else plan.arena.recommended_bytes,
