@@ -388,10 +388,13 @@ TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b) { return (a >> 16) | (b 
  * padding-as-zero-point-taps trick replaces TinyEngine's padded copy of the
  * input with 9 pointers, and depth multiplier m re-reads the same input words
  * with another weight set (channel-interleaved at code-generation time). */
-static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t dm,
+static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *tap_ptrs, const uint32_t *w16, int32_t ngrp, int32_t dm,
                                       uint32_t offset_pair, const int32_t *bias, int32_t *acc)
 {
+    /* a local copy: each tap's pointer is then one SP-relative load in the loop */
+    const int8_t *taps[9];
     int32_t g, m;
+    memcpy(taps, tap_ptrs, sizeof taps);
     for (g = 0; g < ngrp; g++) {
         const int32_t xo = 4 * g;
         for (m = 0; m < dm; m++) {
@@ -439,6 +442,58 @@ static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t 
     }
 }
 
+/* Depth multiplier 1, all 9 taps inside the input: the same sums as
+ * tg_dw_dot_3x3 with the taps as offsets from one pointer (fewer loads than
+ * 9 pointers, and no multiplier indexing) -- the common MobileNet/DS-CNN case. */
+static TG_NOINLINE void tg_dw_dot_3x3_m1(const int8_t *x, const uint32_t *w16, int32_t ngrp, const int32_t *tap_offsets,
+                                      uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+{
+    for (; ngrp > 0; ngrp--, x += 4, acc += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        uint32_t xa, a02, a13;
+        if (bias != NULL) {
+            a0 = bias[0];
+            a1 = bias[1];
+            a2 = bias[2];
+            a3 = bias[3];
+            bias += 4;
+        }
+#define TG_DW_PAIR(t)                                                  \
+    do {                                                               \
+        const uint32_t xb = tg_load_u32(x + tap_offsets[(t) + 1]);     \
+        uint32_t u, v;                                                 \
+        xa = tg_load_u32(x + tap_offsets[t]);                          \
+        u = tg_sxtab16(offset_pair, xa);                               \
+        v = tg_sxtab16(offset_pair, xb);                               \
+        a0 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t)], a0);           \
+        a2 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 1], a2);       \
+        u = tg_sxtab16_ror8(offset_pair, xa);                          \
+        v = tg_sxtab16_ror8(offset_pair, xb);                          \
+        a1 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t) + 2], a1);       \
+        a3 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 3], a3);       \
+    } while (0)
+        TG_DW_PAIR(0);
+        TG_DW_PAIR(2);
+        TG_DW_PAIR(4);
+        TG_DW_PAIR(6);
+#undef TG_DW_PAIR
+        w16 += 16;
+        xa = tg_load_u32(x + tap_offsets[8]);
+        a02 = tg_sxtab16(offset_pair, xa);
+        a13 = tg_sxtab16_ror8(offset_pair, xa);
+        a0 = tg_smlabb(a02, w16[0], a0);
+        a2 = tg_smlatt(a02, w16[0], a2);
+        a1 = tg_smlabb(a13, w16[1], a1);
+        a3 = tg_smlatt(a13, w16[1], a3);
+        w16 += 2;
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+}
+
+
 /* One output pixel of the 3x3 path: channels [0, in_c & ~3) in chunks of at
  * most TG_DW_CHUNK output values. tap_off: each tap's input offset, or -1 for
  * a tap outside the input (then it reads pad, TG_DW_CHUNK zero-point bytes). */
@@ -477,6 +532,10 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
     const int32_t use_3x3 = p->dw3x3_widened != NULL && p->filter_h == 3 && p->filter_w == 3 && dm >= 1 &&
                             dm <= 8 && p->in_c >= 4;
     int8_t pad[TG_DW_CHUNK];
+    int32_t tap_offsets[9];
+    for (ky = 0; ky < 9; ky++) {
+        tap_offsets[ky] = (ky / 3) * steps[0] + (ky % 3) * steps[1];
+    }
     memset(pad, -p->input_offset, sizeof pad);
 #endif
     for (b = 0; b < p->batches; b++) {
@@ -492,7 +551,26 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                 tg_valid_taps(x0, p->dilation_w, p->filter_w, p->in_w, &kx0, &kx1);
                 ic = 0;
 #if TG_USE_DSP
-                if (use_3x3) {
+                if (use_3x3 && ky1 - ky0 == 3 && kx1 - kx0 == 3) {
+                    const int8_t *xb = in_b + (int32_t)((y0 * p->in_w + x0) * p->in_c);
+                    const int32_t n4 = p->in_c & ~3;
+                    for (; dm == 1 && ic < n4; ic += TG_DW_CHUNK) {
+                        const int32_t nch = tg_min32(TG_DW_CHUNK, n4 - ic);
+                        int32_t acc[TG_DW_CHUNK];
+                        tg_dw_dot_3x3_m1(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 18, nch / 4, tap_offsets,
+                                         offset_pair, p->bias != NULL ? p->bias + ic : NULL, acc);
+                        tg_requantize_channels(&r, acc, 1, nch, ic, out + ic, NULL);
+                    }
+                    if (dm != 1) {
+                        int32_t tap_off[9];
+                        const int32_t base = (y0 * p->in_w + x0) * p->in_c;
+                        for (ky = 0; ky < 9; ky++) {
+                            tap_off[ky] = base + tap_offsets[ky];
+                        }
+                        tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, offset_pair, out);
+                    }
+                    ic = n4;
+                } else if (use_3x3) {
                     int32_t tap_off[9];
                     for (ky = 0; ky < 3; ky++) {
                         for (kx = 0; kx < 3; kx++) {
