@@ -388,8 +388,8 @@ TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b) { return (a >> 16) | (b 
  * padding-as-zero-point-taps trick replaces TinyEngine's padded copy of the
  * input with 9 pointers, and depth multiplier m re-reads the same input words
  * with another weight set (channel-interleaved at code-generation time). */
-static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *tap_ptrs, const uint32_t *w16, int32_t ngrp, int32_t dm,
-                                      uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t *w16, int32_t ngrp, int32_t dm,
+                                  uint32_t offset_pair, const int32_t *bias, int32_t *acc)
 {
     /* a local copy: each tap's pointer is then one SP-relative load in the loop */
     const int8_t *taps[9];
@@ -440,6 +440,21 @@ static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *tap_ptrs, const uint3
             acc[o + 3 * dm] = a3;
         }
     }
+}
+
+/* Multiplier 1 gets its own copy with dm constant: the indexing folds away and
+ * fewer values compete for registers (it serves every border pixel of the
+ * common case). */
+static TG_NOINLINE void tg_dw_dot_3x3_dm1(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp,
+                                          uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+{
+    tg_dw_dot_3x3_body(taps, w16, ngrp, 1, offset_pair, bias, acc);
+}
+
+static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t dm,
+                                      uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+{
+    tg_dw_dot_3x3_body(taps, w16, ngrp, dm, offset_pair, bias, acc);
 }
 
 /* Depth multiplier 1, all 9 taps inside the input: the same sums as
@@ -511,8 +526,13 @@ static void tg_dw_pixel_3x3(const tg_conv_params_t *p, const tg_channel_requant_
         for (t = 0; t < 9; t++) {
             taps[t] = tap_off[t] >= 0 ? in_b + tap_off[t] + ic : pad;
         }
-        tg_dw_dot_3x3(taps, TG_WORDS(p->dw3x3_widened) + (ic / 4) * dm * 18, nch / 4, dm, offset_pair,
-                      p->bias != NULL ? p->bias + ic * dm : NULL, acc);
+        const uint32_t *w16 = TG_WORDS(p->dw3x3_widened) + (ic / 4) * dm * 18;
+        const int32_t *bias = p->bias != NULL ? p->bias + ic * dm : NULL;
+        if (dm == 1) {
+            tg_dw_dot_3x3_dm1(taps, w16, nch / 4, offset_pair, bias, acc);
+        } else {
+            tg_dw_dot_3x3(taps, w16, nch / 4, dm, offset_pair, bias, acc);
+        }
         tg_requantize_channels(r, acc, 1, nch * dm, ic * dm, out + ic * dm, NULL);
     }
 }
