@@ -134,6 +134,16 @@ def _op_cases() -> list[dict]:
         bias=False)
     add("dw", shape=[8, 7, 12], k=[3, 3], strides=[1, 1], dil=[2, 2], padding="same", dm=1, act="linear",
         bias=True)
+    # ... with depth multiplier > 1 (weights interleaved per multiplier), stride 2, border pixels
+    # (zero-point taps), odd channel counts (the scalar tail) and a multi-chunk multiplier-2 layer.
+    add("dw", shape=[6, 5, 5], k=[3, 3], strides=[1, 1], dil=[1, 1], padding="same", dm=2, act="relu", bias=True)
+    add("dw", shape=[9, 8, 6], k=[3, 3], strides=[2, 2], dil=[1, 1], padding="same", dm=2, act="relu6",
+        bias=False)
+    add("dw", shape=[7, 7, 4], k=[3, 3], strides=[2, 2], dil=[1, 1], padding="valid", dm=3, act="linear",
+        bias=True)
+    add("dw", shape=[6, 7, 7], k=[3, 3], strides=[2, 2], dil=[1, 1], padding="same", dm=1, act="relu", bias=True)
+    add("dw", shape=[5, 6, 20], k=[3, 3], strides=[1, 1], dil=[1, 1], padding="valid", dm=2, act="relu",
+        bias=True)
     return cases
 
 

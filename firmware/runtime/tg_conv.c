@@ -371,14 +371,96 @@ TG_INLINE uint32_t tg_pack_lo16(uint32_t a, uint32_t b) { return (a & 0xFFFFu) |
 TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
 #endif
 
+/* Output values per chunk of the 3x3 path (accumulators on the stack). */
 #define TG_DW_CHUNK 32
 
-/* 3x3 filter, depth multiplier 1, all 9 taps inside the input: ngrp groups of 4
- * channels of one output pixel into acc (bias included). tap_offsets: the 9
- * taps' input offsets; w16: the pre-widened weights, 18 words per group
- * (tg_kernels.h, dw3x3_widened): taps (0,1), (2,3), (4,5), (6,7) one SMLAD per
- * channel, tap 8 SMLABB/SMLATT. offset_pair: the input offset in both halves. */
-static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *x, const uint32_t *w16, int32_t ngrp, const int32_t *tap_offsets,
+/* 3x3 filter, any stride / dilation / padding, depth multiplier dm (<= 8): ngrp
+ * groups of 4 input channels of one output pixel into acc[(4 g + j) * dm + m]
+ * (bias included). taps: the 9 taps' input pointers at the chunk's first channel;
+ * a tap outside the input points at a run of zero-point bytes instead, which
+ * adds x + input_offset = 0 (as TFLM's skipped taps do), so border pixels take
+ * this loop too and it has no bounds checks. w16: the pre-widened weights, 18
+ * words per (group, m) (tg_kernels.h, dw3x3_widened): taps (0,1), (2,3), (4,5),
+ * (6,7) one SMLAD per channel, tap 8 SMLABB/SMLATT. offset_pair: the input
+ * offset in both halves.
+ * Ideas: CMSIS-NN's arm_depthwise_conv_3x3_s8 (4 channels per 32-bit load,
+ * offset added while widening) and its _opt variant's int16 tap pairs; the
+ * padding-as-zero-point-taps trick replaces TinyEngine's padded copy of the
+ * input with 9 pointers, and depth multiplier m re-reads the same input words
+ * with another weight set (channel-interleaved at code-generation time). */
+TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t *w16, int32_t ngrp, int32_t dm,
+                                  uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+{
+    /* a local copy: each tap's pointer is then one SP-relative load in the loop */
+    const int8_t *taps[9];
+    int32_t g, m;
+    memcpy(taps, tap_ptrs, sizeof taps);
+    for (g = 0; g < ngrp; g++) {
+        const int32_t xo = 4 * g;
+        for (m = 0; m < dm; m++) {
+            const int32_t o = xo * dm + m;
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            uint32_t xa, a02, a13;
+            if (bias != NULL) {
+                a0 = bias[o];
+                a1 = bias[o + dm];
+                a2 = bias[o + 2 * dm];
+                a3 = bias[o + 3 * dm];
+            }
+#define TG_DW_PAIR(t)                                                  \
+    do {                                                               \
+        const uint32_t xb = tg_load_u32(taps[(t) + 1] + xo);           \
+        uint32_t u, v;                                                 \
+        xa = tg_load_u32(taps[t] + xo);                                \
+        u = tg_sxtab16(offset_pair, xa);                               \
+        v = tg_sxtab16(offset_pair, xb);                               \
+        a0 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t)], a0);           \
+        a2 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 1], a2);       \
+        u = tg_sxtab16_ror8(offset_pair, xa);                          \
+        v = tg_sxtab16_ror8(offset_pair, xb);                          \
+        a1 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t) + 2], a1);       \
+        a3 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 3], a3);       \
+    } while (0)
+            TG_DW_PAIR(0);
+            TG_DW_PAIR(2);
+            TG_DW_PAIR(4);
+            TG_DW_PAIR(6);
+#undef TG_DW_PAIR
+            xa = tg_load_u32(taps[8] + xo);
+            a02 = tg_sxtab16(offset_pair, xa);
+            a13 = tg_sxtab16_ror8(offset_pair, xa);
+            a0 = tg_smlabb(a02, w16[16], a0);
+            a2 = tg_smlatt(a02, w16[16], a2);
+            a1 = tg_smlabb(a13, w16[17], a1);
+            a3 = tg_smlatt(a13, w16[17], a3);
+            w16 += 18;
+            acc[o] = a0;
+            acc[o + dm] = a1;
+            acc[o + 2 * dm] = a2;
+            acc[o + 3 * dm] = a3;
+        }
+    }
+}
+
+/* Multiplier 1 gets its own copy with dm constant: the indexing folds away and
+ * fewer values compete for registers (it serves every border pixel of the
+ * common case). */
+static TG_NOINLINE void tg_dw_dot_3x3_dm1(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp,
+                                          uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+{
+    tg_dw_dot_3x3_body(taps, w16, ngrp, 1, offset_pair, bias, acc);
+}
+
+static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t dm,
+                                      uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+{
+    tg_dw_dot_3x3_body(taps, w16, ngrp, dm, offset_pair, bias, acc);
+}
+
+/* Depth multiplier 1, all 9 taps inside the input: the same sums as
+ * tg_dw_dot_3x3 with the taps as offsets from one pointer (fewer loads than
+ * 9 pointers, and no multiplier indexing) -- the common MobileNet/DS-CNN case. */
+static TG_NOINLINE void tg_dw_dot_3x3_m1(const int8_t *x, const uint32_t *w16, int32_t ngrp, const int32_t *tap_offsets,
                                       uint32_t offset_pair, const int32_t *bias, int32_t *acc)
 {
     for (; ngrp > 0; ngrp--, x += 4, acc += 4) {
@@ -425,6 +507,35 @@ static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *x, const uint32_t *w16, int3
         acc[3] = a3;
     }
 }
+
+
+/* One output pixel of the 3x3 path: channels [0, in_c & ~3) in chunks of at
+ * most TG_DW_CHUNK output values. tap_off: each tap's input offset, or -1 for
+ * a tap outside the input (then it reads pad, TG_DW_CHUNK zero-point bytes). */
+static void tg_dw_pixel_3x3(const tg_conv_params_t *p, const tg_channel_requant_t *r, const int8_t *in_b,
+                            const int32_t *tap_off, const int8_t *pad, uint32_t offset_pair, int8_t *out)
+{
+    const int32_t dm = p->depth_multiplier;
+    const int32_t step = (TG_DW_CHUNK / dm) & ~3;
+    const int32_t n4 = p->in_c & ~3;
+    const int8_t *taps[9];
+    int32_t ic, t;
+    for (ic = 0; ic < n4; ic += step) {
+        const int32_t nch = tg_min32(step, n4 - ic);
+        int32_t acc[TG_DW_CHUNK];
+        for (t = 0; t < 9; t++) {
+            taps[t] = tap_off[t] >= 0 ? in_b + tap_off[t] + ic : pad;
+        }
+        const uint32_t *w16 = TG_WORDS(p->dw3x3_widened) + (ic / 4) * dm * 18;
+        const int32_t *bias = p->bias != NULL ? p->bias + ic * dm : NULL;
+        if (dm == 1) {
+            tg_dw_dot_3x3_dm1(taps, w16, nch / 4, offset_pair, bias, acc);
+        } else {
+            tg_dw_dot_3x3(taps, w16, nch / 4, dm, offset_pair, bias, acc);
+        }
+        tg_requantize_channels(r, acc, 1, nch * dm, ic * dm, out + ic * dm, NULL);
+    }
+}
 #endif
 
 void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
@@ -438,12 +549,14 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
     const uint32_t offset_pair = (offset16 << 16) | offset16;
     const int32_t steps[4] = {p->dilation_h * p->in_w * p->in_c, p->dilation_w * p->in_c,
                               p->filter_w * p->out_c, p->out_c};
-    const int32_t use_3x3 = p->dw3x3_widened != NULL && dm == 1 && p->filter_h == 3 && p->filter_w == 3 &&
-                            (p->in_c & 3) == 0;
+    const int32_t use_3x3 = p->dw3x3_widened != NULL && p->filter_h == 3 && p->filter_w == 3 && dm >= 1 &&
+                            dm <= 8 && p->in_c >= 4;
+    int8_t pad[TG_DW_CHUNK];
     int32_t tap_offsets[9];
     for (ky = 0; ky < 9; ky++) {
         tap_offsets[ky] = (ky / 3) * steps[0] + (ky % 3) * steps[1];
     }
+    memset(pad, -p->input_offset, sizeof pad);
 #endif
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
@@ -460,13 +573,34 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
 #if TG_USE_DSP
                 if (use_3x3 && ky1 - ky0 == 3 && kx1 - kx0 == 3) {
                     const int8_t *xb = in_b + (int32_t)((y0 * p->in_w + x0) * p->in_c);
-                    for (; ic < p->in_c; ic += TG_DW_CHUNK) {
-                        const int32_t nch = tg_min32(TG_DW_CHUNK, p->in_c - ic);
+                    const int32_t n4 = p->in_c & ~3;
+                    for (; dm == 1 && ic < n4; ic += TG_DW_CHUNK) {
+                        const int32_t nch = tg_min32(TG_DW_CHUNK, n4 - ic);
                         int32_t acc[TG_DW_CHUNK];
-                        tg_dw_dot_3x3(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 18, nch / 4, tap_offsets,
-                                      offset_pair, p->bias != NULL ? p->bias + ic : NULL, acc);
+                        tg_dw_dot_3x3_m1(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 18, nch / 4, tap_offsets,
+                                         offset_pair, p->bias != NULL ? p->bias + ic : NULL, acc);
                         tg_requantize_channels(&r, acc, 1, nch, ic, out + ic, NULL);
                     }
+                    if (dm != 1) {
+                        int32_t tap_off[9];
+                        const int32_t base = (y0 * p->in_w + x0) * p->in_c;
+                        for (ky = 0; ky < 9; ky++) {
+                            tap_off[ky] = base + tap_offsets[ky];
+                        }
+                        tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, offset_pair, out);
+                    }
+                    ic = n4;
+                } else if (use_3x3) {
+                    int32_t tap_off[9];
+                    for (ky = 0; ky < 3; ky++) {
+                        for (kx = 0; kx < 3; kx++) {
+                            const int32_t in = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1;
+                            tap_off[3 * ky + kx] = in ? ((y0 + p->dilation_h * ky) * p->in_w + x0 +
+                                                         p->dilation_w * kx) * p->in_c : -1;
+                        }
+                    }
+                    tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, offset_pair, out);
+                    ic = p->in_c & ~3;
                 }
                 if (dm == 1 && ky1 > ky0 && kx1 > kx0) {
                     const int8_t *xb = in_b + (int32_t)(((y0 + p->dilation_h * ky0) * p->in_w + x0 +

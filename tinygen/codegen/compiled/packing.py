@@ -44,8 +44,11 @@ def acc_bound_packed(w2, folded) -> np.ndarray:
     return np.abs(np.asarray(folded, dtype=np.int64)) + 128 * np.abs(w2).sum(axis=1)
 
 
-def dw3x3_widened(w, out_c: int) -> list[int]:
-    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, dw3x3_widened)."""
+def dw3x3_widened(w, out_c: int, dm: int = 1) -> list[int]:
+    """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, dw3x3_widened).
+
+    One 18-word block per (group of 4 input channels, multiplier m), for the output
+    channels (4 g + j) * dm + m, so one widened input word serves every m."""
     wt = np.asarray(w, dtype=np.int64).reshape(9, out_c)
 
     def pk(lo, hi):
@@ -53,10 +56,12 @@ def dw3x3_widened(w, out_c: int) -> list[int]:
         return v - (1 << 32) if v >= 1 << 31 else v
 
     out: list[int] = []
-    for c in range(0, out_c, 4):
-        for t in (0, 2, 4, 6):
-            out += [pk(wt[t][c + j], wt[t + 1][c + j]) for j in (0, 2, 1, 3)]
-        out += [pk(wt[8][c], wt[8][c + 2]), pk(wt[8][c + 1], wt[8][c + 3])]
+    for g in range(out_c // dm // 4):
+        for m in range(dm):
+            c = [(4 * g + j) * dm + m for j in range(4)]
+            for t in (0, 2, 4, 6):
+                out += [pk(wt[t][c[j]], wt[t + 1][c[j]]) for j in (0, 2, 1, 3)]
+            out += [pk(wt[8][c[0]], wt[8][c[2]]), pk(wt[8][c[1]], wt[8][c[3]])]
     return out
 
 
