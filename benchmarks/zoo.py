@@ -2,9 +2,9 @@
 
     python benchmarks/zoo.py [--only NAME,...] [--jobs 2] [--keep DIR]
 
-For each model: `tinygen build --board esp32 --model M.keras --data D.npz` (the compiled runtime,
-esp32's default), then `tinygen run --board qemu-m4 --runtime compiled` on the int8 model.tflite that
-build wrote (one conversion per model; a model esp32 refused is not run again). Subprocesses,
+For each model: `tinygen build --board esp32 --model M.keras --data D.npz` (TFLM, esp32's default), then `tinygen run --board qemu-m4 --runtime compiled` on the int8 model.tflite that
+build wrote (one conversion per model; a model esp32 refused is not run again: so far every such
+refusal is the converter's or the intake's, or an op neither runtime has). Subprocesses,
 offline, seeded, random weights except where training matters. Prints one row per model: esp32
 build yes/no, qemu-m4 compiled bit-exact yes/no, or the refusal's one line. A traceback (CRASH) or
 a multi-line error (MULTI) is flagged as such: those are bugs.
@@ -195,7 +195,7 @@ def run_one(name, work: Path):
     m, d = str(work / f"{name}.keras"), str(work / f"{name}.npz")
     b = _verdict(*_cli(["build", "--board", "esp32", "--model", m, "--data", d, "--vectors", "2",
                         "--out", str(work / f"esp32-{name}")], home))
-    if b[0] != "yes":  # esp32 builds with the compiled runtime too: qemu-m4 would refuse the same way
+    if b[0] != "yes":  # refused at intake/conversion (runtime-independent): qemu-m4 would refuse it too
         return name, b, ("-", "")
     # The esp32 project's int8 model is the one qemu-m4 runs: no second conversion.
     tfl = str(work / f"esp32-{name}" / "model.tflite")
