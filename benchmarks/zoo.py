@@ -2,7 +2,8 @@
 
     python benchmarks/zoo.py [--only NAME,...] [--jobs 2] [--keep DIR]
 
-For each model: `tinygen build --board esp32 --model M.keras --data D.npz` (TFLM, esp32's default), then `tinygen run --board qemu-m4 --runtime compiled` on the int8 model.tflite that
+For each model: `tinygen build --board esp32 --model M.keras --data D.npz` (TFLM, esp32's
+default), then `tinygen run --board qemu-m4 --runtime compiled` on the int8 model.tflite that
 build wrote (one conversion per model; a model esp32 refused is not run again: so far every such
 refusal is the converter's or the intake's, or an op neither runtime has). Subprocesses,
 offline, seeded, random weights except where training matters. Prints one row per model: esp32
