@@ -50,5 +50,7 @@ def check_ops(m: TfliteModel, board: dict, runtime: str, *, name: str, layers: l
     what = explain_ops(m, refused, layers, runtime_ops(runtime))
     opcodes = {op.opcode for op in m.operators if op.index in refused}
     who = "the compiled runtime" if runtime == "compiled" else "TFLM"
-    raise UnsupportedModel(f"{name}: {who} cannot run {what}"
-                           + _other_runtime(board, runtime, opcodes, tflm_dir))
+    # A quantization scale out of range fails TFLM's Prepare as well: no other runtime to offer.
+    other = "" if any("scale" in why for why in refused.values()) else \
+        _other_runtime(board, runtime, opcodes, tflm_dir)
+    raise UnsupportedModel(f"{name}: {who} cannot run {what}{other}")

@@ -139,6 +139,11 @@ def origin(m: TfliteModel, op, layers: list | None = None) -> Origin:
             hit = _match(comp, names)
             if hit is not None:
                 return Origin(op.opcode, hit, names[hit])
+        # The converter names the model's output tensor after the call, not the layer; with one
+        # output, the op that writes it is the last layer's (e.g. Dense(activation="softmax")).
+        last = [(str(n), str(c)) for n, c in layers if str(c) not in _CONTAINERS]
+        if last and len(m.outputs) == 1 and m.outputs[0] in op.outputs:
+            return Origin(op.opcode, *last[-1])
         return Origin(op.opcode, None, None)
     defaults = {snake_name(c): c for c in OP_SOURCES.get(op.opcode, ())}
     for comp in reversed(parts):
@@ -186,6 +191,9 @@ def describe(origin_ops: list[tuple[Origin, str]], runtime_ops) -> str:
                 break
         advice = ("use " + _either([r.code + (" (same result, same weights)" if r.same else "") for r in reps])
                   + for_cls) if reps else "remove or replace it"
+        if any("scale" in w and ("small" in w or "range" in w) for _, w in items):  # the layer is fine; its calibrated range is degenerate
+            advice = ("calibrate with representative --data (the values reaching it span almost nothing, "
+                      "as in an untrained model)")
         phrases.append(f"{who} (TFLite op{'s' if len(ops) > 1 else ''} {', '.join(ops)}): {advice}")
     return "; ".join(phrases)
 
