@@ -92,9 +92,9 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
 
     path = Path(model_path)
     kind = model_kind(path)
-    data = load_data(data_path) if data_path else None
     name = path.stem if kind != "savedmodel" else path.name
     if kind == "tflite":
+        data = load_data(data_path) if data_path else None
         m = read_model(path)
         raw = m.raw
         check_int8(m, str(path))
@@ -103,7 +103,7 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
             x = fit_to_input(data.x, m.input_tensor().shape, data.source).astype(np.float32)
             src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
         return src
-    if data is None:
+    if not data_path:
         raise TinygenError(f"--data is required with a float model ({path.name}): int8 quantization needs "
                            "representative samples (.npz with x[, y], .npy or .csv)")
     work = Workdir()
@@ -112,6 +112,9 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
         desc = run_job("describe", work.path, {"kind": kind, "model": str(staged), "display": path.name},
                        subject=path.name, timeout=600)
         hint = recurrent_hint(desc.get("layers", []))
+        # The data file is read after the model is described, so a model tinygen cannot take (two
+        # inputs, an Embedding) is refused for that, not for a data layout made to suit it.
+        data = load_data(data_path)
         in_shape = tuple(desc["input_shape"])
         if any(d < 0 for d in in_shape):
             raise TinygenError(f"{path.name}: the model input has an unknown dimension "
