@@ -576,7 +576,8 @@ def _pad(m: TfliteModel, op: Operator) -> OpIR:
 
 # ---- MEAN -------------------------------------------------------------------------------
 
-def _mean(m: TfliteModel, op: Operator) -> OpIR:
+def _reduction(m: TfliteModel, op: Operator):
+    """Input, output and the kept / reduced geometry of tg_mean_params_t: MEAN, SUM, REDUCE_MAX/MIN."""
     x, y = _int8_io(m, op)
     axis_t = m.tensors[op.inputs[1]]
     if not axis_t.is_constant or axis_t.dtype != "int32":
@@ -594,24 +595,30 @@ def _mean(m: TfliteModel, op: Operator) -> OpIR:
     keep = bool(op.options.get("keepDims", False))
     kept = [d for d in range(rank) if d not in axes]
     want = tuple(1 if d in axes else x.shape[d] for d in range(rank)) if keep else tuple(x.shape[d] for d in kept)
-    if tuple(y.shape) != want and _size(y.shape) != _size(want):
+    if _size(y.shape) != _size(want):
         raise OpRefused(op, f"output shape {y.shape} does not match the reduction {want}")
     strides = [1] * rank
     for d in range(rank - 2, -1, -1):
         strides[d] = strides[d + 1] * x.shape[d + 1]
     red = sorted(axes)
     num = int(np.prod([x.shape[d] for d in red])) if red else 1
-    # The kernel sums num int8 values in int32, then subtracts zero_point * num.
     _check_index_range(op, "reduced values x 256", num, 256)
-    mult, shift = quant.mean_multiplier(x.scale[0], y.scale[0], num)
-    _check_rq(op, [mult], [shift])
-    params = _fields(
+    geometry = [
         ("kept_rank", len(kept)), ("kept_dims", _pad_dims([x.shape[d] for d in kept], 1)),
         ("kept_strides", _pad_dims([strides[d] for d in kept])),
         ("red_rank", len(red)), ("red_dims", _pad_dims([x.shape[d] for d in red], 1)),
-        ("red_strides", _pad_dims([strides[d] for d in red])), ("num_reduced", num),
-        ("input_zero_point", x.zero_point[0]), ("output_zero_point", y.zero_point[0]),
-        ("multiplier", mult), ("shift", shift))
+        ("red_strides", _pad_dims([strides[d] for d in red])), ("num_reduced", num)]
+    return x, y, geometry
+
+
+def _mean(m: TfliteModel, op: Operator) -> OpIR:
+    x, y, geometry = _reduction(m, op)
+    # The kernel sums num int8 values in int32, then subtracts zero_point * num.
+    num = dict(geometry)["num_reduced"]
+    mult, shift = quant.mean_multiplier(x.scale[0], y.scale[0], num)
+    _check_rq(op, [mult], [shift])
+    params = _fields(*geometry, ("input_zero_point", x.zero_point[0]), ("output_zero_point", y.zero_point[0]),
+                     ("multiplier", mult), ("shift", shift))
     return OpIR(op.index, op.opcode, "tg_mean_s8", (x.index,), y.index, (x.index,), params)
 
 

@@ -11,12 +11,10 @@ does not reproduce exactly.  The shared checks (and OpRefused) live in
 
 from __future__ import annotations
 
-import numpy as np
-
 from tinygen.codegen.compiled import quant
 from tinygen.codegen.compiled.ir import OpIR
-from tinygen.codegen.compiled.lower import (OpRefused, _act_inputs, _activation, _check_index_range, _check_rq,
-                                            _fields, _int8_io, _need_int8_act, _pad_dims, _size)
+from tinygen.codegen.compiled.lower import (OpRefused, _act_inputs, _activation, _check_rq, _fields, _int8_io,
+                                            _need_int8_act, _pad_dims, _reduction)
 from tinygen.codegen.compiled.packing import MAX_DIMS, broadcast_plan
 from tinygen.tflite.model import Operator, TfliteModel
 
@@ -191,41 +189,6 @@ def prelu(m: TfliteModel, op: Operator) -> OpIR:
 
 
 # ---- REDUCE_MAX / REDUCE_MIN / SUM -----------------------------------------------------
-
-def _reduction(m: TfliteModel, op: Operator):
-    """Input, output and the kept / reduced geometry of tg_mean_params_t (as MEAN)."""
-    x, y = _int8_io(m, op)
-    axis_t = m.tensors[op.inputs[1]]
-    if not axis_t.is_constant or axis_t.dtype != "int32":
-        raise OpRefused(op, "axis must be a constant int32 tensor")
-    rank = len(x.shape)
-    if rank == 0 or rank > MAX_DIMS:
-        raise OpRefused(op, f"unsupported rank {rank}")
-    axes: list[int] = []
-    for a in np.asarray(axis_t.data).reshape(-1):
-        a = int(a) + (rank if int(a) < 0 else 0)
-        if not 0 <= a < rank:
-            raise OpRefused(op, f"axis {a} out of range")
-        if a not in axes:
-            axes.append(a)
-    keep = bool(op.options.get("keepDims", False))
-    kept = [d for d in range(rank) if d not in axes]
-    want = tuple(1 if d in axes else x.shape[d] for d in range(rank)) if keep else tuple(x.shape[d] for d in kept)
-    if _size(y.shape) != _size(want):
-        raise OpRefused(op, f"output shape {y.shape} does not match the reduction {want}")
-    strides = [1] * rank
-    for d in range(rank - 2, -1, -1):
-        strides[d] = strides[d + 1] * x.shape[d + 1]
-    red = sorted(axes)
-    num = int(np.prod([x.shape[d] for d in red])) if red else 1
-    _check_index_range(op, "reduced values x 256", num, 256)
-    geometry = [
-        ("kept_rank", len(kept)), ("kept_dims", _pad_dims([x.shape[d] for d in kept], 1)),
-        ("kept_strides", _pad_dims([strides[d] for d in kept])),
-        ("red_rank", len(red)), ("red_dims", _pad_dims([x.shape[d] for d in red], 1)),
-        ("red_strides", _pad_dims([strides[d] for d in red])), ("num_reduced", num)]
-    return x, y, geometry
-
 
 def reduce_minmax(m: TfliteModel, op: Operator, kind: str) -> OpIR:
     x, y, geometry = _reduction(m, op)
