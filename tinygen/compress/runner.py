@@ -31,16 +31,7 @@ def bar(label: str, done: int, total: int, note: str = "") -> str:
 
 def run(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray], *, subject: str, timeout: float,
         progress: Callable[[str], None]) -> dict:
-    for key, arr in arrays.items():
-        if arr is not None:
-            np.save(work / f"{job}.{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-    (work / f"{job}.json").write_text(json.dumps(args))
-    result_path = work / f"{job}.result.json"
-    result_path.unlink(missing_ok=True)
-    env = dict(os.environ)
-    if not os.environ.get("TINYGEN_DEBUG"):
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env["PYTHONHASHSEED"] = "0"
+    result_path, env = worker.stage_job(job, work, args, arrays)
     lines: list[str] = []
     proc = subprocess.Popen([sys.executable, "-P", "-m", "tinygen.compress.child", job, str(work)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,

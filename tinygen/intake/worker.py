@@ -79,15 +79,12 @@ def crash_message(step: str, rc: int, subject: str, hint: str | None) -> str:
     return f"{tool} {how} while {doing} for {subject}; {what}"
 
 
-def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | None = None, *,
-            subject: str, timeout: float, hint: str | None = None) -> dict:
-    """Run ``job`` in a child; return its result dict, or raise a one-line TinygenError.
-
-    The child's own refusals come back with their exit code (2 bad input, 3 unsupported);
-    a crash or a timeout is a :class:`ToolFailure` (exit 4) naming the step.
-    """
+def stage_job(job: str, work: Path, args: dict, arrays: dict | None) -> tuple[Path, dict]:
+    """Write ``job``'s arguments and arrays into ``work`` for a child (this worker or
+    tinygen.compress.child); returns where its result will be and the child's environment."""
     for key, arr in (arrays or {}).items():
-        np.save(work / f"{job}.{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+        if arr is not None:
+            np.save(work / f"{job}.{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
     (work / f"{job}.json").write_text(json.dumps(args))
     result_path = work / f"{job}.result.json"
     result_path.unlink(missing_ok=True)
@@ -95,6 +92,17 @@ def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | No
     if not os.environ.get("TINYGEN_DEBUG"):
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env["PYTHONHASHSEED"] = "0"
+    return result_path, env
+
+
+def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | None = None, *,
+            subject: str, timeout: float, hint: str | None = None) -> dict:
+    """Run ``job`` in a child; return its result dict, or raise a one-line TinygenError.
+
+    The child's own refusals come back with their exit code (2 bad input, 3 unsupported);
+    a crash or a timeout is a :class:`ToolFailure` (exit 4) naming the step.
+    """
+    result_path, env = stage_job(job, work, args, arrays)
     try:
         res = subprocess.run([sys.executable, "-P", "-m", "tinygen.intake.worker", job, str(work)], capture_output=True,
                              text=True, errors="replace", timeout=timeout, env=env, stdin=subprocess.DEVNULL)
