@@ -29,6 +29,8 @@ Chirale_TensorFlowLite v2.0.0 sources). Without one it prints the compiled colum
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import sys
@@ -137,17 +139,24 @@ def reference_kernels_available(tree: str) -> bool:
                for op in ("conv", "depthwise_conv", "fully_connected"))
 
 
-def bench_model(name: str, board: str, work: Path, tree: str | None) -> dict:
+def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: dict | None = None) -> dict:
     from bench_compiled import _model_bytes  # the model zoo (trained recipes, MLPerf-Tiny-shaped nets)
 
     model = work / f"{name}.tflite"
     model.write_bytes(_model_bytes(name))
-    row: dict = {"model": name}
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    row: dict = {"model": name, "model_sha256": digest}
     comp = tinygen.build(model, board=board, runtime="compiled", out=work / f"{name}-compiled", force=True, vectors=8)
     row["macs"] = comp.plan.analysis.macs
     row["compiled_Os"] = run(comp, ["-Os"])
     row["compiled_O2"] = run(comp, ["-O2"])
-    if tree:
+    # TFLM's rows depend only on the model bytes, the tree and the flags: an earlier run's rows for the
+    # very same bytes (sha256) are reused, so re-measuring the compiled runtime after a change does not
+    # rebuild and re-bisect TFLM. Anything else about the model -> measured again.
+    if earlier and earlier.get("model_sha256") == digest and "tflm_release" in earlier:
+        row.update({k: v for k, v in earlier.items() if k.startswith("tflm")})
+        row["tflm_reused"] = True
+    elif tree:
         tflm = tinygen.build(model, board=board, runtime="tflm", out=work / f"{name}-tflm", force=True, vectors=8,
                              tflm_dir=tree)
         padded = tflm.plan.arena.recommended_bytes
@@ -204,7 +213,13 @@ def main(argv=None) -> int:
     ap.add_argument("--board", default="qemu-m4", help="an emulated board (default qemu-m4)")
     ap.add_argument("--tflm-dir", default=os.environ.get("TINYGEN_TFLM_DIR") or None)
     ap.add_argument("--work", default=None, help="where the projects go (default: a temporary directory)")
+    ap.add_argument("--json", default=None, help="also write every row (all measurements) to this JSON file")
+    ap.add_argument("--reuse-tflm", default=None, metavar="JSON",
+                    help="an earlier --json: TFLM rows of models with the same bytes (sha256) are taken from it")
     args = ap.parse_args(argv)
+    earlier = {}
+    if args.reuse_tflm:
+        earlier = {r["model"]: r for r in json.loads(Path(args.reuse_tflm).read_text())}
     get_board(args.board)
     tree = args.tflm_dir
     if not tree:
@@ -215,8 +230,10 @@ def main(argv=None) -> int:
     rows = []
     for name in args.only or list(MODELS):
         _say(f"{name} ...")
-        rows.append(bench_model(name, args.board, work, tree))
+        rows.append(bench_model(name, args.board, work, tree, earlier.get(name)))
         _say(f"{name}: {rows[-1]}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     print(table(rows, tree))
     if tree and not reference_kernels_available(tree):
         print("\nTFLM reference kernels: not measured -- this tree ships CMSIS-NN's CONV_2D, DEPTHWISE_CONV_2D "
