@@ -19,7 +19,7 @@ import numpy as np
 
 from tinygen.codegen.compiled import kernel_sources
 from tinygen.intake.sources import quiet_native  # fds 1/2 silenced: TF's converter prints from C++
-from tinygen.tflite.model import TfliteModel
+from tinygen.tflite.model import TfliteModel, parse_model
 from tinygen.verification import host_check
 
 HOST_CFLAGS = list(host_check.HOST_CFLAGS)
@@ -89,6 +89,29 @@ def build_host(models: list[TfliteModel], workdir: Path, extra_flags: tuple[str,
                                                   compiler=shutil.which("gcc") or "gcc", jobs=_JOBS))
     except host_check.HostBuildFailed as exc:
         raise AssertionError(f"{exc}\n{exc.output}") from None
+
+
+def build_cases(cases: list[dict], model_bytes, seed: int, n_inputs: int, workdir: Path) -> dict:
+    """The op-test scaffolding every test_compiled_ops*.py module shares: each case's int8 model
+    (``model_bytes(case)``), ``n_inputs`` seeded random/extreme input vectors, tflite_micro's outputs
+    for them (the reference), and one ASan/UBSan host program holding every model."""
+    require(have_gcc(), "gcc")
+    models, refs, inputs = [], [], []
+    rng = np.random.default_rng(seed)
+    for c in cases:
+        m = parse_model(model_bytes(c), name=c["id"])
+        x = input_vectors(m.input_tensor().shape, n_inputs, rng)
+        models.append(m)
+        inputs.append(x)
+        refs.append(tflm_outputs(m.raw, x))
+    return {"models": models, "refs": refs, "inputs": inputs, "build": build_host(models, workdir)}
+
+
+def assert_case_bit_exact(built: dict, cases: list[dict], i: int) -> None:
+    """Case ``i`` of a :func:`build_cases` result: the host program's outputs are tflite_micro's."""
+    m = built["models"][i]
+    got = built["build"].run(i, built["inputs"][i])
+    assert_identical(got, built["refs"][i], f"{cases[i]['id']} {m.op_names} {cases[i]}")
 
 
 def assert_identical(got: np.ndarray, want: np.ndarray, label: str = "") -> None:

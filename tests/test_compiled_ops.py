@@ -154,25 +154,14 @@ for _c in CASES:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    H.require(H.have_gcc(), "gcc")
     """Convert all cases (worker processes), emit, build one ASan/UBSan harness, compute references."""
-    models, refs, inputs = [], [], []
-    rng = np.random.default_rng(SEED + 1)
-    for c in CASES:
-        m = parse_model(H.result("op:" + c["id"]), name=c["id"])
-        x = H.input_vectors(m.input_tensor().shape, N_RANDOM_INPUTS, rng)
-        models.append(m)
-        inputs.append(x)
-        refs.append(H.tflm_outputs(m.raw, x))
-    build = H.build_host(models, tmp_path_factory.mktemp("ops_host"))
-    return {"models": models, "refs": refs, "inputs": inputs, "build": build}
+    return H.build_cases(CASES, lambda c: H.result("op:" + c["id"]), SEED + 1, N_RANDOM_INPUTS,
+                         tmp_path_factory.mktemp("ops_host"))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[c["id"] for c in CASES])
 def test_op_bit_exact(built, i):
-    m = built["models"][i]
-    got = built["build"].run(i, built["inputs"][i])
-    H.assert_identical(got, built["refs"][i], f"{CASES[i]['id']} {m.op_names} {CASES[i]}")
+    H.assert_case_bit_exact(built, CASES, i)
 
 
 def test_every_supported_op_was_exercised(built):

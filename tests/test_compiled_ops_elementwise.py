@@ -98,25 +98,13 @@ def _converted(case: dict) -> bytes:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    H.require(H.have_gcc(), "gcc")
-    models, refs, inputs = [], [], []
-    rng = np.random.default_rng(SEED + 1)
-    for c in CASES:
-        m = parse_model(_converted(c), name=c["id"])
-        x = H.input_vectors(m.input_tensor().shape, N_INPUTS, rng)
-        models.append(m)
-        inputs.append(x)
-        refs.append(H.tflm_outputs(m.raw, x))
-    build = H.build_host(models, tmp_path_factory.mktemp("ew_host"))
-    return {"models": models, "refs": refs, "inputs": inputs, "build": build}
+    return H.build_cases(CASES, _converted, SEED + 1, N_INPUTS, tmp_path_factory.mktemp("ew_host"))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[c["id"] for c in CASES])
 def test_op_bit_exact(built, i):
-    m = built["models"][i]
-    assert OPCODE[CASES[i]["kind"]] in m.op_names, (CASES[i], m.op_names)
-    got = built["build"].run(i, built["inputs"][i])
-    H.assert_identical(got, built["refs"][i], f"{CASES[i]['id']} {m.op_names} {CASES[i]}")
+    assert OPCODE[CASES[i]["kind"]] in built["models"][i].op_names, (CASES[i], built["models"][i].op_names)
+    H.assert_case_bit_exact(built, CASES, i)
 
 
 def test_every_elementwise_op_was_exercised(built):

@@ -17,7 +17,6 @@ import compiled_harness as H
 import shape_cases
 from tinygen.codegen.compiled import lower
 from tinygen.codegen.compiled.lower_shape import SUPPORTED as SHAPE_OPS
-from tinygen.tflite.model import parse_model
 
 SEED = 20261202
 N_INPUTS = 40
@@ -65,28 +64,20 @@ QEMU_KINDS = ("transpose", "slice", "bilinear", "tconv", "unstack", "nearest")
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    H.require(H.have_gcc(), "gcc")
-    futures = [H.pool().submit(shape_cases.convert, c) for c in CASES]
-    models, refs, inputs = [], [], []
-    rng = np.random.default_rng(SEED + 1)
-    for c, f in zip(CASES, futures):
-        raw = f.result()
+    futures = {c["id"]: H.pool().submit(shape_cases.convert, c) for c in CASES}
+
+    def model_bytes(c):
+        raw = futures[c["id"]].result()
         if isinstance(raw, Exception):
             raise raw
-        m = parse_model(raw, name=c["id"])
-        x = H.input_vectors(m.input_tensor().shape, N_INPUTS, rng)
-        models.append(m)
-        inputs.append(x)
-        refs.append(H.tflm_outputs(m.raw, x))
-    build = H.build_host(models, tmp_path_factory.mktemp("shape_ops_host"))
-    return {"models": models, "refs": refs, "inputs": inputs, "build": build}
+        return raw
+
+    return H.build_cases(CASES, model_bytes, SEED + 1, N_INPUTS, tmp_path_factory.mktemp("shape_ops_host"))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[c["id"] for c in CASES])
 def test_shape_op_bit_exact(built, i):
-    m = built["models"][i]
-    got = built["build"].run(i, built["inputs"][i])
-    H.assert_identical(got, built["refs"][i], f"{CASES[i]['id']} {m.op_names} {CASES[i]}")
+    H.assert_case_bit_exact(built, CASES, i)
 
 
 def test_every_shape_op_and_resize_mode_was_exercised(built):
