@@ -12,9 +12,10 @@ Per model, in one run and on the same int8 model bytes (the first build's model.
   on the board (the minimum is the smallest size that initialises *and* stays bit-exact);
 * **common flags**: both runtimes with -O2 everywhere (TFLM keeps its release defines, at the same
   minimum arena);
-* **TFLM reference kernels**: only when the tree has TFLM's portable kernels next to CMSIS-NN's
-  (``kernels/conv.cpp`` ...); the Arduino-layout tree (Chirale_TensorFlowLite) ships CMSIS-NN's
-  versions only, and the column then says so.
+* **TFLM reference kernels**: with ``--tflm-ref-dir`` (or TINYGEN_TFLM_REF_DIR), a second TFLM tree
+  whose CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, pooling, SOFTMAX and SVDF are TFLM's
+  portable reference kernels (the Arduino-layout Chirale tree ships only CMSIS-NN's versions of those,
+  so the README says how such a tree is made), release build, at its own bisected minimum arena.
 
 RAM = .data + .bss (which hold the arena and I/O buffers) + the stack high-water mark (the reset code
 paints the stack; tinygen reads it through QEMU's monitor). Flash = every allocated section with
@@ -139,7 +140,8 @@ def reference_kernels_available(tree: str) -> bool:
                for op in ("conv", "depthwise_conv", "fully_connected"))
 
 
-def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: dict | None = None) -> dict:
+def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: dict | None = None,
+                ref_tree: str | None = None) -> dict:
     from bench_compiled import _model_bytes  # the model zoo (trained recipes, MLPerf-Tiny-shaped nets)
 
     model = work / f"{name}.tflite"
@@ -153,8 +155,9 @@ def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: di
     # TFLM's rows depend only on the model bytes, the tree and the flags: an earlier run's rows for the
     # very same bytes (sha256) are reused, so re-measuring the compiled runtime after a change does not
     # rebuild and re-bisect TFLM. Anything else about the model -> measured again.
-    if earlier and earlier.get("model_sha256") == digest and "tflm_release" in earlier:
-        row.update({k: v for k, v in earlier.items() if k.startswith("tflm")})
+    same = bool(earlier) and earlier.get("model_sha256") == digest
+    if same and "tflm_release" in earlier:
+        row.update({k: v for k, v in earlier.items() if k.startswith("tflm_") and not k.startswith("tflm_ref")})
         row["tflm_reused"] = True
     elif tree:
         tflm = tinygen.build(model, board=board, runtime="tflm", out=work / f"{name}-tflm", force=True, vectors=8,
@@ -167,6 +170,16 @@ def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: di
             arena, res = tflm_min_arena(tflm, padded, first["arena_used"])
             row.update(tflm_padded_arena=padded, tflm_min_arena=arena, tflm_release=res)
             row["tflm_O2"] = run(tflm, ["-O2"], release="defines", arena=arena)
+    if same and "tflm_ref" in earlier:
+        row.update({k: v for k, v in earlier.items() if k.startswith("tflm_ref")})
+    elif ref_tree:
+        # TFLM's portable reference kernels, built and cut to their own minimum arena the same way.
+        ref = tinygen.build(model, board=board, runtime="tflm", out=work / f"{name}-tflm-ref", force=True,
+                            vectors=8, tflm_dir=ref_tree)
+        first = run(ref, [], release=True)
+        if first is not None:
+            arena, res = tflm_min_arena(ref, ref.plan.arena.recommended_bytes, first["arena_used"])
+            row.update(tflm_ref_min_arena=arena, tflm_ref=res)
     return row
 
 
@@ -194,12 +207,16 @@ def table(rows: list[dict], tree: str | None) -> str:
 
         out.append(line(f"compiled, best ({best_key.split('_')[1] if best_key else '?'})", best, t_rel))
         if t_rel:
-            out.append(line(f"TFLM release, arena {r['tflm_min_arena']:,} (padded {r['tflm_padded_arena']:,})", t_rel))
+            reused = " (reused: same model bytes)" if r.get("tflm_reused") else ""
+            out.append(line(f"TFLM release, arena {r['tflm_min_arena']:,} (padded {r['tflm_padded_arena']:,})"
+                            f"{reused}", t_rel))
         elif tree:
             out.append(f"| {r['model']} | TFLM | {r.get('tflm_error', 'failed')} | | | | | |")
         out.append(line("compiled, common -O2", c_o2, t_o2))
         if t_o2:
             out.append(line("TFLM, common -O2", t_o2))
+        if r.get("tflm_ref"):
+            out.append(line(f"TFLM reference kernels, release, arena {r['tflm_ref_min_arena']:,}", r["tflm_ref"]))
         if c_os and best_key != "compiled_Os":
             out.append(line("compiled -Os", c_os, t_rel))
     return "\n".join(out)
@@ -213,6 +230,9 @@ def main(argv=None) -> int:
     ap.add_argument("--board", default="qemu-m4", help="an emulated board (default qemu-m4)")
     ap.add_argument("--tflm-dir", default=os.environ.get("TINYGEN_TFLM_DIR") or None)
     ap.add_argument("--work", default=None, help="where the projects go (default: a temporary directory)")
+    ap.add_argument("--tflm-ref-dir", default=os.environ.get("TINYGEN_TFLM_REF_DIR") or None,
+                    help="a TFLM tree (Arduino layout) whose CONV_2D/DEPTHWISE/FC/... are TFLM's portable reference "
+                         "kernels: adds a 'TFLM reference kernels' row")
     ap.add_argument("--json", default=None, help="also write every row (all measurements) to this JSON file")
     ap.add_argument("--reuse-tflm", default=None, metavar="JSON",
                     help="an earlier --json: TFLM rows of models with the same bytes (sha256) are taken from it")
@@ -230,15 +250,15 @@ def main(argv=None) -> int:
     rows = []
     for name in args.only or list(MODELS):
         _say(f"{name} ...")
-        rows.append(bench_model(name, args.board, work, tree, earlier.get(name)))
+        rows.append(bench_model(name, args.board, work, tree, earlier.get(name), args.tflm_ref_dir))
         _say(f"{name}: {rows[-1]}")
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     print(table(rows, tree))
-    if tree and not reference_kernels_available(tree):
+    if tree and not args.tflm_ref_dir and not reference_kernels_available(tree):
         print("\nTFLM reference kernels: not measured -- this tree ships CMSIS-NN's CONV_2D, DEPTHWISE_CONV_2D "
               "and FULLY_CONNECTED only (no kernels/conv.cpp etc.), so TFLM's portable kernels cannot be built "
-              "from it.")
+              "from it; give --tflm-ref-dir a tree with them.")
     return 0
 
 
