@@ -38,7 +38,8 @@ _ORDERS = (
     lambda b: (-b.first, -b.size, b.key),
     lambda b: (-b.last, -b.size, b.key),
 )
-SEARCH_NODES = 4000  # placements the order search may try after the greedy orders
+SEARCH_NODES = 4000  # placements the order search may try after the greedy orders ...
+SEARCH_WORK = 1_000_000  # ... and at most this many buffer pairs over all of them (build time)
 
 
 def _conflicts(bufs: list[Buffer]) -> dict[int, list[Buffer]]:
@@ -134,7 +135,7 @@ def place_buffers(bufs: list[Buffer], overlaps: dict[tuple[int, int], int], alig
             return best
     assert best is not None
     # Local search over the best order: move one buffer earlier; keep any strict improvement.
-    budget = search_nodes
+    budget = min(search_nodes, SEARCH_WORK // (len(bufs) * len(bufs)))
     improved = True
     while improved and budget > 0 and best[1] > bound:
         improved = False
