@@ -82,7 +82,7 @@ def _assert_no_bad_overlap(bufs, overlaps, offsets):
 def test_random_plans_are_legal_and_never_worse_than_greedy_by_size():
     rng = np.random.default_rng(20261202)
     better = 0
-    for _ in range(120):
+    for _ in range(80):
         bufs, overlaps = _random_problem(rng)
         offsets, peak = place_buffers(bufs, overlaps, ALIGN, search_nodes=100)
         _assert_no_bad_overlap(bufs, overlaps, offsets)
@@ -92,7 +92,7 @@ def test_random_plans_are_legal_and_never_worse_than_greedy_by_size():
         better += peak < greedy
         # deterministic: the same problem, in another order, gives the same offsets
         assert place_buffers(list(reversed(bufs)), overlaps, ALIGN, search_nodes=100) == (offsets, peak)
-    assert better > 20  # the orders and the overlaps do find smaller arenas
+    assert better > 15  # the orders and the overlaps do find smaller arenas
 
 
 def _replay_first_bad_shift(in_h, in_w, in_c, out_h, out_w, out_c, sh, sw, ph, pw, kh, kw) -> int:

@@ -5,8 +5,9 @@ the same op must not share a byte, except a declared overlap (x, y, shift): op y
 output y may start ``shift`` or more bytes below its input x and overlap it (overlap.py says
 when a kernel allows that).  The problem is NP-hard; this tries several greedy orders (each
 buffer at the lowest aligned offset that is free of everything placed and alive at the same
-time -- TFLM's greedy planner is one of them), then a bounded search over placement orders
-when the best is above the live-bytes lower bound, and keeps the smallest peak.  Every step
+time -- TFLM's greedy planner is one of them), then, while the best is above the live-bytes
+lower bound, a bounded local search over placement orders and, for up to EXACT_BUFFERS buffers,
+a branch and bound over all orders (node budget); it keeps the smallest peak.  Every step
 is deterministic: the same problem gives the same offsets.
 """
 
@@ -151,7 +152,38 @@ def place_buffers(bufs: list[Buffer], overlaps: dict[tuple[int, int], int], alig
                     break
             if improved or budget <= 0:
                 break
+    if len(bufs) <= EXACT_BUFFERS and best[1] > bound:
+        best = _branch_and_bound(pr, best, bound, budget=search_nodes * 4)
     return best
+
+
+EXACT_BUFFERS = 10  # up to this many buffers, every placement order is searched (node budget)
+
+
+def _branch_and_bound(pr: _Problem, best: tuple[dict[int, int], int], bound: int,
+                      budget: int) -> tuple[dict[int, int], int]:
+    """Depth-first over placement orders, each buffer at its lowest fit, cutting any branch whose
+    peak already reaches the best; stops at the lower bound or after ``budget`` placements."""
+    state = {"best": best, "left": budget}
+    offsets: dict[int, int] = {}
+
+    def visit(rest: list[Buffer], peak: int) -> None:
+        if not rest:
+            state["best"] = (dict(offsets), peak)
+            return
+        for k, b in enumerate(rest):
+            if state["left"] <= 0 or state["best"][1] <= bound:
+                return
+            state["left"] -= 1
+            o = pr.lowest(b, offsets)
+            if max(peak, o + b.size) >= state["best"][1]:
+                continue
+            offsets[b.key] = o
+            visit(rest[:k] + rest[k + 1:], max(peak, o + b.size))
+            del offsets[b.key]
+
+    visit(sorted(pr.bufs, key=_ORDERS[0]), 0)
+    return state["best"]
 
 
 def check_placement(bufs: list[Buffer], overlaps: dict[tuple[int, int], int], offsets: dict[int, int]) -> None:
