@@ -137,6 +137,11 @@ typedef struct {
     const int32_t *dw3x3_widened;
 } tg_conv_params_t;
 
+/* Output over input (tinygen/codegen/compiled/overlap.py): with one batch, the memory plan
+ * may start a conv's, depthwise conv's or pool's output a few pixels below its input, in the
+ * same bytes. These kernels must keep: output pixels in row-major order, no byte of pixel
+ * k + 2 written before pixel k's reads are done, each pixel reading only its receptive field
+ * (padding from elsewhere). Change overlap.py with any kernel that breaks this. */
 void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch);
 void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output);
 

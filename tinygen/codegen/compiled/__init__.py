@@ -84,7 +84,8 @@ def emit(model: TfliteModel, *, prefix: str = "tg") -> dict[str, str]:
 def op_table(build: CompiledBuild) -> list[dict]:
     """One row per operator for ``tinygen inspect --runtime compiled``: the kernel that
     runs it, its output tensor, MACs, and how its output is placed ("view" for a RESHAPE
-    that costs nothing, "in-place" when it overwrites its input)."""
+    that costs nothing, "in-place" when it overwrites its input, "overlaps input" when it
+    starts below its input and writes over it behind the kernel's reads)."""
     program, plan = build.program, build.memory
     buf = {t.index: t.buffer for t in plan.tensors}
     rows = []
@@ -93,6 +94,8 @@ def op_table(build: CompiledBuild) -> list[dict]:
             how = "view"
         elif any(buf.get(x) == buf.get(op.output) for x in op.reads):
             how = "in-place"
+        elif any(o[0] == op.index and o[2] == op.output for o in plan.overlaps):
+            how = "overlaps input"
         else:
             how = "new"
         rows.append({

@@ -63,6 +63,9 @@ class OpIR:
     const_inputs: tuple[int, ...] = ()  # constant model tensors passed as data
     inplace: tuple[int, ...] = ()  # reads whose buffer the output may reuse
     alias: int | None = None  # RESHAPE: the output may be a view of this tensor
+    # (read, shift): the output may start `shift` or more bytes below that read's first byte
+    # and overlap the rest of it, the kernel writing behind what it still reads (overlap.py)
+    overlap: tuple[tuple[int, int], ...] = ()
     macs: int = 0
     scratch_bytes: int = 0  # kernel scratch (in the arena) while the op runs
 

@@ -20,6 +20,7 @@ import numpy as np
 from tinygen.codegen.compiled import quant
 from tinygen.codegen.compiled.packing import MAX_DIMS, acc_bound_packed, broadcast_plan, dw3x3_widened, pack_weights
 from tinygen.codegen.compiled.ir import ArrayRef, ConstArray, OpIR, Program, Refusal
+from tinygen.codegen.compiled.overlap import window_shift
 from tinygen.common.errors import UnsupportedModel
 from tinygen.tflite.model import Operator, Tensor, TfliteModel
 
@@ -361,11 +362,19 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
         *([("dw3x3_widened", w16_ref)] if depthwise else []))
     xi, yi = x.index, y.index
     per_out = c["k_h"] * c["k_w"] * (1 if depthwise else c["filter_in_c"])
+    ov = _overlap(xi, c["n"], c["in_h"], c["in_w"], c["in_c"], c["out_h"], c["out_w"], c["out_c"],
+                  c["sh"], c["sw"], c["pad_h"], c["pad_w"])
     if depthwise:
         return OpIR(op.index, op.opcode, "tg_depthwise_conv2d_s8", (xi,), yi, (xi,), params, tuple(arrays),
-                    macs=y.size * per_out)
+                    macs=y.size * per_out, overlap=ov)
     return OpIR(op.index, op.opcode, "tg_conv2d_s8", (xi,), yi, (xi,), params, tuple(arrays),
-                macs=y.size * per_out, scratch_bytes=4 * k4)
+                macs=y.size * per_out, scratch_bytes=4 * k4, overlap=ov)
+
+
+def _overlap(xi: int, *geometry: int) -> tuple[tuple[int, int], ...]:
+    """OpIR.overlap for a windowed kernel (conv, depthwise, pooling): see overlap.py."""
+    shift = window_shift(*geometry)
+    return () if shift is None else ((xi, shift),)
 
 
 # ---- pooling -----------------------------------------------------------------
@@ -400,7 +409,8 @@ def _pool(m: TfliteModel, op: Operator, kind: str) -> OpIR:
         ("stride_h", sh), ("stride_w", sw), ("pad_h", pad_h), ("pad_w", pad_w),
         ("act_min", act_min), ("act_max", act_max))
     fn = "tg_avg_pool_s8" if kind == "avg" else "tg_max_pool_s8"
-    return OpIR(op.index, op.opcode, fn, (x.index,), y.index, (x.index,), params)
+    ov = _overlap(x.index, n, in_h, in_w, ch, out_h, out_w, ch, sh, sw, pad_h, pad_w)
+    return OpIR(op.index, op.opcode, fn, (x.index,), y.index, (x.index,), params, overlap=ov)
 
 
 def f32diff(a: float, b: float) -> float:

@@ -11,11 +11,15 @@ Every non-constant tensor gets a place:
 Tensors that can share bytes are grouped into buffers first: a RESHAPE output
 is a view of its input, and an elementwise op (RELU, RELU6, QUANTIZE,
 LOGISTIC, TANH, SOFTMAX, non-broadcast ADD/MUL) writes over its input when
-nothing reads that input afterwards.  Arena buffers are then placed greedily,
-largest first, each at the lowest 16-byte-aligned offset that does not
-overlap a buffer alive at the same time (lifetimes are closed op-index
-intervals, so an op's inputs and output never overlap unless the op is one
-of the in-place ones above).
+nothing reads that input afterwards.  A windowed op (CONV_2D, DEPTHWISE_CONV_2D,
+pooling) may write its output over the input that dies there, starting at least
+the op's declared shift below it (``OpIR.overlap``, computed by overlap.py from the
+kernel's write-behind-read order).  Arena buffers are then placed by placement.py:
+several greedy orders plus a bounded order search, each buffer at the lowest
+16-byte-aligned offset free of every buffer alive at the same time (lifetimes are
+closed op-index intervals), but the declared overlaps; the smallest peak wins.
+Independently of the placer, the plan is checked: two buffers alive at once share
+bytes only as a declared overlap allows.
 
 A kernel's scratch buffer (``OpIR.scratch_bytes``, e.g. the im2col columns of
 CONV_2D) is one more arena buffer, alive only while its op runs.
@@ -28,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinygen.codegen.compiled.ir import Program
-from tinygen.common.align import ARENA_ALIGN, align_up
+from tinygen.codegen.compiled.placement import Buffer, check_placement, place_buffers
+from tinygen.common.align import ARENA_ALIGN
 from tinygen.common.errors import DoesNotFit
 
 
@@ -59,6 +64,9 @@ class MemoryPlan:
     alignment: int = ARENA_ALIGN
     scratch: tuple[ScratchPlacement, ...] = ()
     views: frozenset[int] = frozenset()  # ops (RESHAPE) whose output is a view: no code runs
+    # (op, input tensor, output tensor, shift): the output starts `shift` or more bytes below
+    # the input and shares bytes with it (declared by the op, see overlap.py)
+    overlaps: tuple[tuple[int, int, int, int], ...] = ()
 
     def scratch_for(self, op_index: int) -> ScratchPlacement | None:
         for s in self.scratch:
@@ -165,29 +173,27 @@ def plan_memory(program: Program) -> MemoryPlan:
             scratch_key[key] = st.index
             info[key] = (int(st.scratch_bytes), i, i)
 
-    offsets: dict[int, int] = {}
-    placed: list[tuple[int, int, int, int]] = []
+    # Declared overlaps (overlap.py): op i's output below the input that dies at op i.
+    overlaps: dict[tuple[int, int], int] = {}
+    declared: list[tuple[int, int, int, int, int, int]] = []
+    for i, st in enumerate(steps):
+        ry = bufs.find(st.output)
+        if st.alias is not None or loc[ry] != "arena" or info[ry][1] != i:
+            continue
+        for x, shift in st.overlap:
+            rx = bufs.find(x)
+            if loc[rx] == "arena" and rx != ry and info[rx][2] == i:
+                overlaps[(rx, ry)] = shift
+                declared.append((st.index, x, st.output, shift, rx, ry))
+
     arena_roots = [r for r in groups if loc[r] == "arena"] + list(scratch_key)
-    for r in sorted(arena_roots, key=lambda r: (-info[r][0], info[r][1], r)):
-        sz, f, l = info[r]
-        conflicts = sorted((o, s) for (o, s, pf, pl) in placed if not (pl < f or pf > l))
-        cand = 0
-        for o, s in conflicts:
-            if cand + sz <= o:
-                break
-            cand = max(cand, align_up(o + s))
-        offsets[r] = cand
-        placed.append((cand, sz, f, l))
-    peak = max((o + s for (o, s, _, _) in placed), default=0)
+    buffers = [Buffer(r, *info[r]) for r in sorted(arena_roots)]
+    offsets, peak = place_buffers(buffers, overlaps, ARENA_ALIGN)
     if peak > 2**31 - 1:
         # Arena offsets are int32 arithmetic in the emitted C; no microcontroller has this much.
         raise DoesNotFit(f"the compiled runtime's arena would be {peak} bytes; the model is far too large")
-
-    # Sanity: no two arena buffers alive at once overlap.
-    for i1, (o1, s1, f1, l1) in enumerate(placed):
-        for (o2, s2, f2, l2) in placed[i1 + 1:]:
-            if not (l1 < f2 or l2 < f1) and o1 < o2 + s2 and o2 < o1 + s1:
-                raise AssertionError("memory plan overlap")
+    # Independent of the placer: nothing alive at once shares a byte, but the declared overlaps.
+    check_placement(buffers, overlaps, offsets)
 
     order = sorted(first, key=lambda t: (first[t], t))
     placements = tuple(
@@ -199,7 +205,9 @@ def plan_memory(program: Program) -> MemoryPlan:
     )
     scratch = tuple(ScratchPlacement(op=scratch_key[k], offset=offsets[k], size=info[k][0])
                     for k in sorted(scratch_key))
-    return MemoryPlan(placements, peak, scratch=scratch, views=frozenset(views))
+    used = tuple((op, x, y, shift) for op, x, y, shift, rx, ry in declared
+                 if offsets[ry] < offsets[rx] + info[rx][0] and offsets[rx] < offsets[ry] + info[ry][0])
+    return MemoryPlan(placements, peak, scratch=scratch, views=frozenset(views), overlaps=used)
 
 
 def memory_table(plan: MemoryPlan) -> list[dict]:
