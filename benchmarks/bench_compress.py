@@ -46,7 +46,7 @@ def show(project) -> None:
             continue
         fl, q = r.get("float_metric"), r.get("int8_metric")
         ins = "-" if r.get("instructions") is None else f"{r['instructions']:,}" + ("*" if r.get(
-            "instructions_untrained") else "")
+            "instructions_same_shape") else "")
         print(f"{r['label'] + ('' if r.get('trained', True) else ' (untuned)'):<28} {r['macs']:>9,} {r['params']:>9,} "
               f"{r['weights_bytes']:>10,} {r['flash_bytes']:>10,} {r['ram_bytes']:>8,} {ins:>10} "
               f"{'-' if fl is None else round(100 * fl, 2):>7} {'-' if q is None else round(100 * q, 2):>7} "
@@ -119,7 +119,8 @@ def bench_fit(out: Path, latency_ms: float | None = None) -> None:
     bound = p.compression.get("max_instructions")
     print(f"original: {o['flash_bytes'] / o['flash_budget']:.2f}x the nano33ble flash budget; "
           + (f"latency bound {latency_ms} ms at 64 MHz = {bound:,} instructions on qemu-m4; " if bound else "")
-          + f"chosen: {p.compression['chosen']}; chart {p.compression.get('chart')}  (* untrained shape's count)")
+          + f"chosen: {p.compression['chosen']}; chart {p.compression.get('chart')}"
+          + ("  (*: counted on another model of the same shape)" if bound else ""))
     p.build_firmware()
     report = p.verify(fresh_vectors=8)
     ins = report.metrics.get("instructions_per_inference", {}).get("median")
@@ -132,7 +133,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=["prune", "qat", "fit", "fitlat"],
                     default=["prune", "qat", "fit", "fitlat"])
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--latency-ms", type=float, default=5.0, help="fitlat's bound at the nano33ble's clock")
+    ap.add_argument("--latency-ms", type=float, default=10.0, help="fitlat's bound at the nano33ble's clock")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
         out = a.out or Path(tmp)

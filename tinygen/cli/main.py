@@ -164,7 +164,7 @@ def print_compression(report: dict) -> None:
             t.add_row(Text(terminal(r["label"])), *(["-"] * (8 if timed else 7)), f"skipped ({r['skipped']})")
             continue
         ins = r.get("instructions")
-        ins = ["-" if ins is None else grouped(ins) + (" (untrained)" if r.get("instructions_untrained") else "")]
+        ins = ["-" if ins is None else grouped(ins) + (" (same shape)" if r.get("instructions_same_shape") else "")]
         fits = r.get("fits")
         # labels may carry the model's layer names (--prune layer=ratio): user text, no markup
         t.add_row(Text(terminal(r["label"] + ("" if r.get("trained", True) else " (not fine-tuned)"))),

@@ -248,7 +248,10 @@ def _refuse(board_id: str, best: dict, opts: Options) -> DoesNotFit:
 
 def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, start, board_id: str):
     work = Path(src.work.path)
-    runs = {}  # (MACs, params) -> instructions: a shape measured once
+    # (MACs, RAM) -> (instructions, label of the model run): a shape measured once.  Not parameters:
+    # the converter shares equal constant buffers (an untrained student's zero biases), so the same
+    # shape can count fewer.
+    runs = {}
     dirs = iter(range(1 << 30))
 
     def size(specs: list[dict], with_original: bool) -> list[dict]:
@@ -264,7 +267,7 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
         """Does a row that fits flash and RAM also meet the latency bound (measured on QEMU)?"""
         if opts.max_instructions is None or not row.get("fits"):
             return bool(row.get("fits"))
-        key = (row["macs"], row["params"])
+        key = (row["macs"], row["ram_bytes"])
         if not (reuse and key in runs):
             over = "run limit" if len(runs) >= MAX_LATENCY_RUNS else (
                 "time limit" if time.monotonic() - start > opts.time_limit else None)
@@ -272,8 +275,11 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
                 row["fits"], row["latency_skipped"] = False, over
                 return False
             progress(f"measuring {row['label']}: instructions per inference on {opts.latency_board} (QEMU)")
-            runs[key] = int(opts.measure_instructions(work / row["tflite"], work / "latency" / f"m{next(dirs)}"))
-        row["instructions"] = runs[key]
+            runs[key] = (int(opts.measure_instructions(work / row["tflite"], work / "latency" / f"m{next(dirs)}")),
+                         row["label"])
+        row["instructions"] = runs[key][0]
+        if runs[key][1] != row["label"]:
+            row["instructions_same_shape"] = True
         row["fits"] = row["instructions"] <= opts.max_instructions
         return row["fits"]
 
@@ -317,9 +323,9 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
         if timed(r, reuse=False):
             chosen = r
             break
-    for r in done:  # not run once trained: the same shape's untrained figure, marked so
-        if opts.max_instructions is not None and "instructions" not in r and (r["macs"], r["params"]) in runs:
-            r["instructions"], r["instructions_untrained"] = runs[(r["macs"], r["params"])], True
+    for r in done:  # not run itself: the figure of a model of the same shape, marked so
+        if opts.max_instructions is not None and "instructions" not in r and (r["macs"], r["ram_bytes"]) in runs:
+            r["instructions"], r["instructions_same_shape"] = runs[(r["macs"], r["ram_bytes"])][0], True
     if chosen is None:
         tried = [r for r in trained if "skipped" not in r] or picks
         raise _refuse(board_id, min(tried, key=lambda r: (r.get("instructions") or 0, r["flash_bytes"])), opts)

@@ -15,8 +15,8 @@ cannot read a Keras 3 ``.keras`` file, which is what users have.  So the trainin
 
 Each layer runs through ``stateless_call`` with its fake-quantized weights, in the model's graph
 order (an Add or a Concatenate gets its inputs' fake-quantized outputs, as the int8 ADD and
-CONCATENATION read them), so no layer is rewritten; after training the plain model (real weights) goes through the normal int8 converter,
-calibrated on the same samples.  Runs in the compression child.
+CONCATENATION read them), so no layer is rewritten; after training the plain model (real weights)
+goes through the normal int8 converter, calibrated on the same samples.  Runs in the compression child.
 """
 
 from __future__ import annotations
