@@ -352,14 +352,19 @@ def chart(report: dict, path: Path) -> Path | None:
         speed, key, scale = rows, "macs", 1e3
         xlabel = "MACs per inference (thousands; no latency measured)"
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100, sharey=True)
+    color = {id(r): f"C{i % 10}" for i, r in enumerate(rows)}  # a candidate has one colour in both panels
     for panel, data, get in ((ax, rows, lambda r: r["flash_bytes"] / 1024),
                              (ax2, speed, lambda r: r[key] / scale)):
         for r in data:
             marker = "*" if r["label"] == report["chosen"] else ("o" if r.get("trained", True) else "x")
-            panel.scatter(get(r), r["int8_metric"], marker=marker, s=80 if marker == "*" else 30)
+            panel.scatter(get(r), r["int8_metric"], marker=marker, s=80 if marker == "*" else 30, color=color[id(r)])
             panel.annotate(r["label"], (get(r), r["int8_metric"]), fontsize=7, xytext=(3, 3),
                            textcoords="offset points")
-    ax.axvline(rows[0]["flash_budget"] / 1024, color="red", linestyle="--", linewidth=1, label="flash budget")
+    budget_kib = rows[0]["flash_budget"] / 1024
+    ax.axvline(budget_kib, color="red", linestyle="--", linewidth=1, label="flash budget")
+    if report.get("headroom"):
+        ax.axvline(budget_kib * (1 - report["headroom"]), color="orange", linestyle=":", linewidth=1,
+                   label=f"budget less {report['headroom']:.0%} headroom")
     if timed and report.get("max_instructions"):
         ax2.axvline(report["max_instructions"] / scale, color="red", linestyle="--", linewidth=1,
                     label="latency bound")
