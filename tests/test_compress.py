@@ -227,8 +227,10 @@ def test_fit_makes_an_over_budget_residual_model_fit_its_latency_and_it_verifies
     assert report.passed and report.metrics["max_abs_diff_lsb"] == 0, report.metrics
     model = (project.path / "model.tflite").read_bytes()
     np.testing.assert_array_equal(report.outputs, tflm_outputs(model, report.inputs).reshape(report.outputs.shape))
-    # the search ran the same model on the same core: the same instruction count as verify's
-    assert report.metrics["instructions_per_inference"]["median"] == chosen["instructions"]
+    # the search ran the same model on the same core (the most over its few vectors; a few kernels
+    # branch on values): verify's count on other inputs is within 1 % of it
+    assert abs(report.metrics["instructions_per_inference"]["median"] - chosen["instructions"]) \
+        <= 0.01 * chosen["instructions"], (report.metrics["instructions_per_inference"], chosen["instructions"])
 
 
 def test_a_distilled_student_verifies_bit_exact(user_model, session_dir):
