@@ -170,7 +170,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     ("classification", "binary" or "regression") overrides the guess from the output shape and labels.
 
     Compression (:mod:`tinygen.compress`) before conversion: ``prune`` (a ratio, or {layer: ratio}),
-    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning that fits the
+    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning or student that fits the
     board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
     ``fit_headroom``, trying ``fit_ratios`` and distilled students of ``fit_widths``);
     ``fit_max_instructions`` (or ``fit_latency_ms``, times the fit board's clock) bounds the instructions

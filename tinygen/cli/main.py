@@ -88,8 +88,9 @@ def boards_cmd(as_json: bool) -> None:
 @click.option("--qat", is_flag=True, help="Quantization-aware training (simulated int8) before conversion.")
 @click.option("--distill", type=click.FloatRange(0, 1, min_open=True), metavar="WIDTH",
               help="Train a student WIDTH times as wide on the model's soft outputs and the labels.")
-@click.option("--fit", is_flag=True, help="Search the smallest pruning that fits the board's flash and RAM "
-                                          "(with --fit-headroom) and loses the least accuracy.")
+@click.option("--fit", is_flag=True, help="Search the smallest pruning or distilled student that fits the board's "
+                                          "flash and RAM (with --fit-headroom; and --fit-max-instructions) and "
+                                          "loses the least accuracy.")
 @click.option("--fit-board", metavar="BOARD", help="With --fit: fit this board's budget instead (e.g. build for "
                                                        "qemu-m4 to verify, fit a nano33ble).")
 @click.option("--fit-headroom", type=click.FloatRange(0, 1, max_open=True), default=0.10, show_default=True,
