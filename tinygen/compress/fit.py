@@ -41,7 +41,7 @@ from tinygen.tflite.model import parse_model
 FIT_RATIOS = (0.25, 0.5, 0.625, 0.75, 0.875, 0.9375, 0.96875)
 FIT_WIDTHS = (0.5, 0.25)  # distilled students --fit tries beside the pruning ratios
 TRAINED_FITS = 2
-MAX_LATENCY_RUNS = 8  # QEMU runs one --fit search may make (each builds a firmware: ~10 s)
+MAX_LATENCY_RUNS = 8  # shapes one --fit search may run on QEMU (each builds a firmware: ~15 s)
 DEFAULT_HEADROOM = 0.10
 
 
@@ -194,7 +194,8 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
     start = time.monotonic()
     metric = "accuracy" if task == "classification" else "rmse"
 
-    def measured(cands: list[dict], specs: list[dict], accuracy: bool = True) -> list[dict]:
+    def measured(cands: list[dict], specs: list[dict], accuracy: bool | set = True) -> list[dict]:
+        # accuracy: for every candidate, or for the labels in the set (the others are sized only)
         rows = []
         for c, spec in zip(cands, specs):
             row = {"label": c["label"], "steps": spec["steps"]}
@@ -204,7 +205,8 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
                 progress(f"measuring {c['label']} (tflite_micro, budget)")
                 pred = np.load(work / c["pred"], allow_pickle=False)
                 row.update(measure((work / c["tflite"]).read_bytes(), src.name, board, runtime, src, task, pred,
-                                   opts.fit_budget, opts.fit_board, accuracy=accuracy))
+                                   opts.fit_budget, opts.fit_board,
+                                   accuracy=accuracy if isinstance(accuracy, bool) else c["label"] in accuracy))
                 row["keras"], row["tflite"], row["keras_params"] = c["keras"], c["tflite"], c["params"]
             rows.append(row)
         return rows
@@ -257,7 +259,7 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
     def size(specs: list[dict], with_original: bool) -> list[dict]:
         specs = ([{"label": "original", "steps": []}] if with_original else []) + specs
         rows = measured(_run(src, task, per_channel_dense, specs, opts, seed, progress,
-                             epochs={"prune": 0, "qat": 0, "distill": 0}), specs, accuracy=with_original)
+                             epochs={"prune": 0, "qat": 0, "distill": 0}), specs, accuracy={"original"})
         for row in rows:
             row["fits"] = fits_with_headroom(row, opts.headroom)
             row["trained"] = row["label"] == "original"
@@ -283,20 +285,21 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
         row["fits"] = row["instructions"] <= opts.max_instructions
         return row["fits"]
 
-    # The original and the most aggressive ratio first: either may end the search at once.
-    progress("sizing the original and the most pruned model")
+    # The original and the most aggressive ratio first: either may end the search at once.  The
+    # students (a conversion each) are sized in the same run, which saves starting the child again.
+    progress("sizing the original, the most pruned model and the students")
     ratios = sorted(opts.fit_ratios)
     prune_spec = [{"label": _label([["prune", r]]), "steps": [["prune", r]]} for r in ratios]
-    first = size(prune_spec[-1:], True)
+    student_spec = [{"label": _label([["distill", w]]), "steps": [["distill", w]]}
+                    for w in sorted(opts.fit_widths, reverse=True)]
+    first = size(prune_spec[-1:] + student_spec, True)
     if timed(first[0]):
         return first[:1], first[0]
     if not timed(first[1]):
         raise _refuse(board_id, first[1], opts)
-    progress("sizing every pruning ratio and student (no training yet)")
-    widths = sorted(opts.fit_widths, reverse=True)
-    rest = size(prune_spec[:-1] + [{"label": _label([["distill", w]]), "steps": [["distill", w]]}
-                                   for w in widths], False)
-    pruned, students = rest[:len(ratios) - 1] + first[1:], rest[len(ratios) - 1:]
+    students = first[2:]
+    progress("sizing every pruning ratio (no training yet)")
+    pruned = (size(prune_spec[:-1], False) if len(ratios) > 1 else []) + first[1:2]
     picks = []
     for row in pruned:  # ascending ratio: the least pruned that fit first
         if len(picks) < TRAINED_FITS and timed(row):
