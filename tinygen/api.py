@@ -170,17 +170,17 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     ("classification", "binary" or "regression") overrides the guess from the output shape and labels.
 
     Compression (:mod:`tinygen.compress`) before conversion: ``prune`` (a ratio, or {layer: ratio}),
-    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning or student that fits the
-    board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
+    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning or student that fits
+    the board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
     ``fit_headroom``, trying ``fit_ratios`` and distilled students of ``fit_widths``);
     ``fit_max_instructions`` (or ``fit_latency_ms``, times the fit board's clock) bounds the instructions
     per inference measured on the emulated core (QEMU -icount);
     the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}."""
     from tinygen.codegen.plan import check_fits, make_plan
     from tinygen.codegen.project import check_out_dir, write_project
-    from tinygen.compress.fit import check_options as check_fit_options
     from tinygen.codegen.render import manifest, render
     from tinygen.common.boards import get_board
+    from tinygen.compress.fit import check_options as check_fit_options
     from tinygen.intake.recipes import DEFAULT_RECIPE
     from tinygen.intake.sources import source_from_recipe, source_from_user
 
