@@ -9,9 +9,12 @@ each is met).
    0.3 pp of float.
 3. ``--fit`` on a hidden-size-inflated digits model (Conv2D 32, DepthwiseConv2D x2, Conv2D 1x1 256,
    Dense 720: about 3x the Nano 33 BLE's flash with the compiled runtime), fitted to the nano33ble
-   budget, built for qemu-m4 and verified there bit-exactly.
+   budget (pruning ratios and distilled students), built for qemu-m4 and verified there bit-exactly.
+4. The same with a latency bound too (``--fit-latency-ms``, converted at the nano33ble's 64 MHz to
+   instructions measured on qemu-m4 under QEMU -icount): the table's instructions column, the
+   two-panel chart (accuracy vs flash and vs instructions), and verify's own instruction count.
 
-Usage: python benchmarks/bench_compress.py [--only prune qat fit] [--out DIR]
+Usage: python benchmarks/bench_compress.py [--only prune qat fit fitlat] [--out DIR] [--latency-ms MS]
 """
 
 from __future__ import annotations
@@ -36,14 +39,16 @@ def rows_of(project) -> dict:
 
 def show(project) -> None:
     print(f"{'candidate':<28} {'MACs':>9} {'params':>9} {'weights B':>10} {'flash B':>10} {'RAM B':>8} "
-          f"{'float':>7} {'int8':>7} fits")
+          f"{'instr.':>10} {'float':>7} {'int8':>7} fits")
     for r in project.compression["candidates"]:
         if "skipped" in r:
             print(f"{r['label']:<28} skipped ({r['skipped']})")
             continue
         fl, q = r.get("float_metric"), r.get("int8_metric")
+        ins = "-" if r.get("instructions") is None else f"{r['instructions']:,}" + ("*" if r.get(
+            "instructions_same_shape") else "")
         print(f"{r['label'] + ('' if r.get('trained', True) else ' (untuned)'):<28} {r['macs']:>9,} {r['params']:>9,} "
-              f"{r['weights_bytes']:>10,} {r['flash_bytes']:>10,} {r['ram_bytes']:>8,} "
+              f"{r['weights_bytes']:>10,} {r['flash_bytes']:>10,} {r['ram_bytes']:>8,} {ins:>10} "
               f"{'-' if fl is None else round(100 * fl, 2):>7} {'-' if q is None else round(100 * q, 2):>7} "
               f"{r.get('fits', '-')}")
 
@@ -103,32 +108,42 @@ def inflated_digits(root: Path) -> tuple[Path, Path]:
     return root / "digits_inflated.keras", root / "digits.npz"
 
 
-def bench_fit(out: Path) -> None:
+def bench_fit(out: Path, latency_ms: float | None = None) -> None:
     t = time.monotonic()
     model, data = inflated_digits(out)
-    p = tinygen.build(model, board="qemu-m4", data=data, out=out / "fit", force=True, fit=True,
-                      fit_board="nano33ble", compress_epochs={"prune": 8})
+    name = "fit" if latency_ms is None else "fitlat"
+    p = tinygen.build(model, board="qemu-m4", data=data, out=out / name, force=True, fit=True,
+                      fit_board="nano33ble", compress_epochs={"prune": 8, "distill": 20}, fit_latency_ms=latency_ms)
     show(p)
     o = rows_of(p)["original"]
-    print(f"original: {o['flash_bytes'] / o['flash_budget']:.2f}x the nano33ble flash budget; chosen: "
-          f"{p.compression['chosen']}; chart {p.compression.get('chart')}")
+    bound = p.compression.get("max_instructions")
+    print(f"original: {o['flash_bytes'] / o['flash_budget']:.2f}x the nano33ble flash budget; "
+          + (f"latency bound {latency_ms} ms at 64 MHz = {bound:,} instructions on qemu-m4; " if bound else "")
+          + f"chosen: {p.compression['chosen']}; chart {p.compression.get('chart')}"
+          + ("  (*: counted on another model of the same shape)" if bound else ""))
     p.build_firmware()
     report = p.verify(fresh_vectors=8)
-    print(f"verify on qemu-m4: passed={report.passed}, max |diff| {report.metrics['max_abs_diff_lsb']} LSB "
-          f"[{time.monotonic() - t:.0f} s]\n")
+    ins = report.metrics.get("instructions_per_inference", {}).get("median")
+    print(f"verify on qemu-m4: passed={report.passed}, max |diff| {report.metrics['max_abs_diff_lsb']} LSB, "
+          f"{ins:,.0f} instructions per inference [{time.monotonic() - t:.0f} s]\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", choices=["prune", "qat", "fit"], default=["prune", "qat", "fit"])
+    ap.add_argument("--only", nargs="*", choices=["prune", "qat", "fit", "fitlat"],
+                    default=["prune", "qat", "fit", "fitlat"])
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--latency-ms", type=float, default=10.0, help="fitlat's bound at the nano33ble's clock")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
         out = a.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         for name in a.only:
             print(f"== {name}")
-            {"prune": bench_prune, "qat": bench_qat, "fit": bench_fit}[name](out)
+            if name == "fitlat":
+                bench_fit(out, a.latency_ms)
+            else:
+                {"prune": bench_prune, "qat": bench_qat, "fit": bench_fit}[name](out)
 
 
 if __name__ == "__main__":

@@ -111,38 +111,115 @@ def test_pruning_per_layer_and_batchnorm_and_refusals():
         prune.prune(model, {"out": 0.5})
     inp = keras.Input((8,))
     h = keras.layers.Dense(8, name="a")(inp)
-    branch = keras.Model(inp, keras.layers.Add()([h, keras.layers.Dense(8)(h)]))
-    with pytest.raises(UnsupportedModel, match="is a Add") as exc:
-        prune.prune(branch, 0.5)
+    gated = keras.Model(inp, keras.layers.Multiply(name="gate")([h, keras.layers.Dense(8)(h)]))
+    with pytest.raises(UnsupportedModel, match="layer 'gate' is a Multiply") as exc:
+        prune.prune(gated, 0.5)
     assert "\n" not in str(exc.value)
+    shared = keras.layers.Dense(8, name="twice")
+    twice = keras.Model(inp, keras.layers.Add()([shared(inp), shared(h)]))
+    with pytest.raises(UnsupportedModel, match="'twice' is called more than once"):
+        prune.prune(twice, 0.5)
+
+
+def _residual(keras):
+    """A functional ResNet-like block: c1 and c2 meet in an Add, the sum is concatenated with c3."""
+    L = keras.layers
+    x = keras.Input((8, 8, 1), name="img")
+    a = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(x)
+    b = L.Conv2D(8, 3, padding="same", activation="relu", name="c2")(a)
+    s = L.Add(name="add")([a, b])
+    c = L.Conv2D(4, 1, activation="relu", name="c3")(s)
+    cat = L.Concatenate(name="cat")([s, c])
+    y = L.Dense(10, name="out")(L.GlobalAveragePooling2D(name="gap")(L.MaxPooling2D(2, name="pool")(cat)))
+    return keras.Model(x, L.Softmax(name="sm")(y), name="resblock")
 
 
 @pytest.fixture(scope="module")
-def fitted(user_model, session_dir):
-    """--fit (with --qat) to a flash budget the original misses, on qemu-m4 with the compiled runtime."""
-    root, model = user_model
-    weights = model.count_params()
+def residual_model(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    keras = _keras()
+    d = load_digits()
+    x = (d.images[:500].astype(np.float32) / 16.0)[..., None]
+    y = d.target[:500].astype(np.int64)
+    model = _residual(keras)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(x[:400], y[:400], epochs=4, batch_size=32, verbose=0)  # 2 left it at chance: constant outputs
+    root = tmp_path_factory.mktemp("compress-res")
+    model.save(root / "res.keras")
+    np.savez(root / "data.npz", x=x, y=y)
+    return root, model
+
+
+def test_residual_pruning_ties_add_and_offsets_concatenate(residual_model):
+    """c1 and c2 keep the same filters (the Add), chosen by their summed L1 norms; the Dense after
+    the Concatenate keeps c1/c2's rows and c3's rows shifted by 8.  Reference: Keras on a copy of the
+    original with the removed filters zeroed."""
+    from tinygen.compress import prune
+
+    keras = _keras()
+    _, model = residual_model
+    pruned = prune.prune(model, 0.5)
+    assert {n: pruned.get_layer(n).get_weights()[0].shape for n in ("c1", "c2", "c3", "out")} == {
+        "c1": (3, 3, 1, 4), "c2": (3, 3, 4, 4), "c3": (1, 1, 4, 2), "out": (6, 10)}
+    w = {n: model.get_layer(n).get_weights() for n in ("c1", "c2", "c3")}
+
+    def l1(k):
+        return np.abs(k).reshape(-1, k.shape[-1]).sum(axis=0)
+
+    tied = np.argsort(-(l1(w["c1"][0]) + l1(w["c2"][0])), kind="stable")[4:]
+    drop3 = np.argsort(-l1(w["c3"][0]), kind="stable")[2:]
+    zeroed = keras.models.clone_model(model)
+    zeroed.set_weights(model.get_weights())
+    for name, drop in (("c1", tied), ("c2", tied), ("c3", drop3)):
+        k, b = (v.copy() for v in w[name])
+        k[..., drop], b[drop] = 0, 0
+        zeroed.get_layer(name).set_weights([k, b])
+    x = np.random.default_rng(1).random((16, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), zeroed.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    # a group that meets the model's input in an Add is not pruned
+    keras_in = keras.Input((4, 4, 3))
+    skip = keras.Model(keras_in, keras.layers.Add()([keras_in, keras.layers.Conv2D(3, 1, name="k")(keras_in)]))
+    assert prune.prunable(skip) == []
+
+
+LATENCY_BOUND = 200_000  # instructions per inference on qemu-m4: the pruned block runs well under it
+
+
+@pytest.fixture(scope="module")
+def fitted(residual_model, session_dir):
+    """--fit (with --qat, a distilled student and a latency bound measured on QEMU) of the residual
+    block to a flash budget the original misses, on qemu-m4 with the compiled runtime."""
+    root, model = residual_model
     board_fixed = 8000 + 6000  # qemu-m4's compiled runtime + framework, as boards/qemu-m4.json states
-    budget = {"flash_bytes": int((board_fixed + 0.5 * weights) / 0.9), "ram_bytes": 1 << 20}
-    project = tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz",
+    budget = {"flash_bytes": int((board_fixed + 0.5 * model.count_params()) / 0.9), "ram_bytes": 1 << 20}
+    project = tinygen.build(root / "res.keras", board="qemu-m4", data=root / "data.npz",
                             out=session_dir / "compress-fit", vectors=8, fit=True, qat=True, fit_budget=budget,
-                            fit_ratios=(0.25, 0.5, 0.75),
-                            compress_epochs={"prune": 3, "qat": 2})
+                            fit_ratios=(0.5,), fit_widths=(0.5,), fit_max_instructions=LATENCY_BOUND,
+                            compress_epochs={"prune": 3, "qat": 2, "distill": 3})
     return project, budget
 
 
-def test_fit_makes_an_over_budget_model_fit_and_it_verifies_bit_exact(fitted):
+def test_fit_makes_an_over_budget_residual_model_fit_its_latency_and_it_verifies_bit_exact(fitted):
     project, budget = fitted
     rep = project.compression
     rows = {r["label"]: r for r in rep["candidates"]}
     assert not rows["original"]["fits"] and rows["original"]["flash_bytes"] > 0.9 * budget["flash_bytes"]
+    assert {"prune 0.5 + QAT", "distill 0.5x + QAT"} <= set(rows)  # the student was trained beside the pruning
     chosen = rows[rep["chosen"]]
-    assert rep["chosen"].startswith("prune ") and rep["chosen"].endswith("+ QAT") and chosen["fits"]
+    assert rep["chosen"].endswith("+ QAT") and chosen["fits"] and chosen["trained"]
     assert chosen["macs"] < rows["original"]["macs"] and chosen["params"] < rows["original"]["params"]
+    assert rep["max_instructions"] == LATENCY_BOUND and rep["latency_board"] == "qemu-m4"
+    assert 0 < chosen["instructions"] <= LATENCY_BOUND and not chosen.get("instructions_same_shape")
     # what the build emitted is what the search measured, and within the budget with its headroom
     assert project.plan.budget["flash_bytes"] == chosen["flash_bytes"] <= 0.9 * budget["flash_bytes"]
     assert project.plan.analysis.macs == chosen["macs"]
-    assert (project.path / "reports" / "compress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = (project.path / "reports" / "compress.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from tinygen.compress.fit import chart
+
+    again = chart(rep, project.path / "reports" / "again.png").read_bytes()
+    assert again == png  # deterministic: no timestamp, same figure
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
     project.build_firmware()
@@ -150,6 +227,10 @@ def test_fit_makes_an_over_budget_model_fit_and_it_verifies_bit_exact(fitted):
     assert report.passed and report.metrics["max_abs_diff_lsb"] == 0, report.metrics
     model = (project.path / "model.tflite").read_bytes()
     np.testing.assert_array_equal(report.outputs, tflm_outputs(model, report.inputs).reshape(report.outputs.shape))
+    # the search ran the same model on the same core (the most over its few vectors; a few kernels
+    # branch on values): verify's count on other inputs is within 1 % of it
+    assert abs(report.metrics["instructions_per_inference"]["median"] - chosen["instructions"]) \
+        <= 0.01 * chosen["instructions"], (report.metrics["instructions_per_inference"], chosen["instructions"])
 
 
 def test_a_distilled_student_verifies_bit_exact(user_model, session_dir):
@@ -169,12 +250,15 @@ def test_a_distilled_student_verifies_bit_exact(user_model, session_dir):
 
 
 def test_fit_refuses_when_nothing_fits(user_model, session_dir):
+    """The most pruned model fits flash but not the latency bound: refused at once, with what it ran."""
     root, _ = user_model
     out = session_dir / "compress-impossible"
-    with pytest.raises(DoesNotFit, match="no compression tried fits qemu-m4: the smallest, prune 0.9") as exc:
+    with pytest.raises(DoesNotFit, match="no compression tried fits qemu-m4: the smallest, prune 0.9, needs flash "
+                                         r"[\d,]+ / 1,000,000 B .* and runs [\d,]+ instructions per inference on "
+                                         r"qemu-m4 \(bound 1,000\)") as exc:
         tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz", out=out, fit=True,
-                      fit_ratios=(0.5, 0.9),
-                      fit_budget={"flash_bytes": 4000, "ram_bytes": 1 << 20})
+                      fit_ratios=(0.5, 0.9), fit_widths=(), fit_max_instructions=1000,
+                      fit_budget={"flash_bytes": 1_000_000, "ram_bytes": 1 << 20})
     assert "\n" not in str(exc.value) and not out.exists()
 
 
@@ -182,3 +266,7 @@ def test_cli_refuses_bad_compression_flags_in_one_line(tmp_path):
     res = run_cli("build", "--board", "qemu-m4", "--recipe", "digits", "--prune", "1.5", "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "--prune ratio 1.5 is not in [0, 1)" in res.stderr and not (tmp_path / "o").exists()
+    res = run_cli("build", "--board", "qemu-m4", "--recipe", "digits", "--fit-max-instructions", "5000",
+                  "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "go with --fit" in res.stderr and not (tmp_path / "o").exists()

@@ -43,6 +43,7 @@ __all__ = ["build", "verify", "inspect", "flash", "doctor", "Project", "Report",
 Progress = Callable[[str], None]
 RUNTIMES = ("tflm", "compiled")
 TASKS = ("classification", "binary", "regression")
+LATENCY_VECTORS = 4  # inputs each --fit latency measurement runs
 # A real board reboots after an upload; its port answers only after that.
 REBOOT_AFTER_UPLOAD_S = 2.0
 
@@ -157,7 +158,9 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
           task: str | None = None, progress: Progress | None = None, prune: float | dict | None = None,
           qat: bool = False, distill: float | None = None, fit: bool = False, fit_budget: dict | None = None,
           fit_headroom: float = 0.10, compress_epochs: dict | None = None,
-          fit_board: str | None = None, fit_ratios: tuple | None = None) -> Project:
+          fit_board: str | None = None, fit_ratios: tuple | None = None,
+          fit_max_instructions: int | None = None, fit_latency_ms: float | None = None,
+          fit_widths: tuple | None = None) -> Project:
     """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
     and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
 
@@ -167,14 +170,17 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     ("classification", "binary" or "regression") overrides the guess from the output shape and labels.
 
     Compression (:mod:`tinygen.compress`) before conversion: ``prune`` (a ratio, or {layer: ratio}),
-    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning that fits the
-    board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
-    ``fit_headroom``, trying ``fit_ratios``);
+    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning or student that fits
+    the board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
+    ``fit_headroom``, trying ``fit_ratios`` and distilled students of ``fit_widths``);
+    ``fit_max_instructions`` (or ``fit_latency_ms``, times the fit board's clock) bounds the instructions
+    per inference measured on the emulated core (QEMU -icount);
     the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}."""
     from tinygen.codegen.plan import check_fits, make_plan
     from tinygen.codegen.project import check_out_dir, write_project
     from tinygen.codegen.render import manifest, render
     from tinygen.common.boards import get_board
+    from tinygen.compress.fit import check_options as check_fit_options
     from tinygen.intake.recipes import DEFAULT_RECIPE
     from tinygen.intake.sources import source_from_recipe, source_from_user
 
@@ -194,6 +200,11 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
         if not fit:
             raise TinygenError("--fit-board goes with --fit")
         copts.fit_board = get_board(fit_board)
+    if fit_widths is not None:
+        copts.fit_widths = tuple(fit_widths)
+        check_fit_options(copts)
+    if fit_max_instructions is not None or fit_latency_ms is not None:
+        _latency_options(copts, b, runtime, tflm_dir, fit_max_instructions, fit_latency_ms)
     if model:
         from tinygen.intake.loader import model_kind
 
@@ -221,6 +232,51 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     if compression is not None:
         _write_compression_report(compression, target)
     return Project(target, manifest(plan), b, plan, files, compression)
+
+
+def _latency_options(copts, b: dict, runtime: str, tflm_dir, max_instructions, latency_ms) -> None:
+    """The latency bound of --fit, in instructions per inference on an emulated core: the build's
+    board when it is emulated (its instructions are what verify will measure), else qemu-m4 (the
+    Cortex-M4 of the Nano 33 BLE).  Milliseconds become instructions at the fit board's clock, one
+    instruction per cycle: an optimistic bound on a real core (wait states, multi-cycle loads)."""
+    from tinygen.common.boards import get_board, is_emulated
+
+    if not copts.fit:
+        raise TinygenError("--fit-max-instructions/--fit-latency-ms go with --fit")
+    if max_instructions is not None and latency_ms is not None:
+        raise TinygenError("give --fit-max-instructions or --fit-latency-ms, not both")
+    fb = copts.fit_board or b
+    if latency_ms is not None:
+        if not (isinstance(latency_ms, (int, float)) and math.isfinite(latency_ms) and latency_ms > 0):
+            raise TinygenError(f"--fit-latency-ms {latency_ms} is not a positive number of milliseconds")
+        max_instructions = int(latency_ms * 1e-3 * int(fb["clock_hz"]))
+    if not (isinstance(max_instructions, int) and max_instructions > 0):
+        raise TinygenError(f"--fit-max-instructions {max_instructions} is not a positive number of instructions")
+    eb = b if is_emulated(b) else get_board("qemu-m4")
+    rt = runtime if runtime in fb["runtimes"] else fb["default_runtime"]
+    if rt not in eb["runtimes"]:
+        rt = eb["default_runtime"]
+    if rt == "tflm" and eb.get("tflm", {}).get("needs_tree") and not tflm_dir:
+        raise TinygenError(f"the latency bound runs TFLM on {eb['id']}, which builds TFLM from a source tree: "
+                           "pass --tflm-dir DIR (or TINYGEN_TFLM_DIR), or use --runtime compiled")
+    copts.max_instructions = max_instructions
+    copts.latency_ms = latency_ms
+    copts.latency_board = eb["id"]
+    copts.measure_instructions = _instruction_meter(eb, rt, tflm_dir)
+
+
+def _instruction_meter(eb: dict, runtime: str, tflm_dir) -> Callable[[Path, Path], int]:
+    def measure(tflite: Path, out: Path) -> int:
+        """Instructions per inference of an int8 model: built for ``eb`` into ``out`` and run on QEMU.
+        The most over a few seeded vectors: some kernels branch on values, and a bound should hold
+        for other inputs too."""
+        project = build(tflite, board=eb["id"], runtime=runtime, out=out, force=True, vectors=LATENCY_VECTORS,
+                        tflm_dir=tflm_dir if runtime == "tflm" else None)
+        project.build_firmware()
+        report = verify(project, fresh_vectors=0, timeout=60.0)
+        return int(report.metrics["instructions_per_inference"]["max"])
+
+    return measure
 
 
 def _compress_options(prune, qat, distill, fit, fit_budget, headroom, epochs, fit_ratios):

@@ -88,15 +88,25 @@ def boards_cmd(as_json: bool) -> None:
 @click.option("--qat", is_flag=True, help="Quantization-aware training (simulated int8) before conversion.")
 @click.option("--distill", type=click.FloatRange(0, 1, min_open=True), metavar="WIDTH",
               help="Train a student WIDTH times as wide on the model's soft outputs and the labels.")
-@click.option("--fit", is_flag=True, help="Search the smallest pruning that fits the board's flash and RAM "
-                                          "(with --fit-headroom) and loses the least accuracy.")
+@click.option("--fit", is_flag=True, help="Search the smallest pruning or distilled student that fits the board's "
+                                          "flash and RAM (with --fit-headroom; and --fit-max-instructions) and "
+                                          "loses the least accuracy.")
 @click.option("--fit-board", metavar="BOARD", help="With --fit: fit this board's budget instead (e.g. build for "
                                                        "qemu-m4 to verify, fit a nano33ble).")
 @click.option("--fit-headroom", type=click.FloatRange(0, 1, max_open=True), default=0.10, show_default=True,
               help="Share of the board's flash and RAM --fit leaves free.")
+@click.option("--fit-max-instructions", type=click.IntRange(1, None), default=None, metavar="N",
+              help="With --fit: a candidate must also run in at most N instructions per inference, measured "
+                   "under QEMU on the emulated core (the build board if emulated, else qemu-m4).")
+@click.option("--fit-latency-ms", type=click.FloatRange(0, None, min_open=True), default=None, metavar="MS",
+              help="With --fit: the same bound in milliseconds at the fit board's clock (one instruction a cycle).")
+@click.option("--fit-widths", metavar="W,W,...", default=None,
+              help="With --fit: distilled students' widths to try beside the pruning ratios (default 0.5,0.25; "
+                   "'none': no distillation).")
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
 def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_vectors, seed, epochs, tflm_dir,
-              task, prune, qat, distill, fit, fit_board, fit_headroom, as_json) -> None:
+              task, prune, qat, distill, fit, fit_board, fit_headroom, fit_max_instructions, fit_latency_ms,
+              fit_widths, as_json) -> None:
     """Train or load a model, quantize it to int8, and emit a PlatformIO project."""
     import shlex
 
@@ -104,7 +114,9 @@ def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_v
         project = api.build(model_path, board=board, recipe=recipe, data=data_path, out=out_dir, force=force,
                             runtime=runtime, vectors=n_vectors, seed=seed, epochs=epochs, tflm_dir=tflm_dir,
                             task=task, progress=progress, prune=prune, qat=qat, distill=distill, fit=fit,
-                            fit_headroom=fit_headroom, fit_board=fit_board)
+                            fit_headroom=fit_headroom, fit_board=fit_board,
+                            fit_max_instructions=fit_max_instructions, fit_latency_ms=fit_latency_ms,
+                            fit_widths=_widths(fit_widths))
     if as_json:
         data = dict(project.manifest)
         data["project"] = str(project.path)
@@ -124,11 +136,24 @@ def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_v
               soft_wrap=True)
 
 
+def _widths(text: str | None) -> tuple | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise TinygenError(f"--fit-widths takes widths like 0.5,0.25 (or 'none'), not '{text[:40]}'") from None
+
+
 def print_compression(report: dict) -> None:
     metric = report["metric"]
+    timed = bool(report.get("max_instructions"))
     t = Table(title=Text(terminal(f"compression candidates ({report['board']}, {report['runtime']}; "
                                   f"chosen: {report['chosen']})")))
-    for col in ("candidate", "MACs", "params", "weights B", "flash B", "RAM B", f"float {metric}",
+    for col in ("candidate", "MACs", "params", "weights B", "flash B", "RAM B",
+                *([f"instructions / {report['max_instructions']:,}"] if timed else []), f"float {metric}",
                 f"int8 {metric}", "fits"):
         t.add_column(col)
 
@@ -137,15 +162,18 @@ def print_compression(report: dict) -> None:
 
     for r in report["candidates"]:
         if "skipped" in r:
-            t.add_row(Text(terminal(r["label"])), *(["-"] * 7), f"skipped ({r['skipped']})")
+            t.add_row(Text(terminal(r["label"])), *(["-"] * (8 if timed else 7)), f"skipped ({r['skipped']})")
             continue
+        ins = r.get("instructions")
+        ins = ["-" if ins is None else grouped(ins) + (" (same shape)" if r.get("instructions_same_shape") else "")]
         fits = r.get("fits")
         # labels may carry the model's layer names (--prune layer=ratio): user text, no markup
         t.add_row(Text(terminal(r["label"] + ("" if r.get("trained", True) else " (not fine-tuned)"))),
                   grouped(r["macs"]),
                   grouped(r["params"]), grouped(r["weights_bytes"]),
                   f"{grouped(r['flash_bytes'])} / {grouped(r['flash_budget'])}",
-                  f"{grouped(r['ram_bytes'])} / {grouped(r['ram_budget'])}", fmt(r.get("float_metric")),
+                  f"{grouped(r['ram_bytes'])} / {grouped(r['ram_budget'])}", *(ins if timed else []),
+                  fmt(r.get("float_metric")),
                   fmt(r.get("int8_metric")), "-" if fits is None else ("yes" if fits else "no"))
     out.print(t)
     if report.get("chart"):

@@ -7,8 +7,9 @@ parent reads ``JOB.result.json``; ``STEP`` lines name the step a crash happened 
 
 Job ``candidates``: each candidate is a list of steps applied to the teacher in order,
 ``["prune", ratio | {layer: ratio}]``, ``["distill", width]``, ``["qat", null]``; a prefix shared
-with an earlier candidate is reused, not trained again.  Outputs per candidate: ``candN.keras``,
-``candN.tflite``, ``candN.pred.npy`` (float model on the held-out samples) and its parameter count.
+with an earlier candidate is reused, not trained again.  Outputs per candidate (B: the job's
+``batch``, so that the runs of one ``--fit`` search do not overwrite each other): ``candB_N.keras``,
+``candB_N.tflite``, ``candB_N.pred.npy`` (float model on the held-out samples) and its parameter count.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
     epochs = args.get("epochs", {})
     cache: dict[str, Path] = {}
     results = []
+    prefix = "cand" + str(int(args.get("batch", 0)))  # each run of a --fit search keeps its own files
     for i, cand in enumerate(args["candidates"]):
         if args.get("deadline_s") and time.monotonic() - start > args["deadline_s"]:
             results.append({"label": cand["label"], "skipped": "time limit"})
@@ -99,16 +101,16 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
                            per_channel_dense=bool(args["per_channel_dense"]))
             cache[key] = work / f"step{len(cache)}.keras"
             model.save(cache[key])
-        path = work / f"cand{i}.keras"
+        path = work / f"{prefix}_{i}.keras"
         model.save(path)
         worker._step("convert")
         raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]))
-        (work / f"cand{i}.tflite").write_bytes(raw)
+        (work / f"{prefix}_{i}.tflite").write_bytes(raw)
         worker._step("predict")
         pred = np.asarray(model.predict(test, batch_size=256, verbose=0), dtype=np.float32)
-        np.save(work / f"cand{i}.pred.npy", pred, allow_pickle=False)
-        results.append({"label": cand["label"], "keras": path.name, "tflite": f"cand{i}.tflite",
-                        "pred": f"cand{i}.pred.npy", "params": int(model.count_params())})
+        np.save(work / f"{prefix}_{i}.pred.npy", pred, allow_pickle=False)
+        results.append({"label": cand["label"], "keras": path.name, "tflite": f"{prefix}_{i}.tflite",
+                        "pred": f"{prefix}_{i}.pred.npy", "params": int(model.count_params())})
     return {"candidates": results}
 
 

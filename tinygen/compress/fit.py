@@ -8,11 +8,16 @@ flash and RAM from the plan's budget (:func:`tinygen.codegen.plan.budget`) for t
 runtime.  The chosen candidate's Keras model replaces the source's, so it goes through the
 normal build (conversion, reference vectors, verify) like any model.
 
-The ``--fit`` search is bounded: sizes do not depend on training, so pruning ratios are first
-sized without fine-tuning (one conversion each): the original and the most aggressive ratio first
-(the original fits: nothing to do; the most pruned does not: refused at once with its size), then
-the others.  Only the smallest ratios that fit with the headroom (at most :data:`TRAINED_FITS`) are
-fine-tuned, and the most accurate of those in int8 wins (ties: the smaller flash).
+The ``--fit`` search is bounded: sizes do not depend on training, so pruning ratios and
+distillation widths are first sized without training (one conversion each): the original and the
+most aggressive ratio first (the original fits: nothing to do; the most pruned does not: refused at
+once with its size), then the others.  With a latency bound (``max_instructions``), a candidate that
+fits flash and RAM is also built for the emulated core and run once under QEMU (the caller's
+``measure_instructions``, since running firmware is a later stage than this one); over the bound it
+does not fit.  Only the least pruned ratios that fit (at most :data:`TRAINED_FITS`) and the widest
+student that fits are trained, and the most accurate of those in int8 wins (ties: the smaller flash).
+The trained candidates are measured again, in that order, until one is within the bound: training
+changes weights, not shapes, but a few kernels branch on values.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from tinygen.compress import runner
 from tinygen.tflite.model import parse_model
 
 FIT_RATIOS = (0.25, 0.5, 0.625, 0.75, 0.875, 0.9375, 0.96875)
+FIT_WIDTHS = (0.5, 0.25)  # distilled students --fit tries beside the pruning ratios
 TRAINED_FITS = 2
+MAX_LATENCY_RUNS = 8  # shapes one --fit search may run on QEMU (each builds a firmware: ~15 s)
 DEFAULT_HEADROOM = 0.10
 
 
@@ -48,6 +55,11 @@ class Options:
     fit_board: dict | None = None  # fit another board's budget (e.g. build for qemu-m4, fit a nano33ble)
     headroom: float = DEFAULT_HEADROOM
     fit_ratios: tuple = FIT_RATIOS  # the pruning ratios --fit may try, ascending
+    fit_widths: tuple = FIT_WIDTHS  # the students' widths --fit may distil ((): none)
+    max_instructions: int | None = None  # per inference on the emulated core; None: no latency bound
+    latency_ms: float | None = None  # what the user gave, when the bound came from milliseconds
+    latency_board: str | None = None  # the emulated board the instructions are measured on
+    measure_instructions: Callable | None = None  # (tflite path, out dir) -> instructions per inference
     time_limit: float = 900.0
     epochs: dict = field(default_factory=dict)  # {"prune"|"qat"|"distill": epochs}
 
@@ -65,6 +77,8 @@ def check_options(o: Options) -> None:
         raise TinygenError(f"--distill width {o.distill} is not in (0, 1]: it scales every prunable layer's width")
     if not o.fit_ratios or not all(isinstance(r, (int, float)) and 0 < r < 1 for r in o.fit_ratios):
         raise TinygenError("fit ratios must be shares of filters/units to remove, each in (0, 1)")
+    if not all(isinstance(w, (int, float)) and 0 < w < 1 for w in o.fit_widths):
+        raise TinygenError("fit widths must be students' widths, each in (0, 1)")
     if not 0 <= o.headroom < 1:
         raise TinygenError(f"headroom {o.headroom} is not in [0, 1)")
     if o.fit and (o.prune is not None or o.distill is not None):
@@ -131,6 +145,9 @@ def fits_with_headroom(row: dict, headroom: float) -> bool:
             and row["ram_bytes"] <= (1 - headroom) * row["ram_budget"])
 
 
+_batches = iter(range(1 << 30))
+
+
 def _run(src, task: str, per_channel_dense: bool, candidates: list[dict], opts: Options, seed: int,
          progress, epochs: dict | None = None, deadline: float | None = None) -> list[dict]:
     from tinygen.intake.loader import CALIBRATION_SAMPLES
@@ -143,7 +160,8 @@ def _run(src, task: str, per_channel_dense: bool, candidates: list[dict], opts: 
               "train_y": None if y_train is None else np.asarray(y_train)}
     args = {"kind": src.model_kind, "model": str(src.model_path), "display": src.name, "seed": seed,
             "task": task, "per_channel_dense": per_channel_dense, "candidates": candidates,
-            "epochs": opts.epochs if epochs is None else epochs, "deadline_s": deadline}
+            "epochs": opts.epochs if epochs is None else epochs, "deadline_s": deadline,
+            "batch": next(_batches)}
     res = runner.run("candidates", Path(src.work.path), args, arrays, subject=src.name,
                      timeout=max(600.0, 2 * opts.time_limit), progress=progress)
     return res["candidates"]
@@ -176,7 +194,8 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
     start = time.monotonic()
     metric = "accuracy" if task == "classification" else "rmse"
 
-    def measured(cands: list[dict], specs: list[dict], accuracy: bool = True) -> list[dict]:
+    def measured(cands: list[dict], specs: list[dict], accuracy: bool | set = True) -> list[dict]:
+        # accuracy: for every candidate, or for the labels in the set (the others are sized only)
         rows = []
         for c, spec in zip(cands, specs):
             row = {"label": c["label"], "steps": spec["steps"]}
@@ -186,8 +205,9 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
                 progress(f"measuring {c['label']} (tflite_micro, budget)")
                 pred = np.load(work / c["pred"], allow_pickle=False)
                 row.update(measure((work / c["tflite"]).read_bytes(), src.name, board, runtime, src, task, pred,
-                                   opts.fit_budget, opts.fit_board, accuracy=accuracy))
-                row["keras"], row["keras_params"] = c["keras"], c["params"]
+                                   opts.fit_budget, opts.fit_board,
+                                   accuracy=accuracy if isinstance(accuracy, bool) else c["label"] in accuracy))
+                row["keras"], row["tflite"], row["keras_params"] = c["keras"], c["tflite"], c["params"]
             rows.append(row)
         return rows
 
@@ -209,41 +229,87 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
                             (opts.fit_board or board)['id'])
     report = {"metric": metric, "candidates": rows, "chosen": chosen["label"],
               "board": (opts.fit_board or board)["id"],
-              "runtime": runtime, "headroom": opts.headroom if opts.fit else None}
+              "runtime": runtime, "headroom": opts.headroom if opts.fit else None,
+              "max_instructions": opts.max_instructions, "latency_ms": opts.latency_ms,
+              "latency_board": opts.latency_board if opts.max_instructions else None}
     if chosen["label"] != "original":
         src.model_path = work / chosen["keras"]
         src.description += f", compressed: {chosen['label']}"
     return report
 
 
+def _refuse(board_id: str, best: dict, opts: Options) -> DoesNotFit:
+    what = (f"needs flash {best['flash_bytes']:,} / {best['flash_budget']:,} B and RAM {best['ram_bytes']:,} / "
+            f"{best['ram_budget']:,} B with {opts.headroom:.0%} headroom")
+    if best.get("instructions") is not None:
+        what += (f" and runs {best['instructions']:,} instructions per inference on {opts.latency_board} "
+                 f"(bound {opts.max_instructions:,})")
+    return DoesNotFit(f"no compression tried fits {board_id}: the smallest, {best['label']}, {what}; use a "
+                      "smaller model, a larger board or a looser latency bound")
+
+
 def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, start, board_id: str):
-    def size(ratios: list[float], with_original: bool) -> list[dict]:
-        specs = ([{"label": "original", "steps": []}] if with_original else []) + \
-                [{"label": _label([["prune", r]]), "steps": [["prune", r]]} for r in ratios]
+    work = Path(src.work.path)
+    # (MACs, RAM) -> (instructions, label of the model run): a shape measured once.  Not parameters:
+    # the converter shares equal constant buffers (an untrained student's zero biases), so the same
+    # shape can count fewer.
+    runs = {}
+    dirs = iter(range(1 << 30))
+
+    def size(specs: list[dict], with_original: bool) -> list[dict]:
+        specs = ([{"label": "original", "steps": []}] if with_original else []) + specs
         rows = measured(_run(src, task, per_channel_dense, specs, opts, seed, progress,
-                             epochs={"prune": 0, "qat": 0, "distill": 0}), specs, accuracy=with_original)
+                             epochs={"prune": 0, "qat": 0, "distill": 0}), specs, accuracy={"original"})
         for row in rows:
             row["fits"] = fits_with_headroom(row, opts.headroom)
             row["trained"] = row["label"] == "original"
         return rows
 
-    # The original and the most aggressive ratio first: either may end the search at once.
-    progress("sizing the original and the most pruned model")
+    def timed(row: dict, reuse: bool = True) -> bool:
+        """Does a row that fits flash and RAM also meet the latency bound (measured on QEMU)?"""
+        if opts.max_instructions is None or not row.get("fits"):
+            return bool(row.get("fits"))
+        key = (row["macs"], row["ram_bytes"])
+        if not (reuse and key in runs):
+            over = "run limit" if len(runs) >= MAX_LATENCY_RUNS else (
+                "time limit" if time.monotonic() - start > opts.time_limit else None)
+            if over and not row.get("trained"):
+                row["fits"], row["latency_skipped"] = False, over
+                return False
+            progress(f"measuring {row['label']}: instructions per inference on {opts.latency_board} (QEMU)")
+            runs[key] = (int(opts.measure_instructions(work / row["tflite"], work / "latency" / f"m{next(dirs)}")),
+                         row["label"])
+        row["instructions"] = runs[key][0]
+        if runs[key][1] != row["label"]:
+            row["instructions_same_shape"] = True
+        row["fits"] = row["instructions"] <= opts.max_instructions
+        return row["fits"]
+
+    # The original and the most aggressive ratio first: either may end the search at once.  The
+    # students (a conversion each) are sized in the same run, which saves starting the child again.
+    progress("sizing the original, the most pruned model and the students")
     ratios = sorted(opts.fit_ratios)
-    first = size([ratios[-1]], True)
-    if first[0]["fits"]:
+    prune_spec = [{"label": _label([["prune", r]]), "steps": [["prune", r]]} for r in ratios]
+    student_spec = [{"label": _label([["distill", w]]), "steps": [["distill", w]]}
+                    for w in sorted(opts.fit_widths, reverse=True)]
+    first = size(prune_spec[-1:] + student_spec, True)
+    if timed(first[0]):
         return first[:1], first[0]
-    if not first[1]["fits"]:
-        best = first[1]
-        raise DoesNotFit(
-            f"no compression tried fits {board_id}: the smallest, {best['label']}, needs flash "
-            f"{best['flash_bytes']:,} / {best['flash_budget']:,} B and RAM {best['ram_bytes']:,} / "
-            f"{best['ram_budget']:,} B with {opts.headroom:.0%} headroom; use a smaller model or a larger board")
-    progress("sizing every pruning ratio (no fine-tuning yet)")
-    sized = first[:1] + (size(ratios[:-1], False) if len(ratios) > 1 else []) + first[1:]
-    fitting = [s for s in sized if s["fits"]]
+    if not timed(first[1]):
+        raise _refuse(board_id, first[1], opts)
+    students = first[2:]
+    progress("sizing every pruning ratio (no training yet)")
+    pruned = (size(prune_spec[:-1], False) if len(ratios) > 1 else []) + first[1:2]
+    picks = []
+    for row in pruned:  # ascending ratio: the least pruned that fit first
+        if len(picks) < TRAINED_FITS and timed(row):
+            picks.append(row)
+    for row in students:  # descending width: the widest student that fits
+        if timed(row):
+            picks.append(row)
+            break
     train_specs = []
-    for s in fitting[:TRAINED_FITS]:
+    for s in picks:
         steps = s["steps"] + ([["qat", None]] if opts.qat else [])
         train_specs.append({"label": _label(steps), "steps": steps})
     remaining = max(60.0, opts.time_limit - (time.monotonic() - start))
@@ -252,15 +318,27 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
     for row in trained:
         row["fits"] = "skipped" not in row and fits_with_headroom(row, opts.headroom)
         row["trained"] = True
-    done = [r for r in trained if r["fits"] and r.get("int8_metric") is not None]
     sign = 1 if task == "classification" else -1
-    chosen = max(done, key=lambda r: (sign * r["int8_metric"], -r["flash_bytes"])) if done else \
-        next(r for r in trained if r["fits"])
-    return sized + trained, chosen
+    done = sorted((r for r in trained if r["fits"]),
+                  key=lambda r: (r.get("int8_metric") is None, -sign * (r.get("int8_metric") or 0), r["flash_bytes"]))
+    chosen = None
+    for r in done:  # the trained models themselves, best first, until one meets the latency bound
+        if timed(r, reuse=False):
+            chosen = r
+            break
+    for r in done:  # not run itself: the figure of a model of the same shape, marked so
+        if opts.max_instructions is not None and "instructions" not in r and (r["macs"], r["ram_bytes"]) in runs:
+            r["instructions"], r["instructions_same_shape"] = runs[(r["macs"], r["ram_bytes"])][0], True
+    if chosen is None:
+        tried = [r for r in trained if "skipped" not in r] or picks
+        raise _refuse(board_id, min(tried, key=lambda r: (r.get("instructions") or 0, r["flash_bytes"])), opts)
+    return [first[0]] + pruned + students + trained, chosen
 
 
 def chart(report: dict, path: Path) -> Path | None:
-    """accuracy vs flash of the measured candidates, as a PNG (matplotlib, Agg: no display)."""
+    """Two panels, as a PNG (matplotlib, Agg: no display; no timestamp in the file): int8 accuracy vs
+    flash, and vs instructions per inference measured on QEMU (or vs MACs when no latency was
+    measured: the panel's axis says which)."""
     rows = [r for r in report["candidates"] if r.get("int8_metric") is not None]
     if not rows:
         return None
@@ -269,17 +347,35 @@ def chart(report: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for r in rows:
-        marker = "*" if r["label"] == report["chosen"] else ("o" if r.get("trained", True) else "x")
-        ax.scatter(r["flash_bytes"] / 1024, r["int8_metric"], marker=marker, s=80 if marker == "*" else 30)
-        ax.annotate(r["label"], (r["flash_bytes"] / 1024, r["int8_metric"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+    timed = [r for r in rows if r.get("instructions") is not None]
+    if timed:
+        speed, key, scale = timed, "instructions", 1e3
+        xlabel = f"instructions per inference (thousands, QEMU -icount on {report.get('latency_board')})"
+    else:
+        speed, key, scale = rows, "macs", 1e3
+        xlabel = "MACs per inference (thousands; no latency measured)"
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100, sharey=True)
+    color = {id(r): f"C{i % 10}" for i, r in enumerate(rows)}  # a candidate has one colour in both panels
+    for panel, data, get in ((ax, rows, lambda r: r["flash_bytes"] / 1024),
+                             (ax2, speed, lambda r: r[key] / scale)):
+        for r in data:
+            marker = "*" if r["label"] == report["chosen"] else ("o" if r.get("trained", True) else "x")
+            panel.scatter(get(r), r["int8_metric"], marker=marker, s=80 if marker == "*" else 30, color=color[id(r)])
+            panel.annotate(r["label"], (get(r), r["int8_metric"]), fontsize=7, xytext=(3, 3),
+                           textcoords="offset points")
     budget_kib = rows[0]["flash_budget"] / 1024
     ax.axvline(budget_kib, color="red", linestyle="--", linewidth=1, label="flash budget")
+    if report.get("headroom"):
+        ax.axvline(budget_kib * (1 - report["headroom"]), color="orange", linestyle=":", linewidth=1,
+                   label=f"budget less {report['headroom']:.0%} headroom")
+    if timed and report.get("max_instructions"):
+        ax2.axvline(report["max_instructions"] / scale, color="red", linestyle="--", linewidth=1,
+                    label="latency bound")
+        ax2.legend(loc="best", fontsize=7)
     ax.set_xlabel("firmware flash (KiB, model + runtime)")
+    ax2.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(f"int8 {report['metric']} (tflite_micro, held-out)")
-    ax.set_title(f"compression candidates for {report['board']} ({report['runtime']})")
+    fig.suptitle(f"compression candidates for {report['board']} ({report['runtime']})")
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,18 @@ every dense int8 kernel (unstructured zeros would be stored and multiplied all t
 
 Importance criterion: the L1 norm of a filter's (a unit's) incoming weights; each prunable layer
 keeps its ``round(n * (1 - ratio))`` most important ones (at least one), in their original order.
-The last Conv2D/Dense (the model's outputs) is never pruned.  What follows a pruned layer is
-sliced to match: DepthwiseConv2D channels (with their multipliers), BatchNormalization's
+A Conv2D/Dense whose channels reach the model's output is never pruned.  What follows a pruned
+layer is sliced to match: DepthwiseConv2D channels (with their multipliers), BatchNormalization's
 statistics, the next Conv2D's or Dense's input channels, and after a Flatten the Dense rows of the
 kept channels at every spatial position.  Layers that only reshape values per channel (pooling,
-activations, dropout, padding) pass the channel set through.  Anything else is refused with its
-name, as is a model that is not a single chain of layers.
+activations, dropout, padding) pass the channel set through.
+
+Graphs (a functional ResNet-like block): the layers whose outputs meet in an ``Add`` must keep the
+same channels, so they form one group, pruned together by the sum of their filters' L1 norms (and by
+the largest ratio given to any of them).  A group that meets the model's input, the output, or a
+tensor whose channels are not one group's (a Concatenate, a Flatten, a depth multiplier) in an Add
+is not pruned.  ``Concatenate`` on the channel axis offsets each input's kept channels by where
+that input starts.  Anything else is refused with its name, as is a shared layer.
 
 ``width_copy`` uses the same walk to build a width-scaled copy with fresh weights (the
 distillation student).  Runs in the compression child (TensorFlow loaded).
@@ -24,53 +30,115 @@ from tinygen.common.errors import UnsupportedModel
 KERNEL = ("Conv2D", "Dense")
 PASS = ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ReLU",
         "Activation", "Dropout", "Softmax", "ZeroPadding2D")
-HANDLED = KERNEL + PASS + ("DepthwiseConv2D", "BatchNormalization", "Flatten")
+MERGE = ("Add", "Concatenate")
+HANDLED = KERNEL + PASS + MERGE + ("DepthwiseConv2D", "BatchNormalization", "Flatten")
 
 
 def _show(name: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in str(name))[:40]  # the model author's text
 
 
-def chain(model) -> list:
-    """The model's layers in order, refusing what the walk cannot follow."""
-    layers = [lay for lay in model.layers if type(lay).__name__ != "InputLayer"]
+def _node_sources(lay, fn) -> list[str] | None:
+    """Names of the layers feeding ``lay``'s one call inside the model, or None when it is called
+    more than once there."""
+    keys = [k for k in fn._nodes if k.rsplit("_ib-", 1)[0] == str(id(lay))]  # Keras' node keys
+    if len(keys) != 1:
+        return None
+    node = lay._inbound_nodes[int(keys[0].rsplit("_ib-", 1)[1])]
+    return [t._keras_history[0].name for t in node.input_tensors]
+
+
+def graph(model) -> tuple[str, list[tuple], str]:
+    """(input layer name, [(layer, [names of the layers feeding it])] with every layer after its
+    inputs, name of the layer making the output), refusing what the walk cannot follow."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UnsupportedModel("pruning needs a single-input, single-output model")
+    fn = getattr(model, "_functional", None) or model  # a Sequential keeps its graph in a Functional
+    layers = [op for op in fn.operations if type(op).__name__ != "InputLayer"]
+    first = model.inputs[0]._keras_history[0].name
+    seen = {first}
+    out = []
     for lay in layers:
         cls = type(lay).__name__
         if cls not in HANDLED:
             raise UnsupportedModel(
-                f"structured pruning handles Conv2D, DepthwiseConv2D, Dense, BatchNormalization, pooling, Flatten "
-                f"and activation layers; layer '{_show(lay.name)}' is a {cls}: compress without --prune/--distill/"
-                "--fit (e.g. --qat only) or rebuild the model from those layers")
+                f"structured pruning handles Conv2D, DepthwiseConv2D, Dense, BatchNormalization, pooling, Flatten, "
+                f"activation, Add and Concatenate layers; layer '{_show(lay.name)}' is a {cls}: compress without "
+                "--prune/--distill/--fit (e.g. --qat only) or rebuild the model from those layers")
         if cls == "Conv2D" and getattr(lay, "groups", 1) != 1:
             raise UnsupportedModel(f"layer '{_show(lay.name)}' is a grouped Conv2D, which pruning does not handle")
+        srcs = _node_sources(lay, fn)
+        if srcs is None:
+            raise UnsupportedModel(f"layer '{_show(lay.name)}' is called more than once (a shared layer); "
+                                   "pruning needs each layer used once")
         if cls == "BatchNormalization" and lay.axis not in (-1, len(lay.input.shape) - 1):
             raise UnsupportedModel(f"layer '{_show(lay.name)}' normalizes axis {lay.axis}, not the channels")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UnsupportedModel("pruning needs a single-input, single-output model")
-    prev = None  # the operation that must feed the next layer (None: the model's input layer)
-    for lay in layers:
-        try:
-            src = lay.input._keras_history[0]
-            ok = (type(src).__name__ == "InputLayer") if prev is None else src is prev
-        except Exception:  # a layer called more than once has no single input
-            ok = False
-        if not ok:
-            raise UnsupportedModel(f"pruning needs a single chain of layers; '{_show(lay.name)}' is not fed by the "
-                                   "layer before it (a branch, a skip connection or a shared layer)")
-        prev = lay
-    try:
-        last_ok = model.outputs[0]._keras_history[0] is prev
-    except Exception:
-        last_ok = False
-    if not last_ok:
-        raise UnsupportedModel("pruning needs a single chain of layers ending at the model's output")
-    return layers
+        if cls == "Concatenate" and lay.axis not in (-1, len(lay.output.shape) - 1):
+            raise UnsupportedModel(f"layer '{_show(lay.name)}' concatenates axis {lay.axis}, not the channels, "
+                                   "which pruning does not handle")
+        if cls not in MERGE and len(srcs) != 1 or any(n not in seen for n in srcs):
+            raise UnsupportedModel(f"layer '{_show(lay.name)}' is fed by something that is not a layer of this "
+                                   "model (an operation such as x + y): use keras.layers.Add/Concatenate")
+        seen.add(lay.name)
+        out.append((lay, srcs))
+    last = model.outputs[0]._keras_history[0].name
+    if last not in seen:
+        raise UnsupportedModel("pruning needs the model's output to come from one of its layers")
+    return first, out, last
+
+
+class _Groups:
+    """Which Conv2D/Dense layers must keep the same channels (tied by an Add), and which may not be
+    pruned at all."""
+
+    def __init__(self, model):
+        self.first, self.layers, self.last = graph(model)
+        self.parent: dict[str, str] = {}
+        fixed: set[str] = set()
+        desc = {self.first: ("x", frozenset())}  # ("g", kernel): that group's channels; ("x", kernels): other
+
+        def involved(d):
+            return {d[1]} if d[0] == "g" else set(d[1])
+
+        for lay, srcs in self.layers:
+            cls = type(lay).__name__
+            ins = [desc[n] for n in srcs]
+            if cls in KERNEL:
+                self.parent[lay.name] = lay.name
+                desc[lay.name] = ("g", lay.name)
+            elif cls == "Add":
+                if all(d[0] == "g" for d in ins):
+                    root = self.find(ins[0][1])
+                    for d in ins[1:]:
+                        self.parent[self.find(d[1])] = root
+                    desc[lay.name] = ("g", root)
+                else:
+                    every = set().union(*(involved(d) for d in ins))
+                    fixed |= every
+                    desc[lay.name] = ("x", frozenset(every))
+            elif cls in ("Concatenate", "Flatten") or (cls == "DepthwiseConv2D" and lay.depth_multiplier != 1):
+                desc[lay.name] = ("x", frozenset(set().union(*(involved(d) for d in ins))))
+            else:
+                desc[lay.name] = ins[0]
+        fixed |= involved(desc[self.last])  # the output's channels are the model's answer
+        self.fixed = {self.find(k) for k in fixed}
+
+    def find(self, k: str) -> str:
+        while self.parent[k] != k:
+            k = self.parent[k]
+        return k
+
+    def members(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for k in self.parent:  # insertion order: the graph's
+            groups.setdefault(self.find(k), []).append(k)
+        return groups
 
 
 def prunable(model) -> list[str]:
-    """Names of the layers whose filters/units may be removed (every Conv2D/Dense but the last)."""
-    kernels = [lay.name for lay in chain(model) if type(lay).__name__ in KERNEL]
-    return kernels[:-1]
+    """Names of the layers whose filters/units may be removed."""
+    g = _Groups(model)
+    return [k for k in g.parent if g.find(k) not in g.fixed]
 
 
 def ratios_for(model, spec) -> dict[str, float]:
@@ -81,7 +149,7 @@ def ratios_for(model, spec) -> dict[str, float]:
         if unknown:
             raise UnsupportedModel(f"--prune names layer '{_show(unknown[0])}', which is not a prunable layer of "
                                    f"this model; prunable: {', '.join(_show(n) for n in names) or 'none'}")
-        return {n: float(spec.get(n, 0.0)) for n in names}
+        return {n: float(spec[n]) for n in names if n in spec}
     return {n: float(spec) for n in names}
 
 
@@ -89,73 +157,79 @@ def _importance(kernel: np.ndarray) -> np.ndarray:
     return np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
-def _keep(kernel: np.ndarray, n_keep: int, by_importance: bool) -> np.ndarray:
-    if not by_importance:
-        return np.arange(n_keep)
-    # stable sort: ties keep the lower index, so the result does not depend on the sort's whims
-    return np.sort(np.argsort(-_importance(kernel), kind="stable")[:n_keep])
-
-
 def rebuild(model, widths: dict[str, float], *, copy_weights: bool = True):
-    """A new Sequential model with each named layer's filters/units scaled by its factor
-    (``1 - ratio`` when pruning; the student's width when distilling).  With ``copy_weights`` the
-    kept filters are the most important ones and every weight is copied; without, the copy is
-    freshly initialised."""
+    """A copy of the model with each named layer's filters/units scaled by its factor (``1 - ratio``
+    when pruning; the student's width when distilling; a tied group takes its smallest factor).
+    With ``copy_weights`` the kept filters are the most important ones (summed over a tied group) and
+    every weight is copied; without, the copy is freshly initialised."""
     import keras
 
-    layers = chain(model)
-    keep = None  # channel indices kept on the current tensor's last axis (None: all)
-    channels = int(model.inputs[0].shape[-1])
-    new_layers, new_weights = [], []
-    for lay in layers:
+    groups = _Groups(model)
+    by_name = {lay.name: lay for lay, _ in groups.layers}
+    keep_of: dict[str, np.ndarray] = {}  # group root -> output channels kept
+    for root, members in groups.members().items():
+        named = [widths[m] for m in members if m in widths]
+        if not named or root in groups.fixed:
+            continue
+        kernels = [by_name[m].get_weights()[0] for m in members]
+        n = kernels[0].shape[-1]
+        n_keep = max(1, min(n, int(round(n * min(named)))))
+        if copy_weights:
+            # stable sort: ties keep the lower index, so the result does not depend on the sort's whims
+            importance = sum(_importance(k) for k in kernels)
+            keep_of[root] = np.sort(np.argsort(-importance, kind="stable")[:n_keep])
+        else:
+            keep_of[root] = np.arange(n_keep)
+    keep: dict[str, np.ndarray | None] = {groups.first: None}  # channels kept on each layer's output
+    chans = {groups.first: int(model.inputs[0].shape[-1])}  # the original channel count there
+    configs, weights = {}, {}
+    for lay, srcs in groups.layers:
         cls = type(lay).__name__
         cfg = lay.get_config()
         w = lay.get_weights()
-        out_keep = keep
+        k_in, c_in = (keep[srcs[0]], chans[srcs[0]]) if srcs else (None, 0)
+        out_keep, c_out = k_in, c_in
         if cls in KERNEL:
             kernel = w[0]
-            if keep is not None:
-                kernel = kernel[..., keep, :] if cls == "Conv2D" else kernel[keep, :]
-            n = kernel.shape[-1]
-            if lay.name in widths:
-                n_keep = max(1, min(n, int(round(n * widths[lay.name]))))
-                out_keep = _keep(w[0], n_keep, copy_weights)
-                kernel = kernel[..., out_keep]
-                cfg["filters" if cls == "Conv2D" else "units"] = int(n_keep)
-                w = [kernel] + [b[out_keep] for b in w[1:]]
+            if k_in is not None:
+                kernel = kernel[..., k_in, :] if cls == "Conv2D" else kernel[k_in, :]
+            c_out = kernel.shape[-1]
+            out_keep = keep_of.get(groups.find(lay.name))
+            if out_keep is not None:
+                cfg["filters" if cls == "Conv2D" else "units"] = int(len(out_keep))
+                w = [kernel[..., out_keep]] + [b[out_keep] for b in w[1:]]
             else:
-                out_keep = None
                 w = [kernel] + w[1:]
-            channels = n
         elif cls == "DepthwiseConv2D":
             mult = int(cfg.get("depth_multiplier", 1))
-            if keep is not None:
-                w = [w[0][:, :, keep, :]] + [b.reshape(channels, mult)[keep].ravel() for b in w[1:]]
-                out_keep = np.array([c * mult + m for c in keep for m in range(mult)])
-            channels *= mult
+            if k_in is not None:
+                w = [w[0][:, :, k_in, :]] + [b.reshape(c_in, mult)[k_in].ravel() for b in w[1:]]
+                out_keep = np.array([c * mult + m for c in k_in for m in range(mult)])
+            c_out = c_in * mult
         elif cls == "BatchNormalization":
-            if keep is not None:
-                w = [v[keep] for v in w]
+            if k_in is not None:
+                w = [v[k_in] for v in w]
         elif cls == "Flatten":
             spatial = int(np.prod(lay.input.shape[1:-1])) if len(lay.input.shape) > 2 else 1
-            if keep is not None:
-                out_keep = np.array([s * channels + c for s in range(spatial) for c in keep])
-            channels *= spatial
-        new_layers.append(type(lay).from_config(cfg))
-        new_weights.append(w)
-        keep = out_keep
-    inp = model.inputs[0]
-    new = keras.Sequential([keras.Input(shape=tuple(inp.shape[1:]), name=_input_name(model))] + new_layers,
-                           name=model.name)
+            if k_in is not None:
+                out_keep = np.array([s * c_in + c for s in range(spatial) for c in k_in])
+            c_out = c_in * spatial
+        elif cls == "Concatenate":
+            parts, off = [], 0
+            for n in srcs:
+                parts.append(off + (keep[n] if keep[n] is not None else np.arange(chans[n])))
+                off += chans[n]
+            out_keep = None if all(keep[n] is None for n in srcs) else np.concatenate(parts)
+            c_out = off
+        keep[lay.name], chans[lay.name] = out_keep, c_out
+        configs[lay.name], weights[lay.name] = cfg, w
+    new = keras.models.clone_model(
+        model, clone_function=lambda lay: type(lay).from_config(configs.get(lay.name) or lay.get_config()))
     if copy_weights:
-        for lay, w in zip(new_layers, new_weights):
-            lay.set_weights(w)
+        for lay in new.layers:
+            if lay.name in weights:
+                lay.set_weights(weights[lay.name])
     return new
-
-
-def _input_name(model) -> str:
-    name = getattr(model.inputs[0], "name", "input") or "input"
-    return name.split(":")[0]
 
 
 def prune(model, spec):

@@ -13,9 +13,10 @@ cannot read a Keras 3 ``.keras`` file, which is what users have.  So the trainin
 * activations: asymmetric int8 on the model input and every layer's output, over a range tracked
   as an exponential moving average of the batch min/max (what the converter's calibration sees).
 
-Each layer runs through ``stateless_call`` with its fake-quantized weights, so no layer is
-rewritten; after training the plain model (real weights) goes through the normal int8 converter,
-calibrated on the same samples.  Runs in the compression child.
+Each layer runs through ``stateless_call`` with its fake-quantized weights, in the model's graph
+order (an Add or a Concatenate gets its inputs' fake-quantized outputs, as the int8 ADD and
+CONCATENATION read them), so no layer is rewritten; after training the plain model (real weights)
+goes through the normal int8 converter, calibrated on the same samples.  Runs in the compression child.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import inspect
 
 import numpy as np
 
-from tinygen.compress.prune import chain
+from tinygen.compress.prune import MERGE, graph
 
 EMA = 0.9
 
@@ -56,16 +57,19 @@ class FakeQuantForward:
         import tensorflow as tf
 
         self.model = model
-        self.layers = chain(model)
+        self.first, self.layers, self.last = graph(model)
         self.per_channel_dense = per_channel_dense
         # Start every range from the float model's own activations, so the first steps are sane.
-        outs = [np.asarray(x_sample, dtype=np.float32)]
-        y = tf.constant(outs[0])
-        for lay in self.layers:
-            y = lay(y, training=False)
-            outs.append(np.asarray(y))
+        values = {self.first: tf.constant(np.asarray(x_sample, dtype=np.float32))}
+        for lay, srcs in self.layers:
+            values[lay.name] = lay(self._inputs(lay, srcs, values), training=False)
+        outs = [np.asarray(values[self.first])] + [np.asarray(values[lay.name]) for lay, _ in self.layers]
         self.ranges = [(tf.Variable(min(float(o.min()), 0.0), trainable=False),
                         tf.Variable(max(float(o.max()), 0.0), trainable=False)) for o in outs]
+
+    @staticmethod
+    def _inputs(lay, srcs, values):
+        return [values[n] for n in srcs] if type(lay).__name__ in MERGE else values[srcs[0]]
 
     def _act(self, i: int, y, training: bool):
         import tensorflow as tf
@@ -78,10 +82,11 @@ class FakeQuantForward:
                                                             num_bits=8)
 
     def __call__(self, x, training: bool = True):
-        y = self._act(0, x, training)
-        for i, lay in enumerate(self.layers):
+        values = {self.first: self._act(0, x, training)}
+        for i, (lay, srcs) in enumerate(self.layers):
             trainable = [_fake_weight(lay, v, self.per_channel_dense) for v in lay.trainable_variables]
             kwargs = {"training": False} if "training" in inspect.signature(lay.call).parameters else {}
-            y, _ = lay.stateless_call(trainable, [v.value for v in lay.non_trainable_variables], y, **kwargs)
-            y = self._act(i + 1, y, training)
-        return y
+            y, _ = lay.stateless_call(trainable, [v.value for v in lay.non_trainable_variables],
+                                      self._inputs(lay, srcs, values), **kwargs)
+            values[lay.name] = self._act(i + 1, y, training)
+        return values[self.last]
