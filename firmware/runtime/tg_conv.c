@@ -5,6 +5,12 @@
  * reference kernels operation for operation so that results are identical,
  * bit for bit. Integer accumulation order may differ from the reference
  * where that cannot change a result (exact integer sums).
+ *
+ * Write-order contract (the memory planner, tinygen/codegen/compiled/memory.py,
+ * may place an op's output over its input where the kernel writes behind what it
+ * still has to read): CONV_2D and DEPTHWISE_CONV_2D write their output pixels in
+ * row-major order (batch, y, x), computing at most 2 output pixels together before
+ * they are written; within those pixels the channel order is free. Keep it.
  */
 #include <string.h>
 
@@ -210,6 +216,126 @@ static TG_NOINLINE void tg_dot_1ch_2px(const int16_t *x, const int8_t *w, int32_
 }
 #endif
 
+#if TG_USE_DSP && !defined(TG_SINGLE_ROUNDING)
+#define TG_CONV_FUSED 1
+/* The output stage of tg_conv_outputs with the requantization fused in (rq_fused):
+ * one channel pair (w: its interleaved rows, bias: its two folded biases) for the
+ * pixel in slot 0 (out0) and, if two, the one in slot 1 (out1); the accumulators are
+ * requantized from registers as soon as the dot product ends, each channel's 4
+ * constants (q0, q1) loaded once for both pixels. full: the activation range is all
+ * of int8 (SSAT alone clamps). two and full are constants at every call, so each
+ * variant is its own function. One pair per call: the loop then has the registers
+ * to itself (a loop over pairs inside spilled at -Os); the arguments it does not
+ * need until the end (q0, q1, out0, out1) arrive on the stack. */
+typedef struct {
+    const int32_t *bias; /* the pair's two folded biases */
+    const int32_t *q0, *q1;
+    int8_t *out0, *out1;
+    int32_t lo, hi;
+} tg_conv_pair_t;
+
+TG_INLINE void tg_conv_pair_rq_body(const uint32_t *x, const uint32_t *w, int32_t nblk, const tg_conv_pair_t *c,
+                                    int32_t two, int32_t full)
+{
+    int32_t a00 = c->bias[0], a01 = c->bias[0], a10 = c->bias[1], a11 = c->bias[1];
+    do {
+        uint32_t x0, x1, y0, y1, v, wl;
+        TG_LDRD_INC(x0, x1, x);
+        if (two) {
+            TG_LDRD_INC(y0, y1, x);
+        } else {
+            x += 2;
+            y0 = y1 = 0;
+        }
+        TG_LDR_INC(v, w);
+        wl = tg_sxtb16(v);
+        v = tg_sxtb16_ror8(v);
+        a00 = tg_smlad(x0, wl, a00);
+        a00 = tg_smlad(x1, v, a00);
+        if (two) {
+            a01 = tg_smlad(y0, wl, a01);
+            a01 = tg_smlad(y1, v, a01);
+        }
+        TG_LDR_INC(v, w);
+        wl = tg_sxtb16(v);
+        v = tg_sxtb16_ror8(v);
+        a10 = tg_smlad(x0, wl, a10);
+        a10 = tg_smlad(x1, v, a10);
+        if (two) {
+            a11 = tg_smlad(y0, wl, a11);
+            a11 = tg_smlad(y1, v, a11);
+        }
+    } while (--nblk != 0);
+    {
+        /* every load before the first byte store (which may alias anything) */
+        const int32_t *q = c->q0;
+        const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
+        int8_t *out0 = c->out0, *out1 = c->out1;
+        int8_t v00, v01 = 0, v10, v11 = 0;
+        v00 = tg_rq_clamp(tg_rq_fused(a00, q[0], q[1], q[2], q[3]), lo, hi, full);
+        if (two) {
+            v01 = tg_rq_clamp(tg_rq_fused(a01, q[0], q[1], q[2], q[3]), lo, hi, full);
+        }
+        q = c->q1;
+        v10 = tg_rq_clamp(tg_rq_fused(a10, q[0], q[1], q[2], q[3]), lo, hi, full);
+        if (two) {
+            v11 = tg_rq_clamp(tg_rq_fused(a11, q[0], q[1], q[2], q[3]), lo, hi, full);
+        }
+        out0[0] = v00;
+        out0[1] = v10;
+        if (two) {
+            out1[0] = v01;
+            out1[1] = v11;
+        }
+    }
+}
+
+#define TG_CONV_PAIR_RQ(name, two, full)                                                                     \
+    static TG_NOINLINE void name(const uint32_t *x, const uint32_t *w, int32_t nblk, const tg_conv_pair_t *c) \
+    {                                                                                                         \
+        tg_conv_pair_rq_body(x, w, nblk, c, two, full);                                                       \
+    }
+TG_CONV_PAIR_RQ(tg_conv_pair_rq_2px_full, 1, 1)
+TG_CONV_PAIR_RQ(tg_conv_pair_rq_1px_full, 0, 1)
+TG_CONV_PAIR_RQ(tg_conv_pair_rq_2px, 1, 0)
+TG_CONV_PAIR_RQ(tg_conv_pair_rq_1px, 0, 0)
+#undef TG_CONV_PAIR_RQ
+
+typedef void (*tg_conv_pair_rq_fn)(const uint32_t *, const uint32_t *, int32_t, const tg_conv_pair_t *);
+
+/* npairs channel pairs (nblk >= 1 blocks each) of the pixels in slot 0 (out0) and,
+ * if out1 != NULL, slot 1 (out1), requantized with rq_fused constants q (qstep
+ * words per channel: 4, or 0 for one set). */
+static TG_NOINLINE void tg_conv_pairs_rq(const int16_t *col, const int8_t *w, const int32_t *bias, int32_t nblk,
+                                         int32_t npairs, const int32_t *q, int32_t qstep, const tg_channel_requant_t *r,
+                                         int8_t *out0, int8_t *out1)
+{
+    const int32_t full = r->act_min == -128 && r->act_max == 127;
+    const tg_conv_pair_rq_fn fn = out1 != NULL ? (full ? tg_conv_pair_rq_2px_full : tg_conv_pair_rq_2px)
+                                               : (full ? tg_conv_pair_rq_1px_full : tg_conv_pair_rq_1px);
+    tg_conv_pair_t c;
+    c.bias = bias;
+    c.q0 = q;
+    c.q1 = q + qstep;
+    c.out0 = out0;
+    c.out1 = out1;
+    c.lo = r->act_min;
+    c.hi = r->act_max;
+    for (; npairs > 0; npairs--, w += 8 * nblk) {
+        fn(TG_WORDS(col), TG_WORDS(w), nblk, &c);
+        c.bias += 2;
+        c.q0 += 2 * qstep;
+        c.q1 += 2 * qstep;
+        c.out0 += 2;
+        if (out1 != NULL) {
+            c.out1 += 2;
+        }
+    }
+}
+#else
+#define TG_CONV_FUSED 0
+#endif
+
 /* Outputs of n_oc channels (w: the channels' packed rows, bias: their folded
  * biases) for the pixel in slot 0 (out0) and, if out1 != NULL, the pixel in
  * slot 1 (out1). */
@@ -217,8 +343,17 @@ static void tg_conv_outputs(const int16_t *col, const int8_t *w, const int32_t *
                             int32_t oc0, const tg_channel_requant_t *r, int8_t *out0, int8_t *out1)
 {
     int32_t acc[4]; /* [channel oc + i][pixel p] at 2 i + p */
-    int32_t oc;
-    for (oc = 0; oc < n_oc; oc += 2, w += 8 * nblk) {
+    int32_t oc = 0;
+#if TG_CONV_FUSED
+    if (r->rq_fused != NULL && n_oc >= 2) {
+        const int32_t qstep = r->per_channel ? 4 : 0;
+        const int32_t npairs = n_oc >> 1;
+        tg_conv_pairs_rq(col, w, bias, nblk, npairs, r->rq_fused + qstep * oc0, qstep, r, out0, out1);
+        oc = 2 * npairs;
+        w += 8 * nblk * npairs;
+    }
+#endif
+    for (; oc < n_oc; oc += 2, w += 8 * nblk) {
         const int32_t n = (oc + 1 < n_oc) ? 2 : 1;
         acc[0] = acc[1] = bias[oc];
         acc[2] = acc[3] = (n == 2) ? bias[oc + 1] : 0;
@@ -232,6 +367,7 @@ static void tg_conv_outputs(const int16_t *col, const int8_t *w, const int32_t *
         tg_requantize_channels(r, acc, 2, n, oc0 + oc, out0 + oc, out1 != NULL ? out1 + oc : NULL);
     }
 }
+
 
 /* ==== CONV_2D ============================================================= */
 
@@ -295,7 +431,7 @@ void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output
     const int32_t k4 = p->k_padded;
     const int32_t n_pix = p->out_h * p->out_w;
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
-                                    p->act_min, p->act_max, p->fast_requant};
+                                    p->act_min, p->act_max, p->fast_requant, p->rq_fused};
     int32_t b, pix, g;
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
@@ -542,7 +678,7 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
 {
     const int32_t dm = p->depth_multiplier;
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
-                                    p->act_min, p->act_max, p->fast_requant};
+                                    p->act_min, p->act_max, p->fast_requant, p->rq_fused};
     int32_t b, oy, ox, ic, m, ky, kx;
 #if TG_USE_DSP
     const uint32_t offset16 = (uint32_t)p->input_offset & 0xFFFFu;

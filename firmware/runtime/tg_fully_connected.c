@@ -111,7 +111,7 @@ void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t 
     const int32_t k4 = p->accum_padded;
     const int32_t od = p->output_depth;
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
-                                    p->act_min, p->act_max, p->fast_requant};
+                                    p->act_min, p->act_max, p->fast_requant, p->rq_fused};
     int32_t b, oc;
     for (b = 0; b < p->batches; b++) {
         const int8_t *row = input + (int32_t)(b * n);

@@ -197,15 +197,20 @@ def _packed(op: Operator, w2, bias, input_offset: int, groups: int = 1):
     return packed, folded.astype(np.int32), k4, bound
 
 
-def _requant_data(bounds, mults, shifts) -> tuple[list[ConstArray], list[tuple[str, object]]]:
-    """The multiplier / shift / fast_requant fields and their arrays: fast requantization
-    constants (array "rq") when provably exact, else the multiplier and shift arrays.
+def _requant_data(bounds, mults, shifts, output_offset: int = 0) -> tuple[list[ConstArray], list[tuple[str, object]]]:
+    """The multiplier / shift / fast_requant / rq_fused fields and their arrays: the fused
+    constants (array "rqf", the output offset folded in) when provably exact, else the
+    fast ones (array "rq"), else the multiplier and shift arrays.
 
     ``bounds`` (per output channel) bound |accumulator|; with one multiplier for
     all channels the largest bound applies."""
     bounds = [int(b) for b in np.asarray(bounds, dtype=np.int64).reshape(-1)]
     if len(mults) == 1:
         bounds = [max(bounds)] if bounds else [0]
+    fused = quant.fused_requant_constants(bounds, mults, shifts, output_offset)
+    if fused is not None:
+        return ([ConstArray("rqf", _i32(fused))],
+                [("multiplier", None), ("shift", None), ("fast_requant", None), ("rq_fused", ArrayRef("rqf"))])
     consts = quant.fast_requant_constants(bounds, mults, shifts)
     if consts is not None:
         return ([ConstArray("rq", _i32(consts))],
@@ -248,7 +253,7 @@ def _fully_connected(m: TfliteModel, op: Operator) -> OpIR:
     _check_index_range(op, "padded weights", out_depth, accum + 3)
     act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
     packed, folded, k4, bound = _packed(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
-    rq_arrays, rq_fields = _requant_data(bound, mults, shifts)
+    rq_arrays, rq_fields = _requant_data(bound, mults, shifts, y.zero_point[0])
     params = _fields(
         ("batches", batches), ("accum_depth", accum), ("accum_padded", k4), ("output_depth", out_depth),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
@@ -346,7 +351,7 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
     else:
         mults, shifts = c["mults"][:1], c["shifts"][:1]
     # fast requantization constants replace the multiplier / shift arrays
-    rq_arrays, rq_fields = _requant_data(acc_bound, mults, shifts)
+    rq_arrays, rq_fields = _requant_data(acc_bound, mults, shifts, c["y"].zero_point[0])
     arrays += rq_arrays
     x, y = c["x"], c["y"]
     params = _fields(
