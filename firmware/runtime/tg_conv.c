@@ -268,18 +268,18 @@ TG_INLINE void tg_conv_pair_rq_body(const uint32_t *x, const uint32_t *w, int32_
     } while (--nblk != 0);
     {
         /* every load before the first byte store (which may alias anything) */
-        const int32_t *q = c->q0;
         const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
         int8_t *out0 = c->out0, *out1 = c->out1;
         int8_t v00, v01 = 0, v10, v11 = 0;
-        v00 = tg_rq_clamp(tg_rq_fused(a00, q[0], q[1], q[2], q[3]), lo, hi, full);
+        tg_rq_t k = tg_rq_load(c->q0);
+        v00 = tg_rq_clamp(tg_rq_apply(a00, k), lo, hi, full);
         if (two) {
-            v01 = tg_rq_clamp(tg_rq_fused(a01, q[0], q[1], q[2], q[3]), lo, hi, full);
+            v01 = tg_rq_clamp(tg_rq_apply(a01, k), lo, hi, full);
         }
-        q = c->q1;
-        v10 = tg_rq_clamp(tg_rq_fused(a10, q[0], q[1], q[2], q[3]), lo, hi, full);
+        k = tg_rq_load(c->q1);
+        v10 = tg_rq_clamp(tg_rq_apply(a10, k), lo, hi, full);
         if (two) {
-            v11 = tg_rq_clamp(tg_rq_fused(a11, q[0], q[1], q[2], q[3]), lo, hi, full);
+            v11 = tg_rq_clamp(tg_rq_apply(a11, k), lo, hi, full);
         }
         out0[0] = v00;
         out0[1] = v10;
@@ -510,6 +510,44 @@ TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b) { return (a >> 16) | (b 
 /* Output values per chunk of the 3x3 path (accumulators on the stack). */
 #define TG_DW_CHUNK 32
 
+#if !defined(TG_SINGLE_ROUNDING)
+#define TG_DW_FUSED 1
+TG_INLINE void tg_rq_run_body(const int32_t *acc, int32_t n, const int32_t *q, int32_t qstep, int32_t lo, int32_t hi,
+                              int8_t *out, int32_t full)
+{
+    do {
+        const tg_rq_t k = tg_rq_load(q);
+        *out++ = tg_rq_clamp(tg_rq_apply(*acc++, k), lo, hi, full);
+        q += qstep;
+    } while (--n != 0);
+}
+
+/* n accumulators of consecutive channels requantized with rq_fused constants q
+ * (qstep words per channel) into out: the depthwise paths' output stage. */
+static TG_NOINLINE void tg_rq_run(const tg_channel_requant_t *r, const int32_t *acc, int32_t n, int32_t c0, int8_t *out)
+{
+    const int32_t qstep = r->per_channel ? 4 : 0;
+    const int32_t *q = r->rq_fused + qstep * c0;
+    if (r->act_min == -128 && r->act_max == 127) {
+        tg_rq_run_body(acc, n, q, qstep, -128, 127, out, 1);
+    } else {
+        tg_rq_run_body(acc, n, q, qstep, r->act_min, r->act_max, out, 0);
+    }
+}
+
+/* The depthwise output stage: the fused run where the constants allow it. */
+TG_INLINE void tg_dw_requant(const tg_channel_requant_t *r, const int32_t *acc, int32_t n, int32_t c0, int8_t *out)
+{
+    if (r->rq_fused != NULL) {
+        tg_rq_run(r, acc, n, c0, out);
+    } else {
+        tg_requantize_channels(r, acc, 1, n, c0, out, NULL);
+    }
+}
+#else
+#define tg_dw_requant(r, acc, n, c0, out) tg_requantize_channels((r), (acc), 1, (n), (c0), (out), NULL)
+#endif
+
 /* 3x3 filter, any stride / dilation / padding, depth multiplier dm (<= 8): ngrp
  * groups of 4 input channels of one output pixel into acc[(4 g + j) * dm + m]
  * (bias included). taps: the 9 taps' input pointers at the chunk's first channel;
@@ -595,11 +633,24 @@ static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t 
 
 /* Depth multiplier 1, all 9 taps inside the input: the same sums as
  * tg_dw_dot_3x3 with the taps as offsets from one pointer (fewer loads than
- * 9 pointers, and no multiplier indexing) -- the common MobileNet/DS-CNN case. */
-static TG_NOINLINE void tg_dw_dot_3x3_m1(const int8_t *x, const uint32_t *w16, int32_t ngrp, const int32_t *tap_offsets,
-                                      uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+ * 9 pointers, and no multiplier indexing) -- the common MobileNet/DS-CNN case.
+ * With rq (rq_fused constants, qstep words per channel) each group's 4 values are
+ * requantized from registers into out; without, they go to acc. full: as in
+ * tg_rq_clamp. */
+typedef struct {
+    const int32_t *tap_offsets;
+    const int32_t *bias;
+    const int32_t *q;
+    int32_t qstep, lo, hi;
+} tg_dw_m1_t;
+
+TG_INLINE void tg_dw_3x3_m1_body(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
+                                 uint32_t offset_pair, int32_t *acc, int8_t *out, int32_t rq, int32_t full)
 {
-    for (; ngrp > 0; ngrp--, x += 4, acc += 4) {
+    const int32_t *tap_offsets = c->tap_offsets;
+    const int32_t *bias = c->bias;
+    const int32_t *q = c->q;
+    for (; ngrp > 0; ngrp--, x += 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         uint32_t xa, a02, a13;
         if (bias != NULL) {
@@ -637,12 +688,53 @@ static TG_NOINLINE void tg_dw_dot_3x3_m1(const int8_t *x, const uint32_t *w16, i
         a1 = tg_smlabb(a13, w16[1], a1);
         a3 = tg_smlatt(a13, w16[1], a3);
         w16 += 2;
-        acc[0] = a0;
-        acc[1] = a1;
-        acc[2] = a2;
-        acc[3] = a3;
+        if (rq) {
+            const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
+            const int32_t qs = c->qstep;
+            int8_t v0, v1, v2, v3;
+            tg_rq_t k = tg_rq_load(q);
+            v0 = tg_rq_clamp(tg_rq_apply(a0, k), lo, hi, full);
+            k = tg_rq_load(q + qs);
+            v1 = tg_rq_clamp(tg_rq_apply(a1, k), lo, hi, full);
+            k = tg_rq_load(q + 2 * qs);
+            v2 = tg_rq_clamp(tg_rq_apply(a2, k), lo, hi, full);
+            k = tg_rq_load(q + 3 * qs);
+            v3 = tg_rq_clamp(tg_rq_apply(a3, k), lo, hi, full);
+            q += 4 * qs;
+            out[0] = v0;
+            out[1] = v1;
+            out[2] = v2;
+            out[3] = v3;
+            out += 4;
+        } else {
+            acc[0] = a0;
+            acc[1] = a1;
+            acc[2] = a2;
+            acc[3] = a3;
+            acc += 4;
+        }
     }
 }
+
+static TG_NOINLINE void tg_dw_dot_3x3_m1(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
+                                         uint32_t offset_pair, int32_t *acc)
+{
+    tg_dw_3x3_m1_body(x, w16, ngrp, c, offset_pair, acc, NULL, 0, 0);
+}
+
+#if TG_DW_FUSED
+static TG_NOINLINE void tg_dw_3x3_m1_rq_full(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
+                                             uint32_t offset_pair, int8_t *out)
+{
+    tg_dw_3x3_m1_body(x, w16, ngrp, c, offset_pair, NULL, out, 1, 1);
+}
+
+static TG_NOINLINE void tg_dw_3x3_m1_rq(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
+                                        uint32_t offset_pair, int8_t *out)
+{
+    tg_dw_3x3_m1_body(x, w16, ngrp, c, offset_pair, NULL, out, 1, 0);
+}
+#endif
 
 
 /* One output pixel of the 3x3 path: channels [0, in_c & ~3) in chunks of at
@@ -669,7 +761,7 @@ static void tg_dw_pixel_3x3(const tg_conv_params_t *p, const tg_channel_requant_
         } else {
             tg_dw_dot_3x3(taps, w16, nch / 4, dm, offset_pair, bias, acc);
         }
-        tg_requantize_channels(r, acc, 1, nch * dm, ic * dm, out + ic * dm, NULL);
+        tg_dw_requant(r, acc, nch * dm, ic * dm, out + ic * dm);
     }
 }
 #endif
@@ -710,12 +802,25 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                 if (use_3x3 && ky1 - ky0 == 3 && kx1 - kx0 == 3) {
                     const int8_t *xb = in_b + (int32_t)((y0 * p->in_w + x0) * p->in_c);
                     const int32_t n4 = p->in_c & ~3;
+#if TG_DW_FUSED
+                    if (dm == 1 && r.rq_fused != NULL) {
+                        const tg_dw_m1_t c = {tap_offsets, p->bias, r.rq_fused, r.per_channel ? 4 : 0,
+                                              r.act_min, r.act_max};
+                        if (r.act_min == -128 && r.act_max == 127) {
+                            tg_dw_3x3_m1_rq_full(xb, TG_WORDS(p->dw3x3_widened), n4 / 4, &c, offset_pair, out);
+                        } else {
+                            tg_dw_3x3_m1_rq(xb, TG_WORDS(p->dw3x3_widened), n4 / 4, &c, offset_pair, out);
+                        }
+                        ic = n4;
+                    }
+#endif
                     for (; dm == 1 && ic < n4; ic += TG_DW_CHUNK) {
                         const int32_t nch = tg_min32(TG_DW_CHUNK, n4 - ic);
                         int32_t acc[TG_DW_CHUNK];
-                        tg_dw_dot_3x3_m1(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 18, nch / 4, tap_offsets,
-                                         offset_pair, p->bias != NULL ? p->bias + ic : NULL, acc);
-                        tg_requantize_channels(&r, acc, 1, nch, ic, out + ic, NULL);
+                        const tg_dw_m1_t c = {tap_offsets, p->bias != NULL ? p->bias + ic : NULL, NULL, 0, 0, 0};
+                        tg_dw_dot_3x3_m1(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 18, nch / 4, &c,
+                                         offset_pair, acc);
+                        tg_dw_requant(&r, acc, nch, ic, out + ic);
                     }
                     if (dm != 1) {
                         int32_t tap_off[9];

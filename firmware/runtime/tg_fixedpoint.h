@@ -164,6 +164,34 @@ TG_INLINE int32_t tg_rq_fused(int32_t acc, int32_t m, int32_t lp1, int32_t c, in
     return tg_smmlar(tg_shl32(acc, lp1), m, c + (acc >> 31)) >> right;
 }
 
+/* A channel's 4 fused constants in 2 LDRDs (GCC splits them into 4 LDRs when byte
+ * stores may alias them). */
+typedef struct {
+    int32_t m, lp1, c, right;
+} tg_rq_t;
+
+#if TG_HW_DSP && defined(__GNUC__)
+TG_INLINE tg_rq_t tg_rq_load(const int32_t *q)
+{
+    tg_rq_t k;
+    __asm__("ldrd %0, %1, [%2]" : "=r"(k.m), "=r"(k.lp1) : "r"(q), "m"(*(const int32_t(*)[2])q));
+    __asm__("ldrd %0, %1, [%2, #8]" : "=r"(k.c), "=r"(k.right) : "r"(q), "m"(*(const int32_t(*)[2])(q + 2)));
+    return k;
+}
+#else
+TG_INLINE tg_rq_t tg_rq_load(const int32_t *q)
+{
+    tg_rq_t k;
+    k.m = q[0];
+    k.lp1 = q[1];
+    k.c = q[2];
+    k.right = q[3];
+    return k;
+}
+#endif
+
+TG_INLINE int32_t tg_rq_apply(int32_t acc, tg_rq_t k) { return tg_rq_fused(acc, k.m, k.lp1, k.c, k.right); }
+
 /* The activation clamp after SSAT: nothing when the range is the whole int8 range
  * (full, a constant at every call site so the test folds away). */
 TG_INLINE int8_t tg_rq_clamp(int32_t v, int32_t lo, int32_t hi, int32_t full)
