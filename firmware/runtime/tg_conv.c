@@ -510,6 +510,14 @@ TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b) { return (a >> 16) | (b 
 /* Output values per chunk of the 3x3 path (accumulators on the stack). */
 #define TG_DW_CHUNK 32
 
+/* Where a fused depthwise loop requantizes to: rq_fused constants of the first
+ * channel (qstep words per channel), activation range, output of that channel. */
+typedef struct {
+    const int32_t *q;
+    int32_t qstep, lo, hi;
+    int8_t *out;
+} tg_rq_ctx_t;
+
 #if !defined(TG_SINGLE_ROUNDING)
 #define TG_DW_FUSED 1
 TG_INLINE void tg_rq_run_body(const int32_t *acc, int32_t n, const int32_t *q, int32_t qstep, int32_t lo, int32_t hi,
@@ -563,7 +571,8 @@ TG_INLINE void tg_dw_requant(const tg_channel_requant_t *r, const int32_t *acc, 
  * input with 9 pointers, and depth multiplier m re-reads the same input words
  * with another weight set (channel-interleaved at code-generation time). */
 TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t *w16, int32_t ngrp, int32_t dm,
-                                  uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+                                  uint32_t offset_pair, const int32_t *bias, int32_t *acc, const tg_rq_ctx_t *rc,
+                                  int32_t full)
 {
     /* a local copy: each tap's pointer is then one SP-relative load in the loop */
     const int8_t *taps[9];
@@ -608,10 +617,31 @@ TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t 
             a1 = tg_smlabb(a13, w16[17], a1);
             a3 = tg_smlatt(a13, w16[17], a3);
             w16 += 18;
-            acc[o] = a0;
-            acc[o + dm] = a1;
-            acc[o + 2 * dm] = a2;
-            acc[o + 3 * dm] = a3;
+            if (rc != NULL) {
+                /* requantized from registers: every load before the first byte store */
+                const int32_t lo = full ? -128 : rc->lo, hi = full ? 127 : rc->hi;
+                const int32_t qs = rc->qstep * dm;
+                const int32_t *q = rc->q + rc->qstep * o;
+                int8_t *out = rc->out + o;
+                int8_t v0, v1, v2, v3;
+                tg_rq_t k = tg_rq_load(q);
+                v0 = tg_rq_clamp(tg_rq_apply(a0, k), lo, hi, full);
+                k = tg_rq_load(q + qs);
+                v1 = tg_rq_clamp(tg_rq_apply(a1, k), lo, hi, full);
+                k = tg_rq_load(q + 2 * qs);
+                v2 = tg_rq_clamp(tg_rq_apply(a2, k), lo, hi, full);
+                k = tg_rq_load(q + 3 * qs);
+                v3 = tg_rq_clamp(tg_rq_apply(a3, k), lo, hi, full);
+                out[0] = v0;
+                out[dm] = v1;
+                out[2 * dm] = v2;
+                out[3 * dm] = v3;
+            } else {
+                acc[o] = a0;
+                acc[o + dm] = a1;
+                acc[o + 2 * dm] = a2;
+                acc[o + 3 * dm] = a3;
+            }
         }
     }
 }
@@ -622,14 +652,31 @@ TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t 
 static TG_NOINLINE void tg_dw_dot_3x3_dm1(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp,
                                           uint32_t offset_pair, const int32_t *bias, int32_t *acc)
 {
-    tg_dw_dot_3x3_body(taps, w16, ngrp, 1, offset_pair, bias, acc);
+    tg_dw_dot_3x3_body(taps, w16, ngrp, 1, offset_pair, bias, acc, NULL, 0);
 }
 
 static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t dm,
                                       uint32_t offset_pair, const int32_t *bias, int32_t *acc)
 {
-    tg_dw_dot_3x3_body(taps, w16, ngrp, dm, offset_pair, bias, acc);
+    tg_dw_dot_3x3_body(taps, w16, ngrp, dm, offset_pair, bias, acc, NULL, 0);
 }
+
+#if TG_DW_FUSED
+/* The same with the requantization fused in (rc: rq_fused constants and output of
+ * the chunk), multiplier 1 and any, full range or not. */
+#define TG_DW_3X3_RQ(name, dm_expr, full)                                                                    \
+    static TG_NOINLINE void name(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t dm,   \
+                                 uint32_t offset_pair, const int32_t *bias, const tg_rq_ctx_t *rc)          \
+    {                                                                                                      \
+        (void)dm;                                                                                          \
+        tg_dw_dot_3x3_body(taps, w16, ngrp, dm_expr, offset_pair, bias, NULL, rc, full);                   \
+    }
+TG_DW_3X3_RQ(tg_dw_3x3_rq_dm1_full, 1, 1)
+TG_DW_3X3_RQ(tg_dw_3x3_rq_dm1, 1, 0)
+TG_DW_3X3_RQ(tg_dw_3x3_rq_full, dm, 1)
+TG_DW_3X3_RQ(tg_dw_3x3_rq, dm, 0)
+#undef TG_DW_3X3_RQ
+#endif
 
 /* Depth multiplier 1, all 9 taps inside the input: the same sums as
  * tg_dw_dot_3x3 with the taps as offsets from one pointer (fewer loads than
@@ -756,6 +803,19 @@ static void tg_dw_pixel_3x3(const tg_conv_params_t *p, const tg_channel_requant_
         }
         const uint32_t *w16 = TG_WORDS(p->dw3x3_widened) + (ic / 4) * dm * 18;
         const int32_t *bias = p->bias != NULL ? p->bias + ic * dm : NULL;
+#if TG_DW_FUSED
+        if (r->rq_fused != NULL) {
+            const int32_t qstep = r->per_channel ? 4 : 0;
+            const tg_rq_ctx_t rc = {r->rq_fused + qstep * ic * dm, qstep, r->act_min, r->act_max, out + ic * dm};
+            const int32_t full = r->act_min == -128 && r->act_max == 127;
+            if (dm == 1) {
+                (full ? tg_dw_3x3_rq_dm1_full : tg_dw_3x3_rq_dm1)(taps, w16, nch / 4, 1, offset_pair, bias, &rc);
+            } else {
+                (full ? tg_dw_3x3_rq_full : tg_dw_3x3_rq)(taps, w16, nch / 4, dm, offset_pair, bias, &rc);
+            }
+            continue;
+        }
+#endif
         if (dm == 1) {
             tg_dw_dot_3x3_dm1(taps, w16, nch / 4, offset_pair, bias, acc);
         } else {
