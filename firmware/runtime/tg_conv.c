@@ -558,21 +558,23 @@ TG_INLINE void tg_dw_requant(const tg_channel_requant_t *r, const int32_t *acc, 
 
 /* 3x3 filter, any stride / dilation / padding, depth multiplier dm (<= 8): ngrp
  * groups of 4 input channels of one output pixel into acc[(4 g + j) * dm + m]
- * (bias included). taps: the 9 taps' input pointers at the chunk's first channel;
+ * (bias included), or with rc requantized straight into the output.
+ * taps: the 9 taps' input pointers at the chunk's first channel;
  * a tap outside the input points at a run of zero-point bytes instead, which
- * adds x + input_offset = 0 (as TFLM's skipped taps do), so border pixels take
- * this loop too and it has no bounds checks. w16: the pre-widened weights, 18
- * words per (group, m) (tg_kernels.h, dw3x3_widened): taps (0,1), (2,3), (4,5),
- * (6,7) one SMLAD per channel, tap 8 SMLABB/SMLATT. offset_pair: the input
- * offset in both halves.
+ * adds w * zero_point and cancels the input_offset * w folded into the bias
+ * (as TFLM's skipped taps add nothing), so border pixels take this loop too and
+ * it has no bounds checks. w16: 22 words per (group, m) (tg_kernels.h,
+ * dw3x3_widened): the 4 channels' biases with input_offset * sum(w) folded in (so
+ * inputs widen raw, SXTB16, and no offset register is live), then the pre-widened
+ * weights: taps (0,1), (2,3), (4,5), (6,7) one SMLAD per channel, tap 8
+ * SMLABB/SMLATT.
  * Ideas: CMSIS-NN's arm_depthwise_conv_3x3_s8 (4 channels per 32-bit load,
  * offset added while widening) and its _opt variant's int16 tap pairs; the
  * padding-as-zero-point-taps trick replaces TinyEngine's padded copy of the
  * input with 9 pointers, and depth multiplier m re-reads the same input words
  * with another weight set (channel-interleaved at code-generation time). */
 TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t *w16, int32_t ngrp, int32_t dm,
-                                  uint32_t offset_pair, const int32_t *bias, int32_t *acc, const tg_rq_ctx_t *rc,
-                                  int32_t full)
+                                  int32_t *acc, const tg_rq_ctx_t *rc, int32_t full)
 {
     /* a local copy: each tap's pointer is then one SP-relative load in the loop */
     const int8_t *taps[9];
@@ -582,25 +584,21 @@ TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t 
         const int32_t xo = 4 * g;
         for (m = 0; m < dm; m++) {
             const int32_t o = xo * dm + m;
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            int32_t a0, a1, a2, a3;
             uint32_t xa, a02, a13;
-            if (bias != NULL) {
-                a0 = bias[o];
-                a1 = bias[o + dm];
-                a2 = bias[o + 2 * dm];
-                a3 = bias[o + 3 * dm];
-            }
+            TG_LDRD_INC(a0, a1, w16);
+            TG_LDRD_INC(a2, a3, w16);
 #define TG_DW_PAIR(t)                                                  \
     do {                                                               \
         const uint32_t xb = tg_load_u32(taps[(t) + 1] + xo);           \
         uint32_t u, v;                                                 \
         xa = tg_load_u32(taps[t] + xo);                                \
-        u = tg_sxtab16(offset_pair, xa);                               \
-        v = tg_sxtab16(offset_pair, xb);                               \
+        u = tg_sxtb16(xa);                               \
+        v = tg_sxtb16(xb);                               \
         a0 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t)], a0);           \
         a2 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 1], a2);       \
-        u = tg_sxtab16_ror8(offset_pair, xa);                          \
-        v = tg_sxtab16_ror8(offset_pair, xb);                          \
+        u = tg_sxtb16_ror8(xa);                          \
+        v = tg_sxtb16_ror8(xb);                          \
         a1 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t) + 2], a1);       \
         a3 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 3], a3);       \
     } while (0)
@@ -610,8 +608,8 @@ TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t 
             TG_DW_PAIR(6);
 #undef TG_DW_PAIR
             xa = tg_load_u32(taps[8] + xo);
-            a02 = tg_sxtab16(offset_pair, xa);
-            a13 = tg_sxtab16_ror8(offset_pair, xa);
+            a02 = tg_sxtb16(xa);
+            a13 = tg_sxtb16_ror8(xa);
             a0 = tg_smlabb(a02, w16[16], a0);
             a2 = tg_smlatt(a02, w16[16], a2);
             a1 = tg_smlabb(a13, w16[17], a1);
@@ -649,16 +647,15 @@ TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t 
 /* Multiplier 1 gets its own copy with dm constant: the indexing folds away and
  * fewer values compete for registers (it serves every border pixel of the
  * common case). */
-static TG_NOINLINE void tg_dw_dot_3x3_dm1(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp,
-                                          uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+static TG_NOINLINE void tg_dw_dot_3x3_dm1(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t *acc)
 {
-    tg_dw_dot_3x3_body(taps, w16, ngrp, 1, offset_pair, bias, acc, NULL, 0);
+    tg_dw_dot_3x3_body(taps, w16, ngrp, 1, acc, NULL, 0);
 }
 
 static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t dm,
-                                      uint32_t offset_pair, const int32_t *bias, int32_t *acc)
+                                      int32_t *acc)
 {
-    tg_dw_dot_3x3_body(taps, w16, ngrp, dm, offset_pair, bias, acc, NULL, 0);
+    tg_dw_dot_3x3_body(taps, w16, ngrp, dm, acc, NULL, 0);
 }
 
 #if TG_DW_FUSED
@@ -666,10 +663,10 @@ static TG_NOINLINE void tg_dw_dot_3x3(const int8_t *const *taps, const uint32_t 
  * the chunk), multiplier 1 and any, full range or not. */
 #define TG_DW_3X3_RQ(name, dm_expr, full)                                                                    \
     static TG_NOINLINE void name(const int8_t *const *taps, const uint32_t *w16, int32_t ngrp, int32_t dm,   \
-                                 uint32_t offset_pair, const int32_t *bias, const tg_rq_ctx_t *rc)          \
+                                 const tg_rq_ctx_t *rc)                                                     \
     {                                                                                                      \
         (void)dm;                                                                                          \
-        tg_dw_dot_3x3_body(taps, w16, ngrp, dm_expr, offset_pair, bias, NULL, rc, full);                   \
+        tg_dw_dot_3x3_body(taps, w16, ngrp, dm_expr, NULL, rc, full);                                      \
     }
 TG_DW_3X3_RQ(tg_dw_3x3_rq_dm1_full, 1, 1)
 TG_DW_3X3_RQ(tg_dw_3x3_rq_dm1, 1, 0)
@@ -685,59 +682,60 @@ TG_DW_3X3_RQ(tg_dw_3x3_rq, dm, 0)
  * requantized from registers into out; without, they go to acc. full: as in
  * tg_rq_clamp. */
 typedef struct {
-    const int32_t *tap_offsets;
-    const int32_t *bias;
+    int32_t row, col; /* input offsets of the next filter row, of the next tap in a row */
     const int32_t *q;
     int32_t qstep, lo, hi;
 } tg_dw_m1_t;
 
 TG_INLINE void tg_dw_3x3_m1_body(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
-                                 uint32_t offset_pair, int32_t *acc, int8_t *out, int32_t rq, int32_t full)
+                                 int32_t *acc, int8_t *out, int32_t rq, int32_t full)
 {
-    const int32_t *tap_offsets = c->tap_offsets;
-    const int32_t *bias = c->bias;
+    /* tap (ky, kx) at x + ky * row + kx * col: three row pointers and two register
+     * offsets address all 9 taps without loading an offset table */
+    const int32_t row = c->row, col = c->col, col2 = 2 * c->col;
     const int32_t *q = c->q;
     for (; ngrp > 0; ngrp--, x += 4) {
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        const int8_t *x1 = x + row, *x2 = x1 + row;
+        int32_t a0, a1, a2, a3;
         uint32_t xa, a02, a13;
-        if (bias != NULL) {
-            a0 = bias[0];
-            a1 = bias[1];
-            a2 = bias[2];
-            a3 = bias[3];
-            bias += 4;
-        }
-#define TG_DW_PAIR(t)                                                  \
+        TG_LDRD_INC(a0, a1, w16);
+        TG_LDRD_INC(a2, a3, w16);
+        /* weights two words per LDRD, post-incremented (22 words per group) */
+#define TG_DW_PAIR(pa, pb)                                             \
     do {                                                               \
-        const uint32_t xb = tg_load_u32(x + tap_offsets[(t) + 1]);     \
-        uint32_t u, v;                                                 \
-        xa = tg_load_u32(x + tap_offsets[t]);                          \
-        u = tg_sxtab16(offset_pair, xa);                               \
-        v = tg_sxtab16(offset_pair, xb);                               \
-        a0 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t)], a0);           \
-        a2 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 1], a2);       \
-        u = tg_sxtab16_ror8(offset_pair, xa);                          \
-        v = tg_sxtab16_ror8(offset_pair, xb);                          \
-        a1 = tg_smlad(tg_pack_lo16(u, v), w16[2 * (t) + 2], a1);       \
-        a3 = tg_smlad(tg_pack_hi16(u, v), w16[2 * (t) + 3], a3);       \
+        const uint32_t xb = tg_load_u32(pb);                           \
+        uint32_t u, v, wa, wb;                                         \
+        xa = tg_load_u32(pa);                                          \
+        u = tg_sxtb16(xa);                               \
+        v = tg_sxtb16(xb);                               \
+        TG_LDRD_INC(wa, wb, w16);                                      \
+        a0 = tg_smlad(tg_pack_lo16(u, v), wa, a0);                     \
+        a2 = tg_smlad(tg_pack_hi16(u, v), wb, a2);                     \
+        u = tg_sxtb16_ror8(xa);                          \
+        v = tg_sxtb16_ror8(xb);                          \
+        TG_LDRD_INC(wa, wb, w16);                                      \
+        a1 = tg_smlad(tg_pack_lo16(u, v), wa, a1);                     \
+        a3 = tg_smlad(tg_pack_hi16(u, v), wb, a3);                     \
     } while (0)
-        TG_DW_PAIR(0);
-        TG_DW_PAIR(2);
-        TG_DW_PAIR(4);
-        TG_DW_PAIR(6);
+        TG_DW_PAIR(x, x + col);
+        TG_DW_PAIR(x + col2, x1);
+        TG_DW_PAIR(x1 + col, x1 + col2);
+        TG_DW_PAIR(x2, x2 + col);
 #undef TG_DW_PAIR
-        w16 += 16;
-        xa = tg_load_u32(x + tap_offsets[8]);
-        a02 = tg_sxtab16(offset_pair, xa);
-        a13 = tg_sxtab16_ror8(offset_pair, xa);
-        a0 = tg_smlabb(a02, w16[0], a0);
-        a2 = tg_smlatt(a02, w16[0], a2);
-        a1 = tg_smlabb(a13, w16[1], a1);
-        a3 = tg_smlatt(a13, w16[1], a3);
-        w16 += 2;
+        xa = tg_load_u32(x2 + col2);
+        a02 = tg_sxtb16(xa);
+        a13 = tg_sxtb16_ror8(xa);
+        {
+            uint32_t wa, wb;
+            TG_LDRD_INC(wa, wb, w16);
+            a0 = tg_smlabb(a02, wa, a0);
+            a2 = tg_smlatt(a02, wa, a2);
+            a1 = tg_smlabb(a13, wb, a1);
+            a3 = tg_smlatt(a13, wb, a3);
+        }
         if (rq) {
             const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
-            const int32_t qs = c->qstep;
+            const int32_t qs = 4; /* per-channel constants only (the caller checks) */
             int8_t v0, v1, v2, v3;
             tg_rq_t k = tg_rq_load(q);
             v0 = tg_rq_clamp(tg_rq_apply(a0, k), lo, hi, full);
@@ -764,22 +762,22 @@ TG_INLINE void tg_dw_3x3_m1_body(const int8_t *x, const uint32_t *w16, int32_t n
 }
 
 static TG_NOINLINE void tg_dw_dot_3x3_m1(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
-                                         uint32_t offset_pair, int32_t *acc)
+                                         int32_t *acc)
 {
-    tg_dw_3x3_m1_body(x, w16, ngrp, c, offset_pair, acc, NULL, 0, 0);
+    tg_dw_3x3_m1_body(x, w16, ngrp, c, acc, NULL, 0, 0);
 }
 
 #if TG_DW_FUSED
 static TG_NOINLINE void tg_dw_3x3_m1_rq_full(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
-                                             uint32_t offset_pair, int8_t *out)
+                                             int8_t *out)
 {
-    tg_dw_3x3_m1_body(x, w16, ngrp, c, offset_pair, NULL, out, 1, 1);
+    tg_dw_3x3_m1_body(x, w16, ngrp, c, NULL, out, 1, 1);
 }
 
 static TG_NOINLINE void tg_dw_3x3_m1_rq(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
-                                        uint32_t offset_pair, int8_t *out)
+                                        int8_t *out)
 {
-    tg_dw_3x3_m1_body(x, w16, ngrp, c, offset_pair, NULL, out, 1, 0);
+    tg_dw_3x3_m1_body(x, w16, ngrp, c, NULL, out, 1, 0);
 }
 #endif
 
@@ -788,7 +786,7 @@ static TG_NOINLINE void tg_dw_3x3_m1_rq(const int8_t *x, const uint32_t *w16, in
  * most TG_DW_CHUNK output values. tap_off: each tap's input offset, or -1 for
  * a tap outside the input (then it reads pad, TG_DW_CHUNK zero-point bytes). */
 static void tg_dw_pixel_3x3(const tg_conv_params_t *p, const tg_channel_requant_t *r, const int8_t *in_b,
-                            const int32_t *tap_off, const int8_t *pad, uint32_t offset_pair, int8_t *out)
+                            const int32_t *tap_off, const int8_t *pad, int8_t *out)
 {
     const int32_t dm = p->depth_multiplier;
     const int32_t step = (TG_DW_CHUNK / dm) & ~3;
@@ -801,25 +799,24 @@ static void tg_dw_pixel_3x3(const tg_conv_params_t *p, const tg_channel_requant_
         for (t = 0; t < 9; t++) {
             taps[t] = tap_off[t] >= 0 ? in_b + tap_off[t] + ic : pad;
         }
-        const uint32_t *w16 = TG_WORDS(p->dw3x3_widened) + (ic / 4) * dm * 18;
-        const int32_t *bias = p->bias != NULL ? p->bias + ic * dm : NULL;
+        const uint32_t *w16 = TG_WORDS(p->dw3x3_widened) + (ic / 4) * dm * 22;
 #if TG_DW_FUSED
         if (r->rq_fused != NULL) {
             const int32_t qstep = r->per_channel ? 4 : 0;
             const tg_rq_ctx_t rc = {r->rq_fused + qstep * ic * dm, qstep, r->act_min, r->act_max, out + ic * dm};
             const int32_t full = r->act_min == -128 && r->act_max == 127;
             if (dm == 1) {
-                (full ? tg_dw_3x3_rq_dm1_full : tg_dw_3x3_rq_dm1)(taps, w16, nch / 4, 1, offset_pair, bias, &rc);
+                (full ? tg_dw_3x3_rq_dm1_full : tg_dw_3x3_rq_dm1)(taps, w16, nch / 4, 1, &rc);
             } else {
-                (full ? tg_dw_3x3_rq_full : tg_dw_3x3_rq)(taps, w16, nch / 4, dm, offset_pair, bias, &rc);
+                (full ? tg_dw_3x3_rq_full : tg_dw_3x3_rq)(taps, w16, nch / 4, dm, &rc);
             }
             continue;
         }
 #endif
         if (dm == 1) {
-            tg_dw_dot_3x3_dm1(taps, w16, nch / 4, offset_pair, bias, acc);
+            tg_dw_dot_3x3_dm1(taps, w16, nch / 4, acc);
         } else {
-            tg_dw_dot_3x3(taps, w16, nch / 4, dm, offset_pair, bias, acc);
+            tg_dw_dot_3x3(taps, w16, nch / 4, dm, acc);
         }
         tg_dw_requant(r, acc, nch * dm, ic * dm, out + ic * dm);
     }
@@ -863,13 +860,13 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                     const int8_t *xb = in_b + (int32_t)((y0 * p->in_w + x0) * p->in_c);
                     const int32_t n4 = p->in_c & ~3;
 #if TG_DW_FUSED
-                    if (dm == 1 && r.rq_fused != NULL) {
-                        const tg_dw_m1_t c = {tap_offsets, p->bias, r.rq_fused, r.per_channel ? 4 : 0,
+                    if (dm == 1 && r.rq_fused != NULL && r.per_channel) {
+                        const tg_dw_m1_t c = {steps[0], steps[1], r.rq_fused, r.per_channel ? 4 : 0,
                                               r.act_min, r.act_max};
                         if (r.act_min == -128 && r.act_max == 127) {
-                            tg_dw_3x3_m1_rq_full(xb, TG_WORDS(p->dw3x3_widened), n4 / 4, &c, offset_pair, out);
+                            tg_dw_3x3_m1_rq_full(xb, TG_WORDS(p->dw3x3_widened), n4 / 4, &c, out);
                         } else {
-                            tg_dw_3x3_m1_rq(xb, TG_WORDS(p->dw3x3_widened), n4 / 4, &c, offset_pair, out);
+                            tg_dw_3x3_m1_rq(xb, TG_WORDS(p->dw3x3_widened), n4 / 4, &c, out);
                         }
                         ic = n4;
                     }
@@ -877,9 +874,8 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                     for (; dm == 1 && ic < n4; ic += TG_DW_CHUNK) {
                         const int32_t nch = tg_min32(TG_DW_CHUNK, n4 - ic);
                         int32_t acc[TG_DW_CHUNK];
-                        const tg_dw_m1_t c = {tap_offsets, p->bias != NULL ? p->bias + ic : NULL, NULL, 0, 0, 0};
-                        tg_dw_dot_3x3_m1(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 18, nch / 4, &c,
-                                         offset_pair, acc);
+                        const tg_dw_m1_t c = {steps[0], steps[1], NULL, 0, 0, 0};
+                        tg_dw_dot_3x3_m1(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 22, nch / 4, &c, acc);
                         tg_dw_requant(&r, acc, nch, ic, out + ic);
                     }
                     if (dm != 1) {
@@ -888,7 +884,7 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                         for (ky = 0; ky < 9; ky++) {
                             tap_off[ky] = base + tap_offsets[ky];
                         }
-                        tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, offset_pair, out);
+                        tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, out);
                     }
                     ic = n4;
                 } else if (use_3x3) {
@@ -900,7 +896,7 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                                                          p->dilation_w * kx) * p->in_c : -1;
                         }
                     }
-                    tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, offset_pair, out);
+                    tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, out);
                     ic = p->in_c & ~3;
                 }
                 if (dm == 1 && ky1 > ky0 && kx1 > kx0) {

@@ -335,7 +335,8 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
             raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
         if c["dm"] <= 8 and c["k_h"] == 3 and c["k_w"] == 3 and c["in_c"] >= 4:
             w16_ref = ArrayRef("w16")
-            arrays.append(ConstArray("w16", _i32(dw3x3_widened(c["w"].data, c["out_c"], c["dm"]))))
+            arrays.append(ConstArray("w16", _i32(dw3x3_widened(
+                c["w"].data, c["out_c"], c["dm"], None if c["bias"] is None else c["bias"].data, off))))
         if c["bias"] is not None:
             arrays.append(ConstArray("b", _i32(c["bias"].data)))
         else:
