@@ -227,109 +227,121 @@ static TG_NOINLINE void tg_dot_1ch_2px(const int16_t *x, const int8_t *w, int32_
  * variant is its own function. One pair per call: the loop then has the registers
  * to itself (a loop over pairs inside spilled at -Os); the arguments it does not
  * need until the end (q0, q1, out0, out1) arrive on the stack. */
+/* The state of tg_conv_pairs_rq between channel pairs: kept in memory so that the
+ * dot-product loop has every register but one (the pointer to it). */
 typedef struct {
-    const int32_t *bias; /* the pair's two folded biases */
-    const int32_t *q0, *q1;
-    int8_t *out0, *out1;
+    const uint32_t *col;  /* the column scratch (both pixel slots) */
+    const int32_t *bias;  /* the next pair's two folded biases */
+    const int32_t *q;     /* the next pair's rq_fused constants */
+    int8_t *out0, *out1;  /* the next pair's outputs, slot 0 and slot 1 */
+    int32_t qstep;        /* words of constants per channel: 4, or 0 for one set */
+    int32_t nblk, npairs; /* blocks per channel (>= 1), pairs left (>= 1) */
     int32_t lo, hi;
-} tg_conv_pair_t;
+} tg_conv_pairs_t;
 
-TG_INLINE void tg_conv_pair_rq_body(const uint32_t *x, const uint32_t *w, int32_t nblk, const tg_conv_pair_t *c,
-                                    int32_t two, int32_t full)
+/* The output stage of tg_conv_outputs with the requantization fused in (rq_fused):
+ * npairs channel pairs (w: their interleaved rows, consecutive) for the pixel in
+ * slot 0 and, if two, the one in slot 1; each pair's accumulators are requantized
+ * from registers as soon as its dot product ends, each channel's constants loaded
+ * once for both pixels. full: the activation range is all of int8 (SSAT alone
+ * clamps). two and full are constants at every call, so each variant is its own
+ * function. */
+TG_INLINE void tg_conv_pairs_rq_body(const uint32_t *w, tg_conv_pairs_t *c, int32_t two, int32_t full)
 {
-    int32_t a00 = c->bias[0], a01 = c->bias[0], a10 = c->bias[1], a11 = c->bias[1];
     do {
-        uint32_t x0, x1, y0, y1, v, wl;
-        TG_LDRD_INC(x0, x1, x);
-        if (two) {
-            TG_LDRD_INC(y0, y1, x);
-        } else {
-            x += 2;
-            y0 = y1 = 0;
+        const uint32_t *x = c->col;
+        int32_t nblk = c->nblk;
+        int32_t a00 = c->bias[0], a01 = c->bias[0], a10 = c->bias[1], a11 = c->bias[1];
+        do {
+            uint32_t x0, x1, y0, y1, v, wl;
+            TG_LDRD_INC(x0, x1, x);
+            if (two) {
+                TG_LDRD_INC(y0, y1, x);
+            } else {
+                x += 2;
+                y0 = y1 = 0;
+            }
+            TG_LDR_INC(v, w);
+            wl = tg_sxtb16(v);
+            v = tg_sxtb16_ror8(v);
+            a00 = tg_smlad(x0, wl, a00);
+            a00 = tg_smlad(x1, v, a00);
+            if (two) {
+                a01 = tg_smlad(y0, wl, a01);
+                a01 = tg_smlad(y1, v, a01);
+            }
+            TG_LDR_INC(v, w);
+            wl = tg_sxtb16(v);
+            v = tg_sxtb16_ror8(v);
+            a10 = tg_smlad(x0, wl, a10);
+            a10 = tg_smlad(x1, v, a10);
+            if (two) {
+                a11 = tg_smlad(y0, wl, a11);
+                a11 = tg_smlad(y1, v, a11);
+            }
+        } while (--nblk != 0);
+        {
+            /* every load before the first byte store (which may alias anything) */
+            const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
+            const int32_t qstep = c->qstep;
+            const int32_t *q = c->q;
+            int8_t *out0 = c->out0, *out1 = c->out1;
+            int8_t v00, v01 = 0, v10, v11 = 0;
+            tg_rq_t k = tg_rq_load(q);
+            v00 = tg_rq_clamp(tg_rq_apply(a00, k), lo, hi, full);
+            if (two) {
+                v01 = tg_rq_clamp(tg_rq_apply(a01, k), lo, hi, full);
+            }
+            k = tg_rq_load(q + qstep);
+            v10 = tg_rq_clamp(tg_rq_apply(a10, k), lo, hi, full);
+            if (two) {
+                v11 = tg_rq_clamp(tg_rq_apply(a11, k), lo, hi, full);
+            }
+            c->q = q + 2 * qstep;
+            c->bias += 2;
+            c->out0 = out0 + 2;
+            c->out1 = out1 + 2;
+            out0[0] = v00;
+            out0[1] = v10;
+            if (two) {
+                out1[0] = v01;
+                out1[1] = v11;
+            }
         }
-        TG_LDR_INC(v, w);
-        wl = tg_sxtb16(v);
-        v = tg_sxtb16_ror8(v);
-        a00 = tg_smlad(x0, wl, a00);
-        a00 = tg_smlad(x1, v, a00);
-        if (two) {
-            a01 = tg_smlad(y0, wl, a01);
-            a01 = tg_smlad(y1, v, a01);
-        }
-        TG_LDR_INC(v, w);
-        wl = tg_sxtb16(v);
-        v = tg_sxtb16_ror8(v);
-        a10 = tg_smlad(x0, wl, a10);
-        a10 = tg_smlad(x1, v, a10);
-        if (two) {
-            a11 = tg_smlad(y0, wl, a11);
-            a11 = tg_smlad(y1, v, a11);
-        }
-    } while (--nblk != 0);
-    {
-        /* every load before the first byte store (which may alias anything) */
-        const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
-        int8_t *out0 = c->out0, *out1 = c->out1;
-        int8_t v00, v01 = 0, v10, v11 = 0;
-        tg_rq_t k = tg_rq_load(c->q0);
-        v00 = tg_rq_clamp(tg_rq_apply(a00, k), lo, hi, full);
-        if (two) {
-            v01 = tg_rq_clamp(tg_rq_apply(a01, k), lo, hi, full);
-        }
-        k = tg_rq_load(c->q1);
-        v10 = tg_rq_clamp(tg_rq_apply(a10, k), lo, hi, full);
-        if (two) {
-            v11 = tg_rq_clamp(tg_rq_apply(a11, k), lo, hi, full);
-        }
-        out0[0] = v00;
-        out0[1] = v10;
-        if (two) {
-            out1[0] = v01;
-            out1[1] = v11;
-        }
-    }
+    } while (--c->npairs != 0);
 }
 
-#define TG_CONV_PAIR_RQ(name, two, full)                                                                     \
-    static TG_NOINLINE void name(const uint32_t *x, const uint32_t *w, int32_t nblk, const tg_conv_pair_t *c) \
-    {                                                                                                         \
-        tg_conv_pair_rq_body(x, w, nblk, c, two, full);                                                       \
-    }
-TG_CONV_PAIR_RQ(tg_conv_pair_rq_2px_full, 1, 1)
-TG_CONV_PAIR_RQ(tg_conv_pair_rq_1px_full, 0, 1)
-TG_CONV_PAIR_RQ(tg_conv_pair_rq_2px, 1, 0)
-TG_CONV_PAIR_RQ(tg_conv_pair_rq_1px, 0, 0)
-#undef TG_CONV_PAIR_RQ
+#define TG_CONV_PAIRS_RQ(name, two, full)                                                                   \
+    static TG_NOINLINE void name(const uint32_t *w, tg_conv_pairs_t *c) { tg_conv_pairs_rq_body(w, c, two, full); }
+TG_CONV_PAIRS_RQ(tg_conv_pairs_rq_2px_full, 1, 1)
+TG_CONV_PAIRS_RQ(tg_conv_pairs_rq_1px_full, 0, 1)
+TG_CONV_PAIRS_RQ(tg_conv_pairs_rq_2px, 1, 0)
+TG_CONV_PAIRS_RQ(tg_conv_pairs_rq_1px, 0, 0)
+#undef TG_CONV_PAIRS_RQ
 
-typedef void (*tg_conv_pair_rq_fn)(const uint32_t *, const uint32_t *, int32_t, const tg_conv_pair_t *);
-
-/* npairs channel pairs (nblk >= 1 blocks each) of the pixels in slot 0 (out0) and,
- * if out1 != NULL, slot 1 (out1), requantized with rq_fused constants q (qstep
- * words per channel: 4, or 0 for one set). */
-static TG_NOINLINE void tg_conv_pairs_rq(const int16_t *col, const int8_t *w, const int32_t *bias, int32_t nblk,
-                                         int32_t npairs, const int32_t *q, int32_t qstep, const tg_channel_requant_t *r,
-                                         int8_t *out0, int8_t *out1)
+/* npairs >= 1 channel pairs (nblk >= 1 blocks each) of the pixels in slot 0 (out0)
+ * and, if out1 != NULL, slot 1 (out1), requantized with rq_fused constants q
+ * (qstep words per channel: 4, or 0 for one set). */
+static void tg_conv_pairs_rq(const int16_t *col, const int8_t *w, const int32_t *bias, int32_t nblk,
+                             int32_t npairs, const int32_t *q, int32_t qstep, const tg_channel_requant_t *r,
+                             int8_t *out0, int8_t *out1)
 {
     const int32_t full = r->act_min == -128 && r->act_max == 127;
-    const tg_conv_pair_rq_fn fn = out1 != NULL ? (full ? tg_conv_pair_rq_2px_full : tg_conv_pair_rq_2px)
-                                               : (full ? tg_conv_pair_rq_1px_full : tg_conv_pair_rq_1px);
-    tg_conv_pair_t c;
+    tg_conv_pairs_t c;
+    c.col = TG_WORDS(col);
     c.bias = bias;
-    c.q0 = q;
-    c.q1 = q + qstep;
+    c.q = q;
     c.out0 = out0;
-    c.out1 = out1;
+    c.out1 = out1 != NULL ? out1 : out0;
+    c.qstep = qstep;
+    c.nblk = nblk;
+    c.npairs = npairs;
     c.lo = r->act_min;
     c.hi = r->act_max;
-    for (; npairs > 0; npairs--, w += 8 * nblk) {
-        fn(TG_WORDS(col), TG_WORDS(w), nblk, &c);
-        c.bias += 2;
-        c.q0 += 2 * qstep;
-        c.q1 += 2 * qstep;
-        c.out0 += 2;
-        if (out1 != NULL) {
-            c.out1 += 2;
-        }
+    if (out1 != NULL) {
+        (full ? tg_conv_pairs_rq_2px_full : tg_conv_pairs_rq_2px)(TG_WORDS(w), &c);
+    } else {
+        (full ? tg_conv_pairs_rq_1px_full : tg_conv_pairs_rq_1px)(TG_WORDS(w), &c);
     }
 }
 #else
