@@ -400,6 +400,55 @@ static void tg_valid_taps(int32_t origin, int32_t dilation, int32_t size, int32_
     *k1 = tg_max32(tg_min32(last, size), *k0);
 }
 
+/* Bytes staged by tg_conv_col_staged before they are widened into the column. */
+#define TG_COL_STAGE 64
+
+/* The column when filter_in_c is not a multiple of 4 (first layers: 1 or 3 input
+ * channels): each tap's raw bytes (or zero points) are appended to a small int8
+ * stage in k order, and whole multiples of 4 go through tg_col_put_run, 4 values
+ * per 32-bit load, instead of one scattered int16 store per value. Same column. */
+static void tg_conv_col_staged(const tg_conv_params_t *p, const int8_t *in_b, int32_t y0, int32_t x0, int32_t goff,
+                               int16_t *col, int32_t slot)
+{
+    const int32_t filter_in_c = p->filter_in_c;
+    const int8_t zp = (int8_t)(-p->input_offset);
+    int8_t stage[TG_COL_STAGE + 4];
+    int32_t ns = 0, kbase = 0;
+    int32_t ky, kx, c;
+    for (ky = 0; ky < p->filter_h; ky++) {
+        const int32_t iy = y0 + p->dilation_h * ky;
+        const int32_t row_ok = (iy >= 0) && (iy < p->in_h);
+        for (kx = 0; kx < p->filter_w; kx++) {
+            const int32_t ix = x0 + p->dilation_w * kx;
+            if (ns + filter_in_c > TG_COL_STAGE) {
+                const int32_t n4 = ns & ~3;
+                tg_col_put_run(col, kbase, slot, stage, n4);
+                kbase += n4;
+                for (c = n4; c < ns; c++) {
+                    stage[c - n4] = stage[c];
+                }
+                ns -= n4;
+            }
+            if (row_ok && ix >= 0 && ix < p->in_w) {
+                const int8_t *src = in_b + (int32_t)((iy * p->in_w + ix) * p->in_c + goff);
+                for (c = 0; c < filter_in_c; c++) {
+                    stage[ns + c] = src[c];
+                }
+            } else {
+                for (c = 0; c < filter_in_c; c++) {
+                    stage[ns + c] = zp;
+                }
+            }
+            ns += filter_in_c;
+        }
+    }
+    while (ns & 3) { /* the padding past K: zero weights, zero column */
+        stage[ns++] = 0;
+    }
+    tg_col_put_run(col, kbase, slot, stage, ns);
+    tg_col_zero_tail(col, kbase + ns, p->k_padded, slot);
+}
+
 /* The im2col column of output pixel `pix` (flat over out_h * out_w) for the input
  * channels [goff, goff + filter_in_c) into a scratch slot. */
 static void tg_conv_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t pix, int32_t goff,
@@ -413,6 +462,10 @@ static void tg_conv_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t p
     const int32_t input_zero_point = -p->input_offset;
     int32_t ky, kx, c;
     int32_t k = 0;
+    if ((filter_in_c & 3) != 0 && filter_in_c <= TG_COL_STAGE - 3) {
+        tg_conv_col_staged(p, in_b, y0, x0, goff, col, slot);
+        return;
+    }
     for (ky = 0; ky < p->filter_h; ky++) {
         const int32_t iy = y0 + p->dilation_h * ky;
         const int32_t row_ok = (iy >= 0) && (iy < p->in_h);
