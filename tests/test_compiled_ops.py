@@ -231,12 +231,13 @@ def test_generic_requantization_path_is_bit_exact_too(built, tmp_path, monkeypat
     from tinygen.codegen.compiled import quant
 
     monkeypatch.setattr(quant, "fast_requant_constants", lambda *a, **k: None)
+    monkeypatch.setattr(quant, "fused_requant_constants", lambda *a, **k: None)
     idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw")]
     b = H.build_host([built["models"][i] for i in idx], tmp_path / "generic")
     for j, i in enumerate(idx):
         H.assert_identical(b.run(j, built["inputs"][i]), built["refs"][i], f"generic requant {CASES[i]['id']}")
     src = (tmp_path / "generic").rglob("*.c")
-    assert not any("_rq[" in p.read_text() for p in src)
+    assert not any("_rq[" in p.read_text() or "_rqf[" in p.read_text() for p in src)
 
 
 def test_dsp_code_path_under_sanitizers(built, tmp_path):
