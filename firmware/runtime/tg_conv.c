@@ -696,13 +696,13 @@ TG_INLINE void tg_dw_dot_3x3_body(const int8_t *const *tap_ptrs, const uint32_t 
                 int8_t *out = rc->out + o;
                 int8_t v0, v1, v2, v3;
                 tg_rq_t k = tg_rq_load(q);
-                v0 = tg_rq_clamp(tg_rq_apply(a0, k), lo, hi, full);
+                v0 = tg_rq_clamp(tg_rq_apply_x2(a0, k), lo, hi, full);
                 k = tg_rq_load(q + qs);
-                v1 = tg_rq_clamp(tg_rq_apply(a1, k), lo, hi, full);
+                v1 = tg_rq_clamp(tg_rq_apply_x2(a1, k), lo, hi, full);
                 k = tg_rq_load(q + 2 * qs);
-                v2 = tg_rq_clamp(tg_rq_apply(a2, k), lo, hi, full);
+                v2 = tg_rq_clamp(tg_rq_apply_x2(a2, k), lo, hi, full);
                 k = tg_rq_load(q + 3 * qs);
-                v3 = tg_rq_clamp(tg_rq_apply(a3, k), lo, hi, full);
+                v3 = tg_rq_clamp(tg_rq_apply_x2(a3, k), lo, hi, full);
                 out[0] = v0;
                 out[dm] = v1;
                 out[2 * dm] = v2;
@@ -811,13 +811,13 @@ TG_INLINE void tg_dw_3x3_m1_body(const int8_t *x, const uint32_t *w16, int32_t n
             const int32_t qs = 4; /* per-channel constants only (the caller checks) */
             int8_t v0, v1, v2, v3;
             tg_rq_t k = tg_rq_load(q);
-            v0 = tg_rq_clamp(tg_rq_apply(a0, k), lo, hi, full);
+            v0 = tg_rq_clamp(tg_rq_apply_x2(a0, k), lo, hi, full);
             k = tg_rq_load(q + qs);
-            v1 = tg_rq_clamp(tg_rq_apply(a1, k), lo, hi, full);
+            v1 = tg_rq_clamp(tg_rq_apply_x2(a1, k), lo, hi, full);
             k = tg_rq_load(q + 2 * qs);
-            v2 = tg_rq_clamp(tg_rq_apply(a2, k), lo, hi, full);
+            v2 = tg_rq_clamp(tg_rq_apply_x2(a2, k), lo, hi, full);
             k = tg_rq_load(q + 3 * qs);
-            v3 = tg_rq_clamp(tg_rq_apply(a3, k), lo, hi, full);
+            v3 = tg_rq_clamp(tg_rq_apply_x2(a3, k), lo, hi, full);
             q += 4 * qs;
             out[0] = v0;
             out[1] = v1;
@@ -899,6 +899,8 @@ static void tg_dw_pixel_3x3(const tg_conv_params_t *p, const tg_channel_requant_
 void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t dm = p->depth_multiplier;
+    /* with rq_fused, a 3x3 layer's widened weights are doubled (tg_kernels.h) */
+    const int32_t doubled = p->dw3x3_widened != NULL && p->rq_fused != NULL;
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
                                     p->act_min, p->act_max, p->fast_requant, p->rq_fused};
     int32_t b, oy, ox, ic, m, ky, kx;
@@ -1004,6 +1006,9 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                         }
                         if (p->bias != NULL) {
                             acc += p->bias[oc];
+                        }
+                        if (doubled) {
+                            acc *= 2; /* as the 3x3 loops' accumulators (lp1 = 0 in rq_fused) */
                         }
                         tg_requantize_channels(&r, &acc, 1, 1, oc, out + oc, NULL);
                     }

@@ -192,6 +192,10 @@ TG_INLINE tg_rq_t tg_rq_load(const int32_t *q)
 
 TG_INLINE int32_t tg_rq_apply(int32_t acc, tg_rq_t k) { return tg_rq_fused(acc, k.m, k.lp1, k.c, k.right); }
 
+/* The same for an accumulator handed over already doubled (k.lp1 == 0: the depthwise
+ * 3x3 loops, whose weights tinygen doubled): no shift. */
+TG_INLINE int32_t tg_rq_apply_x2(int32_t acc2, tg_rq_t k) { return tg_smmlar(acc2, k.m, k.c + (acc2 >> 31)) >> k.right; }
+
 /* The activation clamp after SSAT: nothing when the range is the whole int8 range
  * (full, a constant at every call site so the test folds away). */
 TG_INLINE int8_t tg_rq_clamp(int32_t v, int32_t lo, int32_t hi, int32_t full)

@@ -138,7 +138,9 @@ typedef struct {
     /* depthwise 3x3, depth multiplier dm <= 8, in_c >= 4: 22 words per (group of 4
      * input channels, m in [0, dm)), for the output channels c_j = (4 g + j) * dm + m:
      * bias[c_j] + input_offset * (sum of c_j's 9 weights) for j = 0..3 (0 for a NULL
-     * bias), then the weights pre-widened to int16 pairs (lo, hi): for taps (t, t + 1) = (0, 1),
+     * bias), then the weights pre-widened to int16 pairs (lo, hi) -- all of them doubled
+     * when rq_fused is not NULL (its second word is then 0: the kernel's accumulators,
+     * the scalar tail's too, are 2 * acc) -- for taps (t, t + 1) = (0, 1),
      * (2, 3), (4, 5), (6, 7) (tap = ky * 3 + kx) the words (w[t][c_j], w[t + 1][c_j])
      * for j = 0, 2, 1, 3, then (w[8][c_0], w[8][c_2]), (w[8][c_1], w[8][c_3]). Used by
      * the DSP path for the input channels [0, in_c & ~3) of every pixel (taps

@@ -188,7 +188,7 @@ def fast_requant_constants(bounds, mults, shifts) -> list[int] | None:
     return out
 
 
-def fused_requant_constants(bounds, mults, shifts, output_offset: int) -> list[int] | None:
+def fused_requant_constants(bounds, mults, shifts, output_offset: int, doubled: bool = False) -> list[int] | None:
     """Per-channel constants of the kernels' fused requantization (tg_fixedpoint.h,
     tg_rq_fused), or None where it is not provably exact for every channel.
 
@@ -203,7 +203,10 @@ def fused_requant_constants(bounds, mults, shifts, output_offset: int) -> list[i
         acc's sign bit is RoundingDivideByPOT's "round half away from zero" correction;
       * right >= 1 (shift <= -1): RoundingDivideByPOT is then floor((h + 2^(right - 1)
         - [h < 0]) / 2^right), and the offset times 2^right folds into that sum;
-      * |h| + |c| + 1 < 2^31: the sum SMMLAR forms does not overflow."""
+      * |h| + |c| + 1 < 2^31: the sum SMMLAR forms does not overflow.
+    ``doubled``: the kernel hands over 2 * acc (depthwise 3x3: weights and biases doubled at
+    code-generation time, exact by the first condition), so the second word is left, not
+    left + 1, and the loop saves its shift."""
     out: list[int] = []
     for b, m, s in zip(bounds, mults, shifts):
         m, s, b = int(m), int(s), int(b)
@@ -217,5 +220,5 @@ def fused_requant_constants(bounds, mults, shifts, output_offset: int) -> list[i
         c = (1 << (right - 1)) + int(output_offset) * (1 << right)
         if h + 1 + abs(c) + 1 > (1 << 31) - 1:
             return None
-        out += [m, left + 1, c, right]
+        out += [m, left + (0 if doubled else 1), c, right]
     return out
