@@ -356,7 +356,7 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
     rq_arrays, rq_fields = _requant_data(acc_bound, mults, shifts, c["y"].zero_point[0], w16_ref is not None)
     arrays += rq_arrays
     if w16_ref is not None:
-        scale = 2 if dict(rq_fields)["rq_fused"] is not None else 1
+        scale = 2 if dict(rq_fields).get("rq_fused") is not None else 1
         arrays.append(ConstArray("w16", _i32(dw3x3_widened(
             c["w"].data, c["out_c"], c["dm"], None if c["bias"] is None else c["bias"].data,
             -int(c["x"].zero_point[0]), scale))))
