@@ -470,6 +470,10 @@ static void tg_conv_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t p
     const int32_t input_zero_point = -p->input_offset;
     int32_t ky, kx, c;
     int32_t k = 0;
+    /* a filter row whose taps are all inside the input and adjacent in memory (ungrouped,
+     * dilation 1) is one run of filter_w * in_c bytes: k order is memory order */
+    const int32_t row_run = (filter_in_c == p->in_c && p->dilation_w == 1 && (filter_in_c & 3) == 0 &&
+                             x0 >= 0 && x0 + p->filter_w <= p->in_w) ? p->filter_w * filter_in_c : 0;
     if ((filter_in_c & 3) != 0 && filter_in_c <= TG_COL_STAGE - 3) {
         tg_conv_col_staged(p, in_b, y0, x0, goff, col, slot);
         return;
@@ -477,6 +481,11 @@ static void tg_conv_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t p
     for (ky = 0; ky < p->filter_h; ky++) {
         const int32_t iy = y0 + p->dilation_h * ky;
         const int32_t row_ok = (iy >= 0) && (iy < p->in_h);
+        if (row_ok && row_run > 0) {
+            tg_col_put_run(col, k, slot, in_b + (int32_t)((iy * p->in_w + x0) * p->in_c), row_run);
+            k += row_run;
+            continue;
+        }
         for (kx = 0; kx < p->filter_w; kx++, k += filter_in_c) {
             const int32_t ix = x0 + p->dilation_w * kx;
             const int32_t ok = row_ok && (ix >= 0) && (ix < p->in_w);
