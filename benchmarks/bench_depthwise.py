@@ -6,7 +6,10 @@ digits recipe and DS-CNN models of bench_compiled.py: guest instructions per
 inference on QEMU mps2-an386 (-icount shift=0, +-40), per MAC, at -Os and -O2, the
 outputs checked against the tflite_micro interpreter.
 
-Usage: python benchmarks/bench_depthwise.py [--no-models]
+Usage: python benchmarks/bench_depthwise.py [--no-models] [--models NAME ...] [--no-layers]
+(--models: which of bench_compiled.py's models to run whole, default digits ds_cnn_kws;
+e.g. --no-layers --models sine digits ds_cnn_kws resnet8 mobilenet_v1_0.25 fc_autoencoder
+gives the README's whole-model instructions at -Os and -O2.)
 """
 
 from __future__ import annotations
@@ -66,15 +69,17 @@ def _measure(raw: bytes, name: str, work: Path) -> tuple[int, dict[str, float], 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-models", action="store_true", help="only the single-layer models")
+    ap.add_argument("--models", nargs="*", default=["digits", "ds_cnn_kws"], choices=list(B.MODELS),
+                    help="whole models to run (bench_compiled.py's)")
+    ap.add_argument("--no-layers", action="store_true", help="only the whole models")
     args = ap.parse_args(argv)
     if not H.have_qemu():
         print("needs arm-none-eabi-gcc and qemu-system-arm", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="tg_bench_dw_"))
-    jobs = [(n, lambda s=s: _layer_bytes(*s)) for n, s in LAYERS.items()]
+    jobs = [] if args.no_layers else [(n, lambda s=s: _layer_bytes(*s)) for n, s in LAYERS.items()]
     if not args.no_models:
-        jobs += [("digits (whole model)", lambda: B._model_bytes("digits")),
-                 ("ds_cnn_kws (whole model)", lambda: B._model_bytes("ds_cnn_kws"))]
+        jobs += [(f"{m} (whole model)", lambda m=m: B._model_bytes(m)) for m in args.models]
     print(f"{'model':<32}{'MACs':>9} {'instr -Os':>11} {'/MAC':>6} {'instr -O2':>11} {'/MAC':>6}  bit-exact")
     for name, make in jobs:
         macs, res, ok = _measure(make(), name, work)

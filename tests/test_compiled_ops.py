@@ -219,18 +219,23 @@ def test_emit_is_deterministic(built):
     assert m.sha256 in head and f"tinygen {tinygen.__version__}" in head
 
 
-def test_generic_requantization_path_is_bit_exact_too(built, tmp_path, monkeypatch):
-    """Layers whose accumulator bound rules out the fast requantization fall back to the generic
-    MultiplyByQuantizedMultiplier path; force that path on every FC/conv/depthwise case."""
+@pytest.mark.parametrize("path", ["generic", "fast"])
+def test_generic_requantization_path_is_bit_exact_too(built, tmp_path, monkeypatch, path):
+    """Layers whose accumulator bound or multiplier rules out the fused requantization fall back
+    to the fast (SMMULR) one, and where that is ruled out too to the generic
+    MultiplyByQuantizedMultiplier path; force each on every FC/conv/depthwise case."""
     from tinygen.codegen.compiled import quant
 
-    monkeypatch.setattr(quant, "fast_requant_constants", lambda *a, **k: None)
+    monkeypatch.setattr(quant, "fused_requant_constants", lambda *a, **k: None)
+    if path == "generic":
+        monkeypatch.setattr(quant, "fast_requant_constants", lambda *a, **k: None)
     idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw")]
-    b = H.build_host([built["models"][i] for i in idx], tmp_path / "generic")
+    b = H.build_host([built["models"][i] for i in idx], tmp_path / path)
     for j, i in enumerate(idx):
-        H.assert_identical(b.run(j, built["inputs"][i]), built["refs"][i], f"generic requant {CASES[i]['id']}")
-    src = (tmp_path / "generic").rglob("*.c")
-    assert not any("_rq[" in p.read_text() for p in src)
+        H.assert_identical(b.run(j, built["inputs"][i]), built["refs"][i], f"{path} requant {CASES[i]['id']}")
+    text = "".join(p.read_text() for p in (tmp_path / path).rglob("*.c"))
+    assert "_rqf[" not in text
+    assert ("_rq[" in text) == (path == "fast")
 
 
 def test_dsp_code_path_under_sanitizers(built, tmp_path):

@@ -117,6 +117,97 @@ TG_INLINE int8_t tg_requantize_value_fast(int32_t x, int32_t m, int32_t left_plu
     return tg_clamp_to_s8(v + out_offset, lo, hi);
 }
 
+/* ---- fused requantization (tg_kernels.h, rq_fused) -----------------------------
+ * Per channel {m, left + 1, c, right} with c = 2^(right - 1) + output_offset * 2^right,
+ * emitted by tinygen (quant.fused_requant_constants) only where it proved, for every
+ * accumulator the layer can produce, that
+ *     (SMMLAR(acc << (left + 1), m, c + (acc < 0 ? -1 : 0))) >> right
+ * equals MultiplyByQuantizedMultiplier(acc, m, -right) + output_offset (double rounding)
+ * -- the proof is in that function's docstring; tests/test_requant_identity.py checks
+ * it against a plain transcription of TFLM's reference over random and edge values.
+ * That is 6 instructions per value with the constants in registers (LSL, ADD with
+ * ASR #31, SMMLAR, ASR, SSAT, STRB), against ~35 for the generic form.
+ * Ideas: CMSIS-NN's arm_nn_requantize (SMMULR-style doubling high multiply) and
+ * TinyEngine's per-channel constants computed at code-generation time; folding the
+ * output offset and RoundingDivideByPOT's sign correction into SMMLAR's accumulator
+ * is tinygen's. */
+
+/* SMMLAR: a + ((x * m + 2^31) >> 32), from the exact 64-bit product. */
+#if TG_HW_DSP && defined(__GNUC__)
+TG_INLINE int32_t tg_smmlar(int32_t x, int32_t m, int32_t a)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(m), "r"(a));
+    return r;
+}
+#else
+TG_INLINE int32_t tg_smmlar(int32_t x, int32_t m, int32_t a)
+{
+    return a + (int32_t)(((int64_t)x * (int64_t)m + ((int64_t)1 << 31)) >> 32);
+}
+#endif
+
+/* Saturate to [-128, 127]: SSAT exists from ARMv7-M on (the M3 too). */
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+TG_INLINE int32_t tg_ssat8(int32_t v)
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+    return r;
+}
+#else
+TG_INLINE int32_t tg_ssat8(int32_t v) { return tg_min32(tg_max32(v, -128), 127); }
+#endif
+
+TG_INLINE int32_t tg_rq_fused(int32_t acc, int32_t m, int32_t lp1, int32_t c, int32_t right)
+{
+    return tg_smmlar(tg_shl32(acc, lp1), m, c + (acc >> 31)) >> right;
+}
+
+/* A channel's 4 fused constants in 2 LDRDs (GCC splits them into 4 LDRs when byte
+ * stores may alias them). */
+typedef struct {
+    int32_t m, lp1, c, right;
+} tg_rq_t;
+
+#if TG_HW_DSP && defined(__GNUC__)
+TG_INLINE tg_rq_t tg_rq_load(const int32_t *q)
+{
+    tg_rq_t k;
+    __asm__("ldrd %0, %1, [%2]" : "=r"(k.m), "=r"(k.lp1) : "r"(q), "m"(*(const int32_t(*)[2])q));
+    __asm__("ldrd %0, %1, [%2, #8]" : "=r"(k.c), "=r"(k.right) : "r"(q), "m"(*(const int32_t(*)[2])(q + 2)));
+    return k;
+}
+#else
+TG_INLINE tg_rq_t tg_rq_load(const int32_t *q)
+{
+    tg_rq_t k;
+    k.m = q[0];
+    k.lp1 = q[1];
+    k.c = q[2];
+    k.right = q[3];
+    return k;
+}
+#endif
+
+TG_INLINE int32_t tg_rq_apply(int32_t acc, tg_rq_t k) { return tg_rq_fused(acc, k.m, k.lp1, k.c, k.right); }
+
+/* The same for an accumulator handed over already doubled (k.lp1 == 0: the depthwise
+ * 3x3 loops, whose weights tinygen doubled): no shift. */
+TG_INLINE int32_t tg_rq_apply_x2(int32_t acc2, tg_rq_t k) { return tg_smmlar(acc2, k.m, k.c + (acc2 >> 31)) >> k.right; }
+
+/* The activation clamp after SSAT: nothing when the range is the whole int8 range
+ * (full, a constant at every call site so the test folds away). */
+TG_INLINE int8_t tg_rq_clamp(int32_t v, int32_t lo, int32_t hi, int32_t full)
+{
+    v = tg_ssat8(v);
+    if (!full) {
+        v = tg_max32(v, lo);
+        v = tg_min32(v, hi);
+    }
+    return (int8_t)v;
+}
+
 /* Requantization parameters of the output channels of CONV_2D,
  * DEPTHWISE_CONV_2D and FULLY_CONNECTED. */
 typedef struct {
@@ -126,6 +217,7 @@ typedef struct {
     int32_t output_offset;
     int32_t act_min, act_max;
     const int32_t *fast_requant; /* fast constants (see tg_kernels.h) or NULL */
+    const int32_t *rq_fused;     /* fused constants (above) or NULL */
 } tg_channel_requant_t;
 
 /* Channels c0 .. c0 + n - 1 (bias already in the accumulators): out0[i] from
@@ -143,7 +235,10 @@ static TG_NOINLINE TG_MAYBE_UNUSED void tg_requantize_channels(const tg_channel_
     for (i = 0; i < n; i++) {
         const int32_t q = step * (c0 + i);
         int32_t m, sh;
-        if (r->fast_requant != NULL) {
+        if (r->rq_fused != NULL) {
+            m = r->rq_fused[4 * q];
+            sh = r->rq_fused[4 * q + 1] - 1 - r->rq_fused[4 * q + 3];
+        } else if (r->fast_requant != NULL) {
             m = r->fast_requant[3 * q];
             sh = (r->fast_requant[3 * q + 1] & 0xFF) - 1 - (r->fast_requant[3 * q + 1] >> 8);
         } else {
@@ -160,7 +255,16 @@ static TG_NOINLINE TG_MAYBE_UNUSED void tg_requantize_channels(const tg_channel_
 #else
     const int32_t off = r->output_offset, lo = r->act_min, hi = r->act_max;
     int32_t i;
-    if (r->fast_requant != NULL) {
+    if (r->rq_fused != NULL) {
+        const int32_t qstep = 4 * step;
+        const int32_t *q = r->rq_fused + qstep * c0;
+        for (i = 0; i < n; i++, acc += stride, q += qstep) {
+            out0[i] = tg_rq_clamp(tg_rq_fused(acc[0], q[0], q[1], q[2], q[3]), lo, hi, 0);
+            if (out1 != NULL) {
+                out1[i] = tg_rq_clamp(tg_rq_fused(acc[1], q[0], q[1], q[2], q[3]), lo, hi, 0);
+            }
+        }
+    } else if (r->fast_requant != NULL) {
         const int32_t qstep = 3 * step;
         const int32_t *q = r->fast_requant + qstep * c0;
         for (i = 0; i < n; i++, acc += stride, q += qstep) {

@@ -105,20 +105,54 @@ static void tg_fc_dot_2ch(const int8_t *x, const int8_t *w, int32_t nblk, int32_
 }
 #endif
 
+/* n (1 to 4) values of channels oc.. requantized: with rq_fused constants straight
+ * from the accumulators (tg_fixedpoint.h, tg_rq_fused), else the generic routine. */
+static void tg_fc_requant(const tg_channel_requant_t *r, const int32_t *acc, int32_t n, int32_t oc, int8_t *out)
+{
+#if !defined(TG_SINGLE_ROUNDING)
+    if (r->rq_fused != NULL) {
+        const int32_t qs = r->per_channel ? 4 : 0;
+        const int32_t *q = r->rq_fused + qs * oc;
+        const int32_t lo = r->act_min, hi = r->act_max;
+        int32_t j;
+        if (n == 4 && lo == -128 && hi == 127) {
+            /* every load before the first byte store */
+            const int8_t v0 = tg_rq_clamp(tg_rq_apply(acc[0], tg_rq_load(q)), lo, hi, 1);
+            const int8_t v1 = tg_rq_clamp(tg_rq_apply(acc[1], tg_rq_load(q + qs)), lo, hi, 1);
+            const int8_t v2 = tg_rq_clamp(tg_rq_apply(acc[2], tg_rq_load(q + 2 * qs)), lo, hi, 1);
+            const int8_t v3 = tg_rq_clamp(tg_rq_apply(acc[3], tg_rq_load(q + 3 * qs)), lo, hi, 1);
+            out[oc] = v0;
+            out[oc + 1] = v1;
+            out[oc + 2] = v2;
+            out[oc + 3] = v3;
+            return;
+        }
+        for (j = 0; j < n; j++, q += qs) {
+            out[oc + j] = tg_rq_clamp(tg_rq_apply(acc[j], tg_rq_load(q)), lo, hi, 0);
+        }
+        return;
+    }
+#endif
+    tg_requantize_channels(r, acc, 1, n, oc, out + oc, NULL);
+}
+
 void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t n = p->accum_depth;
     const int32_t k4 = p->accum_padded;
     const int32_t od = p->output_depth;
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
-                                    p->act_min, p->act_max, p->fast_requant};
+                                    p->act_min, p->act_max, p->fast_requant, p->rq_fused};
     int32_t b, oc;
     for (b = 0; b < p->batches; b++) {
         const int8_t *row = input + (int32_t)(b * n);
         int8_t *out = output + (int32_t)(b * od);
         const int32_t nfull = n >> 2;
         int8_t tail[4] = {0, 0, 0, 0};
-        memcpy(tail, row + 4 * nfull, (size_t)(n & 3));
+        int32_t j;
+        for (j = 0; j < (n & 3); j++) { /* a library memcpy call costs more than the bytes */
+            tail[j] = row[4 * nfull + j];
+        }
         for (oc = 0; oc < od;) {
             const int8_t *w = p->weights + (int32_t)(oc * k4);
             int32_t acc[4];
@@ -131,7 +165,7 @@ void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t 
                 if (n & 3) {
                     tg_fc_dot_4ch(tail, TG_WORDS(w + 8 * nfull), TG_WORDS(w + 2 * k4 + 8 * nfull), 1, acc);
                 }
-                tg_requantize_channels(&r, acc, 1, 4, oc, out + oc, NULL);
+                tg_fc_requant(&r, acc, 4, oc, out);
                 oc += 4;
             } else {
                 const int32_t two = oc + 2 <= od;
@@ -142,7 +176,7 @@ void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t 
                 if (n & 3) {
                     tg_fc_dot_2ch(tail, TG_WORDS(w + blk * nfull), 1, two, acc);
                 }
-                tg_requantize_channels(&r, acc, 1, two ? 2 : 1, oc, out + oc, NULL);
+                tg_fc_requant(&r, acc, two ? 2 : 1, oc, out);
                 oc += two ? 2 : 1;
             }
         }

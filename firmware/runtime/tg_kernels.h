@@ -41,7 +41,7 @@
  * parameter structs, weight layouts). Emitted code refuses to compile against
  * a different version; KERNELS_ABI_VERSION in tinygen/codegen/compiled/
  * printer.py is the same number, and any change to that convention bumps both. */
-#define TG_KERNELS_ABI_VERSION 2
+#define TG_KERNELS_ABI_VERSION 3
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,7 +82,13 @@ int32_t tg_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
  * emits it only when every accumulator value the layer can produce satisfies
  * |acc| * 2^(left + 1) < 2^31; the kernels then requantize with one SMMULR and
  * a rounding shift, bit-exact with the double-rounding
- * MultiplyByQuantizedMultiplier. With NULL they use the generic path. */
+ * MultiplyByQuantizedMultiplier. With NULL they use the generic path.
+ *
+ * `rq_fused`, when not NULL, replaces both (then NULL): 4 int32 per channel
+ * ([out_c] of them if per_channel, else 1), m, left + 1, 2^(right - 1) +
+ * output_offset * 2^right, right (tg_fixedpoint.h, tg_rq_fused): the output offset
+ * folded in, applied in the inner loops, 6 instructions per value; tinygen emits it
+ * only where it proved it exact (quant.fused_requant_constants). */
 
 /* ---- FULLY_CONNECTED ----------------------------------------------------- */
 
@@ -100,6 +106,7 @@ typedef struct {
     const int32_t *multiplier;
     const int32_t *shift;
     const int32_t *fast_requant; /* fast requantization constants or NULL (above) */
+    const int32_t *rq_fused;     /* fused requantization constants or NULL (above) */
 } tg_fc_params_t;
 
 /* No scratch: the input rows are read directly. */
@@ -127,9 +134,13 @@ typedef struct {
     const int32_t *multiplier;
     const int32_t *shift;
     const int32_t *fast_requant; /* fast requantization constants or NULL (above) */
-    /* depthwise 3x3, depth multiplier dm <= 8, in_c >= 4: the weights pre-widened to
-     * int16 pairs (lo, hi), 18 words per (group of 4 input channels, m in [0, dm)),
-     * for the output channels c_j = (4 g + j) * dm + m: for taps (t, t + 1) = (0, 1),
+    const int32_t *rq_fused;     /* fused requantization constants or NULL (above) */
+    /* depthwise 3x3, depth multiplier dm <= 8, in_c >= 4: 22 words per (group of 4
+     * input channels, m in [0, dm)), for the output channels c_j = (4 g + j) * dm + m:
+     * bias[c_j] + input_offset * (sum of c_j's 9 weights) for j = 0..3 (0 for a NULL
+     * bias), then the weights pre-widened to int16 pairs (lo, hi) -- all of them doubled
+     * when rq_fused is not NULL (its second word is then 0: the kernel's accumulators,
+     * the scalar tail's too, are 2 * acc) -- for taps (t, t + 1) = (0, 1),
      * (2, 3), (4, 5), (6, 7) (tap = ky * 3 + kx) the words (w[t][c_j], w[t + 1][c_j])
      * for j = 0, 2, 1, 3, then (w[8][c_0], w[8][c_2]), (w[8][c_1], w[8][c_3]). Used by
      * the DSP path for the input channels [0, in_c & ~3) of every pixel (taps

@@ -198,15 +198,21 @@ def _packed(op: Operator, w2, bias, input_offset: int, groups: int = 1):
     return packed, folded.astype(np.int32), k4, bound
 
 
-def _requant_data(bounds, mults, shifts) -> tuple[list[ConstArray], list[tuple[str, object]]]:
-    """The multiplier / shift / fast_requant fields and their arrays: fast requantization
-    constants (array "rq") when provably exact, else the multiplier and shift arrays.
+def _requant_data(bounds, mults, shifts, output_offset: int = 0,
+                  doubled: bool = False) -> tuple[list[ConstArray], list[tuple[str, object]]]:
+    """The multiplier / shift / fast_requant / rq_fused fields and their arrays: the fused
+    constants (array "rqf", the output offset folded in) when provably exact, else the
+    fast ones (array "rq"), else the multiplier and shift arrays.
 
     ``bounds`` (per output channel) bound |accumulator|; with one multiplier for
     all channels the largest bound applies."""
     bounds = [int(b) for b in np.asarray(bounds, dtype=np.int64).reshape(-1)]
     if len(mults) == 1:
         bounds = [max(bounds)] if bounds else [0]
+    fused = quant.fused_requant_constants(bounds, mults, shifts, output_offset, doubled)
+    if fused is not None:
+        return ([ConstArray("rqf", _i32(fused))],
+                [("multiplier", None), ("shift", None), ("fast_requant", None), ("rq_fused", ArrayRef("rqf"))])
     consts = quant.fast_requant_constants(bounds, mults, shifts)
     if consts is not None:
         return ([ConstArray("rq", _i32(consts))],
@@ -249,7 +255,7 @@ def _fully_connected(m: TfliteModel, op: Operator) -> OpIR:
     _check_index_range(op, "padded weights", out_depth, accum + 3)
     act_min, act_max = quant.activation_range(_activation(op), s_out, y.zero_point[0])
     packed, folded, k4, bound = _packed(op, np.asarray(w.data).reshape(out_depth, accum), bias, -x.zero_point[0])
-    rq_arrays, rq_fields = _requant_data(bound, mults, shifts)
+    rq_arrays, rq_fields = _requant_data(bound, mults, shifts, y.zero_point[0])
     params = _fields(
         ("batches", batches), ("accum_depth", accum), ("accum_padded", k4), ("output_depth", out_depth),
         ("input_offset", -x.zero_point[0]), ("output_offset", y.zero_point[0]),
@@ -331,7 +337,6 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
             raise OpRefused(op, "bias and weights could overflow the int32 accumulator")
         if c["dm"] <= 8 and c["k_h"] == 3 and c["k_w"] == 3 and c["in_c"] >= 4:
             w16_ref = ArrayRef("w16")
-            arrays.append(ConstArray("w16", _i32(dw3x3_widened(c["w"].data, c["out_c"], c["dm"]))))
         if c["bias"] is not None:
             arrays.append(ConstArray("b", _i32(c["bias"].data)))
         else:
@@ -347,8 +352,15 @@ def _conv(m: TfliteModel, op: Operator, depthwise: bool) -> OpIR:
     else:
         mults, shifts = c["mults"][:1], c["shifts"][:1]
     # fast requantization constants replace the multiplier / shift arrays
-    rq_arrays, rq_fields = _requant_data(acc_bound, mults, shifts)
+    # depthwise 3x3 with fused requantization: the widened weights and biases doubled, so
+    # the kernel's accumulators arrive doubled and its requantization needs no shift
+    rq_arrays, rq_fields = _requant_data(acc_bound, mults, shifts, c["y"].zero_point[0], w16_ref is not None)
     arrays += rq_arrays
+    if w16_ref is not None:
+        scale = 2 if dict(rq_fields).get("rq_fused") is not None else 1
+        arrays.append(ConstArray("w16", _i32(dw3x3_widened(
+            c["w"].data, c["out_c"], c["dm"], None if c["bias"] is None else c["bias"].data,
+            -int(c["x"].zero_point[0]), scale))))
     x, y = c["x"], c["y"]
     params = _fields(
         ("batches", c["n"]), ("in_h", c["in_h"]), ("in_w", c["in_w"]), ("in_c", c["in_c"]),

@@ -44,12 +44,18 @@ def acc_bound_packed(w2, folded) -> np.ndarray:
     return np.abs(np.asarray(folded, dtype=np.int64)) + 128 * np.abs(w2).sum(axis=1)
 
 
-def dw3x3_widened(w, out_c: int, dm: int = 1) -> list[int]:
+def dw3x3_widened(w, out_c: int, dm: int = 1, bias=None, input_offset: int = 0, scale: int = 1) -> list[int]:
     """Depthwise 3x3 weights pre-widened to int16 pairs (layout: tg_kernels.h, dw3x3_widened).
 
-    One 18-word block per (group of 4 input channels, multiplier m), for the output
-    channels (4 g + j) * dm + m, so one widened input word serves every m."""
-    wt = np.asarray(w, dtype=np.int64).reshape(9, out_c)
+    One 22-word block per (group of 4 input channels, multiplier m), for the output
+    channels c_j = (4 g + j) * dm + m, so one widened input word serves every m: the
+    biases of c_0..c_3 with input_offset * sum of the channel's 9 weights folded in
+    (the kernel then widens raw inputs; equal in integer arithmetic), then 18 words
+    of weights. ``scale`` multiplies weights and biases (2: the kernel's accumulators are
+    doubled, see quant.fused_requant_constants)."""
+    wt = np.asarray(w, dtype=np.int64).reshape(9, out_c) * int(scale)
+    b = np.zeros(out_c, dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64).reshape(-1) * int(scale)
+    folded = b + int(input_offset) * wt.sum(axis=0)
 
     def pk(lo, hi):
         v = (int(lo) & 0xFFFF) | ((int(hi) & 0xFFFF) << 16)
@@ -59,6 +65,7 @@ def dw3x3_widened(w, out_c: int, dm: int = 1) -> list[int]:
     for g in range(out_c // dm // 4):
         for m in range(dm):
             c = [(4 * g + j) * dm + m for j in range(4)]
+            out += [int(folded[cj]) for cj in c]
             for t in (0, 2, 4, 6):
                 out += [pk(wt[t][c[j]], wt[t + 1][c[j]]) for j in (0, 2, 1, 3)]
             out += [pk(wt[8][c[0]], wt[8][c[2]]), pk(wt[8][c[1]], wt[8][c[3]])]

@@ -186,3 +186,39 @@ def fast_requant_constants(bounds, mults, shifts) -> list[int] | None:
             return None
         out += [int(m), (left + 1) | (right << 8), (1 << (right - 1)) if right else 0]
     return out
+
+
+def fused_requant_constants(bounds, mults, shifts, output_offset: int, doubled: bool = False) -> list[int] | None:
+    """Per-channel constants of the kernels' fused requantization (tg_fixedpoint.h,
+    tg_rq_fused), or None where it is not provably exact for every channel.
+
+    Per channel 4 int32, in the order the inner loop loads them with one LDM:
+    multiplier m, left + 1, c = 2^(right - 1) + output_offset * 2^right, right. The
+    kernel computes (SMMLAR(acc << (left + 1), m, c + (acc < 0 ? -1 : 0))) >> right,
+    which equals RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc << left, m),
+    right) + output_offset when (checked here, with |acc| <= bound):
+      * |acc| * 2^(left + 1) < 2^31: the doubling is exact, and SMMULR of the doubled
+        value is the doubling high multiply (no INT32_MIN * INT32_MIN: m > 0);
+      * 2^30 < m < 2^31: then the high product h is negative exactly when acc is, so
+        acc's sign bit is RoundingDivideByPOT's "round half away from zero" correction;
+      * right >= 1 (shift <= -1): RoundingDivideByPOT is then floor((h + 2^(right - 1)
+        - [h < 0]) / 2^right), and the offset times 2^right folds into that sum;
+      * |h| + |c| + 1 < 2^31: the sum SMMLAR forms does not overflow.
+    ``doubled``: the kernel hands over 2 * acc (depthwise 3x3: weights and biases doubled at
+    code-generation time, exact by the first condition), so the second word is left, not
+    left + 1, and the loop saves its shift."""
+    out: list[int] = []
+    for b, m, s in zip(bounds, mults, shifts):
+        m, s, b = int(m), int(s), int(b)
+        left, right = max(s, 0), max(-s, 0)
+        if not (1 << 30) < m < (1 << 31) or not 1 <= right <= 30:
+            return None
+        x = b << (left + 1)
+        if x > (1 << 31) - 1:
+            return None
+        h = (x * m + (1 << 31)) >> 32  # |h| for the largest |acc|, rounded up by at most 1
+        c = (1 << (right - 1)) + int(output_offset) * (1 << right)
+        if h + 1 + abs(c) + 1 > (1 << 31) - 1:
+            return None
+        out += [m, left + (0 if doubled else 1), c, right]
+    return out
