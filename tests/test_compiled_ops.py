@@ -465,3 +465,12 @@ def test_rv32_portable_path_on_qemu(built, tmp_path):
     for j, i in enumerate(idx):
         H.assert_identical(outs[j], built["refs"][i][:8], f"qemu-rv32 {CASES[i]['id']}")
     assert len(instructions) == len(models) and min(instructions) > 0
+
+
+def test_add_cases_take_the_fused_requantization(built):
+    """Every ADD case (same shapes and broadcast) runs the fused path (tg_add_one_fused) whose
+    bit-exactness test_op_bit_exact checks against tflite_micro; without this the generic path
+    could silently be the one tested."""
+    adds = [op for m in built["models"] for op in lower(m).ops if op.opcode == "ADD"]
+    assert adds and all(op.param("rq_fused") is not None for op in adds)
+    assert {op.param("bcast")[0] == 0 for op in adds} == {True, False}

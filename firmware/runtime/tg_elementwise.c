@@ -33,11 +33,36 @@ static int8_t tg_mul_one(const tg_mul_params_t *p, int32_t a, int32_t b)
     return tg_clamp_to_s8(out, p->act_min, p->act_max);
 }
 
+/* ADD from the fused constants: each input onto the common scale and the sum onto the
+ * output's, 6 instructions each (tg_rq_fused) instead of a 64-bit multiply and two
+ * rounding steps each: ResNet-8's residual ADDs ran ~110 instructions per element. */
+TG_INLINE int8_t tg_add_one_fused(const int32_t *k, int32_t off1, int32_t off2, int32_t left, int32_t a,
+                                  int32_t b, int32_t lo, int32_t hi)
+{
+    const int32_t ra = tg_rq_fused(tg_shl32(a + off1, left), k[0], k[1], k[2], k[3]);
+    const int32_t rb = tg_rq_fused(tg_shl32(b + off2, left), k[4], k[5], k[6], k[7]);
+    return tg_rq_clamp(tg_rq_fused(ra + rb, k[8], k[9], k[10], k[11]), lo, hi, 0);
+}
+
+static void tg_add_fused_run(const tg_add_params_t *p, const int8_t *input1, const int8_t *input2,
+                             int8_t *output, int32_t n)
+{
+    const int32_t *k = p->rq_fused;
+    const int32_t off1 = p->input1_offset, off2 = p->input2_offset, left = p->left_shift;
+    const int32_t lo = p->act_min, hi = p->act_max;
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        output[i] = tg_add_one_fused(k, off1, off2, left, input1[i], input2[i], lo, hi);
+    }
+}
+
 void tg_add_s8(const tg_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
 {
     const tg_broadcast_t *bc = &p->bcast;
     int32_t i;
-    if (bc->rank == 0) {
+    if (bc->rank == 0 && p->rq_fused != NULL) {
+        tg_add_fused_run(p, input1, input2, output, p->size);
+    } else if (bc->rank == 0) {
         for (i = 0; i < p->size; i++) {
             output[i] = tg_add_one(p, input1[i], input2[i]);
         }
@@ -45,7 +70,10 @@ void tg_add_s8(const tg_add_params_t *p, const int8_t *input1, const int8_t *inp
         int32_t idx[TG_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
         int32_t off_a = 0, off_b = 0;
         for (i = 0; i < p->size; i++) {
-            output[i] = tg_add_one(p, input1[off_a], input2[off_b]);
+            output[i] = p->rq_fused != NULL
+                            ? tg_add_one_fused(p->rq_fused, p->input1_offset, p->input2_offset, p->left_shift,
+                                               input1[off_a], input2[off_b], p->act_min, p->act_max)
+                            : tg_add_one(p, input1[off_a], input2[off_b]);
             tg_index_next(bc->rank, bc->out_dims, idx, bc->a_strides, &off_a, bc->b_strides, &off_b);
         }
     }

@@ -41,7 +41,7 @@
  * parameter structs, weight layouts). Emitted code refuses to compile against
  * a different version; KERNELS_ABI_VERSION in tinygen/codegen/compiled/
  * printer.py is the same number, and any change to that convention bumps both. */
-#define TG_KERNELS_ABI_VERSION 3
+#define TG_KERNELS_ABI_VERSION 4
 
 #ifdef __cplusplus
 extern "C" {
@@ -218,6 +218,10 @@ typedef struct {
     int32_t input2_multiplier, input2_shift;
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
+    /* ADD only (NULL for SUB / SQUARED_DIFFERENCE, and where not provably exact): the
+     * input1, input2 and output requantizations as 3 x 4 fused constants (tg_rq_fused;
+     * quant.add_fused_constants). */
+    const int32_t *rq_fused;
 } tg_add_params_t;
 
 typedef struct {

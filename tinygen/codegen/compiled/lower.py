@@ -509,11 +509,19 @@ def _binary(m: TfliteModel, op: Operator, kind: str) -> OpIR:
             "left_shift", "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
             "output_multiplier", "output_shift")]
         fn = "tg_add_s8"
+        fused = quant.add_fused_constants(-a.zero_point[0], -b.zero_point[0], q["left_shift"],
+                                          (q["input1_multiplier"], q["input1_shift"]),
+                                          (q["input2_multiplier"], q["input2_shift"]),
+                                          (q["output_multiplier"], q["output_shift"]), y.zero_point[0])
+        arrays = (ConstArray("rqf", _i32(fused)),) if fused is not None else ()
     else:
         mm, ss = quant.quantize_multiplier(float(a.scale[0]) * float(b.scale[0]) / float(y.scale[0]))
         fields = common + [("output_multiplier", mm), ("output_shift", ss)]
         fn = "tg_mul_s8"
+        arrays = ()
     fields += [("act_min", act_min), ("act_max", act_max)]
+    if kind == "add":
+        fields.append(("rq_fused", ArrayRef("rqf") if arrays else None))
     got = dict(fields)
     heads = [k[:-len("_multiplier")] for k in got if k.endswith("_multiplier")]
     _check_rq(op, [got[h + "_multiplier"] for h in heads], [got[h + "_shift"] for h in heads])
@@ -521,7 +529,7 @@ def _binary(m: TfliteModel, op: Operator, kind: str) -> OpIR:
     consts = tuple(t.index for t in (a, b) if t.is_constant)
     inplace = tuple(t.index for t in (a, b) if not t.is_constant and t.size == y.size)
     return OpIR(op.index, op.opcode, fn, (a.index, b.index), y.index, reads, _fields(*fields),
-                const_inputs=consts, inplace=inplace)
+                arrays=arrays, const_inputs=consts, inplace=inplace)
 
 
 # ---- RELU / RELU6 / QUANTIZE ---------------------------------------------------------

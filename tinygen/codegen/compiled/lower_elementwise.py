@@ -162,7 +162,7 @@ def _add_struct(a, b, y, bfield, left_shift, q1, q2, qo, act_min, act_max):
             ("left_shift", left_shift), ("input1_multiplier", q1[0]), ("input1_shift", q1[1]),
             ("input2_multiplier", q2[0]), ("input2_shift", q2[1]),
             ("output_multiplier", qo[0]), ("output_shift", qo[1]),
-            ("act_min", act_min), ("act_max", act_max)]
+            ("act_min", act_min), ("act_max", act_max), ("rq_fused", None)]
 
 
 def minmax(m: TfliteModel, op: Operator, kind: str) -> OpIR:

@@ -59,7 +59,7 @@ STRUCTS.update({
 
 # TG_KERNELS_ABI_VERSION in firmware/runtime/tg_kernels.h: the emitted model code checks it at
 # compile time, so a model emitted for other kernels fails to build instead of misbehaving.
-KERNELS_ABI_VERSION = 3
+KERNELS_ABI_VERSION = 4
 
 # Values per line of a constant array: int8 data 16, int32 data 8, except these roles.
 _PER_LINE = {"shift": 16, "inner": 16}

@@ -222,3 +222,59 @@ def fused_requant_constants(bounds, mults, shifts, output_offset: int, doubled: 
             return None
         out += [m, left + (0 if doubled else 1), c, right]
     return out
+
+
+def multiply_by_quantized_multiplier(x: int, m: int, shift: int) -> int:
+    """TFLM's MultiplyByQuantizedMultiplier (double rounding), in Python integers: the
+    reference the ADD constants below are bounded with."""
+    a = x << max(shift, 0)
+    right = max(-shift, 0)
+    if a == m == -(1 << 31):
+        high = (1 << 31) - 1
+    else:
+        t = a * m + ((1 << 30) if a * m >= 0 else 1 - (1 << 30))
+        high = (abs(t) >> 31) * (1 if t >= 0 else -1)  # C's division truncates toward zero
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if (high & mask) > threshold else 0)
+
+
+def _fused_eval(acc: int, k) -> int | None:
+    """tg_rq_fused on the int32 the C code holds; None where a step would leave int32."""
+    m, lp1, c, right = k
+    lim = 1 << 31
+    x = acc << lp1
+    if not -lim <= x < lim:
+        return None
+    v = c + (-1 if acc < 0 else 0) + ((x * m + lim) >> 32)
+    return v >> right if -lim <= v < lim else None
+
+
+def add_fused_constants(offset1: int, offset2: int, left_shift: int, q1, q2, qo,
+                        output_offset: int) -> list[int] | None:
+    """ADD's three requantizations (each input onto the common scale, then the sum onto the
+    output's) as 3 x 4 fused constants (tg_rq_fused), or None where one is not provably exact.
+
+    An input's "accumulator" is (x + offset) << left_shift for the 256 int8 values x, so the
+    constants are checked against TFLM's arithmetic for every one of them (a complete proof).
+    The input with the larger scale always has the multiplier 0.5 (m = 2^30, shift 0), which
+    the general proof excludes; its accumulator is even, so the rescale is exactly acc / 2 =
+    (2^0 + [acc < 0] - [acc < 0] + (acc << 2) * 2^30 / 2^32) >> 1, i.e. constants
+    (2^30, 2, 1, 1) -- checked like the rest. The sum's bound is the largest
+    |rescaled a| + |rescaled b|, and fused_requant_constants' proof covers every sum."""
+    out: list[int] = []
+    rescaled = []
+    for off, (m, sh) in ((offset1, q1), (offset2, q2)):
+        m, sh = int(m), int(sh)
+        accs = [(x + int(off)) << left_shift for x in range(-128, 128)]
+        want = [multiply_by_quantized_multiplier(a, m, sh) for a in accs]
+        candidates = [fused_requant_constants([max(abs(a) for a in accs)], [m], [sh], 0)]
+        if m == 1 << 30:
+            candidates.append([m, max(sh, 0) + 2, 1 << max(-sh, 0), max(-sh, 0) + 1])
+        k = next((k for k in candidates if k is not None and [_fused_eval(a, k) for a in accs] == want), None)
+        if k is None:
+            return None
+        out += k
+        rescaled.append(max(abs(v) for v in want))
+    k = fused_requant_constants([rescaled[0] + rescaled[1]], [qo[0]], [qo[1]], output_offset)
+    return None if k is None else out + k
