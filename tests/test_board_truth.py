@@ -338,6 +338,7 @@ def figures(built: dict, projects: dict, op_flash: dict) -> dict:
     libraries as every firmware links them (the smallest over the projects); tflm_*: what the TFLM
     projects add on top of that, minus the kernels of their ops (flash) or the arena (RAM), the largest
     over the projects; compiled_*: the same for the compiled runtime, minus weights and arena."""
+    from tinygen.codegen.compiled import compile_model
     from tinygen.tflite.model import parse_model
 
     def total(parts: dict, key: str) -> int:
@@ -360,7 +361,7 @@ def figures(built: dict, projects: dict, op_flash: dict) -> dict:
             f["tflm_ram"] = max(f["tflm_ram"], ram - man["arena"]["recommended_bytes"])
         else:
             m = parse_model((p / "model.tflite").read_bytes(), model)
-            weights = sum(t.nbytes for t in m.tensors if t.is_constant)  # as budget() counts them
+            weights = compile_model(m).constant_bytes  # as budget() counts them
             f["compiled_flash"] = max(f["compiled_flash"], flash - weights)
             f["compiled_ram"] = max(f["compiled_ram"], ram - man["compiled_arena_bytes"])
     return f
@@ -407,7 +408,11 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         parts = budget_parts(board, runtime, m, arena, man["compiled_arena_bytes"])
         predicted = sum(x["flash_bytes"] for x in parts if x["part"] != est["os_name"])
         actual = b["size"]["flash"]
-        assert 0.97 * actual <= predicted <= 1.4 * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
+        # compiled_flash is the largest kernel set measured (digits: conv, depthwise, pool, FC, softmax),
+        # so a one-kernel model's budget (sine) is an upper bound up to ~1.8x; per-kernel-file sizes
+        # (as tflm_op_flash) would tighten it.
+        loose = 1.4 if runtime == "tflm" else 1.8
+        assert 0.97 * actual <= predicted <= loose * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
         ram = sum(x["ram_bytes"] for x in parts if x["part"] != est["os_name"])
         assert 0.9 * b["size"]["ram"] <= ram <= 1.2 * b["size"]["ram"], f"{model}-{runtime} RAM: {ram:,} B vs {b['size']}"
 

@@ -60,7 +60,7 @@ def _kind(est: dict, key: str) -> str:
 
 
 def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo,
-                 compiled_peak: int | None) -> list[dict]:
+                 compiled_peak: int | None, compiled_const: int | None = None) -> list[dict]:
     """Where the flash and RAM go, part by part, each marked exact (from the model), measured (by
     tests/test_board_truth.py against the real core and library) or estimate (what no tree here can
     link: mbed-os, ESP-IDF)."""
@@ -87,8 +87,11 @@ def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo
                 parts.append(part(f"TFLM kernels ({', '.join(unknown)})",
                                   len(unknown) * max(op_sizes.values()), 0, "estimate"))
     else:
-        weights = sum(t.nbytes for t in model.tensors if t.is_constant)
-        parts = [part("weights", weights, 0, "exact"),
+        # The constants as the compiled model stores them (widened depthwise weights, folded biases,
+        # per-channel requantization constants), not the .tflite's weight bytes: exact either way,
+        # and the board file's measured compiled_flash is then code only (tests/test_board_truth.py).
+        weights = compiled_const if compiled_const is not None else _compiled_constant_bytes(model)
+        parts = [part("weights and constants", weights, 0, "exact"),
                  part("compiled arena + I/O", 0, (compiled_peak or 0) + io_bytes, "exact"),
                  part("compiled runtime", est["compiled_flash"], est["compiled_ram"], _kind(est, "compiled_flash"))]
     if "core_flash" in est:
@@ -101,8 +104,16 @@ def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo
     return parts
 
 
-def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None) -> dict:
-    parts = budget_parts(board, runtime, model, arena, compiled_peak)
+def _compiled_constant_bytes(model: TfliteModel) -> int:
+    try:
+        return compile_model(model).constant_bytes
+    except TinygenError:  # not compilable: the budget is never the one used, the raw weights do
+        return sum(t.nbytes for t in model.tensors if t.is_constant)
+
+
+def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None,
+           compiled_const: int | None = None) -> dict:
+    parts = budget_parts(board, runtime, model, arena, compiled_peak, compiled_const)
     flash = sum(p["flash_bytes"] for p in parts)
     ram = sum(p["ram_bytes"] for p in parts)
 
@@ -267,7 +278,8 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         vec["float_outputs"] = float_out[:n].astype(np.float32)
     if task in ("classification", "binary") and src.y_test is not None:
         vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
-    plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None)
+    plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None,
+                         compiled.constant_bytes if compiled else None)
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
                 vec, qual, plan_budget, compiled, tflm_dir,

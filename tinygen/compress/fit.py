@@ -119,9 +119,10 @@ def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, fl
     if fit_board is not None:
         board = fit_board
         runtime = runtime if runtime in board["runtimes"] else board["default_runtime"]
-    peak = compile_model(m).peak_bytes if runtime == "compiled" else None
+    compiled = compile_model(m) if runtime == "compiled" else None
     arena = measure_arena(raw, m, name) if runtime == "tflm" else None
-    b = budget(board, runtime, m, arena, peak)
+    b = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None,
+               compiled.constant_bytes if compiled else None)
     if budget_override:
         b["flash_budget"], b["ram_budget"] = int(budget_override["flash_bytes"]), int(budget_override["ram_bytes"])
         b["fits"] = b["flash_bytes"] <= b["flash_budget"] and b["ram_bytes"] <= b["ram_budget"]

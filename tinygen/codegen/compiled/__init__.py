@@ -51,6 +51,15 @@ class CompiledBuild:
     def arena_bytes(self) -> int:
         return self.memory.arena_bytes
 
+    @property
+    def constant_bytes(self) -> int:
+        """Flash the emitted model's constant data takes: every op's arrays (packed and widened
+        weights, folded biases, requantization constants) and the model tensors passed as data,
+        each once -- what the firmware stores, not the .tflite's weight bytes."""
+        arrays = sum(int(a.values.nbytes) for op in self.program.ops for a in op.arrays)
+        tensors = dict.fromkeys(t for op in self.program.ops for t in op.const_inputs)
+        return arrays + sum(int(self.program.tensors[t].nbytes) for t in tensors)
+
     def sources(self, prefix: str = "tg") -> dict[str, str]:
         return print_c(self.program, self.memory, prefix)
 

@@ -215,6 +215,9 @@ def memory_table(plan: MemoryPlan) -> list[dict]:
     rows = []
     for t in plan.tensors:
         shares = [o.index for o in plan.tensors if o.buffer == t.buffer and o.index != t.index]
+        # a declared overlap (overlap.py): this tensor starts at least `shift` bytes below that input
+        # and its op writes behind what it still reads, so the two may share bytes while both live
+        over = [{"tensor": x, "shift": shift} for _, x, y, shift in plan.overlaps if y == t.index]
         rows.append({
             "tensor": t.index,
             "name": t.name,
@@ -224,5 +227,6 @@ def memory_table(plan: MemoryPlan) -> list[dict]:
             "first_op": t.first_op,
             "last_op": t.last_op,
             "shares_with": shares,
+            "writes_over": over,
         })
     return rows
