@@ -142,42 +142,15 @@ def _graph() -> bytes:
     """int8 [1,12,12,3] -> CONV 3x3 (8) = a -> CONV 3x3 (8) = b -> ADD(a, b) -> CONV 3x3 (6)
     -> DW 3x3 -> CONV 3x3 /2 (8) -> DW 3x3 /2 x2 -> CONV 1x1 -> DW 3x3 -> MAX_POOL 2x2 /1
     -> AVERAGE_POOL 2x2: per-channel weights, fused ReLU on most ops."""
-    from test_model_validation import pack
+    from test_model_validation import FlatModel
 
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
 
     rng = np.random.default_rng(5)
-    buffers = [S.BufferT()]
-    tensors: list = []
-    codes: list = []
-    ops: list = []
+    fm = FlatModel()
+    tensor, op, tensors = fm.tensor, fm.op, fm.tensors
     I8, I32 = S.TensorType.INT8, S.TensorType.INT32
     B, O = S.BuiltinOperator, S.BuiltinOptions
-
-    def tensor(shape, dtype, scale=None, zp=None, data=None, qdim=0):
-        t = S.TensorT()
-        t.shape, t.type, t.name, t.buffer = list(shape), dtype, f"t{len(tensors)}".encode(), 0
-        if data is not None:
-            b = S.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
-            buffers.append(b)
-            t.buffer = len(buffers) - 1
-        if scale is not None:
-            q = S.QuantizationParametersT()
-            q.scale, q.zeroPoint, q.quantizedDimension = [float(s) for s in scale], [int(z) for z in zp], qdim
-            t.quantization = q
-        tensors.append(t)
-        return len(tensors) - 1
-
-    def op(code, ins, outs, otype, opts):
-        if code not in [c.builtinCode for c in codes]:
-            c = S.OperatorCodeT()
-            c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
-            codes.append(c)
-        o = S.OperatorT()
-        o.opcodeIndex = [c.builtinCode for c in codes].index(code)
-        o.inputs, o.outputs, o.builtinOptionsType, o.builtinOptions = list(ins), list(outs), otype, opts
-        ops.append(o)
 
     act_scale = {}  # tensor -> (scale, zero point)
 
@@ -235,12 +208,7 @@ def _graph() -> bytes:
     m = pool(B.MAX_POOL_2D, k, [1, 2, 2, 16], 2, 1)
     out = pool(B.AVERAGE_POOL_2D, m, [1, 1, 1, 16], 2, 1)
 
-    sg = S.SubGraphT()
-    sg.tensors, sg.operators, sg.inputs, sg.outputs = tensors, ops, [x], [out]
-    model = S.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, codes, [sg], buffers
-    model.description = b"tinygen memory-plan test"
-    return pack(model)
+    return fm.pack([x], [out], b"tinygen memory-plan test")
 
 
 def _tight(bufs, overlaps, align, **_):

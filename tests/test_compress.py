@@ -37,22 +37,27 @@ def _chain_cnn(keras, with_bn: bool = False):
     return keras.Sequential(layers, name="tiny")
 
 
-@pytest.fixture(scope="module")
-def user_model(tmp_path_factory):
-    """A small classifier on the real digits, trained a few epochs, with its data (the user's way in)."""
+def _trained_on_digits(tmp_path_factory, build, dirname: str, filename: str):
+    """A small classifier on the real digits, trained 4 epochs (2 left the residual block at chance:
+    constant outputs make a weak bit-exact check), saved with its data (the user's way in)."""
     from sklearn.datasets import load_digits
 
     keras = _keras()
     d = load_digits()
     x = (d.images[:500].astype(np.float32) / 16.0)[..., None]
     y = d.target[:500].astype(np.int64)
-    model = _chain_cnn(keras)
+    model = build(keras)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(x[:400], y[:400], epochs=4, batch_size=32, verbose=0)
-    root = tmp_path_factory.mktemp("compress")
-    model.save(root / "tiny.keras")
+    root = tmp_path_factory.mktemp(dirname)
+    model.save(root / filename)
     np.savez(root / "data.npz", x=x, y=y)
     return root, model
+
+
+@pytest.fixture(scope="module")
+def user_model(tmp_path_factory):
+    return _trained_on_digits(tmp_path_factory, _chain_cnn, "compress", "tiny.keras")
 
 
 def _zeroed_like_pruning(keras, model, ratio: float):
@@ -136,19 +141,7 @@ def _residual(keras):
 
 @pytest.fixture(scope="module")
 def residual_model(tmp_path_factory):
-    from sklearn.datasets import load_digits
-
-    keras = _keras()
-    d = load_digits()
-    x = (d.images[:500].astype(np.float32) / 16.0)[..., None]
-    y = d.target[:500].astype(np.int64)
-    model = _residual(keras)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(x[:400], y[:400], epochs=4, batch_size=32, verbose=0)  # 2 left it at chance: constant outputs
-    root = tmp_path_factory.mktemp("compress-res")
-    model.save(root / "res.keras")
-    np.savez(root / "data.npz", x=x, y=y)
-    return root, model
+    return _trained_on_digits(tmp_path_factory, _residual, "compress-res", "res.keras")
 
 
 def test_residual_pruning_ties_add_and_offsets_concatenate(residual_model):

@@ -18,32 +18,53 @@ from tinygen.tflite.model import parse_model
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
 
 
+class FlatModel:
+    """A TFLite model written by hand through the schema's object API: tensors with their buffers,
+    operators with their opcode table; the graph tests (here, test_compiled_memory) build on it."""
+
+    def __init__(self):
+        self.buffers, self.tensors, self.codes, self.ops = [S.BufferT()], [], [], []
+
+    def tensor(self, shape, dtype, scale=None, zp=None, data=None, qdim=0) -> int:
+        t = S.TensorT()
+        t.shape, t.type, t.name, t.buffer = list(shape), dtype, f"t{len(self.tensors)}".encode(), 0
+        if data is not None:
+            b = S.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
+            self.buffers.append(b)
+            t.buffer = len(self.buffers) - 1
+        if scale is not None:
+            q = S.QuantizationParametersT()
+            q.scale, q.zeroPoint, q.quantizedDimension = [float(v) for v in scale], [int(z) for z in zp], qdim
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def op(self, code, ins, outs, otype, opts) -> None:
+        if code not in [c.builtinCode for c in self.codes]:
+            c = S.OperatorCodeT()
+            c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
+            self.codes.append(c)
+        o = S.OperatorT()
+        o.opcodeIndex = [c.builtinCode for c in self.codes].index(code)
+        o.inputs, o.outputs, o.builtinOptionsType, o.builtinOptions = list(ins), list(outs), otype, opts
+        self.ops.append(o)
+
+    def pack(self, inputs, outputs, description: bytes) -> bytes:
+        g = S.SubGraphT()
+        g.tensors, g.operators, g.inputs, g.outputs = self.tensors, self.ops, list(inputs), list(outputs)
+        m = S.ModelT()
+        m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, self.codes, [g], self.buffers
+        m.description = description
+        return pack(m)
+
+
 def build_base() -> bytes:
     """int8 [1,8,8,2] -> CONV_2D 3x3 (per-channel) -> DEPTHWISE 3x3 -> AVERAGE_POOL 2x2
     -> RESHAPE [1,48] -> FULLY_CONNECTED 4."""
     rng = np.random.default_rng(7)
-    buffers = [S.BufferT()]
-    tensors: list = []
-
-    def tensor(shape, dtype, scale=None, zp=None, data=None, qdim=0):
-        t = S.TensorT()
-        t.shape = list(shape)
-        t.type = dtype
-        t.name = f"t{len(tensors)}".encode()
-        t.buffer = 0
-        if data is not None:
-            b = S.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
-            buffers.append(b)
-            t.buffer = len(buffers) - 1
-        if scale is not None:
-            q = S.QuantizationParametersT()
-            q.scale = [float(s) for s in scale]
-            q.zeroPoint = [int(z) for z in zp]
-            q.quantizedDimension = qdim
-            t.quantization = q
-        tensors.append(t)
-        return len(tensors) - 1
+    fm = FlatModel()
+    tensor, op = fm.tensor, fm.op
 
     I8, I32 = S.TensorType.INT8, S.TensorType.INT32
     x = tensor([1, 8, 8, 2], I8, [0.05], [-3])
@@ -61,21 +82,6 @@ def build_base() -> bytes:
     fw = tensor([4, 48], I8, [0.01], [0], rng.integers(-127, 128, (4, 48), dtype=np.int8))
     fb = tensor([4], I32, [0.002], [0], rng.integers(-500, 500, 4).astype(np.int32))
     y5 = tensor([1, 4], I8, [0.3], [2])
-
-    codes, ops = [], []
-
-    def op(code, ins, outs, otype, opts):
-        if code not in [c.builtinCode for c in codes]:
-            c = S.OperatorCodeT()
-            c.builtinCode = code
-            c.deprecatedBuiltinCode = min(code, 127)
-            c.version = 1
-            codes.append(c)
-        o = S.OperatorT()
-        o.opcodeIndex = [c.builtinCode for c in codes].index(code)
-        o.inputs, o.outputs = list(ins), list(outs)
-        o.builtinOptionsType, o.builtinOptions = otype, opts
-        ops.append(o)
 
     def conv_opts(cls, **kw):
         o = cls()
@@ -99,12 +105,7 @@ def build_base() -> bytes:
     op(B.RESHAPE, [y3, shp], [y4], O.ReshapeOptions, rs)
     op(B.FULLY_CONNECTED, [y4, fw, fb], [y5], O.FullyConnectedOptions, S.FullyConnectedOptionsT())
 
-    g = S.SubGraphT()
-    g.tensors, g.operators, g.inputs, g.outputs = tensors, ops, [x], [y5]
-    m = S.ModelT()
-    m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, codes, [g], buffers
-    m.description = b"tinygen validation test"
-    return pack(m)
+    return fm.pack([x], [y5], b"tinygen validation test")
 
 
 def pack(m) -> bytes:
