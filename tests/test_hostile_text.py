@@ -542,8 +542,8 @@ def test_unusable_tinygen_home_is_one_line_exit_4(qemu_project, tmp_path):
 
 def test_exit_code_table_in_the_readme_matches_errors_py():
     from tinygen.common import errors
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    section = readme.split("## Exit codes", 1)[1].split("\n#", 1)[0]
     codes = {int(c) for c in re.findall(r"^\| `?(\d+)`? \|", section, re.M)}
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.TinygenError)]
     assert {c.exit_code for c in classes} | {0, 70, 130} <= codes

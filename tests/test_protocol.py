@@ -555,7 +555,7 @@ def test_empty_frames_and_garbage_before_a_frame(fw, link):
     np.testing.assert_array_equal(link.infer(np.ones((3, 4), np.int8))[0], np.ones(12, np.int8))
 
 
-# Each test below pins one statement of DEVELOPERS.md "Protocol: what the firmware does".
+# Each test below pins one statement of docs/protocol.md "Protocol: what the firmware does".
 
 
 def test_doc_empty_payload_required(link):

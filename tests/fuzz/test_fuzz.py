@@ -1,4 +1,4 @@
-"""Short libFuzzer runs of the harnesses in tests/fuzz/ (the long runs: DEVELOPERS.md, "Fuzzing").
+"""Short libFuzzer runs of the harnesses in tests/fuzz/ (the long runs: docs/architecture.md, "Fuzzing").
 
 Each run is seeded and bounded by a number of executions; a crash, a sanitizer
 report or a wrong reply (the frame harness checks every reply against the
