@@ -34,8 +34,10 @@ def test_importing_tinygen_loads_neither_tensorflow_nor_the_cli():
             "print(json.dumps(sorted(tinygen.__all__)))\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout) == sorted(["build", "verify", "inspect", "flash", "Project", "Report", "ModelInfo",
-                                             "__version__", "bench", "BenchRow"])
+    assert json.loads(res.stdout) == sorted(["build", "verify", "inspect", "flash", "doctor", "Project", "Report",
+                                             "ModelInfo", "__version__", "bench", "BenchRow", "TinygenError",
+                                             "UnsupportedModel", "DoesNotFit", "ToolFailure", "VerificationFailed",
+                                             "UnsafeText"])
 
 
 def test_build_returns_the_project_it_wrote(project):
