@@ -66,6 +66,9 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c 'impo
   echo "setup: installing tinygen and its Python dependencies into $VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,farm]"
+  # onnx2tf imports tf_keras, whose wheel names `tensorflow` (not tensorflow-cpu) as its dependency:
+  # installed without it, it runs on the tensorflow-cpu above (pyproject.toml says why).
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "tf-keras==2.21.0"
   echo "$want" > "$STAMP"
 fi
 

@@ -208,9 +208,14 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     if model:
         from tinygen.intake.loader import model_kind
 
-        model_kind(Path(model))
+        kind = model_kind(Path(model))
         progress(f"loading {model}")
-        src = source_from_user(model, data)
+        if kind == "onnx":  # a PyTorch export: tinygen.intake.onnx_source (onnx2tf, then the int8 path)
+            from tinygen.intake.onnx_source import source_from_onnx
+
+            src = source_from_onnx(Path(model), data)
+        else:
+            src = source_from_user(model, data)
     else:
         progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
         src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)

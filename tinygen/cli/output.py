@@ -93,6 +93,16 @@ def print_build_summary(plan) -> None:
 
 
 def _quality_row(q: dict) -> tuple[str, str]:
+    label, text = _quality_parts(q)
+    if "onnx_vs_converted_max_abs" in q:  # an ONNX model: the float reference is onnxruntime
+        conv = f"converted float vs ONNX max |Δ| {q['onnx_vs_converted_max_abs']:.2g}"
+        if "onnx_vs_converted_top1" in q:
+            conv += f", top-1 {100 * q['onnx_vs_converted_top1']:.1f}%"
+        text = f"{text}; {conv}" if text and not text.startswith("no held-out") else conv
+    return label, text
+
+
+def _quality_parts(q: dict) -> tuple[str, str]:
     parts = []
     if q.get("task") in ("classification", "binary"):
         if q.get("task") == "binary":

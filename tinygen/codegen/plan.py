@@ -269,6 +269,8 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
     task = infer_task(src, out_t.shape, m)
     qual = quality(task, dequantize(q_out, out_scale, out_zp), float_out, src.y_test) \
         if (float_out is not None or src.y_test is not None) else {"task": task}
+    if getattr(src, "quality_extra", None):  # an ONNX model: onnx2tf's float graph vs onnxruntime
+        qual.update(src.quality_extra)
 
     n = min(n_vectors, len(q_in))
     vec = {"inputs": q_in[:n], "outputs": q_out[:n].astype(np.int8)}

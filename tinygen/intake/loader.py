@@ -46,7 +46,7 @@ import numpy as np
 from tinygen.common.errors import TinygenError
 from tinygen.common.userfiles import CSV_LIMIT, DATA_LIMIT, MODEL_LIMIT, check_regular, copy_user_tree, read_user_file
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite")
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite", ".onnx")
 VALUE_BOUND = 1e30
 # The converter calibrates int8 ranges on at most this many of the calibration samples
 # (tinygen.intake.quantize); the parent hands the worker no more than that.
@@ -92,7 +92,7 @@ class SavedModelFn:
 
 
 def model_kind(path: Path) -> str:
-    """"keras" | "savedmodel" | "tflite", after checking the path names regular files within the size limit."""
+    """"keras" | "savedmodel" | "tflite" | "onnx", after checking the path names regular files within the size limit."""
     if not path.exists() and not path.is_symlink():
         raise TinygenError(f"model {path} does not exist; check the path")
     if path.is_dir():
@@ -105,9 +105,9 @@ def model_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:
         raise TinygenError(f"{path}: unknown model type '{suffix or '(none)'}'; "
-                           "pass a .keras, .h5, .tflite file or a SavedModel directory")
+                           "pass a .keras, .h5, .tflite, .onnx file or a SavedModel directory")
     check_regular(path, "model", MODEL_LIMIT)
-    return "tflite" if suffix == ".tflite" else "keras"
+    return "tflite" if suffix == ".tflite" else "onnx" if suffix == ".onnx" else "keras"
 
 
 def stage_model(path: Path, kind: str, work: Path) -> Path:

@@ -70,6 +70,7 @@ class Source:
     # user's calibration split with its labels (y_train None: the user gave none).
     x_train: np.ndarray | None = field(default=None, repr=False)
     y_train: np.ndarray | None = field(default=None, repr=False)
+    quality_extra: dict | None = None  # an ONNX model: its converted float graph vs onnxruntime (onnx_model)
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
@@ -150,6 +151,7 @@ def convert(src: Source, per_channel_dense: bool, runtime_ops=None) -> bytes:
         raw = (work / result["model"]).read_bytes()
         if result.get("predictions"):
             src.float_pred = np.load(work / "convert.pred.npy", allow_pickle=False)
+        src.quality_extra = result.get("quality_extra") or src.quality_extra
     finally:
         src.work.cleanup()
     return raw

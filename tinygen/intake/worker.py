@@ -45,6 +45,8 @@ STEPS = {
     "calibrate": ("the TFLite converter", "calibrating int8 ranges"),
     "quantize": ("the TFLite converter", "quantizing to int8"),
     "predict": ("TensorFlow", "running the float model on the held-out samples"),
+    "onnx_load": ("the ONNX reader", "reading the ONNX model"),
+    "onnx2tf": ("onnx2tf", "converting the ONNX model to TensorFlow"),
 }
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
@@ -185,6 +187,9 @@ def _check_io(display: str, model, layers) -> None:
 
 
 def _job_describe(args: dict, work: Path, job: str) -> dict:
+    if args["kind"] == "onnx":
+        from tinygen.intake import onnx_model
+        return onnx_model.job_describe(args, work, _step)
     model = _load(args)
     _step("describe")
     if args["kind"] == "savedmodel":
@@ -201,6 +206,9 @@ def _job_describe(args: dict, work: Path, job: str) -> dict:
 
 
 def _job_convert(args: dict, work: Path, job: str) -> dict:
+    if args["kind"] == "onnx":
+        from tinygen.intake import onnx_model
+        return onnx_model.job_convert(args, work, job, _step)
     from tinygen.intake import quantize as q
     model = _load(args)
     rep = np.load(work / f"{job}.rep.npy", allow_pickle=False)
