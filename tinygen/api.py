@@ -195,6 +195,12 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     name_hint = Path(model).stem if model else (recipe or DEFAULT_RECIPE)
     target = Path(out) if out else default_out_dir(board, name_hint)
     check_out_dir(target, force)  # fail before minutes of training
+    if b.get("emulator"):
+        from tinygen.device.toolcheck import check_board_tools
+
+        # Its project is built and run here: a missing compiler or QEMU is said now, not after
+        # training; and tinygen's PlatformIO home is set up for the `pio run` the project's README prints.
+        check_board_tools(b, runtime)
     copts = _compress_options(prune, qat, distill, fit, fit_budget, fit_headroom, compress_epochs, fit_ratios)
     if fit_board:
         if not fit:
@@ -417,13 +423,20 @@ def verify(project: ProjectLike, *, port: str | None = None, fresh_vectors: int 
     return run_on(resolve_port("auto" if port is None else port, project.board))
 
 
-def doctor() -> dict:
-    """{"tools": [{"tool", "ok", "detail", "fix"}], "boards": [{"board", "usable", "what"}]}: which toolchains
-    are installed here and so which boards can be built, flashed and verified here."""
-    from tinygen.device.toolcheck import check_tools, usable_boards
+def doctor(boards: tuple[str, ...] | list[str] = ("qemu-m4",)) -> dict:
+    """{"tools": [{"tool", "ok", "detail", "fix"}], "boards": [{"board", "usable", "what"}], "required":
+    {"boards": [...], "missing": [{"board", "tool", "fix"}]}}: which toolchains are installed here and so
+    which boards can be built, flashed and verified here.  ``boards`` are the ones that must be usable
+    (default qemu-m4, the main job's board; "all": every board); what they lack is in "missing"
+    (``tinygen doctor`` exits 4 then).  An unknown board id raises TinygenError before anything is checked."""
+    from tinygen.common.boards import all_boards, get_board
+    from tinygen.device.toolcheck import board_problems, check_tools, usable_boards
 
+    wanted = [b for name in boards for b in (all_boards().values() if name == "all" else [get_board(name)])]
     tools = check_tools()
-    return {"tools": tools, "boards": usable_boards(tools)}
+    missing = [{"board": b["id"], "tool": c["tool"], "fix": c["fix"]} for b in wanted for c in board_problems(b, tools)]
+    return {"tools": tools, "boards": usable_boards(tools),
+            "required": {"boards": sorted({b["id"] for b in wanted}), "missing": missing}}
 
 
 # ----------------------------------------------------------------- inspect

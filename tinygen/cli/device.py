@@ -33,10 +33,28 @@ def register(cli: click.Group) -> None:
 
 
 @click.command("doctor")
+@click.option("--board", "boards", multiple=True, metavar="ID",
+              help="A board that must be usable here (repeatable; 'all': every board). Default: qemu-m4.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def doctor_cmd(as_json: bool) -> None:
-    """Which toolchains and boards are usable here, and how to fix what is missing."""
-    found = api.doctor()
+def doctor_cmd(boards: tuple[str, ...], as_json: bool) -> None:
+    """Which toolchains and boards are usable here, and how to fix what is missing.
+
+    Exits 4 when a board it checks (--board; default qemu-m4, the board of `tinygen run`) lacks a
+    tool, so a CI job can gate on it; the other boards' tools are reported, not required.
+    """
+    found = api.doctor(boards or ("qemu-m4",))
+    _print_doctor(found, as_json)
+    missing = found["required"]["missing"]
+    if missing:
+        by_tool: dict[str, list[str]] = {}
+        for m in missing:
+            by_tool.setdefault(m["tool"], []).append(m["board"])
+        tools = ", ".join(f"{tool} (for {', '.join(bs)})" for tool, bs in by_tool.items())
+        fixes = "; ".join(dict.fromkeys(m["fix"] for m in missing))
+        raise ToolFailure(f"missing here: {tools}; {fixes}")
+
+
+def _print_doctor(found: dict, as_json: bool) -> None:
     if as_json:
         print_json(found)
         return

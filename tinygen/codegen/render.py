@@ -15,7 +15,7 @@ from tinygen.common import escape
 from tinygen.codegen import model_library, protocol_header
 from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
 from tinygen.common.boards import is_emulated
-from tinygen.common.paths import firmware_dir, templates_dir
+from tinygen.common.paths import firmware_dir, pio_home_ini_spelling, templates_dir, tinygen_pio_home
 from tinygen.codegen.plan import Plan
 from tinygen.codegen.project import MANIFEST_VERSION
 from tinygen.analysis.vectors import npz_bytes
@@ -114,6 +114,8 @@ def render(plan: Plan) -> dict[str, bytes]:
         io_quant=(float(it.scale[0]), int(it.zero_point[0]), float(ot.scale[0]), int(ot.zero_point[0])),
         class_labels=list(plan.class_names or ()),
         recipe=plan.recipe,
+        # emulated boards: platformio.ini's core_dir, so a plain `pio run` builds with tinygen's offline platform
+        pio_core_dir=pio_home_ini_spelling(tinygen_pio_home()) if emulated else None,
     )
     out: dict[str, bytes] = {}
 

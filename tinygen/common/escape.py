@@ -105,8 +105,12 @@ def ini_value(text: str, what: str = "value") -> str:
 def pio_path(path, what: str) -> str:
     """A path PlatformIO/SCons will be given (in platformio.ini or on its command line), as is.
 
-    SCons substitutes ``$NAME``/``${...}`` in paths and command lines (Python expressions
-    included), and line breaks split ini values: refuse those rather than rename the user's files.
+    Paths are data: tinygen's dev platforms run every build command without a shell, one argv word
+    per path (firmware/platformio/tinygen_argv.py), so spaces, quotes, ``;``, backticks, ``%``,
+    ``&``, ``|``, ``<``, ``>``, parentheses and non-ASCII letters are all kept.  Refused, because no
+    spelling survives: ``$`` (SCons substitutes ``$NAME``/``${...}``, Python expressions included,
+    in every path PlatformIO hands it, and PlatformIO offers no escape) and line breaks or other
+    control characters (they split platformio.ini values and build logs).
     """
     text = str(path)
     if "$" in text or terminal(text) != text:

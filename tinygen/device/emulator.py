@@ -79,6 +79,8 @@ class QemuBoard:
         # ``monitor_socket``: QEMU's monitor on a unix socket, for reading guest memory afterwards
         # (tinygen/device/guest_memory.py); otherwise no monitor at all.
         mon = self.board.get("monitor_socket")
+        # QEMU splits a chardev spec at commas; a comma in the socket's path is written twice.
+        mon = str(mon).replace(",", ",,") if mon else None
         cmd += ["-display", "none", "-monitor", f"unix:{mon},server=on,wait=off" if mon else "none",
                 "-serial", "pty"]
         shift = self.board.get("icount_shift", 0)

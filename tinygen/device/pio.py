@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tinygen.common.errors import ToolFailure
 from tinygen.common.escape import UnsafeText, pio_path, terminal
-from tinygen.common.paths import firmware_dir
+from tinygen.common.paths import firmware_dir, tinygen_pio_home
 
 PLATFORM_NAME = "tinygen-mps2"
 # Every dev platform of tinygen's own, all linked into the offline core (tinygen-riscv: qemu-rv32).
@@ -84,12 +84,7 @@ def tinygen_core_dir() -> Path:
     settings, none of which belongs in an installation the user builds other projects with.
     Data (not cache) dir, because it holds installed packages that take a while to recreate.
     """
-    home = os.environ.get("TINYGEN_HOME")
-    if home:
-        return Path(home).expanduser() / "platformio"
-    data = os.environ.get("XDG_DATA_HOME")
-    base = Path(data).expanduser() if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
-    return base / "tinygen" / "platformio"
+    return tinygen_pio_home()  # in tinygen.common.paths: codegen names it in platformio.ini too
 
 
 def pio_command() -> list[str] | None:

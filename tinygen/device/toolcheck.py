@@ -1,4 +1,9 @@
-"""Which toolchains are installed here, and so which boards can be built, flashed and verified here."""
+"""Which toolchains are installed here, and so which boards can be built, flashed and verified here.
+
+:func:`check_tools` is ``tinygen doctor``'s full list; :func:`board_problems` is what one board lacks
+(``doctor`` exits 4 when a board it was asked about lacks something); :func:`check_board_tools` is the
+quick check ``build`` runs for an emulated board before any training.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tinygen.common.errors import TinygenError
+from tinygen.common.errors import TinygenError, ToolFailure
 
 _FIX_APT = ("run scripts/setup.sh (or apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
             "libstdc++-arm-none-eabi-newlib qemu-system-arm)")
@@ -78,21 +83,69 @@ def emulator_tools(board: dict) -> tuple[str, ...]:
     return ("platformio offline core", gcc, binary)
 
 
+# What every build needs, whatever the board: training/conversion and the reference interpreter.
+BUILD_TOOLS = ("tensorflow", "tflite_micro")
+
+
+def board_needs(board: dict) -> tuple[str, ...]:
+    """The check_tools() names without which ``board`` is not usable here (see :func:`usable_boards`):
+    an emulated board's whole loop (build, QEMU, verify), a real board's project generation."""
+    from tinygen.common.boards import is_emulated
+
+    return BUILD_TOOLS + (emulator_tools(board) if is_emulated(board) else ("platformio",))
+
+
+def board_problems(board: dict, checks: list[dict]) -> list[dict]:
+    """The checks (with their fixes) that ``board`` needs and that failed here; empty: usable."""
+    by_name = {c["tool"]: c for c in checks}
+    return [by_name.get(name, {"tool": name, "ok": False, "detail": "not checked", "fix": "rerun tinygen doctor"})
+            for name in board_needs(board) if not by_name.get(name, {}).get("ok")]
+
+
+def check_board_tools(board: dict, runtime: str | None = None) -> None:
+    """Before any training: raise ToolFailure (one line) when this emulated board cannot be built and
+    run here: its compiler (and C++ for TFLM), its QEMU, or tinygen's offline PlatformIO home, which
+    is set up here (so the project's own `pio run` works as its README prints it).  About a second;
+    real boards check nothing here (their first build is checked by tinygen.device.realboard)."""
+    from tinygen.common.boards import is_emulated
+    from tinygen.device import pio
+    from tinygen.device.emulator import qemu_available
+
+    if not is_emulated(board):
+        return
+    binary = board["emulator"].get("binary", "qemu-system-arm")
+    missing = []
+    if binary == "qemu-system-riscv32":
+        gcc = shutil.which("riscv64-unknown-elf-gcc")
+        if not gcc or not _picolibc_specs(gcc):
+            missing.append(("riscv64-unknown-elf-gcc with picolibc", _FIX_APT_RISCV))
+    else:
+        if not shutil.which("arm-none-eabi-gcc"):
+            missing.append(("arm-none-eabi-gcc", _FIX_APT))
+        if runtime == "tflm" and not shutil.which("arm-none-eabi-g++"):
+            missing.append(("arm-none-eabi-g++", _FIX_APT))
+    if not qemu_available(binary):
+        missing.append((binary, _FIX_APT_RISCV if binary == "qemu-system-riscv32" else _FIX_APT))
+    if missing:
+        names = ", ".join(name for name, _ in missing)
+        raise ToolFailure(f"board {board['id']} needs {names}, which {'is' if len(missing) == 1 else 'are'} not "
+                          f"installed here: {missing[0][1]}; tinygen doctor lists what this machine can build")
+    pio.ensure_offline_core()  # ToolFailure (one line) when tinygen's PlatformIO home cannot be set up
+
+
 def usable_boards(checks: list[dict]) -> list[dict]:
     """One {"board", "usable", "what"} per known board, given :func:`check_tools`' answer."""
     from tinygen.common.boards import all_boards, is_emulated
 
-    ok = {c["tool"]: c["ok"] for c in checks}
     boards = []
     for b in all_boards().values():
+        missing = [c["tool"] for c in board_problems(b, checks)]
+        usable = not missing
         if is_emulated(b):
-            needs = emulator_tools(b)
-            usable = all(ok.get(k) for k in needs)
-            what = "build, flash (QEMU) and verify here" if usable else f"needs {', '.join(needs)}"
+            what = "build, flash (QEMU) and verify here" if usable else f"needs {', '.join(missing)}"
         else:
-            usable = ok.get("platformio", False)
             what = ("generate here; build/flash need the PlatformIO registry (platform "
                     f"{b['platformio']['platform']}, {', '.join(b.get('tflm', {}).get('lib_deps', []))}) "
-                    "and a board on USB")
+                    "and a board on USB") if usable else f"needs {', '.join(missing)}"
         boards.append({"board": b["id"], "usable": usable, "what": what})
     return boards

@@ -24,6 +24,13 @@ env = DefaultEnvironment()
 platform = env.PioPlatform()
 board = env.BoardConfig()
 
+# Every command runs without a shell, its words as the program's argv, so a path is data whatever
+# characters it holds (firmware/platformio/tinygen_argv.py, shared by tinygen's two platforms).
+sys.path.insert(0, os.path.dirname(os.path.realpath(platform.get_dir())))
+import tinygen_argv  # noqa: E402  pylint: disable=import-error,wrong-import-position
+
+tinygen_argv.use_argv(env)
+
 PREFIX = board.get("build.toolchain_prefix", "arm-none-eabi-")
 
 
@@ -104,8 +111,8 @@ env.Append(
         "-Wl,--gc-sections",
         "--specs=nano.specs",
         "--specs=nosys.specs",
-        "-Wl,-Map,%s" % os.path.join("$BUILD_DIR", "${PROGNAME}.map"),
-    ],
+    ]
+    + tinygen_argv.linker_map_flags(env),
     LIBS=["m"],
 )
 
@@ -136,6 +143,10 @@ _SOURCE_EXTS = (".c", ".cc", ".cpp")
 #   test-only helpers;
 #   the platform files (debug_log, system_setup, micro_time), which need the
 #   Arduino core in an Arduino tree (Arduino.h, peripherals/).
+#   the platform files of create_tflm_tree.py's TARGET=cortex_m_generic
+#   (cortex_m_generic/: micro_time.cc needs the CMSIS device header's DWT, and
+#   all of them define what the project's platform file defines), left out by
+#   the Arduino export as well.
 TFLM_EXCLUDE = (
     "tensorflow/lite/micro/arduino/",
     "tensorflow/lite/micro/examples/",
@@ -154,6 +165,7 @@ TFLM_EXCLUDE = (
     "tensorflow/lite/micro/debug_log.*",
     "tensorflow/lite/micro/system_setup.*",
     "tensorflow/lite/micro/micro_time.*",
+    "tensorflow/lite/micro/cortex_m_generic/",
 )
 
 # Any other source file that includes one of these is left out as well.
@@ -357,7 +369,8 @@ def _build_tflm(tree):
     # same directory) keeps the tree's own warnings out of the project's build.
     env.Append(
         CPPPATH=includes,
-        CCFLAGS=["-isystem" + d for d in includes],
+        # a Literal: one word, never split at whitespace or expanded at '$' (see tinygen_argv)
+        CCFLAGS=[env.Literal("-isystem" + d) for d in includes],
         CPPDEFINES=_tflm_defines(tree) + (["TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"] if _tflm_release_mode() else []),
     )
 
@@ -449,7 +462,8 @@ if not _ldscript_name:
 _ldscript = _resolve_ldscript(_ldscript_name)
 if not _ldscript:
     _fail("linker script '%s' not found in the project or the platform" % _ldscript_name)
-env.Replace(LDSCRIPT_PATH=_ldscript)
+# PlatformIO passes it as `-T <path>`; relative to the project when inside it (see tinygen_argv).
+env.Replace(LDSCRIPT_PATH=tinygen_argv.command_path(_ldscript))
 # The board scripts INCLUDE the shared tg_mps2_sections.ld that sits next to them.
 env.Append(LIBPATH=[os.path.dirname(_ldscript)])
 

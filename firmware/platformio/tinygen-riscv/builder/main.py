@@ -24,6 +24,13 @@ env = DefaultEnvironment()
 platform = env.PioPlatform()
 board = env.BoardConfig()
 
+# Every command runs without a shell, its words as the program's argv, so a path is data whatever
+# characters it holds (firmware/platformio/tinygen_argv.py, shared by tinygen's two platforms).
+sys.path.insert(0, os.path.dirname(os.path.realpath(platform.get_dir())))
+import tinygen_argv  # noqa: E402  pylint: disable=import-error,wrong-import-position
+
+tinygen_argv.use_argv(env)
+
 PREFIX = board.get("build.toolchain_prefix", "riscv64-unknown-elf-")
 
 
@@ -102,8 +109,8 @@ env.Append(
         "-Os",
         "-nostartfiles",  # the HAL's startup code, not picolibc's crt0
         "-Wl,--gc-sections",
-        "-Wl,-Map,%s" % os.path.join("$BUILD_DIR", "${PROGNAME}.map"),
-    ],
+    ]
+    + tinygen_argv.linker_map_flags(env),
 )
 
 # ---------------------------------------------------------------------------
@@ -133,7 +140,8 @@ if not _ldscript_name:
 _ldscript = _resolve_ldscript(_ldscript_name)
 if not _ldscript:
     _fail("linker script '%s' not found in the project or the platform" % _ldscript_name)
-env.Replace(LDSCRIPT_PATH=_ldscript)
+# PlatformIO passes it as `-T <path>`; relative to the project when inside it (see tinygen_argv).
+env.Replace(LDSCRIPT_PATH=tinygen_argv.command_path(_ldscript))
 
 # ---------------------------------------------------------------------------
 # Targets
