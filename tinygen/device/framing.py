@@ -17,6 +17,13 @@ from tinygen.common.protocol import (CRC_BYTES, FLAG_SEQ_UNTRUSTED, FRAME_OVERHE
                                      ProtocolError, Status, status_name)
 
 
+class BoardFault(ProtocolError):
+    """The board broke the protocol in a way no line noise explains: more stream frames than the model
+    has ops for, a tensor larger than the model's, a record for an op the model lacks, replies that only
+    ever carry old sequence numbers.  Not retried; exit 4 (talking to the board failed) with the
+    message saying that the board, not the user's input, is at fault."""
+
+
 def crc32(data: bytes, crc: int = 0) -> int:
     """CRC-32/ISO-HDLC, zlib's; ``crc`` continues a previous value.  The firmware's own
     table-driven copy (tg_app.c) is checked against this in tests/test_protocol.py."""

@@ -18,6 +18,7 @@ Text lines the board prints between frames ("...\\n" 0x00) end up in
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -42,8 +43,8 @@ from tinygen.common.protocol import (
     describe_status,
     status_name,
 )
-from tinygen.device.framing import (Frame, HelloInfo, decode_frame, encode_frame, max_encoded_size, parse_hello,
-                                    parse_infer_reply, parse_stats)
+from tinygen.device.framing import (BoardFault, Frame, HelloInfo, decode_frame, encode_frame, max_encoded_size,
+                                    parse_hello, parse_infer_reply, parse_stats)
 
 __all__ = ["DeviceLink", "HelloInfo", "LinkStats", "hexdump"]
 
@@ -97,6 +98,10 @@ class DeviceLink:
                  trace: TraceFn | None = None, open_delay: float = 0.0, serial_port=None):
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        # nan compares false with everything (a deadline of now + nan never passes), inf never ends
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or timeout <= 0:
+            raise TinygenError(f"timeout {timeout!r} is not a finite number of seconds > 0")
         self.port = port
         self.baudrate = baudrate
         self.timeout = float(timeout)
@@ -205,6 +210,7 @@ class DeviceLink:
         self.stats.requests += 1
         seqs: set[int] = set()
         problems: list[str] = []
+        stale_total = 0  # replies to earlier requests seen while waiting for this one
         log_mark = len(self.log_lines)
         for attempt in range(retries + 1):
             if attempt:
@@ -216,18 +222,21 @@ class DeviceLink:
             self._trace_event(f"TX {name} seq={seq} len={len(payload)}" + (f" (retry {attempt})" if attempt else ""))
             self._write(wire_bytes)
             deadline = time.monotonic() + timeout + wire
+            stale = 0
             while True:
-                ev = self._next_event(deadline)
+                # checked here too: a board that floods stale replies keeps _next_event busy
+                ev = self._next_event(deadline) if time.monotonic() < deadline else None
                 if ev is None:
                     self.stats.timeouts += 1
-                    problems.append("timeout")
+                    problems.append("stale" if stale else "timeout")
+                    stale_total += stale
                     break
                 if isinstance(ev, FrameError):
                     self.stats.bad_replies += 1
                     problems.append(f"corrupt reply ({ev})")
                     break
                 frame = ev
-                if not frame.is_reply:
+                if not frame.is_reply:  # our own request echoed (loop://, a port wired back): no board
                     self.stats.stale_replies += 1
                     continue
                 if frame.status in RETRYABLE_STATUSES and (frame.seq in seqs or frame.seq_untrusted):
@@ -240,6 +249,7 @@ class DeviceLink:
                     break
                 if frame.seq not in seqs or frame.opcode != (opcode & 0x7F):
                     self.stats.stale_replies += 1
+                    stale += 1
                     continue
                 if frame.status == Status.BAD_VERSION:
                     theirs = frame.payload[0] if frame.payload else "?"
@@ -254,10 +264,15 @@ class DeviceLink:
             hint = f"; the board said: {said[-1]!r}"
         elif pending and all(b in _PRINTABLE for b in pending[-200:]):
             hint = f"; the board printed: {pending[-80:].decode('ascii', 'replace').strip()!r}"
+        if all(p == "stale" for p in problems):  # every try: only replies to earlier requests
+            raise BoardFault(f"the board on {self.port} keeps answering with old sequence numbers: "
+                             f"{stale_total} replies to earlier requests and none to this {name} after {tries} "
+                             f"tries (a board fault, not your input: its firmware replays old replies, or "
+                             f"another program talks on the same port); reset the board and run again{hint}")
         if all(p == "timeout" for p in problems):
             raise LinkTimeout(f"no reply from the board on {self.port} after {tries} tries; is the firmware flashed "
                               f"and the baud rate {self.baudrate}?{hint}")
-        last = next(p for p in reversed(problems) if p != "timeout")
+        last = next(p for p in reversed(problems) if p not in ("timeout", "stale"))
         raise ProtocolError(f"no valid reply to {name} from the board on {self.port} after {tries} tries "
                             f"(last problem: {last}); check the cable and the baud rate {self.baudrate}{hint}")
 

@@ -15,6 +15,8 @@ without a clash; when ``--tinygen-port`` is not given, pytest-embedded's ``--por
 
 from __future__ import annotations
 
+import argparse
+import math
 from pathlib import Path
 
 import pytest
@@ -33,9 +35,22 @@ def pytest_addoption(parser) -> None:
                     help="A labgrid place instead of a port: acquired for the session, its serial port used.")
     group.addoption("--tinygen-coordinator", metavar="HOST[:PORT]", default=None,
                     help="labgrid coordinator for --tinygen-place (default: $LG_COORDINATOR).")
-    group.addoption("--tinygen-timeout", metavar="S", type=float, default=10.0,
-                    help="Seconds to wait for each reply (default 10).")
+    group.addoption("--tinygen-timeout", metavar="S", type=_seconds, default=10.0,
+                    help="Seconds to wait for each reply, in (0, 3600] (default 10).")
     parser.addini("tinygen_project", "The generated tinygen project (relative to the ini file).", default=None)
+
+
+def _seconds(text: str) -> float:
+    """--tinygen-timeout's type: a finite number of seconds in (0, 3600], as `tinygen verify --timeout`.
+    float() takes 'nan' (a deadline that never passes: the session hangs) and 'inf' (a traceback deep in
+    the serial port); refused here, pytest prints its usage line and this message and exits 4."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and 0 < value <= 3600):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 3600]")
+    return value
 
 
 def _fail(exc: Exception):

@@ -22,8 +22,10 @@ def profile_dict(model: TfliteModel, records: list[tuple[int, int]], *, runtime:
         unit, factor = "instructions (emulated)", float(instr_per_tick)
     elif clock_hz and int(tick_hz) == int(clock_hz):
         unit, factor = "cycles", 1.0
-    else:
-        unit, factor = "µs", 1e6 / float(tick_hz or 1)
+    elif int(tick_hz) > 0:
+        unit, factor = "µs", 1e6 / float(tick_hz)
+    else:  # a board whose HELLO says 0 Hz: its ticks have no rate, so they stay ticks
+        unit, factor = "ticks (the board reports a 0 Hz timer)", 1.0
     ops = []
     for index, ticks in records:
         opcode = model.operators[index].opcode if 0 <= index < len(model.operators) else "?"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygen.common.errors import TinygenError, VerificationFailed
+from tinygen.common.errors import TinygenError
 from tinygen.common.escape import markdown, terminal
 from tinygen.codegen.project import load_manifest
 from tinygen.common.userfiles import read_user_file
@@ -79,21 +79,8 @@ def _vectors_problem(vectors: dict, man: dict) -> str | None:
     return None
 
 
-def check_hello(hello, man: dict, port: str) -> None:
-    want = man["model_sha256"][: 2 * len(hello.model_hash)]
-    got = hello.model_hash.hex()
-    if got != want:
-        raise VerificationFailed(
-            f"the board on {port} runs a different model (hash {got}) than the project "
-            f"(sha256 {want}…); flash this project first: tinygen flash --project DIR", exit_code=5)
-    if not hello.init_ok:
-        raise VerificationFailed(f"the board on {port} failed to start its {hello.runtime} runtime: "
-                                 f"{hello.init_status_name}; rebuild with a larger arena or check the log")
-    if tuple(hello.input_shape) != tuple(man["input"]["shape"]) or \
-            tuple(hello.output_shape) != tuple(man["output"]["shape"]):
-        raise VerificationFailed(f"the board reports input {list(hello.input_shape)} / output "
-                                 f"{list(hello.output_shape)}, the project {man['input']['shape']} / "
-                                 f"{man['output']['shape']}; reflash the project")
+# The HELLO-vs-tinygen.json check lives in hello_check.py (one function for verify and the pytest plugin).
+from tinygen.verification.hello_check import check_hello  # noqa: E402,F401  (re-exported)
 
 
 def metrics(board_out: np.ndarray, ref_out: np.ndarray, man: dict, *, float_out: np.ndarray | None,
@@ -155,6 +142,11 @@ def latency(ticks: list[int], tick_hz: int, instr_per_tick: int | None, clock_hz
         out["instructions_per_inference"] = stats(t, instr_per_tick)
         return out
     out["emulated"] = False
+    if int(tick_hz) <= 0:
+        # A board whose HELLO says its timer runs at 0 Hz: ticks with no rate, so no time (dividing
+        # by it wrote Infinity, which is not JSON, into verify.json).
+        out["latency_source"] = "none: the board reports a tick rate of 0 Hz, so its ticks give no time"
+        return out
     us = t / float(tick_hz) * 1e6
     out["latency_us"] = {"min": float(us.min()), "median": float(np.median(us)), "max": float(us.max())}
     if clock_hz and int(tick_hz) == int(clock_hz):

@@ -92,7 +92,8 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
     and name the first op that differs from the reference; ``profile``: ticks per op for one vector."""
     from tinygen.analysis.reference import run_reference
     from tinygen.device.serial_link import DeviceLink
-    from tinygen.verification.verify import check_hello, load_project, metrics, run_vectors, write_reports
+    from tinygen.verification.hello_check import check_hello
+    from tinygen.verification.verify import load_project, metrics, run_vectors, write_reports
 
     man, raw, vectors = load_project(project)
     inputs, expected = vectors["inputs"], vectors["outputs"]
@@ -109,9 +110,9 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
     with DeviceLink(port, man["serial"]["baud"], timeout=timeout, retries=retries, trace=trace,
                     open_delay=float(board["serial"].get("open_delay_s", 0.0))) as link:
         hello = link.hello()
-        check_hello(hello, man, port)
+        check_hello(hello, man, port)  # every HELLO field against tinygen.json, before any vector is sent
         board_out, ticks, seconds = run_vectors(link, inputs, vector_done)
-        per_op = _per_op(link, inputs, board_out, expected, layers, profile, progress)
+        per_op = _per_op(link, raw, inputs, board_out, expected, layers, profile, progress)
         link_stats = getattr(link, "stats", None)
     instr = board["emulator"].get("instructions_per_tick") if board.get("emulator") else None
     m = metrics(board_out, expected, man, float_out=vectors.get("float_outputs"), labels=vectors.get("labels"),
@@ -140,22 +141,27 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
     return report
 
 
-def _per_op(link, inputs, board_out, expected, layers: bool, profile: bool, progress) -> dict:
-    """The LAYERS / PROFILE runs, while the link is open (the comparison comes after)."""
-    from tinygen.device.op_stream import run_layers, run_profile
+def _per_op(link, raw: bytes, inputs, board_out, expected, layers: bool, profile: bool, progress) -> dict:
+    """The LAYERS / PROFILE runs, while the link is open (the comparison comes after); what the board may
+    stream is bounded by the project's model."""
+    from tinygen.device.op_stream import StreamLimits, run_layers, run_profile
+    from tinygen.tflite.model import parse_model
 
     found: dict = {}
+    if not (layers or profile):
+        return found
+    limits = StreamLimits.for_model(parse_model(raw))
     if layers:
         n = len(inputs)
         diff = np.any(board_out.reshape(n, -1) != expected.reshape(n, -1), axis=1)
         k = int(np.flatnonzero(diff)[0]) if diff.any() else 0
         if progress is not None:
             progress(f"per-op tensors of vector {k}")
-        found["layers"] = (k, inputs[k], run_layers(link, inputs[k]))
+        found["layers"] = (k, inputs[k], run_layers(link, inputs[k], limits))
     if profile:
         if progress is not None:
             progress("per-op profile of vector 0")
-        found["profile"] = run_profile(link, inputs[0])
+        found["profile"] = run_profile(link, inputs[0], limits)
     return found
 
 
