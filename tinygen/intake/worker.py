@@ -247,7 +247,8 @@ def _child(job: str, work_dir: str) -> int:
     args = json.loads((work / f"{job}.json").read_text())
     from tinygen.intake.recipes import seed_everything
 
-    seed_everything(int(args.get("seed", 0)))
+    if not (job == "describe" and args.get("kind") == "onnx"):  # reading an ONNX graph needs no TensorFlow
+        seed_everything(int(args.get("seed", 0)))
     try:
         result = JOBS[job](args, work, job)
     except TinygenError as exc:
