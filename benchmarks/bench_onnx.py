@@ -55,7 +55,6 @@ def keras_cnn():
 
 def onnx_from_keras(m):
     """The same network as torch.onnx.export writes it (NCHW, OIHW weights, Gemm for Dense)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     convs = [ly for ly in m.layers if ly.__class__.__name__ == "Conv2D"]
