@@ -206,3 +206,17 @@ def test_tflm_tree_leaves_out_cortex_m_generic(tmp_path_factory):
     assert objects == ["tensorflow/lite/micro/tg_fake.o"], proc.stdout[-2000:]
     assert (build / "firmware.elf").is_file()
     _assert_nothing_ran(root)
+
+
+def test_a_real_board_project_under_a_shell_path_is_refused_before_pio(tmp_path, sine_project):
+    """A real board builds with its vendor's PlatformIO platform, which runs commands through
+    `sh -c` (tinygen's argv spawn is in its own platforms only): `tinygen flash` refuses such a
+    project path in one line, before PlatformIO starts (a space alone is fine)."""
+    import shutil
+
+    project = tmp_path / "My Projects" / "n" / "r;touch PWNED;x"
+    shutil.copytree(sine_project, project, ignore=shutil.ignore_patterns(".pio"))
+    res = run_cli("flash", "--project", str(project), cwd=tmp_path)
+    assert_one_line_error(res, "project directory", "';'", "shell", code=2)
+    assert not (project / ".pio").exists()
+    _assert_nothing_ran(tmp_path)

@@ -449,6 +449,25 @@ def check_users_core_dir() -> None:
                           f"({terminal(str(probe))} is not a writable directory); unset it or point it at one")
 
 
+# A real board builds with its vendor's PlatformIO platform (espressif32, nordicnrf52), whose commands
+# SCons runs through `sh -c`, quoting a word only when it holds a space (in double quotes): these
+# characters would be shell syntax there, quoted or not, or split a file name in ld's -Map (`%`)
+# and in `-Wl,` (`,`). tinygen's own platforms run commands without a shell and take them.
+_THIRD_PARTY_PATH_CHARS = "`\"\\;&|<>()'*?[]{}%,"
+
+
+def check_third_party_path(path, what: str = "the project directory") -> str:
+    """``path`` for a project a third-party PlatformIO platform builds (real boards), as is; raises
+    UnsafeText (one line) when it holds a character that platform's shell commands would act on."""
+    text = pio_path(path, what)
+    bad = sorted({ch for ch in text if ch in _THIRD_PARTY_PATH_CHARS})
+    if bad:
+        raise UnsafeText(f"{what} {terminal(text)!r} contains {', '.join(map(repr, bad))}, which a real "
+                         f"board's PlatformIO platform would pass to a shell; move the project to a path without "
+                         f"{' '.join(_THIRD_PARTY_PATH_CHARS)} (emulated boards take any path without '$')")
+    return text
+
+
 def pio_run(
     project_dir: Path,
     target: str | None = None,
@@ -481,6 +500,7 @@ def pio_run(
     elif core_dir is not None:
         raise ValueError("core_dir goes with offline builds only")
     else:
+        check_third_party_path(project_dir.resolve())
         check_users_core_dir()
     args = ["run", "--project-dir", where]
     if environment:
