@@ -39,7 +39,7 @@ def test_endless_stream_frames_end_at_the_models_bound(project, request_flag, tm
     # 3 ops: LAYERS 3 chunks (16 + 16 + 1 bytes), PROFILE 1 frame of records; plus 2 frames of slack
     bound = 5 if name == "LAYERS" else 3
     assert_one_line_error(res, "board fault", f"kept sending {name} stream frames", f"more than {bound}",
-                          "3 ops", code=4)
+                          "the model's 3 ops need", code=4)
     assert not (tmp_path / "verify.json").exists()  # nothing half-written
 
 

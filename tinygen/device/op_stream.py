@@ -130,7 +130,8 @@ def _collect(link, frame, opcode: Opcode, limits: StreamLimits) -> tuple[list[by
         parts.append(frame.payload)
         if len(parts) > max_frames:
             raise BoardFault(f"the board on {port} kept sending {opcode.name} stream frames: more than "
-                             f"{max_frames}, the most the model's {limits.ops} ops need ({_FAULT})")
+                             f"{max_frames} (the model's {limits.ops} ops need {max_frames - STREAM_SLACK_FRAMES}, "
+                             f"plus {STREAM_SLACK_FRAMES} of slack) ({_FAULT})")
         while True:
             nxt = link.read_frame(link.timeout)
             if nxt is None:

@@ -11,7 +11,8 @@ HELLO said the frame fits (then it was a delimiter lost on the line), else it
 fails at once, as does a request longer than HELLO's max_frame; every request is preceded
 by a 0x00 so the board's receiver drops any half-received garbage.  Replies
 with a sequence number from an earlier request are dropped; a reply to any
-attempt of the current request is accepted (requests are idempotent).
+attempt of the current request is accepted (requests are idempotent); a board that
+only ever answers with old sequence numbers is told as such (BoardFault), not as silence.
 Text lines the board prints between frames ("...\\n" 0x00) end up in
 ``link.log_lines``.
 """
