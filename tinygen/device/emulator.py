@@ -20,6 +20,7 @@ send a request and wait up to a few seconds for its answer.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -32,6 +33,11 @@ from tinygen.common.errors import TinygenError, ToolFailure
 
 QEMU_BINARY = "qemu-system-arm"
 _PTY_RE = re.compile(r"char device redirected to (/dev/\S+)")
+# Started boards, stopped when the interpreter exits: QEMU runs in its own session, and a board's output
+# reader thread keeps it referenced, so without this a script that drops a running board (the
+# documented `tinygen.Project.load(p).flash()`) would leave QEMU running after it exits.
+_RUNNING: set = set()
+atexit.register(lambda: [board.stop() for board in list(_RUNNING)])
 
 
 def qemu_available(binary: str = QEMU_BINARY) -> str | None:
@@ -126,6 +132,7 @@ class QemuBoard:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal goes to us, not QEMU
         )
+        _RUNNING.add(self)
         self._reader = threading.Thread(target=self._read_output, name="qemu-output", daemon=True)
         self._reader.start()
 
@@ -162,6 +169,7 @@ class QemuBoard:
     def stop(self) -> None:
         """Terminate QEMU (SIGTERM, then SIGKILL after 5 s). Idempotent."""
         proc, self._proc = self._proc, None
+        _RUNNING.discard(self)
         if proc is None:
             return
         if proc.poll() is None:
