@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinygen.codegen.compiled.ir import Program
-from tinygen.codegen.compiled.placement import Buffer, check_placement, place_buffers
+from tinygen.codegen.compiled.placement import Buffer, check_placement, live_pairs, place_buffers
 from tinygen.common.align import ARENA_ALIGN
 from tinygen.common.errors import DoesNotFit
 
@@ -90,11 +90,15 @@ class MemoryPlan:
 
 
 class _Buffers:
+    """Union-find over tensors; each group's last reader is kept at its root."""
+
     def __init__(self):
         self.parent: dict[int, int] = {}
+        self.last: dict[int, int] = {}
 
-    def add(self, t: int) -> None:
-        self.parent.setdefault(t, t)
+    def add(self, t: int, last: int) -> None:
+        if t not in self.parent:
+            self.parent[t], self.last[t] = t, last
 
     def find(self, t: int) -> int:
         while self.parent[t] != t:
@@ -103,7 +107,14 @@ class _Buffers:
         return t
 
     def union(self, keep: int, other: int) -> None:
-        self.parent[self.find(other)] = self.find(keep)
+        a, b = self.find(keep), self.find(other)
+        if a != b:
+            self.parent[b] = a
+            self.last[a] = max(self.last[a], self.last.pop(b))
+
+    def group_last(self, root: int) -> int:
+        """The last op that reads any tensor of root's group."""
+        return self.last[root]
 
 
 def plan_memory(program: Program) -> MemoryPlan:
@@ -124,13 +135,10 @@ def plan_memory(program: Program) -> MemoryPlan:
 
     bufs = _Buffers()
     for t in first:
-        bufs.add(t)
+        bufs.add(t, last[t])
     loc = {t: "arena" for t in first}
     loc[in_t] = "input"
     loc[out_t] = "output"
-
-    def group_last(root: int) -> int:
-        return max(last[t] for t in first if bufs.find(t) == root)
 
     views: set[int] = set()
     for i, st in enumerate(steps):
@@ -150,7 +158,7 @@ def plan_memory(program: Program) -> MemoryPlan:
             r = bufs.find(x)
             if loc[r] != "arena" or size[x] != size[y]:
                 continue
-            if group_last(r) != i:
+            if bufs.group_last(r) != i:
                 continue
             bufs.union(r, y)
             break
@@ -213,11 +221,30 @@ def plan_memory(program: Program) -> MemoryPlan:
 def memory_table(plan: MemoryPlan) -> list[dict]:
     """Rows for ``tinygen inspect --runtime compiled``: one per non-constant tensor."""
     rows = []
+    # shares_with: the tensors of the same buffer alive at an op this one is alive at (a RESHAPE
+    # view, an elementwise op's input it writes over). Members alive at other times are only in
+    # the same buffer id; listing every member made a chain of n in-place ops n^2 entries.
+    members: dict[int, list[TensorPlacement]] = {}
     for t in plan.tensors:
-        shares = [o.index for o in plan.tensors if o.buffer == t.buffer and o.index != t.index]
+        members.setdefault(t.buffer, []).append(t)
+    shares: dict[int, list[int]] = {t.index: [] for t in plan.tensors}
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        pos = {t.index: k for k, t in enumerate(group)}
+        pairs = live_pairs([Buffer(t.index, t.size, t.first_op, t.last_op) for t in group])
+        for a, b in pairs:
+            shares[a.key].append(b.key)
+            shares[b.key].append(a.key)
+        for t in group:
+            shares[t.index].sort(key=pos.__getitem__)
+    over_by: dict[int, list[dict]] = {}
+    for _, x, y, shift in plan.overlaps:
+        over_by.setdefault(y, []).append({"tensor": x, "shift": shift})
+    for t in plan.tensors:
         # a declared overlap (overlap.py): this tensor starts at least `shift` bytes below that input
         # and its op writes behind what it still reads, so the two may share bytes while both live
-        over = [{"tensor": x, "shift": shift} for _, x, y, shift in plan.overlaps if y == t.index]
+        over = over_by.get(t.index, [])
         rows.append({
             "tensor": t.index,
             "name": t.name,
@@ -226,7 +253,8 @@ def memory_table(plan: MemoryPlan) -> list[dict]:
             "size": t.size,
             "first_op": t.first_op,
             "last_op": t.last_op,
-            "shares_with": shares,
+            "buffer": t.buffer,
+            "shares_with": shares[t.index],
             "writes_over": over,
         })
     return rows

@@ -13,6 +13,8 @@ is deterministic: the same problem gives the same offsets.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from dataclasses import dataclass
 
 from tinygen.common.align import align_up
@@ -43,13 +45,30 @@ SEARCH_NODES = 4000  # placements the order search may try after the greedy orde
 SEARCH_WORK = 1_000_000  # ... and at most this many buffer pairs over all of them (build time)
 
 
+def live_pairs(bufs: list[Buffer]):
+    """Every pair (a, b) of buffers alive at a common op, a before b in ``bufs``' order.
+
+    A sweep over the buffers by first op: time O(n log n + pairs), where the chain
+    models' pairs are O(n) (the all-pairs scan was quadratic: 20,000 ops took minutes)."""
+    pos = {b.key: i for i, b in enumerate(bufs)}
+    by_first = sorted(bufs, key=lambda b: (b.first, pos[b.key]))
+    live: list[tuple[int, int, Buffer]] = []  # heap of (last, position, buffer)
+    for b in by_first:
+        while live and live[0][0] < b.first:
+            heapq.heappop(live)
+        for _, _, a in live:
+            yield (a, b) if pos[a.key] < pos[b.key] else (b, a)
+        heapq.heappush(live, (b.last, pos[b.key], b))
+
+
 def _conflicts(bufs: list[Buffer]) -> dict[int, list[Buffer]]:
     out: dict[int, list[Buffer]] = {b.key: [] for b in bufs}
-    for i, a in enumerate(bufs):
-        for b in bufs[i + 1:]:
-            if not (a.last < b.first or b.last < a.first):
-                out[a.key].append(b)
-                out[b.key].append(a)
+    for a, b in live_pairs(bufs):
+        out[a.key].append(b)
+        out[b.key].append(a)
+    pos = {b.key: i for i, b in enumerate(bufs)}
+    for v in out.values():  # the order the all-pairs scan gave (bufs' order)
+        v.sort(key=lambda b: pos[b.key])
     return out
 
 
@@ -95,17 +114,32 @@ class _Problem:
         return offsets, peak
 
     def lower_bound(self) -> int:
-        """Bytes alive at the busiest op, a declared overlap counted at its best."""
+        """Bytes alive at the busiest op, a declared overlap counted at its best.
+
+        Only ops where a lifetime starts or ends can be the busiest; the bytes alive at each
+        are summed with a difference array over those ops (linear after sorting)."""
         times = sorted({b.first for b in self.bufs} | {b.last for b in self.bufs})
-        best = 0
-        for t in times:
-            live = [b for b in self.bufs if b.first <= t <= b.last]
-            total = sum(b.size for b in live)
-            keys = {b.key for b in live}
-            for (x, y), s in self.overlaps.items():
-                if x in keys and y in keys:
-                    bx, by = self.by_key[x], self.by_key[y]
-                    total -= max(bx.size + by.size - max(min(s, by.size) + bx.size, by.size), 0)
+        at = {t: i for i, t in enumerate(times)}
+        delta = [0] * (len(times) + 1)
+        for b in self.bufs:
+            delta[at[b.first]] += b.size
+            delta[at[b.last] + 1] -= b.size
+        for (x, y), s in self.overlaps.items():
+            bx, by = self.by_key.get(x), self.by_key.get(y)
+            if bx is None or by is None:
+                continue
+            lo, hi = max(bx.first, by.first), min(bx.last, by.last)
+            saved = max(bx.size + by.size - max(min(s, by.size) + bx.size, by.size), 0)
+            if lo > hi or not saved:
+                continue
+            # the busiest op counted is one of `times`: those inside [lo, hi]
+            i, j = bisect.bisect_left(times, lo), bisect.bisect_right(times, hi)
+            if i < j:
+                delta[i] -= saved
+                delta[j] += saved
+        best = total = 0
+        for d in delta[:-1]:
+            total += d
             best = max(best, total)
         return best
 
@@ -189,17 +223,14 @@ def _branch_and_bound(pr: _Problem, best: tuple[dict[int, int], int], bound: int
 def check_placement(bufs: list[Buffer], overlaps: dict[tuple[int, int], int], offsets: dict[int, int]) -> None:
     """AssertionError unless no two buffers alive at once share a byte, but declared overlaps
     (y at least the declared shift below x)."""
-    for i, a in enumerate(bufs):
-        for b in bufs[i + 1:]:
-            if a.last < b.first or b.last < a.first:
-                continue
-            oa, ob = offsets[a.key], offsets[b.key]
-            if not (oa < ob + b.size and ob < oa + a.size):
-                continue
-            s = overlaps.get((a.key, b.key))
-            if s is not None and ob <= oa - s:
-                continue
-            s = overlaps.get((b.key, a.key))
-            if s is not None and oa <= ob - s:
-                continue
-            raise AssertionError(f"memory plan overlap: buffers {a.key} and {b.key}")
+    for a, b in live_pairs(bufs):
+        oa, ob = offsets[a.key], offsets[b.key]
+        if not (oa < ob + b.size and ob < oa + a.size):
+            continue
+        s = overlaps.get((a.key, b.key))
+        if s is not None and ob <= oa - s:
+            continue
+        s = overlaps.get((b.key, a.key))
+        if s is not None and oa <= ob - s:
+            continue
+        raise AssertionError(f"memory plan overlap: buffers {a.key} and {b.key}")
