@@ -44,6 +44,7 @@ def test_tick_hz_zero_gives_strict_json_and_no_time(session_dir, tmp_path):
     for m in (saved["metrics"], printed["metrics"]):
         assert "latency_us" not in m and "0 Hz" in m["latency_source"], m
         assert m["latency_ticks"]["tick_hz"] == 0
+    assert "| latency | none: the board reports a tick rate of 0 Hz" in (tmp_path / "verify.md").read_text()
     prof = printed["profile"]
     assert prof["unit"].startswith("ticks")  # the fake's ticks (100 + op) as they are, not "µs" at 1 Hz
     assert prof["total"] == sum(100 + o["op"] for o in prof["ops"]) and prof["ops"]

@@ -220,6 +220,8 @@ def latency_rows(m: dict) -> list[tuple[str, str]]:
         lat = m["latency_us"]
         rows.append(("latency min / median / max",
                      f"{lat['min']:.1f} / {lat['median']:.1f} / {lat['max']:.1f} µs ({m.get('latency_source', '')})"))
+    elif m.get("emulated") is False and "latency_ticks" in m:  # a 0 Hz timer: say why there is no time
+        rows.append(("latency", f"{m.get('latency_source', 'unknown')} ({m['latency_ticks']['median']:,.0f} ticks)"))
     return rows
 
 
