@@ -374,7 +374,9 @@ def test_force_replaces_a_real_project_with_build_and_reports(qemu_project, tmp_
     (target / "README.md").write_text("old")
     files = project_files(qemu_project)
     write_project(files, target, force=True)
-    assert project_files(target) == files
+    # reports/ and .pio/ are kept (issue 22 item 4; tests/regression/test_issue22_writes.py)
+    assert {k: v for k, v in project_files(target).items() if k.split("/")[0] not in ("reports", ".pio")} == files
+    assert (target / "reports" / "verify.json").read_text() == "{}" and (target / ".pio" / "build").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
 
 

@@ -176,9 +176,11 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     ``fit_max_instructions`` (or ``fit_latency_ms``, times the fit board's clock) bounds the instructions
     per inference measured on the emulated core (QEMU -icount);
     the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}."""
+    import json
+
     from tinygen.codegen.plan import check_fits, make_plan
     from tinygen.codegen.project import check_out_dir, write_project
-    from tinygen.codegen.render import manifest, render
+    from tinygen.codegen.render import render
     from tinygen.common.boards import get_board
     from tinygen.compress.fit import check_options as check_fit_options
     from tinygen.intake.recipes import DEFAULT_RECIPE
@@ -242,7 +244,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     write_project(files, target, force=force)
     if compression is not None:
         _write_compression_report(compression, target)
-    return Project(target, manifest(plan), b, plan, files, compression)
+    return Project(target, json.loads(files["tinygen.json"]), b, plan, files, compression)
 
 
 def _latency_options(copts, b: dict, runtime: str, tflm_dir, max_instructions, latency_ms) -> None:
@@ -324,10 +326,12 @@ def _write_compression_report(report: dict, target: Path) -> None:
 
     from tinygen.compress.fit import chart
 
+    from tinygen.common.safe_write import write_text
+
     reports = target / "reports"
-    reports.mkdir(exist_ok=True)
-    (reports / "compress.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
-    png = chart(report, reports / "compress.png")
+    write_text(reports / "compress.json", json.dumps(report, indent=2, sort_keys=True, default=str) + "\n",
+               root=target)
+    png = chart(report, reports / "compress.png", root=target)
     report["chart"] = str(png) if png else None
 
 

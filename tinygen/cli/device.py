@@ -252,7 +252,8 @@ def profile_cmd(projects, port, report_dir, timeout, as_json) -> None:
     first = loaded[0]
     title = f"{first.manifest['name']} on {first.board['id']}: instructions per op" if first.emulated else \
         f"{first.manifest['name']} on {first.board['id']}: time per op"
-    paths = write_side_by_side(Path(report_dir) if report_dir else first.path / "reports", profiles, title)
+    paths = write_side_by_side(Path(report_dir) if report_dir else first.path / "reports", profiles, title,
+                               root=Path(report_dir) if report_dir else first.path)
     if as_json:
         print_json({"profiles": profiles, "reports": paths})
         return

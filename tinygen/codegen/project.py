@@ -1,9 +1,14 @@
-"""The only writer of generated projects: render into a temp dir beside the target, then rename.
+"""The only writer of generated projects: render into a temp dir, then rename.
 
-A failure at any point (an OSError, an exception, Ctrl-C) leaves the target as it was (absent, or
-the old project when ``--force`` replaces one only after the new one is complete) and nothing
-beside it.  ``--force`` replaces only a directory that is provably a tinygen project: a valid
-manifest and nothing in it that tinygen did not write.
+A new project is written into a temp dir beside the target, then renamed onto it.  ``--force``
+replaces only a directory that is provably a tinygen project: a valid manifest, and nothing in it
+that tinygen did not write except ``reports/`` and ``.pio/``, which it keeps.  It replaces exactly
+the files the previous manifest lists (its ``files``; a manifest from a tinygen that did not list
+them: the names any tinygen writes) and keeps the directory itself: the new tree is written into a
+temp dir inside the project, then each top-level entry tinygen owns is swapped by rename (so
+``--out .`` works from inside the project).  A failure at any point (an OSError, an exception,
+Ctrl-C) leaves the target as it was (absent, or the old project: swapped entries are swapped back)
+and no temp dir.  Every file goes through tinygen.common.safe_write.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from tinygen.common.errors import TinygenError
 from tinygen.common.escape import pio_path, terminal
+from tinygen.common.safe_write import write_file
 
 MANIFEST_VERSION = 1  # what render.manifest() writes
 MANIFEST_VERSIONS = (MANIFEST_VERSION,)  # what tinygen reads
@@ -26,7 +32,14 @@ _MANIFEST_KEYS = {"manifest_version": int, "board": str, "runtime": str, "name":
 _NESTED_KEYS = {"input.shape": list, "output.shape": list, "output.scale": (int, float),
                 "output.zero_point": int, "arena.recommended_bytes": int, "vectors.file": str, "serial.baud": int}
 # Written later by `tinygen flash` (PlatformIO's build dir) and `tinygen verify` (default report dir).
+# --force keeps both whole, never lists them in the manifest nor deletes anything in them: reports/
+# may hold the user's notes beside tinygen's reports (which the next verify replaces file by file),
+# and .pio/ is PlatformIO's build cache of this project, which rebuilds what the new sources change
+# (it compares sources and platformio.ini), so keeping it is correct and deleting it would only cost
+# a full rebuild, and whatever else the user keeps there.
 _TOOL_DIRS = (".pio", "reports")
+# The temp dirs --force makes inside the project while it swaps entries (removed before it returns).
+_SWAP_PREFIXES = (".tinygen-new-", ".tinygen-old-")
 # Longest file name tinygen adds to a name given by the user (".<name>.tmp-XXXXXXXX").
 _NAME_MAX = 255
 
@@ -68,8 +81,12 @@ def _known_files_under(top: str, wanted: set[str]) -> set[str]:
 
 def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
     """(manifest, None), or (None, what is wrong with it)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    from tinygen.common.userfiles import MANIFEST_LIMIT, UserFileError, read_user_file
+
+    try:  # bounded: a project directory is user input too (a 6 GB tinygen.json was read whole)
+        data = json.loads(read_user_file(path, "tinygen.json", MANIFEST_LIMIT).decode("utf-8"))
+    except UserFileError as exc:
+        return None, exc.reason
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         return None, f"unreadable ({type(exc).__name__})"
     problem = _manifest_problem(data)
@@ -100,14 +117,27 @@ def _manifest_problem(data) -> str | None:
         rel = data["model_file"] if key == "model_file" else data["vectors"]["file"]
         if rel.startswith("/") or ".." in rel.split("/") or "\\" in rel or not rel:
             return f"'{key}' must be a path inside the project"
+    listed = data.get("files")  # absent in manifests of a tinygen before 0.x: then the names any tinygen writes
+    if listed is not None:
+        if not isinstance(listed, list) or not all(isinstance(p, str) and _own_path(p) for p in listed):
+            return "'files' must list paths inside the project, outside reports/ and .pio/"
     return None
+
+
+def _own_path(rel: str) -> bool:
+    """A path a manifest may list as tinygen's: relative, plain, not in a kept tool dir."""
+    parts = rel.split("/")
+    return (bool(rel) and "\\" not in rel and "\0" not in rel and all(p not in ("", ".", "..") for p in parts)
+            and parts[0] not in _TOOL_DIRS and not parts[0].startswith(_SWAP_PREFIXES))
 
 
 def foreign_entry(out: Path, files: dict[str, bytes] | None = None) -> str | None:
     """Why ``out`` is not a tinygen project that --force may replace (None: it is one)."""
-    _, problem = _read_manifest(out / "tinygen.json")
+    man, problem = _read_manifest(out / "tinygen.json")
     if problem:
         return f"its tinygen.json is not a tinygen manifest ({problem})"
+    if man.get("files") is not None:
+        return _unlisted_entry(out, set(man["files"]) | {"tinygen.json"})
     wanted = set(files or {})
     top_files = {"tinygen.json", "platformio.ini", "README.md", "model.tflite"} | {p for p in wanted if "/" not in p}
     src_files = _known_src_files() | {p[4:] for p in wanted if p.startswith("src/")}
@@ -131,6 +161,42 @@ def foreign_entry(out: Path, files: dict[str, bytes] | None = None) -> str | Non
             continue
         return f"it holds {name}, which tinygen does not write"
     return None
+
+
+def _unlisted_entry(out: Path, listed: set[str]) -> str | None:
+    """The first entry of ``out`` that is neither listed by its manifest nor in a kept tool dir."""
+    dirs = {"/".join(p.split("/")[:i]) for p in listed for i in range(1, p.count("/") + 1)}
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if entry.is_symlink():
+            return f"it holds {name}, a symbolic link tinygen does not write"
+        if name in _TOOL_DIRS and entry.is_dir():
+            continue
+        todo = [entry]
+        while todo:
+            p = todo.pop()
+            rel = p.relative_to(out).as_posix()
+            if not p.is_symlink() and p.is_file() and rel in listed:
+                continue
+            if not p.is_symlink() and p.is_dir() and rel in dirs:
+                todo.extend(sorted(p.iterdir(), reverse=True))
+                continue
+            return f"it holds {rel}, which its tinygen.json does not list"
+    return None
+
+
+def _owned_top_entries(out: Path, files: dict[str, bytes]) -> set[str]:
+    """Top-level names of ``out`` that --force replaces: those its manifest's files live under (a
+    manifest without ``files``: every name any tinygen writes), and those of the new files."""
+    man, _ = _read_manifest(out / "tinygen.json")
+    if man is not None and man.get("files") is not None:
+        old = {p.split("/")[0] for p in man["files"]} | {"tinygen.json"}
+    else:
+        old = {"tinygen.json", "platformio.ini", "README.md", "model.tflite", "src", "vectors", "lib", "examples"}
+    new = {p.split("/")[0] for p in files}
+    if any(n in _TOOL_DIRS or n.startswith(_SWAP_PREFIXES) for n in new):
+        raise ValueError("generated files must not go into reports/, .pio/ or a swap dir")
+    return (old | new) - set(_TOOL_DIRS)
 
 
 def check_out_dir(out: Path, force: bool, files: dict[str, bytes] | None = None) -> Path:
@@ -169,11 +235,12 @@ def check_out_dir(out: Path, force: bool, files: dict[str, bytes] | None = None)
 def write_project(files: dict[str, bytes], out: Path, force: bool = False) -> Path:
     out = Path(out)
     check_out_dir(out, force, files)
+    if out.is_dir():  # --force over a tinygen project (check_out_dir proved it one)
+        return _replace_project(files, out)
     parent = out.absolute().parent
     shown = terminal(str(out))
     made: list[Path] = []  # parents created here, removed again on failure
-    tmp = old = None
-    moved_away = False
+    tmp = None
     done = False
     try:
         missing = parent
@@ -184,13 +251,7 @@ def write_project(files: dict[str, bytes], out: Path, force: bool = False) -> Pa
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:40]}.tmp-", dir=parent))
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; a project dir follows the umask
         for rel, data in sorted(files.items()):
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name[:40]}.old-", dir=parent))
-            os.replace(out, old / "p")
-            moved_away = True
+            write_file(tmp / rel, data, root=tmp)
         os.replace(tmp, out)
         tmp = None
         done = True
@@ -199,20 +260,51 @@ def write_project(files: dict[str, bytes], out: Path, force: bool = False) -> Pa
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            if moved_away and not done:
-                try:
-                    os.replace(old / "p", out)  # put the user's old project back
-                except OSError:
-                    pass
-            if not (old / "p").exists() or done:
-                shutil.rmtree(old, ignore_errors=True)
         if not done:
             for d in made:
                 try:
                     d.rmdir()
                 except OSError:
                     break
+    return out
+
+
+def _replace_project(files: dict[str, bytes], out: Path) -> Path:
+    """--force: the new tree into a temp dir inside ``out``, then each owned top-level entry swapped
+    by rename; ``out`` itself is never renamed (it may be the current directory: renaming '.' is
+    EBUSY, and a shell left in a renamed-away directory would see no project)."""
+    shown = terminal(str(out))
+    owned = sorted(_owned_top_entries(out, files))
+    tmp = trash = None
+    moves: list[tuple[Path, Path]] = []  # renames done, undone in reverse if the swap fails
+    done = False
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=_SWAP_PREFIXES[0], dir=out))
+        for rel, data in sorted(files.items()):
+            write_file(tmp / rel, data, root=tmp)
+        trash = Path(tempfile.mkdtemp(prefix=_SWAP_PREFIXES[1], dir=out))
+        for name in owned:
+            if os.path.lexists(out / name):
+                os.rename(out / name, trash / name)
+                moves.append((out / name, trash / name))
+            if os.path.lexists(tmp / name):
+                os.rename(tmp / name, out / name)
+                moves.append((tmp / name, out / name))
+        done = True
+    except OSError as exc:
+        raise TinygenError(f"could not write {shown}: {exc.strerror or exc}") from None
+    finally:
+        restored = True
+        if not done:
+            for src, dst in reversed(moves):
+                try:
+                    os.rename(dst, src)
+                except OSError:
+                    restored = False
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if trash is not None and restored:  # never delete the old files unless they are back or replaced
+            shutil.rmtree(trash, ignore_errors=True)
     return out
 
 

@@ -125,7 +125,6 @@ def render(plan: Plan) -> dict[str, bytes]:
     out["platformio.ini"] = tpl("platformio.ini.j2")
     out["README.md"] = tpl("README.md.j2")
     out["model.tflite"] = m.raw
-    out["tinygen.json"] = (json.dumps(manifest(plan), indent=2, sort_keys=True) + "\n").encode()
     out["vectors/reference.npz"] = npz_bytes(plan.vectors)
 
     fw = firmware_dir()
@@ -144,4 +143,7 @@ def render(plan: Plan) -> dict[str, bytes]:
     if plan.runtime == "tflm" and tflm_bare_metal:
         _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal): board support
     out.update(model_library.render(plan, tpl, hex_array))
+    # Every file of the project, so that --force later replaces exactly these (codegen/project.py).
+    man = {**manifest(plan), "files": sorted({*out, "tinygen.json"})}
+    out["tinygen.json"] = (json.dumps(man, indent=2, sort_keys=True) + "\n").encode()
     return out

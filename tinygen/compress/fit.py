@@ -336,10 +336,10 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
     return [first[0]] + pruned + students + trained, chosen
 
 
-def chart(report: dict, path: Path) -> Path | None:
+def chart(report: dict, path: Path, root: Path | None = None) -> Path | None:
     """Two panels, as a PNG (matplotlib, Agg: no display; no timestamp in the file): int8 accuracy vs
     flash, and vs instructions per inference measured on QEMU (or vs MACs when no latency was
-    measured: the panel's axis says which)."""
+    measured: the panel's axis says which).  Written inside ``root`` (default: its directory)."""
     rows = [r for r in report["candidates"] if r.get("int8_metric") is not None]
     if not rows:
         return None
@@ -379,7 +379,11 @@ def chart(report: dict, path: Path) -> Path | None:
     fig.suptitle(f"compression candidates for {report['board']} ({report['runtime']})")
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    import io
+
+    from tinygen.common.safe_write import write_file
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
     plt.close(fig)
-    return path
+    return write_file(path, png.getvalue(), root=root)

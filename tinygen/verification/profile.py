@@ -88,8 +88,9 @@ def markdown_section(profiles: list[dict], png_name: str | None) -> list[str]:
     return lines + [""]
 
 
-def plot(path: Path, profiles: list[dict], title: str) -> None:
-    """Horizontal bars per op (slowest on top), one colour per runtime."""
+def plot(path: Path, profiles: list[dict], title: str, root: Path | None = None) -> None:
+    """Horizontal bars per op (slowest on top), one colour per runtime; a PNG written inside ``root``
+    (default: its directory) through tinygen.common.safe_write."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,24 +112,35 @@ def plot(path: Path, profiles: list[dict], title: str) -> None:
     if len(cols) > 1:
         ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
+    import io
+
+    from tinygen.common.safe_write import write_file
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
     plt.close(fig)
+    write_file(path, png.getvalue(), root=root)
 
 
-def write_side_by_side(report_dir: Path, profiles: list[dict], title: str) -> dict[str, str]:
-    """profile.json / profile.md / profile.png for several runs of one model (one column each)."""
+def write_side_by_side(report_dir: Path, profiles: list[dict], title: str,
+                       root: Path | None = None) -> dict[str, str]:
+    """profile.json / profile.md / profile.png for several runs of one model (one column each), inside
+    ``root`` (the project for its reports/; default ``report_dir`` itself)."""
     import json
+
+    from tinygen.common.safe_write import write_text
 
     units = {p["unit"] for p in profiles}
     if len(units) > 1:
         from tinygen.common.errors import TinygenError
 
         raise TinygenError("profiles side by side need one unit; got " + ", ".join(sorted(units)))
-    report_dir.mkdir(parents=True, exist_ok=True)
+    root = root if root is not None else report_dir
     paths = {"json": report_dir / "profile.json", "markdown": report_dir / "profile.md",
              "plot": report_dir / "profile.png"}
-    paths["json"].write_text(json.dumps({"title": title, "profiles": profiles}, indent=2, sort_keys=True) + "\n")
+    write_text(paths["json"], json.dumps({"title": title, "profiles": profiles}, indent=2, sort_keys=True) + "\n",
+               root=root)
     md = [f"# {markdown(title)}"] + markdown_section(profiles, "profile.png")
-    paths["markdown"].write_text("\n".join(md))
-    plot(paths["plot"], profiles, title)
+    write_text(paths["markdown"], "\n".join(md), root=root)
+    plot(paths["plot"], profiles, title, root)
     return {k: str(v) for k, v in paths.items()}

@@ -169,11 +169,15 @@ def run_vectors(link, inputs: np.ndarray, progress=lambda i, n: None) -> tuple[n
 
 
 def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out: np.ndarray,
-                  vectors: dict, man: dict, extra_md: list[str] = ()) -> dict[str, str]:
-    report_dir.mkdir(parents=True, exist_ok=True)
+                  vectors: dict, man: dict, extra_md: list[str] = (), root: Path | None = None) -> dict[str, str]:
+    """verify.json/.md/.png into ``report_dir``, inside ``root`` (the project for its reports/;
+    default ``report_dir`` itself), through tinygen.common.safe_write (no link followed out)."""
+    from tinygen.common.safe_write import write_text
+
+    root = root if root is not None else report_dir
     paths = {"json": report_dir / "verify.json", "markdown": report_dir / "verify.md",
              "plot": report_dir / "verify.png"}
-    paths["json"].write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_text(paths["json"], json.dumps(result, indent=2, sort_keys=True) + "\n", root=root)
     m = result["metrics"]
     lines = [f"# tinygen verify: {markdown(man['name'])} on {markdown(result['board'])} "
              f"({markdown(result['runtime'])})", "",
@@ -200,8 +204,8 @@ def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out
     lines += [f"| {markdown(k)} | {markdown(v, 400)} |" for k, v in rows]
     lines += ["", "![board vs reference vs float](verify.png)", ""]
     lines += list(extra_md)  # --layers / --profile sections
-    paths["markdown"].write_text("\n".join(lines))
-    _plot(paths["plot"], board_out, ref_out, vectors, man)
+    write_text(paths["markdown"], "\n".join(lines), root=root)
+    _plot(paths["plot"], board_out, ref_out, vectors, man, root)
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -225,7 +229,7 @@ def latency_rows(m: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _plot(path: Path, board_out, ref_out, vectors: dict, man: dict) -> None:
+def _plot(path: Path, board_out, ref_out, vectors: dict, man: dict, root: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,5 +263,11 @@ def _plot(path: Path, board_out, ref_out, vectors: dict, man: dict) -> None:
     ax.set_title(f"{man['name']}: board vs reference vs float".replace("$", r"\$"))
     ax.legend(loc="best")
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
+    import io
+
+    from tinygen.common.safe_write import write_file
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
     plt.close(fig)
+    write_file(path, png.getvalue(), root=root)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from tinygen.common.errors import VerificationFailed
+from tinygen.common.errors import TinygenError, VerificationFailed
 
 
 @dataclass
@@ -125,19 +125,22 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
         report.link = {k: v for k, v in vars(link_stats).items() if not k.startswith("_")}
     extra_md = _per_op_results(report, per_op, raw, man, board, hello)
     rdir = report_dir or (Path(project) / "reports")
+    rroot = report_dir or Path(project)  # nothing is written outside it, not through a link either
     try:
         # verify.json holds the result as it stands before the report paths are known.
         without_paths = {k: v for k, v in report.to_dict().items() if k != "reports"}
-        report.reports = write_reports(rdir, without_paths, board_out, expected, vectors, man, extra_md=extra_md)
+        report.reports = write_reports(rdir, without_paths, board_out, expected, vectors, man, extra_md=extra_md,
+                                       root=rroot)
         if report.profile is not None:
             from tinygen.verification.profile import plot
 
             png = rdir / "profile.png"
-            plot(png, [report.profile], f"{man['name']} on {man['board']}: per-op profile")
+            plot(png, [report.profile], f"{man['name']} on {man['board']}: per-op profile", rroot)
             report.reports["profile_plot"] = str(png)
     except Exception as exc:  # noqa: BLE001 - a report problem must never hide the verification result
         reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
-        report.report_error = f"could not write the reports to {rdir}: {reason}"
+        report.report_error = str(exc) if isinstance(exc, TinygenError) else \
+            f"could not write the reports to {rdir}: {reason}"  # a TinygenError's line says it all
     return report
 
 
