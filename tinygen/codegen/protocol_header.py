@@ -174,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     text = render_c_header()
     if args.output:
-        with open(args.output, "w", encoding="ascii", newline="\n") as f:
-            f.write(text)
+        from tinygen.common.safe_write import write_file
+
+        write_file(args.output, text.encode("ascii"))  # atomic; a link at that name is replaced, not followed
     else:
         sys.stdout.write(text)
     return 0
