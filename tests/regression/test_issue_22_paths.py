@@ -15,10 +15,13 @@ spelling survives is refused in one line before any work: ``$`` (SCons expands i
 runs Python, in the paths PlatformIO hands it) and control characters.
 
 Here, real builds (PlatformIO, SCons, GCC, QEMU) of the sine model in a directory named with all
-of those characters: ``tinygen run`` on qemu-m4 (from that directory as the working directory,
-default --out, with --profile and --layers) and on qemu-rv32 (``--out 'n/r;touch PWNED;x'``, the
-issue's path, inside it); the same project through ``flash`` (QEMU on a pty) + ``verify --port``,
-and its example environment; then no ``PWNED`` anywhere and nothing outside the projects.
+of those characters, with tinygen's PlatformIO home (TINYGEN_HOME) under such a name too:
+``tinygen run`` on qemu-m4 (from that directory as the working directory, default --out, with
+--profile and --layers) and on qemu-rv32 (``--out 'n/r;touch PWNED;x'``, the issue's path, inside
+it); the same project through ``flash`` (QEMU on a pty) + ``verify --port``, and its example
+environment; then no ``PWNED`` anywhere and nothing outside the projects.  A real board's project
+(its vendor's platform still runs commands through a shell) under such a path is refused in one
+line before PlatformIO starts.
 
 Also issue 28 item 4 (builder part): a TFLM tree from create_tflm_tree.py (TARGET=cortex_m_generic)
 holds tensorflow/lite/micro/cortex_m_generic/, whose micro_time.cc does not build here ('DWT' not
@@ -71,14 +74,17 @@ def _assert_nothing_ran(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory, sine_project) -> dict:
-    """root/My Projects/<HOSTILE>/ holding the sine model (under a hostile name too)."""
+    """root/My Projects/<HOSTILE>/ holding the sine model (under a hostile name too), and tinygen's
+    PlatformIO home (TINYGEN_HOME: the offline core, named in platformio.ini) in root/My Home/<HOSTILE>/."""
     _tools()
     root = tmp_path_factory.mktemp("issue22")
     here = root / "My Projects" / HOSTILE
     here.mkdir(parents=True)
     model = here / "m o'del;(1).tflite"
     model.write_bytes((sine_project / "model.tflite").read_bytes())
-    return {"root": root, "dir": here, "model": model}
+    home = root / "My Home" / HOSTILE
+    return {"root": root, "dir": here, "model": model, "env": {"TINYGEN_HOME": str(home)},
+            "core": home / "platformio"}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +93,7 @@ def m4_project(hostile) -> Path:
     directory and the default --out (a CI checkout under a branch name does that)."""
     here = hostile["dir"]
     res = run_cli("run", "--board", "qemu-m4", "--model", hostile["model"].name, "--profile", "--layers",
-                  "--vectors", "4", "--json", cwd=here)
+                  "--vectors", "4", "--json", cwd=here, env=hostile["env"])
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     out = json.loads(res.stdout)
     hostile["m4_json"] = out
@@ -113,7 +119,8 @@ def test_flash_verify_and_example_under_the_hostile_path(hostile, m4_project):
     --port` against that QEMU, and the project's example environment (`pio run -e qemu-m4_example`
     as tinygen runs pio: its offline home)."""
     flash = subprocess.Popen([sys.executable, "-m", "tinygen", "flash", "--project", str(m4_project)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=hostile["dir"])
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=hostile["dir"],
+                             env={**os.environ, **hostile["env"]})
     try:
         port = None
         for line in flash.stdout:
@@ -122,13 +129,13 @@ def test_flash_verify_and_example_under_the_hostile_path(hostile, m4_project):
                 break
         assert port, f"flash printed no port: {flash.stderr.read() if flash.poll() is not None else ''}"
         res = run_cli("verify", "--project", str(m4_project), "--port", port, "--vectors", "4", "--json",
-                      cwd=hostile["dir"])
+                      cwd=hostile["dir"], env=hostile["env"])
         assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
         assert json.loads(res.stdout)["metrics"]["exact_match_pct"] == 100.0
     finally:
         flash.send_signal(signal.SIGTERM)
         flash.wait(timeout=30)
-    pio_run(m4_project, environment="qemu-m4_example")
+    pio_run(m4_project, environment="qemu-m4_example", core_dir=hostile["core"])
     assert (m4_project / ".pio" / "build" / "qemu-m4_example" / "firmware.elf").is_file()
     _assert_nothing_ran(hostile["root"])
 
@@ -138,7 +145,7 @@ def rv32_project(hostile) -> Path:
     """`tinygen run --board qemu-rv32 --out 'n/r;touch PWNED;x'` inside the hostile directory."""
     here = hostile["dir"]
     res = run_cli("run", "--board", "qemu-rv32", "--model", str(hostile["model"]), "--out", ISSUE_OUT,
-                  "--vectors", "4", "--json", cwd=here)
+                  "--vectors", "4", "--json", cwd=here, env=hostile["env"])
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     hostile["rv32_json"] = json.loads(res.stdout)
     return here / ISSUE_OUT
@@ -157,7 +164,7 @@ def test_nothing_outside_the_projects(hostile, m4_project, rv32_project):
     beside the projects, in the working directory or above it."""
     root, here = hostile["root"], hostile["dir"]
     _assert_nothing_ran(root)
-    assert _entries(root) == {"My Projects"}
+    assert _entries(root) == {"My Projects", "My Home"}
     assert _entries(root / "My Projects") == {HOSTILE}
     assert _entries(here) - {m4_project.name, "n"} == {hostile["model"].name}
     assert _entries(here / "n") == {rv32_project.name}
