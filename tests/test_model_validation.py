@@ -118,6 +118,27 @@ def unpack(raw: bytes):
     return S.ModelT.InitFromPackedBuf(bytearray(raw), 0)
 
 
+def buffers_out_of_line(raw: bytes) -> bytes:
+    """The same model with every buffer's data stored after the flatbuffer (Buffer.offset/size,
+    16-byte aligned), as the TFLite converter writes models over 2 GB: valid TFLite, which
+    TFLite's interpreter reads and tflite_micro does not."""
+    m = unpack(raw)
+    bodies = {}
+    for i, b in enumerate(m.buffers):
+        if b.data is not None and len(b.data):
+            bodies[i] = np.asarray(b.data, dtype=np.uint8).tobytes()
+            b.data, b.offset, b.size = None, 1 << 40, 1  # placeholders: the fields exist, same width
+    head = pack(m)
+    at = -(-len(head) // 16) * 16
+    tail = b""
+    for i, body in bodies.items():
+        m.buffers[i].offset, m.buffers[i].size = at + len(tail), len(body)
+        tail += body + bytes(-len(body) % 16)
+    head = pack(m)
+    assert -(-len(head) // 16) * 16 == at  # offsets and sizes are fixed-width fields
+    return head + bytes(at - len(head)) + tail
+
+
 @pytest.fixture(scope="module")
 def base() -> bytes:
     return build_base()

@@ -16,6 +16,11 @@ Limits (bytes):
   reference interpreter, so more data only costs time and memory).
 * ``CSV_LIMIT`` = 64 MiB: CSV cells are parsed as Python floats, about ten
   times their text size in memory while parsing.
+* ``MANIFEST_LIMIT`` = 1 MiB for a project's ``tinygen.json``.  Everything it holds is
+  bounded and small: the distinct op names (the TFLite schema has about 200), input and
+  output shapes of rank <= 8, a few numbers per quality figure, the generated project's
+  file list (about a hundred short paths) and the source's name; tinygen writes a few
+  KiB, so a larger file was not written by tinygen (and would be parsed whole into memory).
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ MIB = 1 << 20
 MODEL_LIMIT = 64 * MIB
 DATA_LIMIT = 256 * MIB
 CSV_LIMIT = 64 * MIB
+MANIFEST_LIMIT = 1 * MIB
+
+
+class UserFileError(TinygenError):
+    """A file refused before or while reading it; ``reason`` says why in a few words
+    (for a caller that puts it in its own sentence)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _what(mode: int) -> str:
@@ -42,8 +57,9 @@ def _what(mode: int) -> str:
 
 
 def _refuse_size(path: Path, kind: str, size: int, limit: int) -> TinygenError:
-    return TinygenError(f"{kind} {path} is {size / MIB:.1f} MiB, over tinygen's {limit // MIB} MiB limit for "
-                        f"{kind} files; use a smaller file")
+    return UserFileError(f"{kind} {path} is {size / MIB:.1f} MiB, over tinygen's {limit // MIB} MiB limit for "
+                         f"{kind} files; use a smaller file",
+                         f"{size / MIB:.1f} MiB, over tinygen's {limit // MIB} MiB limit")
 
 
 def check_regular(path: str | Path, kind: str, limit: int) -> int:
@@ -52,12 +68,12 @@ def check_regular(path: str | Path, kind: str, limit: int) -> int:
     try:
         st = os.stat(p)  # follows symlinks: a link to /dev/zero is judged as /dev/zero
     except FileNotFoundError:
-        raise TinygenError(f"{kind} {p} does not exist; check the path") from None
+        raise UserFileError(f"{kind} {p} does not exist; check the path", "missing") from None
     except OSError as exc:
-        raise TinygenError(f"{kind} {p} cannot be read ({exc.strerror}); check the path and its permissions") \
-            from None
+        raise UserFileError(f"{kind} {p} cannot be read ({exc.strerror}); check the path and its permissions",
+                            f"cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise TinygenError(f"{kind} {p} is {_what(st.st_mode)}; pass a regular file")
+        raise UserFileError(f"{kind} {p} is {_what(st.st_mode)}; pass a regular file", _what(st.st_mode))
     if st.st_size > limit:
         raise _refuse_size(p, kind, st.st_size, limit)
     return st.st_size
@@ -75,12 +91,12 @@ def read_user_file(path: str | Path, kind: str, limit: int) -> bytes:
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise TinygenError(f"{kind} {p} cannot be opened ({exc.strerror}); check the path and its permissions") \
-            from None
+        raise UserFileError(f"{kind} {p} cannot be opened ({exc.strerror}); check the path and its permissions",
+                            f"cannot be opened: {exc.strerror}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise TinygenError(f"{kind} {p} is {_what(st.st_mode)}; pass a regular file")
+            raise UserFileError(f"{kind} {p} is {_what(st.st_mode)}; pass a regular file", _what(st.st_mode))
         chunks, total = [], 0
         while total <= limit:
             chunk = os.read(fd, min(1 * MIB, limit + 1 - total))
@@ -92,7 +108,8 @@ def read_user_file(path: str | Path, kind: str, limit: int) -> bytes:
             raise _refuse_size(p, kind, total, limit)
         return b"".join(chunks)
     except OSError as exc:
-        raise TinygenError(f"{kind} {p} cannot be read ({exc.strerror})") from None
+        raise UserFileError(f"{kind} {p} cannot be read ({exc.strerror})", f"cannot be read: {exc.strerror}") \
+            from None
     finally:
         os.close(fd)
 
@@ -104,6 +121,7 @@ def copy_user_tree(src: str | Path, dest: Path, kind: str, limit: int) -> None:
     out of the tree can reach TensorFlow's readers.
     """
     root = Path(src)
+    inside = os.path.realpath(root)
     total = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         here = Path(dirpath)
@@ -115,6 +133,11 @@ def copy_user_tree(src: str | Path, dest: Path, kind: str, limit: int) -> None:
         out = dest / here.relative_to(root)
         out.mkdir(parents=True, exist_ok=True)
         for name in sorted(filenames):
+            # a file link may point within the tree (then it is read as that file), never out of it
+            if os.path.islink(here / name) and \
+                    os.path.commonpath([inside, os.path.realpath(here / name)]) != inside:
+                raise TinygenError(f"{kind} {root} contains a symlink {here / name} to a file outside it; pass a "
+                                   "SavedModel of plain files and directories")
             data = read_user_file(here / name, kind, limit)
             total += len(data)
             if total > limit:

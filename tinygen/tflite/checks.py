@@ -56,6 +56,7 @@ class Facts:
     unknown_builtin: dict[int, int] = field(default_factory=dict)  # op -> builtin code not in the schema
     sparse: set[int] = field(default_factory=set)
     variable: set[int] = field(default_factory=set)
+    out_of_line: int = 0  # buffers stored outside the flatbuffer (Buffer.offset)
 
 
 class _Bad(Exception):
@@ -67,9 +68,10 @@ def _fail(where: str, what: str):
 
 
 def _options_names() -> dict[int, str]:
-    from tinygen.tflite.model import _schema
+    # the schema bindings model.py reads with (not imported from model.py, which imports this module)
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    return {v: k for k, v in vars(_schema().BuiltinOptions).items() if not k.startswith("_")}
+    return {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
 
 
 def check_model(m, facts: Facts, name: str) -> None:
@@ -165,6 +167,11 @@ def _check_tensor(t, facts: Facts, where: str) -> None:
         _fail(where, f"buffer index {b} is out of range ({facts.n_buffers} buffers)")
     if t.index in facts.sparse:
         _fail(where, "is sparse (sparsity parameters are not supported)")
+    if t.index in facts.payload_bytes and t.index in facts.variable:
+        # TFLM gives a variable tensor arena memory, reset to its zero point, and never reads its
+        # buffer: its reference would compute without these weights, the compiled runtime with them.
+        _fail(where, "holds constant data but is flagged is_variable (tflite_micro ignores the data of a "
+                     "variable tensor and starts it at its zero point)")
     if t.index in facts.payload_bytes:
         got = facts.payload_bytes[t.index]
         want = (count + 1) // 2 if t.dtype == "int4" else count * _ITEMSIZE.get(t.dtype, 0)

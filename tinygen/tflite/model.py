@@ -7,6 +7,14 @@ import TensorFlow (``tinygen inspect`` stays fast).
 
 Errors: :func:`read_model` raises :class:`TinygenError` with one line for a
 missing, truncated, corrupt or non-TFLite file.
+
+Weights stored outside the flatbuffer (``Buffer.offset``/``size``, which the TFLite
+converter writes for models over 2 GB and on request) are valid TFLite, which the
+TFLite interpreter reads and ``tflite_micro`` does not (it sees no data and computes
+with whatever the arena holds).  :func:`parse_model` therefore rewrites such a model
+with every buffer inline (16-byte aligned, as the converter aligns them) before
+anything else sees it: :attr:`TfliteModel.raw` is that rewrite, so the reference, the
+C array and both runtimes all read the same bytes.
 """
 
 from __future__ import annotations
@@ -149,6 +157,51 @@ class _Budget:
             raise _Overlap()
 
 
+def _inline_buffers(raw: bytes) -> bytes:
+    """The model with every out-of-line buffer (``offset`` > 1) moved inside the flatbuffer.
+
+    Called only after :func:`_read` accepted ``raw`` (every offset and size in the file,
+    every table bounded), so unpacking the whole model is bounded too.  Everything the
+    schema knows is kept through its object API; only where buffers live changes."""
+    import flatbuffers
+
+    schema = _schema()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
+    bodies = []
+    for b in m.buffers or []:
+        if b.data is not None and len(b.data):
+            bodies.append(np.asarray(b.data, dtype=np.uint8).tobytes())
+        elif b.offset > 1:
+            bodies.append(raw[int(b.offset): int(b.offset) + int(b.size)])
+        else:
+            bodies.append(b"")
+    m.buffers = [_InlineBuffer(schema, body) for body in bodies]
+    builder = flatbuffers.Builder(len(raw) + 16 * len(bodies) + 4096)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+class _InlineBuffer:
+    """A Buffer for ModelT.Pack whose data vector starts 16-byte aligned (the schema's
+    ``force_align: 16``, which the generated Python Pack does not honour)."""
+
+    def __init__(self, schema, body: bytes):
+        self.schema, self.body = schema, body
+
+    def Pack(self, builder):
+        vec = None
+        if self.body:
+            n = len(self.body)
+            builder.StartVector(1, n, 16)
+            builder.head -= n
+            builder.Bytes[builder.head: builder.head + n] = self.body
+            vec = builder.EndVector(n)
+        self.schema.BufferStart(builder)
+        if vec is not None:
+            self.schema.BufferAddData(builder, vec)
+        return self.schema.BufferEnd(builder)
+
+
 def _options_dict(opts, budget: _Budget) -> dict:
     if opts is None:
         return {}
@@ -275,11 +328,11 @@ def _read(raw: bytes, name: str) -> tuple[TfliteModel, Facts]:
     inputs = budget.ints(g.InputsAsNumpy())
     outputs = budget.ints(g.OutputsAsNumpy())
     desc = _text(root.Description(), "")
-    _touch_rest(schema, root, g, budget)
+    _touch_rest(schema, root, g, budget, facts, len(raw))
     return TfliteModel(raw, tuple(tensors), tuple(ops), inputs, outputs, desc), facts
 
 
-def _touch_rest(schema, root, g, budget: _Budget) -> None:
+def _touch_rest(schema, root, g, budget: _Budget, facts: Facts, nbytes: int) -> None:
     """Read every other table the TFLM runtime (or its Python wrapper, which unpacks the
     whole model) may follow, so that a corrupt one is refused here and not found there.
     Each table is charged to the budget before it is unpacked."""
@@ -291,7 +344,13 @@ def _touch_rest(schema, root, g, budget: _Budget) -> None:
                 unpack(item)
 
     each(root.OperatorCodesLength(), root.OperatorCodes, schema.OperatorCodeT.InitFromObj)
-    each(root.BuffersLength(), root.Buffers, lambda b: (b.DataAsNumpy(), b.Offset(), b.Size()))
+    def buffer(b):
+        if not b.DataLength() and b.Offset() > 1:
+            if int(b.Offset()) + int(b.Size()) > nbytes:
+                raise ValueError("a buffer runs past the end of the file")
+            facts.out_of_line += 1
+
+    each(root.BuffersLength(), root.Buffers, buffer)
     if not root.MetadataBufferIsNone():
         root.MetadataBufferAsNumpy()
     each(root.MetadataLength(), root.Metadata, schema.MetadataT.InitFromObj)
@@ -329,6 +388,9 @@ def parse_model(raw: bytes, name: str = "model") -> TfliteModel:
         )
     try:
         model, facts = _read(raw, name)
+        if facts.out_of_line:  # tflite_micro reads inline data only: give everyone the inlined model
+            raw = _inline_buffers(raw)
+            model, facts = _read(raw, name)
     except TinygenError:
         raise
     except _Overlap:
