@@ -1,11 +1,13 @@
-"""Every Markdown file tinygen writes, read by a real Markdown parser (issue 23 item 4).
+"""Issue 23 item 4: Markdown that rendered wrong, now read by a real Markdown parser.
 
-verify.md (with its --layers and --profile sections), profile.md and a generated project's README.md
-are parsed with markdown-it-py (CommonMark + GitHub tables, tests/markdown_check.py): every table row
-keeps its header's columns (a '|' in a label or in user text is escaped, not a cell border), and every
-command a README shows is in a code block, not run together into a paragraph.  The emulated board's
-README is checked on a real project in tests/test_readme_commands.py; here the real board's (the other
-branch of templates/README.md.j2) on the session's esp32 project.
+verify.md's row ``| max |Δ| | 0 LSB |`` had four cells under a two-column header, so the key figure
+vanished; every generated real-board README ran its build/flash/verify commands into one paragraph
+(``{%- else -%}`` in templates/README.md.j2 stripped the indent that made them a code block).  Both
+fail before the fix (commit 953c08b).  verify.md (with its --layers and --profile sections), profile.md
+and a generated README are parsed with markdown-it-py (CommonMark + GitHub tables,
+tests/markdown_check.py): every table row keeps its header's columns, every command is in a code
+block.  The emulated board's README and a real verify.md are checked on a real project in
+tests/test_readme_commands.py.
 """
 
 from __future__ import annotations
