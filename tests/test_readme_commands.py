@@ -19,8 +19,8 @@ Three sources, each extracted from the Markdown as a parser sees it (tests/markd
 empty $HOME (so ~/.platformio, tinygen's own PlatformIO home and every cache start empty), no
 TINYGEN_* or PLATFORMIO_* variables, and the PATH the login shell sets up, on which setup.sh put
 ``tinygen`` and ``pio``.  The long tests are marked ``slow`` (part of the default suite; .ci/run
-deselects nothing).  Not covered here: docs pages other than python-api.md (their commands need
-TFLM trees, labgrid farms, real boards or minutes of benchmarks).
+deselects nothing).  The other docs pages are not run (their commands need TFLM trees, labgrid farms,
+real boards or minutes of benchmarks), but every tinygen line in them is parsed by the CLI.
 """
 
 from __future__ import annotations
@@ -217,6 +217,36 @@ def test_every_readme_tinygen_command_parses(tmp_path, monkeypatch):
         for argv in tinygen_lines(command):
             parsed.append(parse_with_the_cli(argv))
     assert {"run", "boards", "doctor", "build", "verify"} <= set(parsed)
+
+
+def test_every_tinygen_command_in_the_docs_names_real_options(tmp_path, monkeypatch):
+    """docs/*.md are not run (see the module docstring), but each tinygen line in their code blocks
+    must parse with the CLI; a synopsis line (``[--opt X]``, ``A|B``) must name only options its
+    subcommand has."""
+    from tinygen.cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    checked = 0
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        for command in shell_commands(doc.read_text(encoding="utf-8")):
+            for part in command.split("&&"):
+                part = part.strip()
+                if not part.startswith("tinygen "):
+                    continue
+                checked += 1
+                if "[" in part or "|" in part:
+                    name = part.split()[1]
+                    sub = cli.commands.get(name)
+                    assert sub is not None, f"{doc.name}: no command 'tinygen {name}' ({part!r})"
+                    known = {opt for p in sub.params for opt in (*p.opts, *p.secondary_opts)}
+                    unknown = set(re.findall(r"--[a-z][a-z0-9-]*", part)) - known
+                    assert not unknown, f"{doc.name}: tinygen {name} has no {sorted(unknown)} ({part!r})"
+                else:
+                    try:
+                        parse_with_the_cli(shlex.split(part)[1:])
+                    except Exception as exc:  # click's usage errors, with the line they came from
+                        pytest.fail(f"{doc.name}: {part!r} does not parse: {exc}")
+    assert checked > 10
 
 
 def test_ci_runs_what_the_readme_says():
