@@ -3,7 +3,7 @@
 verify.md's row ``| max |Δ| | 0 LSB |`` had four cells under a two-column header, so the key figure
 vanished; every generated real-board README ran its build/flash/verify commands into one paragraph
 (``{%- else -%}`` in templates/README.md.j2 stripped the indent that made them a code block).  Both
-fail before the fix (commit 953c08b).  verify.md (with its --layers and --profile sections), profile.md
+fail before the fix (commit d5c715b, where the fix landed).  verify.md (with its --layers and --profile sections), profile.md
 and a generated README are parsed with markdown-it-py (CommonMark + GitHub tables,
 tests/markdown_check.py): every table row keeps its header's columns, every command is in a code
 block.  The emulated board's README and a real verify.md are checked on a real project in
