@@ -177,3 +177,21 @@ def test_oversized_tinygen_json_is_refused_before_it_is_read(tmp_path):
     res = run_cli("verify", "--project", str(proj), "--port", "loop://")
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and "limit" in res.stderr
+
+
+def test_rank0_input_is_refused_by_inspect_and_build_alike(tmp_path):
+    """Issue 22.8: a scalar input passed inspect and failed build at render time (exit 4)."""
+    fm = FlatModel()
+    x = fm.tensor([], S.TensorType.INT8, [0.05], [-3])
+    y = fm.tensor([], S.TensorType.INT8, [0.05], [-3])
+    fm.op(S.BuiltinOperator.RELU, [x], [y], 0, None)
+    f = tmp_path / "scalar.tflite"
+    f.write_bytes(fm.pack([x], [y], b"scalar"))
+    out = tmp_path / "out"
+    for args in (["inspect", str(f)],
+                 ["build", "--board", "qemu-m4", "--runtime", "compiled", "--model", str(f), "--out", str(out)]):
+        res = run_cli(*args)
+        assert res.returncode == 3, res.stderr
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
+        assert len(lines) == 1 and "rank 0" in lines[0] and "shape [1]" in lines[0], res.stderr
+    assert not out.exists()

@@ -24,12 +24,23 @@ def fits_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: i
     (None when that runtime cannot run the model); each distinct rewrite's arena is measured once."""
     tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in an.analyze(m).ops)
     tflm_models = {m.raw: (m, arena)}
+    # Once, not per board: each is a pass over the whole model (a 20,000-op model took minutes).
+    has_fc = "FULLY_CONNECTED" in m.op_names  # for_board rewrites nothing without one
+    const = None
+    if compiled_peak is not None:
+        from tinygen.codegen.compiled import compile_model
+        from tinygen.common.errors import TinygenError
+
+        try:
+            const = compile_model(m).constant_bytes
+        except TinygenError:  # budget() then falls back per board, as before
+            const = None
     fits: dict[str, dict[str, dict]] = {}
     for bid, b in all_boards().items():
         fits[bid] = {}
         for rt in b["runtimes"]:
             if rt == "tflm" and tflm_ok:
-                raw2, rw_note = rewrite.for_board(m.raw, b)
+                raw2, rw_note = rewrite.for_board(m.raw, b) if has_fc else (m.raw, None)
                 if raw2 not in tflm_models:
                     m2 = parse_model(raw2, name)
                     progress("measuring the TFLM arena of the CONV_2D rewrite (tflite_micro, bisection)")
@@ -41,5 +52,5 @@ def fits_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: i
                 if rw_note:
                     fits[bid][rt]["rewrite"] = rw_note
             elif rt == "compiled" and compiled_peak is not None:
-                fits[bid][rt] = budget(b, rt, m, arena, compiled_peak)
+                fits[bid][rt] = budget(b, rt, m, arena, compiled_peak, const)
     return fits

@@ -4,6 +4,7 @@ converter's result, ``inspect``) applies before anything downstream sees the mod
 from __future__ import annotations
 
 from tinygen.common.errors import UnsupportedModel
+from tinygen.common.protocol import MAX_RANK
 from tinygen.tflite.model import TfliteModel
 
 
@@ -13,6 +14,16 @@ def check_io(m: TfliteModel, name: str = "model") -> None:
 
         raise UnsupportedModel(f"{name} has {len(m.inputs)} inputs and {len(m.outputs)} outputs; {ONE_TENSOR}: "
                                "re-convert a model with one input and one output")
+    # The device protocol (HELLO, tg_model_info.h) describes each tensor as rank 1..MAX_RANK with
+    # positive dims: refused here, so inspect and build agree (build used to fail at render, exit 4).
+    for what, t in (("input", m.input_tensor()), ("output", m.output_tensor())):
+        if not 1 <= len(t.shape) <= MAX_RANK or any(d <= 0 for d in t.shape):
+            kind = "a scalar (rank 0)" if not t.shape else f"rank {len(t.shape)}" \
+                if len(t.shape) > MAX_RANK else "a zero dimension"
+            raise UnsupportedModel(
+                f"{name}: the model {what} has shape {list(t.shape)}, {kind}; tinygen's device protocol "
+                f"carries tensors of rank 1 to {MAX_RANK} with every dimension > 0: re-convert the model "
+                "with such a shape (a scalar as shape [1])")
 
 
 def float_ops(m: TfliteModel) -> list[str]:
