@@ -195,3 +195,19 @@ def test_rank0_input_is_refused_by_inspect_and_build_alike(tmp_path):
         lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
         assert len(lines) == 1 and "rank 0" in lines[0] and "shape [1]" in lines[0], res.stderr
     assert not out.exists()
+
+
+def test_a_model_tflite_micro_refuses_is_not_called_too_large(tmp_path):
+    """Issue 22.8: an ADD with one input passes the parse checks; tflite_micro's Prepare refuses
+    it at every arena size, which was reported as "far too large for a microcontroller" (exit 4)."""
+    fm = FlatModel()
+    x = fm.tensor([1, 16], S.TensorType.INT8, [0.05], [-3])
+    y = fm.tensor([1, 16], S.TensorType.INT8, [0.05], [-3])
+    fm.op(S.BuiltinOperator.ADD, [x], [y], S.BuiltinOptions.AddOptions, S.AddOptionsT())
+    f = tmp_path / "one_input_add.tflite"
+    f.write_bytes(fm.pack([x], [y], b"corrupt"))
+    res = run_cli("inspect", str(f))
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("…")]
+    assert len(lines) == 1 and "op 0 (ADD)" in lines[0] and "corrupt" in lines[0], res.stderr
+    assert "too large" not in lines[0]

@@ -2,8 +2,10 @@
 
 The interpreter runs in a child process (``python -m tinygen.analysis.reference``)
 because it can kill its host: some models make it abort (SIGABRT) and an
-arena that is too small can make it segfault.  A crash becomes a
-:class:`ToolFailure` naming the model and what to try.
+arena that is too small can make it segfault.  A model that passed tinygen's checks
+and still makes it crash at every arena size (or on an input), or that an op's Prepare
+refuses at the largest arena probed, is reported as a model tflite_micro cannot run
+(TinygenError, exit 2, naming the op when its log does); a timeout is a :class:`ToolFailure`.
 
 Arena sizing (:func:`measure_arena`): the smallest arena with which the
 interpreter allocates and runs the model is found by bisection (each probe a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from tinygen.common.align import align_up
-from tinygen.common.errors import ToolFailure
+from tinygen.common.errors import TinygenError, ToolFailure
+from tinygen.common.escape import terminal
 
 _PROBE_LIMIT = 64 * 1024 * 1024
 
@@ -87,14 +91,35 @@ def _run_child(args: list[str], timeout: float, name: str) -> subprocess.Complet
                           "the model may be too large to simulate on this host") from None
 
 
-def _crash_message(name: str, rc: int) -> str:
+def _crash(name: str, rc: int) -> TinygenError:
+    """The interpreter died on a model that passed tinygen's checks, at every arena size or on an
+    input the arena was measured with: not a size problem but a model it cannot run (exit 2)."""
     from tinygen.intake.worker import signal_name
 
     sig = signal_name(rc)
-    how = "aborted (SIGABRT)" if sig == "SIGABRT" else f"crashed ({sig})" if sig else f"exited with status {rc}"
-    return (f"the tflite_micro reference interpreter {how} on {name}; its kernels cannot run this model, "
-            "so tinygen cannot produce reference outputs. Try a smaller input, fewer/other layers, "
-            "or check the model with TFLite's own interpreter")
+    how = "aborts (SIGABRT)" if sig == "SIGABRT" else f"crashes ({sig})" if sig else f"exits with status {rc}"
+    return TinygenError(f"{name} is not a model tflite_micro can run: its reference interpreter {how} on it, so the "
+                        "file is corrupt in a way tinygen's own checks do not catch; check it with TFLite's "
+                        "interpreter and re-export it with the TFLite converter")
+
+
+_SIZE_FAILURE = re.compile(r"allocate|missing:|too small|arena", re.IGNORECASE)
+_PREPARE_FAILURE = re.compile(r"Node (\w+) \(number (\d+)\) failed to (prepare|invoke)")
+
+
+def _not_for_size(name: str, log: str) -> TinygenError | None:
+    """When the largest arena probed still failed: the reason, from the interpreter's log of
+    that probe, if it is not the arena's size (an op's Prepare refused the model)."""
+    last = log.rsplit("PROBE-START ", 1)[-1]
+    lines = [ln.strip() for ln in last.splitlines()[1:] if ln.strip()]
+    if not lines or any(_SIZE_FAILURE.search(ln) for ln in lines):
+        return None
+    node = next((m for m in map(_PREPARE_FAILURE.search, lines) if m), None)
+    where = f"op {node.group(2)} ({node.group(1)}) fails its {node.group(3)} checks" if node else "it is refused"
+    why = next((ln for ln in lines if not _PREPARE_FAILURE.search(ln)), "")
+    why = re.sub(r"^\S*/", "", terminal(why))[:160]  # the kernel file's path, then the failed check
+    return TinygenError(f"{name} is not a model tflite_micro can run: {where}" + (f" ({why})" if why else "")
+                        + "; the file is corrupt or was not written by the TFLite converter")
 
 
 def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
@@ -122,19 +147,22 @@ def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
             if res.returncode == 0:
                 break
             if "last_try" not in locals():
-                raise ToolFailure(_crash_message(name, res.returncode))
+                raise _crash(name, res.returncode)
             lo = max(lo, last_try)  # the child died on this size
             del last_try
             restarts += 1
             if hi is None:
                 if lo >= _PROBE_LIMIT or restarts > 40:
-                    raise ToolFailure(_crash_message(name, res.returncode))
+                    raise _crash(name, res.returncode)
                 probe = lo * 2
             else:
                 probe = (lo + hi) // 2
             if restarts > 40:
-                raise ToolFailure(_crash_message(name, res.returncode))
+                raise _crash(name, res.returncode)
         if hi is None:
+            refused = _not_for_size(name, res.stderr)
+            if refused is not None:
+                raise refused
             raise ToolFailure(f"{name} does not allocate in a {_PROBE_LIMIT // (1 << 20)} MiB arena; "
                               "the model is far too large for a microcontroller")
         scratch = kernel_scratch_bound(model)
@@ -157,7 +185,7 @@ def run_reference(model_bytes: bytes, inputs: np.ndarray, name: str = "model",
             err = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("ERROR ")]
             if err:
                 raise ToolFailure(f"tflite_micro reference on {name}: {err[-1][6:]}")
-            raise ToolFailure(_crash_message(name, res.returncode))
+            raise _crash(name, res.returncode)
         return np.load(opath)
 
 
@@ -176,6 +204,7 @@ def _child_arena(mpath: str, probes_json: str) -> int:
 
     def works(size: int) -> bool:
         print(f"TRY {size}", flush=True)
+        print(f"PROBE-START {size}", file=sys.stderr, flush=True)  # splits the interpreter's log per probe
         try:
             it = _interp(model_bytes, size)
             det = it.get_input_details(0)
