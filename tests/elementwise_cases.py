@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The ops tests/test_compiled_ops_elementwise.py covers (test_compiled_ops.py covers the rest).
+OPS = ("LEAKY_RELU", "PRELU", "HARD_SWISH", "ABS", "SUB", "SQUARED_DIFFERENCE", "MINIMUM", "MAXIMUM",
+       "REDUCE_MAX", "REDUCE_MIN", "SUM")
+
 
 def _weights(case: dict, k: int = 0):
     import keras

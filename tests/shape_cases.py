@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The ops tests/test_compiled_ops_shape.py covers (test_compiled_ops.py covers the rest).
+OPS = ("TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK", "PACK",
+       "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")
+
 
 def build(case: dict):
     import keras

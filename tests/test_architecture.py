@@ -133,9 +133,87 @@ def test_every_stage_states_what_it_may_import():
     ("from tinygen.device.pio import build\n", "tinygen.codegen.render", True),
     ("def f():\n    from tinygen.cli.main import out\n", "tinygen.device.pio", True),
     ("from tinygen.codegen import render\n", "tinygen.intake.sources", True),
-    ("from . import quant\n", "tinygen.codegen.compiled.lower", False),
+    ("from . import quant\n", "tinygen.codegen.compiled.lowering.common", False),
     ("from tinygen.common.errors import TinygenError\n", "tinygen.tflite.model", False),
     ("from tinygen.analysis import reference\n", "tinygen.codegen.plan", False),
 ])
 def test_the_checker_itself_catches_a_backward_import(source, module, bad):
     assert bool(violations(source, module)) is bad
+
+
+def _first_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_no_import_cycles_through_function_level_imports():
+    """A lazy import inside a function hides a cycle from the module-level check (two modules
+    that need each other's private helpers); count every import, wherever it is written.
+    The package's own lazy exports (``tinygen/__init__.py``'s ``__getattr__``) are left out:
+    they are how ``import tinygen`` stays cheap, and nothing inside the package goes through them."""
+    mods = package_modules()
+    graph = {name: {t for t, _ in imports(p.read_text(), name) if t in mods and t not in (name, "tinygen")}
+             for name, p in mods.items() if name != "tinygen"}
+    cycle = _first_cycle(graph)
+    assert cycle is None, "import cycle (counting imports inside functions): " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_sees_imports_inside_functions():
+    a = imports("def f():\n    from tinygen.codegen.compiled import quant\n", "tinygen.x")
+    assert a == [("tinygen.codegen.compiled.quant", 2)]
+    assert _first_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    assert _first_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_op_lowering_is_one_module_per_kernel_family():
+    """compiled/lowering/: one module per op family, named like the C file of its kernels
+    (conv.py -> tg_conv.c), the shared helpers in common.py, and one alphabetical op table;
+    no family imports another family."""
+    from tinygen.codegen.compiled import lowering
+
+    folder = PKG / "codegen" / "compiled" / "lowering"
+    runtime = PKG.parent / "firmware" / "runtime"
+    families = sorted(p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "common"))
+    for fam in families:
+        assert (runtime / f"tg_{fam}.c").is_file(), f"lowering/{fam}.py has no firmware/runtime/tg_{fam}.c"
+        mod = f"tinygen.codegen.compiled.lowering.{fam}"
+        others = [t for t, _ in imports((folder / f"{fam}.py").read_text(), mod)
+                  if t.startswith("tinygen.codegen.compiled.lowering.") and not t.endswith(".common")]
+        assert not others, f"{fam}.py imports another family: {others}"
+    assert list(lowering.OPS) == sorted(lowering.OPS), "keep lowering.OPS in alphabetical order"
+    for op, fn in lowering.OPS.items():
+        target = getattr(fn, "func", fn)
+        assert target.__module__.rsplit(".", 1)[1] in families, f"{op} is lowered outside a family module"
+
+
+def test_tg_kernels_h_lists_every_kernel_file():
+    """tg_kernels.h's file list is the map a reader uses to find a kernel: it names exactly the
+    .c files in firmware/runtime/ (and kernel_sources() ships each of them)."""
+    import re
+
+    from tinygen.codegen.compiled import kernel_sources
+
+    runtime = PKG.parent / "firmware" / "runtime"
+    header = (runtime / "tg_kernels.h").read_text()
+    listed = header.split(" * Files", 1)[1].split("internal headers", 1)[0]
+    named = set(re.findall(r"\b(tg_\w+\.c)\b", listed))
+    on_disk = {p.name for p in runtime.glob("*.c")}
+    assert named == on_disk, f"tg_kernels.h lists {sorted(named - on_disk)} not on disk, misses {sorted(on_disk - named)}"
+    assert on_disk <= set(kernel_sources())

@@ -22,7 +22,7 @@ from tinygen.common.errors import UnsupportedModel
 from tinygen.tflite.model import parse_model
 
 # the module, not the function of the same name the package exports
-lower_mod = importlib.import_module("tinygen.codegen.compiled.lower")
+lower_mod = importlib.import_module("tinygen.codegen.compiled.lowering")
 
 
 def _have_tflite_micro() -> bool:

@@ -166,8 +166,8 @@ def test_op_bit_exact(built, i):
 
 def test_every_supported_op_was_exercised(built):
     seen = {name for m in built["models"] for name in m.op_names}
-    from tinygen.codegen.compiled.lower import ELEMENTWISE_OPS  # test_compiled_ops_elementwise.py
-    from tinygen.codegen.compiled.lower_shape import SUPPORTED as SHAPE_OPS  # test_compiled_ops_shape.py
+    from elementwise_cases import OPS as ELEMENTWISE_OPS  # test_compiled_ops_elementwise.py
+    from shape_cases import OPS as SHAPE_OPS  # test_compiled_ops_shape.py
 
     missing = set(SUPPORTED_OPS) - {"DEQUANTIZE"} - seen - set(ELEMENTWISE_OPS) - set(SHAPE_OPS)
     assert not missing, f"no op case produced {sorted(missing)}"

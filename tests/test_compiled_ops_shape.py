@@ -16,7 +16,7 @@ import pytest
 import compiled_harness as H
 import shape_cases
 from tinygen.codegen.compiled import lower
-from tinygen.codegen.compiled.lower_shape import SUPPORTED as SHAPE_OPS
+from shape_cases import OPS as SHAPE_OPS
 
 SEED = 20261202
 N_INPUTS = 40

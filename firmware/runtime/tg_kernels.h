@@ -26,10 +26,16 @@
  *                       reference uses; the Python side always precomputes
  *                       parameters for the double-rounding variant.
  *
- * Files: tg_conv.c (CONV_2D, DEPTHWISE_CONV_2D), tg_fully_connected.c,
- * tg_pool.c (AVERAGE/MAX_POOL_2D, MEAN), tg_activation.c (SOFTMAX, LOGISTIC,
- * TANH), tg_elementwise.c (ADD, MUL, requantize, clamp), tg_shape.c (PAD,
- * CONCATENATION, copy), tg_fixedpoint.c; internal headers tg_fixedpoint.h
+ * Files (one per op family; tests/test_compiled_ir.py checks this list):
+ * tg_activation.c (SOFTMAX, LOGISTIC, TANH, LEAKY_RELU, HARD_SWISH, ABS),
+ * tg_conv.c (CONV_2D), tg_depthwise_conv.c (DEPTHWISE_CONV_2D),
+ * tg_elementwise.c (ADD, MUL, SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, PRELU,
+ * requantize, clamp), tg_fixedpoint.c, tg_fully_connected.c (FULLY_CONNECTED),
+ * tg_gather.c (TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK),
+ * tg_pool.c (AVERAGE_POOL_2D, MAX_POOL_2D), tg_reduce.c (MEAN, SUM,
+ * REDUCE_MAX, REDUCE_MIN), tg_resize.c (RESIZE_NEAREST_NEIGHBOR,
+ * RESIZE_BILINEAR), tg_shape.c (PAD, CONCATENATION, PACK, copy),
+ * tg_transpose_conv.c (TRANSPOSE_CONV); internal headers tg_fixedpoint.h
  * (fixed-point arithmetic), tg_dsp.h (DSP instructions), tg_index.h.
  */
 #ifndef TG_KERNELS_H
@@ -41,7 +47,7 @@
  * parameter structs, weight layouts). Emitted code refuses to compile against
  * a different version; KERNELS_ABI_VERSION in tinygen/codegen/compiled/
  * printer.py is the same number, and any change to that convention bumps both. */
-#define TG_KERNELS_ABI_VERSION 4
+#define TG_KERNELS_ABI_VERSION 5
 
 #ifdef __cplusplus
 extern "C" {
@@ -261,10 +267,13 @@ typedef struct {
 
 void tg_pad_s8(const tg_pad_params_t *p, const int8_t *input, int8_t *output);
 
-/* ---- MEAN --------------------------------------------------------------- */
+/* ---- MEAN, SUM, REDUCE_MAX, REDUCE_MIN (tg_reduce.c) ----------------------- */
 
-/* Output element o (row-major over the kept dimensions) is the mean of the
- * input elements at base(o) + sum(r_i * red_strides[i]). */
+/* Output element o (row-major over the kept dimensions) reduces the input
+ * elements at base(o) + sum(r_i * red_strides[i]): MEAN (and SUM, with a
+ * multiplier not divided by the count) requantizes their sum; REDUCE_MAX /
+ * REDUCE_MIN take the raw extreme (input and output share one quantization,
+ * the quantization fields are unused). */
 typedef struct {
     int32_t kept_rank;
     int32_t kept_dims[TG_MAX_DIMS];
@@ -275,10 +284,12 @@ typedef struct {
     int32_t num_reduced;      /* product of red_dims */
     int32_t input_zero_point;
     int32_t output_zero_point;
-    int32_t multiplier, shift;   /* already divided by num_reduced */
-} tg_mean_params_t;
+    int32_t multiplier, shift;   /* MEAN: already divided by num_reduced */
+} tg_reduce_params_t;
 
-void tg_mean_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
+void tg_mean_s8(const tg_reduce_params_t *p, const int8_t *input, int8_t *output);
+void tg_reduce_max_s8(const tg_reduce_params_t *p, const int8_t *input, int8_t *output);
+void tg_reduce_min_s8(const tg_reduce_params_t *p, const int8_t *input, int8_t *output);
 
 /* ==== shape and spatial ops (tg_gather.c, tg_resize.c, tg_transpose_conv.c) ==== */
 
@@ -336,7 +347,7 @@ void tg_copy_s8(int32_t size, const int8_t *input, int8_t *output);
 
 /* ==== elementwise, activation and reduction ops ============================
  * tg_activation.c: LEAKY_RELU, HARD_SWISH, ABS; tg_elementwise.c: PRELU, SUB,
- * SQUARED_DIFFERENCE, MINIMUM, MAXIMUM; tg_reduce.c: REDUCE_MAX, REDUCE_MIN. */
+ * SQUARED_DIFFERENCE, MINIMUM, MAXIMUM (the reductions are with MEAN above). */
 
 /* LEAKY_RELU: x >= zero point scales by input/output scale, below it by
  * alpha * input/output scale (alpha >= 0). */
@@ -396,12 +407,6 @@ typedef struct {
 
 void tg_minimum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void tg_maximum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
-
-/* REDUCE_MAX / REDUCE_MIN over MEAN's geometry (the quantization fields are
- * unused: input and output share it). SUM is tg_mean_s8 with a multiplier
- * that is not divided by the count. */
-void tg_reduce_max_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
-void tg_reduce_min_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -1,13 +1,12 @@
 /*
- * tg_pool.c -- AVERAGE_POOL_2D, MAX_POOL_2D (int8, NHWC) and MEAN: averages
- * and maxima over windows or axes (see tg_kernels.h).
+ * tg_pool.c -- AVERAGE_POOL_2D and MAX_POOL_2D (int8, NHWC): averages and
+ * maxima over windows (see tg_kernels.h; MEAN over axes is in tg_reduce.c).
  *
  * Bit-exact with the TensorFlow Lite Micro reference kernels.
  */
 #include <stdint.h>
 
 #include "tg_fixedpoint.h"
-#include "tg_index.h"
 #include "tg_kernels.h"
 
 /* ==== pooling ============================================================= */
@@ -55,35 +54,4 @@ void tg_avg_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *outp
 void tg_max_pool_s8(const tg_pool_params_t *p, const int8_t *input, int8_t *output)
 {
     tg_pool_s8(p, input, output, 1);
-}
-
-/* ==== MEAN ================================================================ */
-
-void tg_mean_s8(const tg_mean_params_t *p, const int8_t *input, int8_t *output)
-{
-    int32_t kept_idx[TG_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
-    int32_t base = 0; /* input offset of the first element averaged into output o */
-    int32_t n_out = 1;
-    int32_t o, d, r;
-    for (d = 0; d < p->kept_rank; d++) {
-        n_out *= p->kept_dims[d];
-    }
-    for (o = 0; o < n_out; o++) {
-        int32_t red_idx[TG_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
-        int32_t red_off = 0;
-        int32_t sum = 0;
-        int64_t shifted;
-        int32_t v;
-        for (r = 0; r < p->num_reduced; r++) {
-            sum += input[base + red_off];
-            tg_index_next(p->red_rank, p->red_dims, red_idx, p->red_strides, &red_off, NULL, NULL);
-        }
-        /* The reference subtracts zero_point * count in 64 bits, then
-         * narrows to 32 bits. */
-        shifted = (int64_t)sum - (int64_t)p->input_zero_point * (int64_t)p->num_reduced;
-        v = tg_multiply_by_quantized_multiplier((int32_t)shifted, p->multiplier, p->shift) +
-            p->output_zero_point;
-        output[o] = tg_clamp_to_s8(v, -128, 127);
-        tg_index_next(p->kept_rank, p->kept_dims, kept_idx, p->kept_strides, &base, NULL, NULL);
-    }
 }

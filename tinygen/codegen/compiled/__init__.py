@@ -7,7 +7,7 @@ arena.  Results are bit-identical to the TensorFlow Lite Micro interpreter
 
 The way through, each step reading the previous one's value only::
 
-    lower(model) -> Program                   # lower.py -> ir.py: numbers, no C; once per build
+    lower(model) -> Program                   # lowering/ -> ir.py: numbers, no C; once per build
                                               # (packing.py: the kernels' weight layouts)
     plan_memory(program) -> MemoryPlan        # memory.py: the static arena
     print_c(program, plan, prefix) -> {"<prefix>_model.h": text, "<prefix>_model.c": text}
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinygen.codegen.compiled.ir import OpIR, Program
-from tinygen.codegen.compiled.lower import SUPPORTED_OPS, lower
+from tinygen.codegen.compiled.lowering import SUPPORTED_OPS, lower
 from tinygen.codegen.compiled.memory import MemoryPlan, TensorPlacement, memory_table, plan_memory
 from tinygen.codegen.compiled.printer import KERNELS_ABI_VERSION, print_c
 from tinygen.tflite.model import TfliteModel

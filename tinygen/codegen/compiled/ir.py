@@ -1,6 +1,6 @@
 """The compiled runtime's numeric IR: what lowering decided, as numbers only.
 
-:func:`tinygen.codegen.compiled.lower.lower` builds one :class:`Program` per model;
+:func:`tinygen.codegen.compiled.lowering.lower` builds one :class:`Program` per model;
 the memory plan (:mod:`.memory`), the support checks and the C printer
 (:mod:`.printer`) all read that one value, so an operator is lowered once per build.
 Nothing here is C text: kernel parameters are integers, packed weights are

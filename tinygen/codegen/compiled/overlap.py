@@ -6,7 +6,7 @@ op's window geometry into that shift: the output may start ``shift`` bytes (or m
 below the input's first byte and overlap the rest of it.  The lowering attaches the
 result to the op (``OpIR.overlap``); memory.py allows exactly those overlaps.
 
-The kernel contract this relies on (firmware/runtime/tg_conv.c: tg_conv2d_s8,
+The kernel contract this relies on (firmware/runtime/tg_conv.c: tg_conv2d_s8, tg_depthwise_conv.c:
 tg_depthwise_conv2d_s8; tg_pool.c: tg_avg_pool_s8, tg_max_pool_s8; read
 2026-12 -- a kernel change that breaks it must change this module too):
 

@@ -1,5 +1,5 @@
 """Weight layouts and broadcast strides the kernels of tg_kernels.h expect: pure numpy,
-no checks (lower.py decides what is accepted) and no C."""
+no checks (lowering/ decides what is accepted) and no C."""
 
 from __future__ import annotations
 

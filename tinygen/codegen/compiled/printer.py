@@ -38,12 +38,12 @@ STRUCTS: dict[str, str | None] = {
     "tg_mul_s8": "tg_mul_params_t",
     "tg_requantize_s8": "tg_requant_params_t",
     "tg_pad_s8": "tg_pad_params_t",
-    "tg_mean_s8": "tg_mean_params_t",
+    "tg_mean_s8": "tg_reduce_params_t",
     "tg_clamp_s8": None,
     "tg_copy_s8": None,
     "tg_concat_s8": None,
 }
-# Elementwise, activation and reduction kernels (lower_elementwise.py).
+# Elementwise, activation and reduction kernels (lowering/elementwise.py, activation.py, reduce.py).
 STRUCTS.update({
     "tg_leaky_relu_s8": "tg_leaky_relu_params_t",
     "tg_prelu_s8": "tg_prelu_params_t",
@@ -53,13 +53,13 @@ STRUCTS.update({
     "tg_squared_difference_s8": "tg_add_params_t",
     "tg_minimum_s8": "tg_minmax_params_t",
     "tg_maximum_s8": "tg_minmax_params_t",
-    "tg_reduce_max_s8": "tg_mean_params_t",
-    "tg_reduce_min_s8": "tg_mean_params_t",
+    "tg_reduce_max_s8": "tg_reduce_params_t",
+    "tg_reduce_min_s8": "tg_reduce_params_t",
 })
 
 # TG_KERNELS_ABI_VERSION in firmware/runtime/tg_kernels.h: the emitted model code checks it at
 # compile time, so a model emitted for other kernels fails to build instead of misbehaving.
-KERNELS_ABI_VERSION = 4
+KERNELS_ABI_VERSION = 5
 
 # Values per line of a constant array: int8 data 16, int32 data 8, except these roles.
 _PER_LINE = {"shift": 16, "inner": 16}
@@ -185,7 +185,7 @@ CALLS: dict[str, Callable[[OpIR, _Names], str]] = {
 }
 
 
-# ---- shape and spatial ops (lower_shape.py) ----
+# ---- shape and spatial ops (lowering/gather.py, shape.py, resize.py, transpose_conv.py) ----
 
 def _call_gather(op: OpIR, n: _Names) -> str:
     arr, = op.arrays
