@@ -59,6 +59,9 @@ README_COMMANDS = {
         "trains the digits recipe for minutes; tests/test_device_loop.py builds that project "
         "(build --board qemu-m4 --recipe digits) and verifies it on QEMU",
     "tinygen verify --project my-esp32 --port auto": "needs an ESP32 on USB",
+    "tinygen run --board qemu-m4 --model m.onnx --data d.npz":
+        "needs the reader's own PyTorch export; tests/test_onnx.py runs `tinygen run --board qemu-m4 "
+        "--model M.onnx --data D.npz` on an onnx.helper graph as torch.onnx.export writes it",
     "cd my-esp32 && pio run -t upload && tinygen verify --project . --port auto":
         "needs the PlatformIO registry (the espressif32 platform) and an ESP32 on USB",
 }
