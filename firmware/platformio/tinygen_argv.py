@@ -12,23 +12,21 @@ What: SCons still builds each command as a list of words (its substitution decid
 ends), and :func:`use_argv` makes it start the program with exactly those words as its argv, with
 no shell in between. SCons has already put double quotes around every word holding whitespace
 (``quote_spaces`` for plain words; ``ESCAPE``, set here to the same rule, for nodes and
-``Literal``s) by the time the spawn function sees it; since that rule adds quotes only to words
+literal words) by the time the spawn function sees it; since that rule adds quotes only to words
 holding whitespace and whitespace is never added, the spawn function removes exactly those
 quotes again and gets back the word SCons substituted, byte for byte.
 
-What it does not change, and the builders must still respect:
-  * SCons expands ``$`` in every string it substitutes (``${...}`` evaluates Python): a path
-    with ``$`` is refused by tinygen before PlatformIO runs (tinygen/common/escape.py
-    ``pio_path``); a builder writes a literal ``$`` as ``$$``.
-  * A *string* variable holding a path with whitespace is split into words when it is expanded
-    (``"-Wl,-Map,$BUILD_DIR/x.map"``): builders put paths into flag lists as list elements that
-    are already substituted (or as nodes / ``env.Literal``), never through a ``$VAR`` inside a
-    longer string.
+What SCons still does before that, and how the builders keep a path one word:
+  * SCons expands ``$`` in every string it substitutes (``${...}`` evaluates Python), in the
+    paths PlatformIO itself hands it too: a path with ``$`` is refused by tinygen before
+    PlatformIO runs (tinygen/common/escape.py ``pio_path``).
+  * SCons splits a string it substitutes at whitespace, and also starts a new word after ``<``,
+    ``>`` or ``|`` when whitespace follows (its guess at a shell redirection): so
+    ``"-Wl,-Map,$BUILD_DIR/x.map"`` or ``"-I" + path`` fall apart. A builder puts a path into a
+    command as :func:`word` (one word, as is: never split, never expanded, and still a string to
+    PlatformIO's own checks of the flag lists), or as a node; the ``-I``/``-L``/``-l`` words SCons
+    makes from CPPPATH, LIBPATH and LIBS are made words here.
   * ``-Wl,`` splits its argument at commas: paths go to the linker through ``-Xlinker``.
-  * SCons starts a new word after ``<``, ``>`` or ``|`` when whitespace follows (a shell
-    redirection, it guesses) while it substitutes a string: a path from outside the project is
-    put into a command as a node or an ``env.Literal`` (CPPPATH/LIBPATH/LIBS words are made
-    Literals here).
   * Commands longer than PlatformIO's limit go through a response file (``@file``); its words
     are quoted here for GCC's reader (libiberty ``buildargv``), which ``quote_spaces`` is not.
 """
@@ -37,6 +35,8 @@ import os
 import re
 import subprocess
 import sys
+
+from SCons.Subst import CmdStringHolder  # pylint: disable=import-error
 
 _WHITESPACE = (" ", "\t")
 # Everything libiberty's buildargv treats specially in a response file, plus other whitespace.
@@ -82,16 +82,23 @@ def pspawn(sh, escape, cmd, args, env, stdout, stderr):  # pylint: disable=unuse
     return _run([unquote_word(a) for a in args], env, stdout, stderr)
 
 
-def _final_words(env, concat):
-    """SCons's ``_concat`` (it makes the ``-I``/``-L``/``-l`` words from CPPPATH, LIBPATH, LIBS), its
-    words handed on as ``Literal``s: they are substituted already, and SCons would otherwise split
-    a path at a space that follows ``<``, ``>`` or ``|`` (its guess at a shell redirection)."""
+def word(text):
+    """``text`` as one command word, as is: SCons neither splits it (at whitespace, or after
+    ``<``, ``>``, ``|``) nor expands ``$`` in it. It is what SCons itself makes of an
+    ``env.Literal`` while substituting (a CmdStringHolder marked literal), and unlike a Literal it
+    is still a string to PlatformIO, which runs string checks over LINKFLAGS and the like."""
+    return CmdStringHolder(str(text), True)
+
+
+def _final_words(concat):
+    """SCons's ``_concat`` (it makes the ``-I``/``-L``/``-l`` words from CPPPATH, LIBPATH, LIBS),
+    its words handed on as :func:`word`s: they are substituted already."""
 
     def _concat(*args, **kwargs):
         words = concat(*args, **kwargs)
         if not isinstance(words, list):
             return words
-        return [env.Literal(w) if isinstance(w, str) and w not in ("$(", "$)") else w for w in words]
+        return [word(w) if isinstance(w, str) and w not in ("$(", "$)") else w for w in words]
 
     return _concat
 
@@ -99,7 +106,7 @@ def _final_words(env, concat):
 def use_argv(env):
     """Make ``env`` (and every environment cloned from it later) run commands without a shell."""
     env.Replace(
-        _concat=_final_words(env, env["_concat"]),
+        _concat=_final_words(env["_concat"]),
         SPAWN=spawn,
         PSPAWN=pspawn,
         ESCAPE=quote_word,
@@ -119,14 +126,21 @@ def command_path(path):
 
 
 def linker_map_flags(env, name="${PROGNAME}.map"):
-    """LINKFLAGS that make ld write its map to ``$BUILD_DIR/<name>``: ``-Xlinker -Map=<path>``,
-    each one list element (``-Wl,`` would split the path at commas; a ``$BUILD_DIR`` inside the
-    flag string would be split at spaces). ld replaces a ``%`` in the map file's name with the
+    """LINKFLAGS that make ld write its map to ``$BUILD_DIR/<name>``: ``-Xlinker``, ``-Map=<path>``
+    (``-Wl,`` would split the path at commas). ld replaces a ``%`` in the map file's name with the
     output file's name and has no escape for it, so the path is relative to the project (where
-    the user's directory names do not appear); a build_dir outside the project whose path
-    holds ``%`` gets no map file (said once), rather than a map written somewhere else."""
+    the user's directory names do not appear); a build_dir outside the project whose path holds
+    ``%`` gets no map file (said once) rather than a map written somewhere else."""
     path = command_path(env.subst(os.path.join("$BUILD_DIR", name)))
     if "%" in path:
         sys.stdout.write("Note: no linker map (ld cannot name a map file whose path holds '%%'): %s\n" % path)
         return []
-    return ["-Xlinker", "-Map=" + path.replace("$", "$$")]
+    return ["-Xlinker", word("-Map=" + path)]
+
+
+def use_linker_script(env, path):
+    """Link with the linker script at ``path``: ``-T <path>`` as two words, the path relative to the
+    project when inside it. PlatformIO's own ``-T`` (from LDSCRIPT_PATH) is a string SCons would
+    split, so LDSCRIPT_PATH is emptied once the script is found."""
+    env.Replace(LDSCRIPT_PATH="")
+    env.Prepend(LINKFLAGS=["-T", word(command_path(path))])

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +48,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, require_tool, run_cli
+from conftest import REPO, assert_one_line_error, require_tool, run_cli
 from tinygen.common.escape import ini_value
 from tinygen.device.pio import pio_run
 
@@ -188,7 +189,8 @@ def test_a_dollar_is_refused_in_one_line_before_any_work(tmp_path, where):
 
 def test_tflm_tree_leaves_out_cortex_m_generic(tmp_path_factory):
     """issue 28 item 4: the mps2 builder's TFLM source filter on a fake tree in create_tflm_tree.py's
-    cortex_m_generic shape, built for real by `pio run` (tinygen's offline PlatformIO)."""
+    cortex_m_generic shape, built for real by `pio run` (tinygen's offline PlatformIO). The tree and
+    the linker scripts lie outside the project under the hostile name (-isystem, -I, -T, -L)."""
     _tools()
     root = tmp_path_factory.mktemp("issue28")
     base = root / HOSTILE  # (no ' ;' or ' #' in it: platformio.ini would cut the value there)
@@ -204,14 +206,24 @@ def test_tflm_tree_leaves_out_cortex_m_generic(tmp_path_factory):
     (project / "src" / "main.c").write_text(
         "int tg_fake_tflm(void);\nint main(void) { return tg_fake_tflm() == 42 ? 0 : 1; }\n"
         "void Reset_Handler(void) { main(); for (;;) {} }\n")
+    # the board's linker scripts outside the project, under the hostile name too: -T and -L carry it
+    scripts = base / "ld scripts"
+    scripts.mkdir()
+    for name, mark in (("mps2.ld", "tg_issue22_script"), ("tg_mps2_sections.ld", "tg_issue22_sections")):
+        text = (REPO / "firmware" / "hal" / "mps2" / name).read_text()
+        (scripts / name).write_text(f"{text}\n{mark} = 0x22;\n")  # shows in the ELF that this copy was used
     (project / "platformio.ini").write_text(
         "[env:qemu-m4]\nplatform = tinygen-mps2\nboard = qemu-m4\n"
+        f"board_build.ldscript = {ini_value(str(scripts / 'mps2.ld'))}\n"
         f"custom_tinygen_tflm_dir = {ini_value(str(tree))}\ncustom_tinygen_tflm_cache = no\n", encoding="utf-8")
     proc = pio_run(project, environment="qemu-m4", verbose=True)
     build = project / ".pio" / "build" / "qemu-m4"
     objects = sorted(p.relative_to(build / "tflm").as_posix() for p in (build / "tflm").rglob("*.o"))
     assert objects == ["tensorflow/lite/micro/tg_fake.o"], proc.stdout[-2000:]
     assert (build / "firmware.elf").is_file()
+    symbols = subprocess.run(["arm-none-eabi-nm", str(build / "firmware.elf")], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert "tg_issue22_script" in symbols and "tg_issue22_sections" in symbols
     _assert_nothing_ran(root)
 
 
@@ -219,8 +231,6 @@ def test_a_real_board_project_under_a_shell_path_is_refused_before_pio(tmp_path,
     """A real board builds with its vendor's PlatformIO platform, which runs commands through
     `sh -c` (tinygen's argv spawn is in its own platforms only): `tinygen flash` refuses such a
     project path in one line, before PlatformIO starts (a space alone is fine)."""
-    import shutil
-
     project = tmp_path / "My Projects" / "n" / "r;touch PWNED;x"
     shutil.copytree(sine_project, project, ignore=shutil.ignore_patterns(".pio"))
     res = run_cli("flash", "--project", str(project), cwd=tmp_path)

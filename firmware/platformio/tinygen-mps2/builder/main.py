@@ -369,8 +369,7 @@ def _build_tflm(tree):
     # same directory) keeps the tree's own warnings out of the project's build.
     env.Append(
         CPPPATH=includes,
-        # a Literal: one word, never split at whitespace or expanded at '$' (see tinygen_argv)
-        CCFLAGS=[env.Literal("-isystem" + d) for d in includes],
+        CCFLAGS=[tinygen_argv.word("-isystem" + d) for d in includes],
         CPPDEFINES=_tflm_defines(tree) + (["TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"] if _tflm_release_mode() else []),
     )
 
@@ -462,8 +461,7 @@ if not _ldscript_name:
 _ldscript = _resolve_ldscript(_ldscript_name)
 if not _ldscript:
     _fail("linker script '%s' not found in the project or the platform" % _ldscript_name)
-# PlatformIO passes it as `-T <path>`; relative to the project when inside it (see tinygen_argv).
-env.Replace(LDSCRIPT_PATH=tinygen_argv.command_path(_ldscript))
+tinygen_argv.use_linker_script(env, _ldscript)
 # The board scripts INCLUDE the shared tg_mps2_sections.ld that sits next to them.
 env.Append(LIBPATH=[os.path.dirname(_ldscript)])
 

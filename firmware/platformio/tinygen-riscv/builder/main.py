@@ -140,8 +140,7 @@ if not _ldscript_name:
 _ldscript = _resolve_ldscript(_ldscript_name)
 if not _ldscript:
     _fail("linker script '%s' not found in the project or the platform" % _ldscript_name)
-# PlatformIO passes it as `-T <path>`; relative to the project when inside it (see tinygen_argv).
-env.Replace(LDSCRIPT_PATH=tinygen_argv.command_path(_ldscript))
+tinygen_argv.use_linker_script(env, _ldscript)
 
 # ---------------------------------------------------------------------------
 # Targets
