@@ -9,8 +9,8 @@
 
 The fix (firmware/platformio/tinygen_argv.py): the platforms run each command's words as an argv,
 no shell; the map file goes to ld as ``-Xlinker -Map=<path relative to the project>`` (ld reads a
-``%`` in the map's name as "the output file"); the ``-I``/``-L``/``-l`` words and TFLM's
-``-isystem`` are SCons Literals (SCons splits a word at a space after ``<``, ``>``, ``|``).  What no
+``%`` in the map's name as "the output file"); the ``-I``/``-L``/``-l``/``-T`` words and TFLM's
+``-isystem`` are literal words (SCons splits a string at a space after ``<``, ``>``, ``|``).  What no
 spelling survives is refused in one line before any work: ``$`` (SCons expands it, ``${...}``
 runs Python, in the paths PlatformIO hands it) and control characters.
 
