@@ -267,3 +267,100 @@ def test_cli_refuses_bad_compression_flags_in_one_line(tmp_path):
                   "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "go with --fit" in res.stderr and not (tmp_path / "o").exists()
+
+
+def _conv1d(keras):
+    """An accelerometer-style classifier: (128, 3) windows through Conv1D, DepthwiseConv1D, 1-D pooling."""
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((128, 3), name="window"), L.Conv1D(8, 5, strides=2, activation="relu", name="k1"),
+        L.DepthwiseConv1D(3, padding="same", depth_multiplier=2, activation="relu", name="dw1"),
+        L.MaxPooling1D(2, name="p1"), L.Conv1D(12, 3, activation="relu", name="k2"),
+        L.GlobalAveragePooling1D(name="gap"), L.Dense(6, activation="relu", name="d1"), L.Dense(4, name="out"),
+        L.Softmax(name="sm")], name="accel")
+
+
+def test_conv1d_pruning_removes_filters_and_computes_what_the_zeroed_original_computes():
+    """Issue 23 item 1: Conv1D (the usual accelerometer layer) was refused by pruning.  Reference:
+    Keras on a copy of the original with the removed filters (and the depthwise channels fed only by
+    them) set to zero, and Keras' own parameter count of the rebuilt model."""
+    from tinygen.compress import prune
+
+    keras = _keras()
+    model = _conv1d(keras)
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.3 for w in model.get_weights()])
+    assert prune.prunable(model) == ["k1", "k2", "d1"]
+    pruned = prune.prune(model, 0.5)
+    assert {n: pruned.get_layer(n).get_weights()[0].shape for n in ("k1", "dw1", "k2", "d1", "out")} == {
+        "k1": (5, 3, 4), "dw1": (3, 4, 2), "k2": (3, 8, 6), "d1": (6, 3), "out": (3, 4)}
+    # k1 5*3*4+4, dw1 3*4*2+8, k2 3*8*6+6, d1 6*3+3, out 3*4+4
+    assert pruned.count_params() == 64 + 32 + 150 + 21 + 16 < model.count_params()
+    zeroed = keras.models.clone_model(model)
+    zeroed.set_weights(model.get_weights())
+    drop = {}
+    for name in ("k1", "k2", "d1"):
+        k, b = (v.copy() for v in model.get_layer(name).get_weights())
+        n = k.shape[-1]
+        drop[name] = np.argsort(-np.abs(k).reshape(-1, n).sum(axis=0), kind="stable")[n // 2:]
+        k[..., drop[name]], b[drop[name]] = 0, 0
+        zeroed.get_layer(name).set_weights([k, b])
+    dk, db = (v.copy() for v in model.get_layer("dw1").get_weights())
+    for c in drop["k1"]:
+        dk[:, c, :], db[c * 2:(c + 1) * 2] = 0, 0
+    zeroed.get_layer("dw1").set_weights([dk, db])
+    x = rng.normal(size=(8, 128, 3)).astype(np.float32)
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), zeroed.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def conv1d_reshape(tmp_path_factory):
+    """A Conv1D classifier with a Reshape (a layer pruning cannot follow, QAT can), untrained but
+    seeded, with (N, 128, 3) windows and integer labels of its 4 classes."""
+    keras = _keras()
+    L = keras.layers
+    model = keras.Sequential([keras.Input((128, 3)),
+                              L.Conv1D(6, 8, strides=4, padding="same", activation="relu", name="k1"),
+                              L.Reshape((16, 12), name="fold"), L.Conv1D(8, 3, activation="relu", name="k2"),
+                              L.GlobalAveragePooling1D(), L.Dense(4, name="out"), L.Softmax()], name="accel2")
+    root = tmp_path_factory.mktemp("compress-conv1d")
+    model.save(root / "accel.keras")
+    rng = np.random.default_rng(6)
+    np.savez(root / "d.npz", x=rng.normal(size=(60, 128, 3)).astype(np.float32), y=rng.integers(0, 4, size=60))
+    return root
+
+
+def test_qat_alone_takes_any_layer_and_a_classifier_with_data(conv1d_reshape, tmp_path):
+    """Issue 23 item 1: --qat alone was refused with pruning's message (the layer walk refused the
+    Reshape), and every classifier with more than two classes failed the task check (a made-up
+    output shape of 2).  The chosen QAT model is what the project holds."""
+    project = tinygen.build(conv1d_reshape / "accel.keras", board="qemu-m4", data=conv1d_reshape / "d.npz",
+                            out=tmp_path / "p", vectors=4, qat=True, compress_epochs={"qat": 1})
+    rep = project.compression
+    assert [r["label"] for r in rep["candidates"]] == ["original", "QAT"] and rep["chosen"] == "QAT"
+    assert rep["metric"] == "accuracy" and project.plan.task == "classification"
+    qat_row = rep["candidates"][1]
+    assert project.plan.analysis.macs == qat_row["macs"] and len(project.plan.model.raw) == qat_row["model_bytes"]
+
+
+def test_pruning_a_layer_it_cannot_follow_is_refused_before_any_training(conv1d_reshape, tmp_path):
+    seen = []
+    with pytest.raises(UnsupportedModel, match="layer 'fold' is a Reshape: compress with --qat alone") as exc:
+        tinygen.build(conv1d_reshape / "accel.keras", board="qemu-m4", data=conv1d_reshape / "d.npz",
+                      out=tmp_path / "p", prune=0.5, progress=seen.append)
+    assert "\n" not in str(exc.value) and not (tmp_path / "p").exists()
+    assert not any("fine-tuning" in s or "pruning" in s for s in seen), seen  # the compression child never ran
+
+
+def test_layer_refusals_from_the_described_layers_need_no_model():
+    """What the parent refuses from the [name, class] pairs the describe job returned, before any
+    training: a layer pruning cannot follow, and a --prune layer=ratio naming no Conv/Dense layer."""
+    from tinygen.compress.prune import check_layer_classes
+
+    layers = [["k1", "Conv1D"], ["gap", "GlobalAveragePooling1D"], ["d1", "Dense"], ["sm", "Softmax"]]
+    check_layer_classes(layers, {"k1": 0.5})
+    with pytest.raises(UnsupportedModel, match="names layer 'gap', which is not a prunable layer of this model; "
+                                               "its Conv1D/Conv2D/Dense layers: k1, d1"):
+        check_layer_classes(layers, {"gap": 0.5})
+    with pytest.raises(UnsupportedModel, match="layer 'rnn' is a LSTM: compress with --qat alone"):
+        check_layer_classes(layers + [["rnn", "LSTM"]], 0.5)

@@ -215,7 +215,8 @@ def test_unknown_place_bad_names_and_no_coordinator_say_what_to_do(farm):
 
 
 def test_the_cli_wants_a_port_or_a_place():
-    res = run_cli("verify", "--project", "any")
+    # not both (a real board's project needs one of them: tests/regression/test_issue_23_verify_and_run.py)
+    res = run_cli("verify", "--project", "any", "--port", "/dev/ttyACM0", "--place", PLACE)
     assert_one_line_error(res, "give either --port or --place", code=2)
 
 

@@ -67,6 +67,7 @@ class Project:
     plan: Plan | None = field(default=None, repr=False)
     files: dict[str, bytes] | None = field(default=None, repr=False)
     compression: dict | None = field(default=None, repr=False)  # build(prune=/qat=/distill=/fit=): candidates
+    notes: list[str] = field(default_factory=list)  # what build changed in the user's data, one line each
 
     @classmethod
     def load(cls, path: str | Path) -> Project:
@@ -124,6 +125,13 @@ def default_out_dir(board: str, name_hint: str) -> Path:
     return Path(f"tinygen-{stem}")
 
 
+def name_hint(model: str | Path | None, recipe: str | None) -> str:
+    """What :func:`default_out_dir` names a build's project after: the model file's stem, or the recipe."""
+    from tinygen.intake.recipes import DEFAULT_RECIPE
+
+    return Path(model).stem if model else (recipe or DEFAULT_RECIPE)
+
+
 # ----------------------------------------------------------------- build
 
 def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, data, tflm_dir) -> str | None:
@@ -168,6 +176,8 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     the board's); ``vectors`` reference vectors are saved into the project; ``force`` replaces an existing
     tinygen project in ``out``; ``tflm_dir`` is a TFLM source tree in Arduino-library layout; ``task``
     ("classification", "binary" or "regression") overrides the guess from the output shape and labels.
+    What was changed in ``data`` to fit the model (channels-first samples transposed, one-hot labels
+    made integer) is in ``project.notes``, one line each (the CLI prints them as ``note:`` lines).
 
     Compression (:mod:`tinygen.compress`) before conversion: ``prune`` (a ratio, or {layer: ratio}),
     ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning or student that fits
@@ -194,8 +204,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     b = get_board(board)
     runtime = runtime or b["default_runtime"]
     tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
-    name_hint = Path(model).stem if model else (recipe or DEFAULT_RECIPE)
-    target = Path(out) if out else default_out_dir(board, name_hint)
+    target = Path(out) if out else default_out_dir(board, name_hint(model, recipe))
     check_out_dir(target, force)  # fail before minutes of training
     if b.get("emulator"):
         from tinygen.device.toolcheck import check_board_tools
@@ -217,13 +226,17 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
         from tinygen.intake.loader import model_kind
 
         kind = model_kind(Path(model))
+        if copts.active:
+            from tinygen.compress.fit import check_model_kind
+
+            check_model_kind(kind)  # before the model is even described
         progress(f"loading {model}")
         if kind == "onnx":  # a PyTorch export: tinygen.intake.onnx_source (onnx2tf, then the int8 path)
             from tinygen.intake.onnx_source import source_from_onnx
 
             src = source_from_onnx(Path(model), data)
         else:
-            src = source_from_user(model, data)
+            src = source_from_user(model, data, task)
     else:
         progress(f"training recipe '{recipe or DEFAULT_RECIPE}'")
         src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
@@ -244,7 +257,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     write_project(files, target, force=force)
     if compression is not None:
         _write_compression_report(compression, target)
-    return Project(target, json.loads(files["tinygen.json"]), b, plan, files, compression)
+    return Project(target, json.loads(files["tinygen.json"]), b, plan, files, compression, list(src.notes))
 
 
 def _latency_options(copts, b: dict, runtime: str, tflm_dir, max_instructions, latency_ms) -> None:
@@ -306,15 +319,20 @@ def _compress_options(prune, qat, distill, fit, fit_budget, headroom, epochs, fi
 
 
 def _compress(src, b: dict, runtime: str, opts, seed: int, progress: Progress) -> dict:
+    """Check the source against the options (task, layers, data: seconds), then train and measure
+    the candidates (minutes)."""
     import numpy as np
 
     from tinygen.codegen.plan import infer_task
-    from tinygen.compress.fit import compress
+    from tinygen.compress.fit import check_source, compress
 
-    y = src.y_test
-    out_hint = (2,) if y is not None and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype,
-                                                                                  np.integer) else (1,)
-    task = infer_task(src, out_hint)
+    out_shape = src.output_shape
+    if out_shape is None:  # not described (a SavedModel, refused below): guess from the labels
+        y = src.y_test
+        out_shape = (2,) if y is not None and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype,
+                                                                                       np.integer) else (1,)
+    task = infer_task(src, out_shape)
+    check_source(src, opts)
     per_channel_dense = bool(b.get("tflm", {}).get("per_channel_fully_connected", False)) \
         if runtime == "tflm" else True
     return compress(src, b, runtime, opts, task=task, per_channel_dense=per_channel_dense, seed=seed,

@@ -18,9 +18,11 @@ import click
 from rich.table import Table
 
 from tinygen import api
+from tinygen.cli.options import NAMES as BUILD_OPTION_NAMES
+from tinygen.cli.options import build_arguments, build_options, print_compression, print_notes
 from tinygen.cli.output import StatusLine, err, out, print_build_summary, print_json, print_verification, step, \
     trace_line
-from tinygen.common.errors import ToolFailure
+from tinygen.common.errors import TinygenError, ToolFailure
 from tinygen.common.escape import terminal
 
 
@@ -154,7 +156,8 @@ def _print_per_op(report, as_json: bool) -> None:
 @click.command("verify")
 @click.option("--project", "project", required=True, type=click.Path(path_type=Path), help="Generated project.")
 @click.option("--port", default=None,
-              help="Serial port (a pty for emulated boards), 'auto' (USB VID/PID) or rfc2217://HOST:PORT.")
+              help="Serial port, 'auto' (USB VID/PID) or rfc2217://HOST:PORT; emulated boards need none (QEMU is "
+                   "booted on the project's firmware), or take the pty `tinygen flash` printed.")
 @click.option("--place", default=None, help="A labgrid place instead of --port: acquired, its serial port used.")
 @click.option("--coordinator", default=None, metavar="HOST[:PORT]",
               help="labgrid coordinator for --place (default: $LG_COORDINATOR, else 127.0.0.1:20408).")
@@ -163,11 +166,18 @@ def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir
                as_json, layers, profile) -> None:
     """Send the project's vectors over the serial port and compare with the reference.
 
-    Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
+    An emulated board needs no --port: its firmware is built (`pio run`) and QEMU booted on it for
+    the run.  Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
     """
-    if (port is None) == (place is None):
-        raise click.UsageError("give either --port or --place (a labgrid place)")
-    report = api.verify(project, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
+    if port is not None and place is not None:
+        raise click.UsageError("give either --port or --place (a labgrid place), not both")
+    proj = api.Project.load(project)
+    if port is None and place is None:
+        if not proj.emulated:
+            raise click.UsageError(f"board {proj.board['id']} is a real board: give --port (a serial port or "
+                                   "'auto') or --place (a labgrid place)")
+        proj.build_firmware(progress=None if as_json else step)  # as `run --project` does; QEMU boots in verify
+    report = api.verify(proj, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
                         timeout=timeout, retries=retries, seed=seed, trace=trace_line if trace else None,
                         progress=None if as_json else step, place=place, coordinator=coordinator,
                         layers=layers, profile=profile)
@@ -180,28 +190,33 @@ def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir
 @click.option("--board", default="qemu-m4", show_default=True, help="Board id (emulated boards run here).")
 @click.option("--project", "project", type=click.Path(path_type=Path), default=None,
               help="Use this generated project instead of building one.")
-@click.option("--model", "model_path", metavar="FILE", help="As for `tinygen build`.")
-@click.option("--recipe", metavar="NAME", help="As for `tinygen build` (default: sine).")
-@click.option("--data", "data_path", metavar="FILE", help="As for `tinygen build`.")
-@click.option("--runtime", type=click.Choice(["tflm", "compiled"]), default=None, help="As for `tinygen build`.")
-@click.option("--out", "out_dir", metavar="DIR", help="Project directory (default: tinygen-<board>-<model>).")
-@click.option("--force", is_flag=True, help="Replace an existing project in --out.")
+@build_options
 @click.option("--port", default=None, help="Real boards: serial port or 'auto' (default: auto).")
-@click.option("--tflm-dir", envvar="TINYGEN_TFLM_DIR", metavar="DIR",
-              help="TFLM source tree (Arduino-library layout) for --runtime tflm on emulated boards.")
 @_verify_options
-def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, force, port, tflm_dir, n_fresh,
-            tolerance, report_dir, timeout, retries, seed, trace, as_json, layers, profile) -> None:
-    """Build -> compile -> flash -> verify in one go (the whole loop; emulated boards need no hardware)."""
+def run_cmd(board, project, port, n_fresh, tolerance, report_dir, timeout, retries, seed, trace, as_json, layers,
+            profile, **options) -> None:
+    """Build -> compile -> flash -> verify in one go (the whole loop; emulated boards need no hardware).
+
+    Takes `tinygen build`'s options (--model, --data, --prune, --qat, --fit, ...); --vectors and --seed
+    are the fresh verify vectors here, the build keeps its defaults."""
     show_step = None if as_json else step
+    kwargs = build_arguments(options)
     if project is None:
-        # The verify --seed is for the fresh vectors; the build keeps its own default seed.
+        _refuse_existing_project(board, kwargs)
         with StatusLine(not as_json) as progress:
-            proj = api.build(model_path, board=board, recipe=recipe, data=data_path, out=out_dir, force=force,
-                             runtime=runtime, tflm_dir=tflm_dir or None, progress=progress)
+            proj = api.build(kwargs.pop("model"), board=board, progress=progress, **kwargs)
         if not as_json:
             print_build_summary(proj.plan)
+            if proj.compression is not None:
+                print_compression(proj.compression)
+            print_notes(proj, as_json)
     else:
+        ctx = click.get_current_context()
+        given = [prm.opts[0] for prm in ctx.command.params if prm.name in BUILD_OPTION_NAMES
+                 and ctx.get_parameter_source(prm.name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--project verifies an existing project as it was built; {given[0]} is a build "
+                                   "option: drop it, or build again without --project")
         proj = api.Project.load(project)
     if proj.emulated:
         proj.build_firmware(progress=show_step)
@@ -215,6 +230,20 @@ def run_cmd(board, project, model_path, recipe, data_path, runtime, out_dir, for
     print_verification(report, as_json)
     _print_per_op(report, as_json)
     report.raise_if_failed()
+
+
+def _refuse_existing_project(board: str, kwargs: dict) -> None:
+    """A second `run` of the same model on the same board finds the first one's project: say how to
+    verify that one again, beside --force (build's own refusal names only --force and --out)."""
+    import shlex
+
+    target = Path(kwargs["out"]) if kwargs["out"] else api.default_out_dir(board, api.name_hint(kwargs["model"],
+                                                                                              kwargs["recipe"]))
+    if kwargs["force"] or not (target / "tinygen.json").is_file() or target.is_symlink():
+        return
+    raise TinygenError(f"output directory {terminal(str(target))} already exists; pass --force to replace it, "
+                       f"choose another --out, or `tinygen run --project {terminal(shlex.quote(str(target)))}` "
+                       "to verify it again")
 
 
 @click.command("profile")

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from tinygen import __version__, api
 from tinygen.cli import bench, device
+from tinygen.cli.options import build_arguments, build_options, print_compression, print_notes
 from tinygen.cli.output import StatusLine, err, grouped, out, print_build_summary, print_json
 from tinygen.common.errors import TinygenError
 from tinygen.common.escape import terminal
@@ -66,61 +67,25 @@ def boards_cmd(as_json: bool) -> None:
 
 @cli.command("build")
 @click.option("--board", required=True, metavar="BOARD", help="Target board id (see `tinygen boards`).")
-@click.option("--model", "model_path", metavar="FILE", help=".keras, .h5, SavedModel dir or int8 .tflite.")
-@click.option("--recipe", metavar="NAME", help="Built-in recipe to train when no --model (default: sine).")
-@click.option("--data", "data_path", metavar="FILE", help="Samples for a user model: .npz (x[, y]), .npy or .csv.")
-@click.option("--out", "out_dir", metavar="DIR", help="Output project directory (default: tinygen-<board>-<model>).")
-@click.option("--force", is_flag=True, help="Replace an existing tinygen project in --out.")
-@click.option("--runtime", type=click.Choice(["tflm", "compiled"]), default=None,
-              help="tflm (TensorFlow Lite Micro, default on real boards) or compiled (plain C, no interpreter).")
+@build_options
 @click.option("--vectors", "n_vectors", type=click.IntRange(1, 10000), default=32, show_default=True,
               help="Reference vectors saved into the project.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=1234, show_default=True,
               help="Seed for training and vectors.")
-@click.option("--epochs", type=click.IntRange(1, 10000), default=None, help="Override the recipe's epochs.")
-@click.option("--tflm-dir", envvar="TINYGEN_TFLM_DIR", metavar="DIR",
-              help="Build TFLM from this source tree (Arduino-library layout) instead of the registry library.")
-@click.option("--task", type=click.Choice(["classification", "binary", "regression"]), default=None,
-              help="What the model predicts, when the guess from its output and labels is wrong.")
-@click.option("--prune", metavar="RATIO|LAYER=RATIO,...",
-              help="Structured pruning: remove this share of filters/units (L1 norm) from every prunable layer, or "
-                   "per layer, then fine-tune.")
-@click.option("--qat", is_flag=True, help="Quantization-aware training (simulated int8) before conversion.")
-@click.option("--distill", type=click.FloatRange(0, 1, min_open=True), metavar="WIDTH",
-              help="Train a student WIDTH times as wide on the model's soft outputs and the labels.")
-@click.option("--fit", is_flag=True, help="Search the smallest pruning or distilled student that fits the board's "
-                                          "flash and RAM (with --fit-headroom; and --fit-max-instructions) and "
-                                          "loses the least accuracy.")
-@click.option("--fit-board", metavar="BOARD", help="With --fit: fit this board's budget instead (e.g. build for "
-                                                       "qemu-m4 to verify, fit a nano33ble).")
-@click.option("--fit-headroom", type=click.FloatRange(0, 1, max_open=True), default=0.10, show_default=True,
-              help="Share of the board's flash and RAM --fit leaves free.")
-@click.option("--fit-max-instructions", type=click.IntRange(1, None), default=None, metavar="N",
-              help="With --fit: a candidate must also run in at most N instructions per inference, measured "
-                   "under QEMU on the emulated core (the build board if emulated, else qemu-m4).")
-@click.option("--fit-latency-ms", type=click.FloatRange(0, None, min_open=True), default=None, metavar="MS",
-              help="With --fit: the same bound in milliseconds at the fit board's clock (one instruction a cycle).")
-@click.option("--fit-widths", metavar="W,W,...", default=None,
-              help="With --fit: distilled students' widths to try beside the pruning ratios (default 0.5,0.25; "
-                   "'none': no distillation).")
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
-def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_vectors, seed, epochs, tflm_dir,
-              task, prune, qat, distill, fit, fit_board, fit_headroom, fit_max_instructions, fit_latency_ms,
-              fit_widths, as_json) -> None:
+def build_cmd(board, n_vectors, seed, as_json, **options) -> None:
     """Train or load a model, quantize it to int8, and emit a PlatformIO project."""
     import shlex
 
+    kwargs = build_arguments(options)
     with StatusLine(not as_json) as progress:
-        project = api.build(model_path, board=board, recipe=recipe, data=data_path, out=out_dir, force=force,
-                            runtime=runtime, vectors=n_vectors, seed=seed, epochs=epochs, tflm_dir=tflm_dir,
-                            task=task, progress=progress, prune=prune, qat=qat, distill=distill, fit=fit,
-                            fit_headroom=fit_headroom, fit_board=fit_board,
-                            fit_max_instructions=fit_max_instructions, fit_latency_ms=fit_latency_ms,
-                            fit_widths=_widths(fit_widths))
+        project = api.build(kwargs.pop("model"), board=board, vectors=n_vectors, seed=seed, progress=progress,
+                            **kwargs)
     if as_json:
         data = dict(project.manifest)
         data["project"] = str(project.path)
         data["files"] = sorted(project.files)
+        data["notes"] = project.notes
         if project.compression is not None:
             data["compression"] = project.compression
         print_json(data)
@@ -128,56 +93,13 @@ def build_cmd(board, model_path, recipe, data_path, out_dir, force, runtime, n_v
     print_build_summary(project.plan)
     if project.compression is not None:
         print_compression(project.compression)
+    print_notes(project, as_json)
     # After `cd DIR` the project is `.`: a hint that repeats DIR breaks for relative paths.
     q = shlex.quote(str(project.path))
     nxt = (f"tinygen run --project {q}" if project.emulated
            else f"cd {q} && pio run -t upload && tinygen verify --project . --port auto")
     out.print(terminal(f"wrote {project.path} ({len(project.files)} files). Next: {nxt}"), markup=False,
               soft_wrap=True)
-
-
-def _widths(text: str | None) -> tuple | None:
-    if text is None:
-        return None
-    if text.strip().lower() == "none":
-        return ()
-    try:
-        return tuple(float(w) for w in text.split(","))
-    except ValueError:
-        raise TinygenError(f"--fit-widths takes widths like 0.5,0.25 (or 'none'), not '{text[:40]}'") from None
-
-
-def print_compression(report: dict) -> None:
-    metric = report["metric"]
-    timed = bool(report.get("max_instructions"))
-    t = Table(title=Text(terminal(f"compression candidates ({report['board']}, {report['runtime']}; "
-                                  f"chosen: {report['chosen']})")))
-    for col in ("candidate", "MACs", "params", "weights B", "flash B", "RAM B",
-                *([f"instructions / {report['max_instructions']:,}"] if timed else []), f"float {metric}",
-                f"int8 {metric}", "fits"):
-        t.add_column(col)
-
-    def fmt(v):
-        return "-" if v is None else f"{v:.4f}"
-
-    for r in report["candidates"]:
-        if "skipped" in r:
-            t.add_row(Text(terminal(r["label"])), *(["-"] * (8 if timed else 7)), f"skipped ({r['skipped']})")
-            continue
-        ins = r.get("instructions")
-        ins = ["-" if ins is None else grouped(ins) + (" (same shape)" if r.get("instructions_same_shape") else "")]
-        fits = r.get("fits")
-        # labels may carry the model's layer names (--prune layer=ratio): user text, no markup
-        t.add_row(Text(terminal(r["label"] + ("" if r.get("trained", True) else " (not fine-tuned)"))),
-                  grouped(r["macs"]),
-                  grouped(r["params"]), grouped(r["weights_bytes"]),
-                  f"{grouped(r['flash_bytes'])} / {grouped(r['flash_budget'])}",
-                  f"{grouped(r['ram_bytes'])} / {grouped(r['ram_budget'])}", *(ins if timed else []),
-                  fmt(r.get("float_metric")),
-                  fmt(r.get("int8_metric")), "-" if fits is None else ("yes" if fits else "no"))
-    out.print(t)
-    if report.get("chart"):
-        out.print(Text(terminal(f"chart: {report['chart']}")))
 
 
 # ----------------------------------------------------------------- inspect

@@ -85,6 +85,25 @@ def check_options(o: Options) -> None:
         raise TinygenError("--fit chooses the pruning itself; give --fit without --prune/--distill")
 
 
+def check_model_kind(kind: str) -> None:
+    """Compression trains the float Keras model: refuse any other kind ("tflite", "savedmodel") at once."""
+    if kind != "keras":
+        raise TinygenError("compression (--prune/--qat/--distill/--fit) needs the float Keras model (.keras or "
+                           ".h5, or a recipe), not an int8 .tflite, a SavedModel or an ONNX model")
+
+
+def check_source(src, o: Options) -> None:
+    """What can be refused before the compression child starts (seconds, not minutes): the model's
+    kind, the held-out samples, and (pruning, distillation, --fit) its layers' classes."""
+    from tinygen.compress.prune import check_layer_classes
+
+    check_model_kind(src.model_kind if src.model_path is not None else "tflite")
+    if src.x_test is None:
+        raise TinygenError("compression needs held-out samples to measure accuracy: give --data")
+    if (o.prune is not None or o.distill is not None or o.fit) and src.layers:
+        check_layer_classes(src.layers, o.prune)
+
+
 def parse_prune(text: str) -> float | dict:
     """'0.5' or 'conv2d=0.5,dense=0.25' (layer names as Keras shows them)."""
     try:
@@ -185,11 +204,7 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
              progress: Callable[[str], None] = lambda s: None) -> dict:
     """Train and measure the candidates; point ``src`` at the chosen one's Keras model.  Returns the
     report: {"candidates": [rows], "chosen": label, "metric": name, "budget": {...}}."""
-    if src.model_path is None or src.model_kind != "keras":
-        raise TinygenError("compression (--prune/--qat/--distill/--fit) needs the float Keras model (.keras or "
-                           ".h5, or a recipe), not an int8 .tflite or a SavedModel")
-    if src.x_test is None:
-        raise TinygenError("compression needs held-out samples to measure accuracy: give --data")
+    check_source(src, opts)
     check_options(opts)
     work = Path(src.work.path)
     start = time.monotonic()

@@ -1,12 +1,12 @@
-"""Structured pruning of a Keras 3 model: whole Conv2D filters and Dense units are removed, and
+"""Structured pruning of a Keras 3 model: whole Conv1D/Conv2D filters and Dense units are removed, and
 every layer that reads them loses the matching input channels, so the rebuilt model is smaller in
 every dense int8 kernel (unstructured zeros would be stored and multiplied all the same).
 
 Importance criterion: the L1 norm of a filter's (a unit's) incoming weights; each prunable layer
 keeps its ``round(n * (1 - ratio))`` most important ones (at least one), in their original order.
-A Conv2D/Dense whose channels reach the model's output is never pruned.  What follows a pruned
-layer is sliced to match: DepthwiseConv2D channels (with their multipliers), BatchNormalization's
-statistics, the next Conv2D's or Dense's input channels, and after a Flatten the Dense rows of the
+A Conv1D/Conv2D/Dense whose channels reach the model's output is never pruned.  What follows a pruned
+layer is sliced to match: DepthwiseConv1D/2D channels (with their multipliers), BatchNormalization's
+statistics, the next convolution's or Dense's input channels, and after a Flatten the Dense rows of the
 kept channels at every spatial position.  Layers that only reshape values per channel (pooling,
 activations, dropout, padding) pass the channel set through.
 
@@ -27,11 +27,13 @@ import numpy as np
 
 from tinygen.common.errors import UnsupportedModel
 
-KERNEL = ("Conv2D", "Dense")
-PASS = ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ReLU",
-        "Activation", "Dropout", "Softmax", "ZeroPadding2D")
+KERNEL = ("Conv1D", "Conv2D", "Dense")  # a kernel's last axis is its filters/units, the one before its inputs
+DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D")
+PASS = ("MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "ZeroPadding1D",
+        "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D",
+        "ReLU", "Activation", "Dropout", "Softmax")
 MERGE = ("Add", "Concatenate")
-HANDLED = KERNEL + PASS + MERGE + ("DepthwiseConv2D", "BatchNormalization", "Flatten")
+HANDLED = KERNEL + PASS + MERGE + DEPTHWISE + ("BatchNormalization", "Flatten")
 
 
 def _show(name: str) -> str:
@@ -48,11 +50,38 @@ def _node_sources(lay, fn) -> list[str] | None:
     return [t._keras_history[0].name for t in node.input_tensors]
 
 
-def graph(model) -> tuple[str, list[tuple], str]:
+def _unhandled(name: str, cls: str) -> UnsupportedModel:
+    return UnsupportedModel(
+        f"structured pruning handles Conv1D, Conv2D, DepthwiseConv1D/2D, Dense, BatchNormalization, pooling, "
+        f"Flatten, activation, Add and Concatenate layers; layer '{_show(name)}' is a {_show(cls)}: compress with "
+        "--qat alone (it takes any layer) or rebuild the model from those layers")
+
+
+def check_layer_classes(layers: list, spec=None) -> None:
+    """Refuse, from the [layer name, class name] pairs a model was described with (no TensorFlow here),
+    a layer that pruning, distillation and --fit cannot follow, and a ``--prune layer=ratio`` naming
+    no layer or one that has no filters/units: before the compression child starts."""
+    for name, cls in layers:
+        if cls not in HANDLED and cls != "InputLayer":
+            raise _unhandled(name, cls)
+    if isinstance(spec, dict):
+        kernels = [name for name, cls in layers if cls in KERNEL]
+        for name in spec:
+            if name not in kernels:
+                raise UnsupportedModel(f"--prune names layer '{_show(name)}', which is not a prunable layer of this "
+                                       f"model; its Conv1D/Conv2D/Dense layers: "
+                                       f"{', '.join(_show(n) for n in kernels) or 'none'}")
+
+
+def graph(model, prune: bool = True) -> tuple[str, list[tuple], str]:
     """(input layer name, [(layer, [names of the layers feeding it])] with every layer after its
-    inputs, name of the layer making the output), refusing what the walk cannot follow."""
+    inputs, name of the layer making the output), refusing what the walk cannot follow.
+
+    ``prune=False`` (QAT, which runs each layer as it is): any layer class, fed by any number of
+    layers; only a shared layer or an operation outside the layers is refused."""
+    what = "pruning" if prune else "quantization-aware training"
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UnsupportedModel("pruning needs a single-input, single-output model")
+        raise UnsupportedModel(f"{what} needs a single-input, single-output model")
     fn = getattr(model, "_functional", None) or model  # a Sequential keeps its graph in a Functional
     layers = [op for op in fn.operations if type(op).__name__ != "InputLayer"]
     first = model.inputs[0]._keras_history[0].name
@@ -60,35 +89,40 @@ def graph(model) -> tuple[str, list[tuple], str]:
     out = []
     for lay in layers:
         cls = type(lay).__name__
-        if cls not in HANDLED:
-            raise UnsupportedModel(
-                f"structured pruning handles Conv2D, DepthwiseConv2D, Dense, BatchNormalization, pooling, Flatten, "
-                f"activation, Add and Concatenate layers; layer '{_show(lay.name)}' is a {cls}: compress without "
-                "--prune/--distill/--fit (e.g. --qat only) or rebuild the model from those layers")
-        if cls == "Conv2D" and getattr(lay, "groups", 1) != 1:
-            raise UnsupportedModel(f"layer '{_show(lay.name)}' is a grouped Conv2D, which pruning does not handle")
+        if prune:
+            _check_prunable_layer(lay, cls)
         srcs = _node_sources(lay, fn)
         if srcs is None:
             raise UnsupportedModel(f"layer '{_show(lay.name)}' is called more than once (a shared layer); "
-                                   "pruning needs each layer used once")
-        if cls == "BatchNormalization" and lay.axis not in (-1, len(lay.input.shape) - 1):
-            raise UnsupportedModel(f"layer '{_show(lay.name)}' normalizes axis {lay.axis}, not the channels")
-        if cls == "Concatenate" and lay.axis not in (-1, len(lay.output.shape) - 1):
-            raise UnsupportedModel(f"layer '{_show(lay.name)}' concatenates axis {lay.axis}, not the channels, "
-                                   "which pruning does not handle")
-        if cls not in MERGE and len(srcs) != 1 or any(n not in seen for n in srcs):
+                                   f"{what} needs each layer used once")
+        if prune and cls not in MERGE and len(srcs) != 1 or any(n not in seen for n in srcs):
             raise UnsupportedModel(f"layer '{_show(lay.name)}' is fed by something that is not a layer of this "
                                    "model (an operation such as x + y): use keras.layers.Add/Concatenate")
         seen.add(lay.name)
         out.append((lay, srcs))
     last = model.outputs[0]._keras_history[0].name
     if last not in seen:
-        raise UnsupportedModel("pruning needs the model's output to come from one of its layers")
+        raise UnsupportedModel(f"{what} needs the model's output to come from one of its layers")
     return first, out, last
 
 
+def _check_prunable_layer(lay, cls: str) -> None:
+    if cls not in HANDLED:
+        raise _unhandled(lay.name, cls)
+    if getattr(lay, "data_format", "channels_last") == "channels_first":
+        raise UnsupportedModel(f"layer '{_show(lay.name)}' is channels-first (data_format='channels_first'), "
+                               "which pruning does not handle: channels must be the last axis")
+    if cls in ("Conv1D", "Conv2D") and getattr(lay, "groups", 1) != 1:
+        raise UnsupportedModel(f"layer '{_show(lay.name)}' is a grouped {cls}, which pruning does not handle")
+    if cls == "BatchNormalization" and lay.axis not in (-1, len(lay.input.shape) - 1):
+        raise UnsupportedModel(f"layer '{_show(lay.name)}' normalizes axis {lay.axis}, not the channels")
+    if cls == "Concatenate" and lay.axis not in (-1, len(lay.output.shape) - 1):
+        raise UnsupportedModel(f"layer '{_show(lay.name)}' concatenates axis {lay.axis}, not the channels, "
+                               "which pruning does not handle")
+
+
 class _Groups:
-    """Which Conv2D/Dense layers must keep the same channels (tied by an Add), and which may not be
+    """Which Conv1D/Conv2D/Dense layers must keep the same channels (tied by an Add), and which may not be
     pruned at all."""
 
     def __init__(self, model):
@@ -116,7 +150,7 @@ class _Groups:
                     every = set().union(*(involved(d) for d in ins))
                     fixed |= every
                     desc[lay.name] = ("x", frozenset(every))
-            elif cls in ("Concatenate", "Flatten") or (cls == "DepthwiseConv2D" and lay.depth_multiplier != 1):
+            elif cls in ("Concatenate", "Flatten") or (cls in DEPTHWISE and lay.depth_multiplier != 1):
                 desc[lay.name] = ("x", frozenset(set().union(*(involved(d) for d in ins))))
             else:
                 desc[lay.name] = ins[0]
@@ -192,18 +226,18 @@ def rebuild(model, widths: dict[str, float], *, copy_weights: bool = True):
         if cls in KERNEL:
             kernel = w[0]
             if k_in is not None:
-                kernel = kernel[..., k_in, :] if cls == "Conv2D" else kernel[k_in, :]
+                kernel = kernel[..., k_in, :]  # (..., inputs, outputs) for a convolution and a Dense alike
             c_out = kernel.shape[-1]
             out_keep = keep_of.get(groups.find(lay.name))
             if out_keep is not None:
-                cfg["filters" if cls == "Conv2D" else "units"] = int(len(out_keep))
+                cfg["units" if cls == "Dense" else "filters"] = int(len(out_keep))
                 w = [kernel[..., out_keep]] + [b[out_keep] for b in w[1:]]
             else:
                 w = [kernel] + w[1:]
-        elif cls == "DepthwiseConv2D":
+        elif cls in DEPTHWISE:
             mult = int(cfg.get("depth_multiplier", 1))
-            if k_in is not None:
-                w = [w[0][:, :, k_in, :]] + [b.reshape(c_in, mult)[k_in].ravel() for b in w[1:]]
+            if k_in is not None:  # kernel (*window, inputs, multiplier)
+                w = [w[0][..., k_in, :]] + [b.reshape(c_in, mult)[k_in].ravel() for b in w[1:]]
                 out_keep = np.array([c * mult + m for c in k_in for m in range(mult)])
             c_out = c_in * mult
         elif cls == "BatchNormalization":

@@ -8,13 +8,13 @@ cannot read a Keras 3 ``.keras`` file, which is what users have.  So the trainin
 (straight-through gradients):
 
 * weights: symmetric int8, range +-max|w| (narrow range, [-127, 127]) per output channel for
-  Conv2D/DepthwiseConv2D (and Dense when the board's library computes it per-channel), per tensor
+  Conv1D/Conv2D/DepthwiseConv1D/2D (and Dense when the board's library computes it per-channel), per tensor
   otherwise: the same scales the TFLite converter computes from the trained weights;
 * activations: asymmetric int8 on the model input and every layer's output, over a range tracked
   as an exponential moving average of the batch min/max (what the converter's calibration sees).
 
-Each layer runs through ``stateless_call`` with its fake-quantized weights, in the model's graph
-order (an Add or a Concatenate gets its inputs' fake-quantized outputs, as the int8 ADD and
+Each layer (any class: QAT rewrites none) runs through ``stateless_call`` with its fake-quantized
+weights, in the model's graph order (an Add or a Concatenate gets its inputs' fake-quantized outputs, as the int8 ADD and
 CONCATENATION read them), so no layer is rewritten; after training the plain model (real weights)
 goes through the normal int8 converter, calibrated on the same samples.  Runs in the compression child.
 """
@@ -36,12 +36,12 @@ def _fake_weight(layer, v, per_channel_dense: bool):
     cls = type(layer).__name__
     if len(v.shape) < 2:  # biases stay float: the converter makes them int32 at the product's scale
         return v
-    if cls == "DepthwiseConv2D":  # per channel over in*multiplier, as TFLite stores it
-        flat = tf.reshape(v, (v.shape[0], v.shape[1], 1, -1))
-        m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(flat), axis=(0, 1, 2)), 1e-8))
+    if cls in ("DepthwiseConv1D", "DepthwiseConv2D"):  # per channel over in*multiplier, as TFLite stores it
+        flat = tf.reshape(v, (-1, v.shape[-2] * v.shape[-1]))
+        m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(flat), axis=0), 1e-8))
         q = tf.quantization.fake_quant_with_min_max_vars_per_channel(flat, -m, m, num_bits=8, narrow_range=True)
         return tf.reshape(q, v.shape)
-    if cls == "Conv2D" or (cls == "Dense" and per_channel_dense):
+    if cls in ("Conv1D", "Conv2D") or (cls == "Dense" and per_channel_dense):
         flat = tf.reshape(v, (-1, v.shape[-1]))
         m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(flat), axis=0), 1e-8))
         return tf.reshape(tf.quantization.fake_quant_with_min_max_vars_per_channel(
@@ -57,7 +57,7 @@ class FakeQuantForward:
         import tensorflow as tf
 
         self.model = model
-        self.first, self.layers, self.last = graph(model)
+        self.first, self.layers, self.last = graph(model, prune=False)
         self.per_channel_dense = per_channel_dense
         # Start every range from the float model's own activations, so the first steps are sane.
         values = {self.first: tf.constant(np.asarray(x_sample, dtype=np.float32))}
@@ -69,7 +69,7 @@ class FakeQuantForward:
 
     @staticmethod
     def _inputs(lay, srcs, values):
-        return [values[n] for n in srcs] if type(lay).__name__ in MERGE else values[srcs[0]]
+        return [values[n] for n in srcs] if len(srcs) > 1 or type(lay).__name__ in MERGE else values[srcs[0]]
 
     def _act(self, i: int, y, training: bool):
         import tensorflow as tf

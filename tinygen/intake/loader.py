@@ -12,8 +12,11 @@ vectors):
 
 * ``.npz`` with key ``x`` — float32 samples shaped ``(N, *input_shape)``
   (without the batch dimension of 1; ``(N, prod(input_shape))`` is also
-  accepted and reshaped) — and optionally ``y``: integer class labels ``(N,)``
-  for a classifier, or float targets ``(N, *output_shape)`` for a regressor.
+  accepted and reshaped; channels-first ``(N, C, ...)`` for a channels-last
+  input is transposed, with a note) — and optionally ``y``: integer class
+  labels ``(N,)`` in ``0..K-1`` for a classifier of K outputs (one-hot
+  ``(N, K)`` becomes those labels, with a note; a label outside is refused),
+  or float targets ``(N, *output_shape)`` for a regressor.
 * ``.npy``: just ``x``.
 * ``.csv``: one sample per row, numbers only; a header row is allowed; a
   column named ``label`` or ``y`` becomes ``y``.  Places in a CSV are given
@@ -270,9 +273,14 @@ def _check_arrays(x: np.ndarray, y: np.ndarray | None, p: Path, csv_places: bool
 
 
 def _bad_values(a: np.ndarray) -> np.ndarray:
-    """Mask of values tinygen refuses (NaN, Inf, |v| > VALUE_BOUND); integers always pass."""
+    """Mask of values tinygen refuses (NaN, Inf, |v| > VALUE_BOUND); integers always pass.
+
+    Compared in float32 at least: in float16 the bound itself rounds to Inf, and ``inf <= inf``
+    would let Inf through (to crash the converter's calibration)."""
     if a.dtype.kind != "f":
         return np.zeros(a.shape, dtype=bool)
+    if a.dtype.itemsize < 4:
+        a = a.astype(np.float32)
     with np.errstate(invalid="ignore"):
         return ~(np.abs(a) <= VALUE_BOUND)
 
@@ -347,16 +355,67 @@ def _load_csv(p: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     return arr.astype(np.float32), y
 
 
-def fit_to_input(x: np.ndarray, input_shape: tuple[int, ...], source: str) -> np.ndarray:
-    """Reshape samples to (N, *input_shape_without_batch), or fail with the shapes."""
+def fit_to_input(x: np.ndarray, input_shape: tuple[int, ...], source: str,
+                 notes: list[str] | None = None) -> np.ndarray:
+    """Reshape samples to (N, *input_shape_without_batch), or fail with the shapes.
+
+    Channels-first samples (``x.shape[1:]`` is the input shape only once axis 1 moves last, e.g.
+    (N, 3, 128) for a (128, 3) input) are transposed, and a line saying so goes to ``notes``:
+    reshaping them as they are would interleave the channels, and the model would run at chance
+    without a word."""
     want = tuple(int(d) for d in input_shape[1:])
     size = int(np.prod(want)) if want else 1
     x = np.asarray(x)
     if x.ndim >= 1 and tuple(x.shape[1:]) == want:
         return x
+    if x.ndim >= 3 and tuple(x.shape[2:]) + (x.shape[1],) == want:
+        if notes is not None:
+            notes.append(f"--data {source}: x is channels-first {tuple(x.shape[1:])}; moved its axis 1 last to "
+                         f"match the model input {want} (save x shaped (N, {', '.join(map(str, want))}) to "
+                         "skip this)")
+        return np.ascontiguousarray(np.moveaxis(x, 1, -1))
     if x.ndim >= 1 and int(np.prod(x.shape[1:])) == size:
         return x.reshape((len(x),) + want)
     raise TinygenError(
         f"--data {source}: samples have shape {tuple(x.shape[1:])} but the model input is "
         f"{tuple(input_shape)}; supply x shaped (N, {', '.join(map(str, want))})"
     )
+
+
+def _one_hot(y: np.ndarray) -> bool:
+    """Rows of 0 and 1 with exactly one 1 each (at least two columns)."""
+    if y.ndim != 2 or y.shape[1] < 2 or y.dtype.kind not in "fiub":
+        return False
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
+
+
+def labels_for_model(y: np.ndarray | None, out_shape, source: str, task: str | None = None,
+                     notes: list[str] | None = None) -> np.ndarray | None:
+    """``y`` as the model's task reads it, or a one-line refusal.
+
+    ``out_shape``: the model output without the batch dimension (None: unknown, ``y`` kept).  A
+    classifier's labels given one-hot ((N, K), rows of 0/1 summing to 1, K the model's outputs) become
+    integer labels with a line in ``notes`` (as they are they would be taken for regression targets);
+    integer labels outside 0..K-1 are refused with the first one (they would score 0 % silently).
+    ``task`` "regression" or "binary" (the user's ``--task``) leaves ``y`` as given."""
+    if y is None or out_shape is None or task in ("regression", "binary"):
+        return y
+    n_out = int(np.prod(tuple(out_shape))) if len(tuple(out_shape)) else 1
+    if n_out < 2:
+        return y
+    if _one_hot(y):
+        if y.shape[1] != n_out:
+            raise TinygenError(f"--data {source}: y is one-hot with {y.shape[1]} columns but the model has {n_out} "
+                               f"outputs; give integer class labels 0..{n_out - 1} (one per sample)")
+        if notes is not None:
+            notes.append(f"--data {source}: y is one-hot ({len(y)}, {n_out}); using its argmax as the class labels "
+                         "0.." f"{n_out - 1} (save y as integers to skip this)")
+        return np.argmax(y, axis=1).astype(np.int64)
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        bad = np.flatnonzero((y < 0) | (y >= n_out))
+        if len(bad):
+            i = int(bad[0])
+            raise TinygenError(f"--data {source}: label y[{i}] = {int(y[i])} is outside 0..{n_out - 1} (the model "
+                               f"has {n_out} outputs, one per class); renumber the classes 0..{n_out - 1}"
+                               + ("" if task else " or pass --task regression for numeric targets"))
+    return y

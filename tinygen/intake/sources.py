@@ -71,6 +71,8 @@ class Source:
     x_train: np.ndarray | None = field(default=None, repr=False)
     y_train: np.ndarray | None = field(default=None, repr=False)
     quality_extra: dict | None = None  # an ONNX model: its converted float graph vs onnxruntime (onnx_model)
+    output_shape: tuple[int, ...] | None = None  # the model output without the batch dimension (None: unknown)
+    notes: list[str] = field(default_factory=list)  # what intake changed in the user's data, one line each
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
@@ -84,25 +86,33 @@ def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Cal
         tr.model.save(path)  # the same child path as a user's model quantizes and predicts it
     return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=path, model_kind="keras",
                   work=work, x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test, class_names=tr.class_names,
-                  recipe=recipe, x_train=tr.x_train, y_train=tr.y_train)
+                  recipe=recipe, x_train=tr.x_train, y_train=tr.y_train,
+                  output_shape=tuple(int(d) for d in tr.model.outputs[0].shape[1:]))
 
 
-def source_from_user(model_path: str, data_path: str | None) -> Source:
-    from tinygen.intake.loader import Dataset, fit_to_input, load_data, model_kind, stage_model
+def source_from_user(model_path: str, data_path: str | None, task: str | None = None) -> Source:
+    """``task``: the user's ``--task`` (None: guessed later); it decides whether labels are class
+    labels (:func:`tinygen.intake.loader.labels_for_model`).  What was changed in the data (channels
+    moved last, one-hot labels) is in ``Source.notes``."""
+    from tinygen.intake.loader import Dataset, fit_to_input, labels_for_model, load_data, model_kind, stage_model
     from tinygen.intake.worker import Workdir, recurrent_hint, run_job
 
     path = Path(model_path)
     kind = model_kind(path)
     name = path.stem if kind != "savedmodel" else path.name
+    notes: list[str] = []
     if kind == "tflite":
         data = load_data(data_path) if data_path else None
         m = read_model(path)
         raw = m.raw
         check_int8(m, str(path))
-        src = Source(name, f"{path.name} (int8 .tflite, used as is)", "unknown", tflite=raw)
+        out_shape = tuple(int(d) for d in m.output_tensor().shape[1:])
+        src = Source(name, f"{path.name} (int8 .tflite, used as is)", "unknown", tflite=raw, output_shape=out_shape)
         if data is not None:
-            x = fit_to_input(data.x, m.input_tensor().shape, data.source).astype(np.float32)
-            src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
+            x = fit_to_input(data.x, m.input_tensor().shape, data.source, notes).astype(np.float32)
+            y = labels_for_model(data.y, out_shape, data.source, task, notes)
+            src.x_rep, src.x_test, src.y_test = Dataset(x, y).split()
+        src.notes = notes
         return src
     if not data_path:
         raise TinygenError(f"--data is required with a float model ({path.name}): int8 quantization needs "
@@ -121,15 +131,20 @@ def source_from_user(model_path: str, data_path: str | None) -> Source:
             raise TinygenError(f"{path.name}: the model input has an unknown dimension "
                                f"{tuple(d if d >= 0 else None for d in in_shape)}; give the Keras Input a fixed "
                                "shape" + (" (a fixed sequence length for a recurrent layer)" if hint else ""))
-        x = fit_to_input(data.x, in_shape, data.source).astype(np.float32)
+        x = fit_to_input(data.x, in_shape, data.source, notes).astype(np.float32)
+        out_shape = desc.get("output_shape")
+        out_shape = tuple(int(d) for d in out_shape) if out_shape is not None and all(d >= 0 for d in out_shape) \
+            else None
+        y = labels_for_model(data.y, out_shape, data.source, task, notes)
     except BaseException:
         work.cleanup()
         raise
     src = Source(name, f"{path.name} ({'SavedModel' if kind == 'savedmodel' else 'Keras'})", "unknown",
-                 model_path=staged, model_kind=kind, work=work, hint=hint, layers=desc.get("layers") or None)
-    src.x_rep, src.x_test, src.y_test = Dataset(x, data.y).split()
+                 model_path=staged, model_kind=kind, work=work, hint=hint, layers=desc.get("layers") or None,
+                 output_shape=out_shape, notes=notes)
+    src.x_rep, src.x_test, src.y_test = Dataset(x, y).split()
     src.x_train = src.x_rep
-    src.y_train = data.y[:len(src.x_rep)] if data.y is not None else None
+    src.y_train = y[:len(src.x_rep)] if y is not None else None
     return src
 
 
