@@ -375,7 +375,7 @@ def link(fw):
 def test_hello_fields(link):
     info = link.hello()
     assert info.protocol_version == P.PROTOCOL_VERSION and info.init_ok
-    assert info.runtime_name == info.runtime == "test"
+    assert info.runtime_name == "test"
     assert info.model_hash == HASH8 and info.model_hash_hex == MODEL["model_sha256"][:16]
     assert info.input_shape == (3, 4) and info.output_shape == (12,)
     assert info.input_dtype == info.output_dtype == P.DType.INT8

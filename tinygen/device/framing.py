@@ -196,15 +196,6 @@ class HelloInfo:
     def init_status_name(self) -> str:
         return status_name(self.init_status)
 
-    @property
-    def runtime(self) -> str:
-        """Alias of ``runtime_name``."""
-        return self.runtime_name
-
-    @property
-    def max_payload(self) -> int:
-        return self.max_frame - FRAME_OVERHEAD
-
 
 def pack_hello(info: HelloInfo) -> bytes:
     for shape in (info.input_shape, info.output_shape):

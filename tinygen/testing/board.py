@@ -22,8 +22,6 @@ from tinygen import api
 from tinygen.analysis.vectors import dequantize, quantize_input
 from tinygen.common.errors import TinygenError
 
-PORT_KEYWORDS = ("auto", "emulated")
-
 
 @dataclass
 class Inference:

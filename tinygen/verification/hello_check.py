@@ -90,7 +90,7 @@ def check_hello(hello, man: dict, port: str) -> None:
             f"the board on {shown} runs a different model (hash {got}) than the project "
             f"(sha256 {want}…); flash this project first: tinygen flash --project DIR")
     if not hello.init_ok:
-        raise VerificationFailed(f"the board on {shown} failed to start its {terminal(hello.runtime)} runtime: "
+        raise VerificationFailed(f"the board on {shown} failed to start its {terminal(hello.runtime_name)} runtime: "
                                  f"{hello.init_status_name}; rebuild with a larger arena or check the log")
     found = hello_mismatches(hello, man)
     if not found:

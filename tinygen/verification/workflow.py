@@ -118,7 +118,7 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
     m = metrics(board_out, expected, man, float_out=vectors.get("float_outputs"), labels=vectors.get("labels"),
                 ticks=ticks, tick_hz=hello.tick_hz, instr_per_tick=instr, tolerance=tolerance, seconds=seconds,
                 clock_hz=board.get("clock_hz"))
-    report = Report(project=str(project), board=man["board"], port=port, runtime=hello.runtime,
+    report = Report(project=str(project), board=man["board"], port=port, runtime=hello.runtime_name,
                     model_sha256=man["model_sha256"], reference_vectors=int(len(vectors["inputs"])),
                     fresh_vectors=int(fresh), metrics=m, inputs=inputs, outputs=board_out, expected=expected)
     if link_stats is not None:
@@ -187,7 +187,7 @@ def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: 
         from tinygen.verification.profile import markdown_section as profile_md, profile_dict
 
         instr = board["emulator"].get("instructions_per_tick") if board.get("emulator") else None
-        report.profile = profile_dict(model, per_op["profile"].records, runtime=hello.runtime, tick_hz=hello.tick_hz,
+        report.profile = profile_dict(model, per_op["profile"].records, runtime=hello.runtime_name, tick_hz=hello.tick_hz,
                                       instr_per_tick=instr, clock_hz=board.get("clock_hz"))
         md += profile_md([report.profile], "profile.png")
     return md
