@@ -20,7 +20,7 @@ from tinygen.common.escape import terminal
 
 # (decorator arguments) in the order --help lists them
 _OPTIONS = (
-    (("--model", "model_path"), dict(metavar="FILE", help=".keras, .h5, SavedModel dir or int8 .tflite.")),
+    (("--model", "model_path"), dict(metavar="FILE", help=".keras, .h5, SavedModel dir, .onnx or int8 .tflite.")),
     (("--recipe",), dict(metavar="NAME", help="Built-in recipe to train when no --model (default: sine).")),
     (("--data", "data_path"), dict(metavar="FILE",
                                    help="Samples for a user model: .npz (x[, y]), .npy or .csv.")),
