@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import build_ok
+from tinygen.common.errors import TinygenError
 
 
 def test_channels_first_x_is_transposed_and_one_hot_y_becomes_labels_with_a_note_each(tmp_path):
@@ -48,3 +50,23 @@ def test_channels_first_x_is_transposed_and_one_hot_y_becomes_labels_with_a_note
         np.testing.assert_array_equal(z["labels"], labels[held])
         np.testing.assert_allclose(z["float_outputs"].reshape(8, 4), model.predict(x_last[held], verbose=0),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_labels_that_do_not_fit_the_model_are_one_line_and_regression_keeps_y():
+    from tinygen.intake.loader import fit_to_input, labels_for_model
+
+    eye = np.eye(3, dtype=np.float32)[[0, 2, 1, 2]]
+    notes = []
+    np.testing.assert_array_equal(labels_for_model(eye, (3,), "d.npz", None, notes), [0, 2, 1, 2])
+    assert len(notes) == 1
+    with pytest.raises(TinygenError, match=r"y is one-hot with 3 columns but the model has 4 outputs; give integer "
+                                           r"class labels 0\.\.3"):
+        labels_for_model(eye, (4,), "d.npz")
+    with pytest.raises(TinygenError, match="the model has 1 output; give labels of 0 and 1"):
+        labels_for_model(eye, (1,), "d.npz")
+    assert labels_for_model(eye, (3,), "d.npz", "regression") is eye  # --task regression: targets as given
+    soft = np.array([[0.2, 0.8, 0.0]] * 4, dtype=np.float32)  # not one-hot: left alone
+    assert labels_for_model(soft, (3,), "d.npz") is soft
+    # samples that already have the input's shape are never moved, even when a transpose would fit too
+    x = np.arange(32, dtype=np.float32).reshape(2, 4, 4)
+    assert fit_to_input(x, (1, 4, 4), "d.npz", notes) is x and len(notes) == 1

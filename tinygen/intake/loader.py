@@ -401,17 +401,16 @@ def labels_for_model(y: np.ndarray | None, out_shape, source: str, task: str | N
     if y is None or out_shape is None or task in ("regression", "binary"):
         return y
     n_out = int(np.prod(tuple(out_shape))) if len(tuple(out_shape)) else 1
-    if n_out < 2:
-        return y
     if _one_hot(y):
         if y.shape[1] != n_out:
+            what = f"integer class labels 0..{n_out - 1}" if n_out > 1 else "labels of 0 and 1"
             raise TinygenError(f"--data {source}: y is one-hot with {y.shape[1]} columns but the model has {n_out} "
-                               f"outputs; give integer class labels 0..{n_out - 1} (one per sample)")
+                               f"output{'s' if n_out > 1 else ''}; give {what} (one per sample)")
         if notes is not None:
             notes.append(f"--data {source}: y is one-hot ({len(y)}, {n_out}); using its argmax as the class labels "
-                         "0.." f"{n_out - 1} (save y as integers to skip this)")
+                         f"0..{n_out - 1} (save y as integers to skip this)")
         return np.argmax(y, axis=1).astype(np.int64)
-    if y.ndim == 1 and y.dtype.kind in "iu":
+    if y.ndim == 1 and y.dtype.kind in "iu" and n_out > 1:
         bad = np.flatnonzero((y < 0) | (y >= n_out))
         if len(bad):
             i = int(bad[0])
