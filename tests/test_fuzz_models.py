@@ -2,12 +2,17 @@
 never "internal error"), and a mutant the compiled runtime accepts runs under ASan/UBSan
 bit-exact with the tflite_micro interpreter.
 
-Three small int8 models (TFLite converter, random weights, representative data) are
-mutated ~400 times: byte flips, int32 fields overwritten with boundary values, truncation,
+Three small int8 models (TFLite converter, random weights, representative data) and
+layouts the converter rarely writes -- the conv model with its weights stored after the
+flatbuffer (Buffer.offset/size), a hand-built chain of 150 requantizing RELU ops -- are
+mutated ~480 times: byte flips, int32 fields overwritten with boundary values, truncation,
 and flatbuffer-aware edits through the TFLite schema's object API (shapes, scales, zero
-points, operator indices, op order, options, opcodes, types, buffers, weights, biases).
-Each mutant goes through parse, analysis and the compiled runtime's check / plan / emit
-in this process.
+points, operator indices, op order, options, opcodes, types, buffers, weights, biases,
+is_variable flags). An out-of-line seed's tree edits are made on its inline form and
+moved out of line again, so the mutants keep the layout. Each mutant goes through parse,
+analysis and the compiled runtime's check / plan / emit in this process; the accepted
+ones run under the sanitizers against tflite_micro on the model tinygen parsed (the
+out-of-line weights inlined: tflite_micro reads no offsets).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from tinygen.analysis.reference import kernel_scratch_bound
 from tinygen.tflite.model import parse_model
 
 SEED = 8_2026
-N_MUTANTS = 400
+N_MUTANTS = 480
 MAX_RUN = 15  # accepted mutants compiled and run under the sanitizers
 CASES = {
     "dense": {"kind": "softmax", "shape": [6], "dense": True, "seed": 3, "w_std": 0.5},
@@ -50,14 +55,22 @@ def _schema():
     return S
 
 
+CHAIN_OPS = 150
+OUT_OF_LINE = "_out_of_line"  # a seed name ending so: its buffers are stored after the flatbuffer
+
+
 @pytest.fixture(scope="module")
 def seeds() -> dict[str, bytes]:
+    from test_model_validation import buffers_out_of_line, relu_chain
+
     H.require(H.have_python_deps(), "tensorflow and tflite_micro")
     futures = {k: H.submit("convert_case", c) for k, c in CASES.items()}  # two at once, TF out of process
     out = {k: f.result() for k, f in futures.items()}
     for k, v in out.items():
         if isinstance(v, Exception):
             raise v
+    out["conv" + OUT_OF_LINE] = buffers_out_of_line(out["conv"])
+    out["chain"] = relu_chain(CHAIN_OPS, 12, seed=SEED)  # each op requantizes
     return out
 
 
@@ -102,7 +115,7 @@ def _tree_mutation(rng, raw: bytes) -> tuple[str, bytes]:
     op = _pick(rng, ops)
     kind = _pick(rng, ["shape", "scale", "zero_point", "per_channel", "op_index", "order", "options",
                        "opcode", "type", "buffer", "graph_io", "weights", "weights", "bias", "bias",
-                       "activation"])
+                       "activation", "variable"])
     if kind == "shape" and t.shape is not None and len(t.shape):
         t.shape = list(t.shape)
         t.shape[int(rng.integers(len(t.shape)))] = _value(rng)
@@ -147,6 +160,8 @@ def _tree_mutation(rng, raw: bytes) -> tuple[str, bytes]:
         t.type = int(rng.integers(0, 20))
     elif kind == "buffer":
         t.buffer = int(rng.integers(0, len(m.buffers) + 3))
+    elif kind == "variable":  # constant data flagged variable is refused; a computed tensor is not
+        t.isVariable = True
     elif kind == "graph_io":
         setattr(g, _pick(rng, ["inputs", "outputs"]), [int(rng.integers(-1, len(tensors) + 2))])
     elif kind in ("weights", "bias", "activation"):
@@ -167,18 +182,33 @@ def _tree_mutation(rng, raw: bytes) -> tuple[str, bytes]:
     return kind, _pack(m)
 
 
+def _tree_mutation_keeping_layout(rng, raw: bytes, name: str) -> tuple[str, bytes]:
+    """A tree edit; on an out-of-line seed it is made on the inline form (the object API drops
+    the data after the flatbuffer) and the buffers are moved out of line again."""
+    from test_model_validation import buffers_out_of_line
+
+    if not name.endswith(OUT_OF_LINE):
+        return _tree_mutation(rng, raw)
+    kind, edited = _tree_mutation(rng, parse_model(raw).raw)
+    return kind + OUT_OF_LINE, buffers_out_of_line(edited)
+
+
 def mutants(seeds: dict[str, bytes]):
     rng = np.random.default_rng(SEED)
     names = sorted(seeds)
     for i in range(N_MUTANTS):
-        base = seeds[names[i % len(names)]]
-        kind, raw = (_byte_mutation if rng.random() < 0.4 else _tree_mutation)(rng, base)
+        name = names[i % len(names)]
+        base = seeds[name]
+        if rng.random() < 0.4:
+            kind, raw = _byte_mutation(rng, base)
+        else:
+            kind, raw = _tree_mutation_keeping_layout(rng, base, name)
         if rng.random() < 0.15 and raw[4:8] == b"TFL3" and _parses(raw):  # a second edit on top
             try:
-                raw = _tree_mutation(rng, raw)[1]
-            except (IndexError, TypeError, ValueError, AttributeError, struct.error):
-                pass  # the first edit left nothing this edit can apply to (or pack)
-        yield f"{i}:{names[i % len(names)]}:{kind}", raw
+                raw = _tree_mutation_keeping_layout(rng, raw, name)[1]
+            except (IndexError, TypeError, ValueError, AttributeError, struct.error, TinygenError):
+                pass  # the first edit left nothing this edit can apply to (or pack, or parse)
+        yield f"{i}:{name}:{kind}", raw
 
 
 def _parses(raw: bytes) -> bool:
@@ -252,6 +282,7 @@ def test_mutated_models_are_refused_cleanly_or_run_bit_exact(seeds):
             assert "internal error" not in msg.lower(), f"{label}: {msg}"
             assert exc.exit_code in (2, 3), f"{label}: exit {exc.exit_code}: {msg}"
             counts["refused"] += 1
+            counts["variable_refused"] = counts.get("variable_refused", 0) + ("is_variable" in msg)
             continue
         except Exception as exc:  # the point of the test: nothing else may escape
             pytest.fail(f"mutant {label}: {type(exc).__name__}: {exc}")
@@ -259,18 +290,25 @@ def test_mutated_models_are_refused_cleanly_or_run_bit_exact(seeds):
         if raw not in accepted.values() and raw not in seeds.values():
             accepted[label] = raw
     assert counts["refused"] >= N_MUTANTS // 2, counts
+    assert counts.get("variable_refused"), f"no constant tensor flagged is_variable was met: {counts}"
     assert accepted, f"no mutant was accepted (nothing to run): {counts}"
 
     # Accepted mutants: emitted C under ASan/UBSan, bit-exact with tflite_micro where it runs them.
     H.require(H.have_gcc(), "gcc")
-    labels = sorted(accepted, key=lambda k: int(k.split(":")[0]))[:MAX_RUN]
+    # the first accepted mutants of each seed in turn, so every layout reaches the sanitizers
+    per_seed: dict[str, list[str]] = {}
+    for k in sorted(accepted, key=lambda k: int(k.split(":")[0])):
+        per_seed.setdefault(k.split(":")[1], []).append(k)
+    round_robin = [k for j in range(MAX_RUN) for ks in per_seed.values() for k in ks[j:j + 1]]
+    labels = sorted(round_robin[:MAX_RUN], key=lambda k: int(k.split(":")[0]))
+    assert {"conv" + OUT_OF_LINE, "chain"} <= set(per_seed), f"no accepted mutant of a layout: {sorted(per_seed)}"
     models = [parse_model(accepted[k]) for k in labels]
     rng = np.random.default_rng(SEED + 1)
     inputs = [H.input_vectors(m.input_tensor().shape, 4, rng) for m in models]
     with tempfile.TemporaryDirectory(prefix="tg_fuzz_") as tmp:
         d = Path(tmp)
         host = H.build_host(models, d / "host")
-        want = _tflm_outputs([accepted[k] for k in labels], inputs, d)
+        want = _tflm_outputs([m.raw for m in models], inputs, d)  # what tinygen's reference runs
         compared = 0
         for i, k in enumerate(labels):
             got = host.run(i, inputs[i])  # the sanitizers abort on any undefined behaviour

@@ -59,6 +59,22 @@ class FlatModel:
         return pack(m)
 
 
+def relu_chain(n: int, width: int = 16, seed: int | None = None) -> bytes:
+    """int8 [1,width] -> n RELU ops -> [1,width]. With a seed each op gets its own output scale
+    and zero point (so each requantizes); without, all share the input's (the long-chain layout
+    of issue 22: every op in place)."""
+    fm = FlatModel()
+    rng = np.random.default_rng(seed) if seed is not None else None
+    x = first = fm.tensor([1, width], S.TensorType.INT8, [0.05], [-3])
+    for _ in range(n):
+        q = ([float(rng.uniform(0.01, 0.1))], [int(rng.integers(-128, 0))]) if rng is not None \
+            else ([0.05], [-3])
+        y = fm.tensor([1, width], S.TensorType.INT8, *q)
+        fm.op(S.BuiltinOperator.RELU, [x], [y], 0, None)
+        x = y
+    return fm.pack([first], [x], b"relu chain")
+
+
 def build_base() -> bytes:
     """int8 [1,8,8,2] -> CONV_2D 3x3 (per-channel) -> DEPTHWISE 3x3 -> AVERAGE_POOL 2x2
     -> RESHAPE [1,48] -> FULLY_CONNECTED 4."""

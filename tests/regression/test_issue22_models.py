@@ -21,7 +21,7 @@ import pytest
 
 import compiled_harness as H
 from conftest import run_cli
-from test_model_validation import FlatModel, S, buffers_out_of_line, build_base, mutate, refused
+from test_model_validation import FlatModel, S, buffers_out_of_line, build_base, mutate, refused, relu_chain
 from tinygen.tflite.model import parse_model
 
 
@@ -97,16 +97,6 @@ def test_variable_flag_on_a_computed_tensor_is_accepted():
         g.tensors[g.operators[0].outputs[0]].isVariable = True
 
     parse_model(mutate(build_base(), f))
-
-
-def relu_chain(n: int, width: int = 16) -> bytes:
-    fm = FlatModel()
-    x = first = fm.tensor([1, width], S.TensorType.INT8, [0.05], [-3])
-    for _ in range(n):
-        y = fm.tensor([1, width], S.TensorType.INT8, [0.05], [-3])
-        fm.op(S.BuiltinOperator.RELU, [x], [y], 0, None)
-        x = y
-    return fm.pack([first], [x], b"relu chain")
 
 
 def test_a_chain_of_20000_ops_is_planned_in_seconds():
