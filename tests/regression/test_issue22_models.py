@@ -14,6 +14,7 @@ made tinygen quadratic or unbounded.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -77,6 +78,9 @@ def test_build_writes_the_inlined_model_and_vectors_tflite_computes(out_of_line,
     assert res.returncode == 0, res.stderr
     written = (out / "model.tflite").read_bytes()
     assert written == parse_model(off).raw
+    c_array = (out / "lib" / "tinygen_model" / "src" / "model_data.cc").read_text()
+    body = c_array[c_array.index("= {") + 3: c_array.index("};")]
+    assert bytes(int(v, 16) for v in re.findall(r"0x([0-9a-fA-F]{2})", body)) == written  # what the board runs
     man = json.loads((out / "tinygen.json").read_text())
     assert man["model_bytes"] == len(written)
     vec = np.load(out / "vectors" / "reference.npz")
