@@ -170,7 +170,7 @@ def test_host_c_stages_are_the_twins(host):
 
 @pytest.mark.parametrize("stage, old, new", [
     ("window", "v = (frame[i] * cfg->window[i] + (1 << 14)) >> 15;", "v = (frame[i] * cfg->window[i] + (1 << 13)) >> 15;"),
-    ("fft", "*bi = (xi - ti) >> 1;", "*bi = (xi - ti + 1) >> 1;"),
+    ("fft", "im[i + half] = (xi - ti) >> 1;", "im[i + half] = (xi - ti + 1) >> 1;"),
     ("filterbank", "acc += (uint64_t)(uint32_t)power[a + k] * w[k];",
      "acc += (uint64_t)(uint32_t)power[a + k] * w[k] + (k == 1u);"),
     ("log", "return ip * (1 << TG_FE_LOG_FRAC_BITS) + frac;", "return ip * (1 << TG_FE_LOG_FRAC_BITS) + (frac | 1);"),

@@ -21,12 +21,14 @@ size_t tg_fe_feature_count(const tg_fe_config_t *cfg)
 
 static int32_t tg_fe_bit_length(uint64_t v)
 {
-    int32_t n = 0;
-    while (v != 0u) {
-        v >>= 1;
-        n++;
+    int32_t n = 0, step;
+    for (step = 32; step > 0; step >>= 1) { /* binary search: 6 steps instead of up to 64 */
+        if (v >= ((uint64_t)1 << step)) {
+            v >>= step;
+            n += step;
+        }
     }
-    return n;
+    return n + (v != 0u);
 }
 
 /* log2(e + 1) in Q8: integer part from the bit length, 8 fraction bits by repeated squaring. */
@@ -53,18 +55,18 @@ static void tg_fe_cfft(const tg_fe_config_t *cfg, int32_t *re, int32_t *im)
     for (len = 2u; len <= m; len <<= 1) {
         half = len / 2u;
         step = n / len;
-        for (i = 0; i < m; i += len) {
-            for (j = 0; j < half; j++) {
-                const int32_t c = cfg->cos_t[j * step], s = cfg->sin_t[j * step];
-                int32_t *ar = &re[i + j], *ai = &im[i + j], *br = &re[i + j + half], *bi = &im[i + j + half];
+        /* twiddle outer, blocks inner: each twiddle is loaded once per stage */
+        for (j = 0; j < half; j++) {
+            const int32_t c = cfg->cos_t[j * step], s = cfg->sin_t[j * step];
+            for (i = j; i < m; i += len) {
+                const int32_t br = re[i + half], bi = im[i + half], xr = re[i], xi = im[i];
                 /* |b| < 2^14.6 (autoscaled input): each product sum stays below 2^31 */
-                const int32_t tr = (*br * c + *bi * s + (1 << 14)) >> 15;
-                const int32_t ti = (*bi * c - *br * s + (1 << 14)) >> 15;
-                const int32_t xr = *ar, xi = *ai;
-                *ar = (xr + tr) >> 1;
-                *ai = (xi + ti) >> 1;
-                *br = (xr - tr) >> 1;
-                *bi = (xi - ti) >> 1;
+                const int32_t tr = (br * c + bi * s + (1 << 14)) >> 15;
+                const int32_t ti = (bi * c - br * s + (1 << 14)) >> 15;
+                re[i] = (xr + tr) >> 1;
+                im[i] = (xi + ti) >> 1;
+                re[i + half] = (xr - tr) >> 1;
+                im[i + half] = (xi - ti) >> 1;
             }
         }
     }
@@ -105,7 +107,7 @@ int tg_fe_spectrum_frame(const tg_fe_config_t *cfg, const int32_t *frame, int32_
     tg_fe_cfft(cfg, re, im);
     /* split: X[k] = (Fe + W^k Fo) / 2, with Z[M] = Z[0] */
     for (k = 0; k <= m; k++) {
-        const uint32_t kk = k % m, mk = (m - k) % m;
+        const uint32_t kk = k < m ? k : 0u, mk = k == 0u ? 0u : m - k;
         const int32_t fe_r = (re[kk] + re[mk]) >> 1, fe_i = (im[kk] - im[mk]) >> 1;
         const int32_t fo_r = (im[kk] + im[mk]) >> 1, fo_i = (re[mk] - re[kk]) >> 1;
         const int32_t c = k < m ? cfg->cos_t[k] : -32768, s = k < m ? cfg->sin_t[k] : 0;

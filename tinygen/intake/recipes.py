@@ -8,7 +8,15 @@ and reporting never see the test split during calibration.
 - ``digits``: 8x8 handwritten digits shipped inside scikit-learn (1,797 real
   samples, no download), classified by Conv2D + DepthwiseConv2D + pooling +
   Dense + Softmax.
+- ``kws``: keyword spotting on 1 s of 16 kHz audio: five synthetic "keywords" (noise only,
+  up-chirp, down-chirp, two-tone, a vowel-like formant pattern) with noise, random gain and time
+  shift, through the audio front end (tinygen.intake.frontend.KWS_SPEC: 49 frames x 40 log-mel
+  bands, its fixed-point twin computes the training features) into a small DS-CNN.
+- ``imu``: gestures from a 3-axis accelerometer at 100 Hz (2 s windows): idle, shake, circle,
+  tap, tilt; the imu front end (IMU_SPEC: 7 frames x 24 statistics and band energies) into a
+  Conv1D model.
 """
+
 
 from __future__ import annotations
 
@@ -36,6 +44,10 @@ class Trained:
     # The training split, kept for what fine-tunes the model later (tinygen.compress).
     x_train: np.ndarray | None = field(default=None, repr=False)
     y_train: np.ndarray | None = field(default=None, repr=False)
+    # A front-end recipe: the stage's definition (FrontendSpec.to_json()) and the raw int16 test
+    # samples that x_test's features came from (the board path feeds these).
+    frontend: dict | None = None
+    raw_test: np.ndarray | None = field(default=None, repr=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -108,9 +120,137 @@ def _digits(seed: int, epochs: int | None, progress: Callable[[str], None]) -> T
                    [str(i) for i in range(10)], x_train=x_train, y_train=y_train)
 
 
+KWS_WORDS = ["noise", "up", "down", "two_tone", "vowel"]
+
+
+def _kws_clip(rng: np.random.Generator, label: int, sr: int, n: int) -> np.ndarray:
+    """One second of int16 audio holding the keyword ``label`` (0: background noise only)."""
+    out = rng.normal(0, rng.uniform(50, 400), n)
+    dur = rng.uniform(0.3, 0.5)
+    m = int(dur * sr)
+    t = np.arange(m) / sr
+    f0 = rng.uniform(0.85, 1.15)
+    if label == 1:  # rising chirp 300 -> 3000 Hz
+        sig = np.sin(2 * np.pi * f0 * (300 * t + 2700 / (2 * dur) * t * t))
+    elif label == 2:  # falling chirp 3000 -> 300 Hz
+        sig = np.sin(2 * np.pi * f0 * (3000 * t - 2700 / (2 * dur) * t * t))
+    elif label == 3:  # two tones, one after the other
+        half = m // 2
+        sig = np.concatenate([np.sin(2 * np.pi * 700 * f0 * t[:half]), np.sin(2 * np.pi * 1800 * f0 * t[half:])])
+    elif label == 4:  # a vowel: harmonics of ~140 Hz shaped by formants near 700 and 1200 Hz
+        pitch = 140 * f0
+        sig = sum(np.sin(2 * np.pi * h * pitch * t) * (np.exp(-((h * pitch - 700) / 150) ** 2)
+                                                       + 0.6 * np.exp(-((h * pitch - 1200) / 200) ** 2))
+                  for h in range(1, 20))
+        sig = sig / max(np.abs(sig).max(), 1e-9)
+    else:
+        sig = np.zeros(m)
+    env = np.minimum(1, np.minimum(t, dur - t) / 0.03)
+    start = int(rng.integers(0, n - m))
+    out[start:start + m] += sig * env * rng.uniform(3000, 20000)
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+
+def _features(raw: np.ndarray, spec) -> np.ndarray:
+    from tinygen.intake.frontend import compute_int, to_model_float
+
+    return np.concatenate([to_model_float(compute_int(raw[i:i + 256], spec)) for i in range(0, len(raw), 256)])
+
+
+def _frontend_recipe(name: str, spec, raw: np.ndarray, y: np.ndarray, model, n_test: int, epochs: int,
+                     class_names: list[str], progress: Callable[[str], None]) -> Trained:
+    x = _features(raw, spec)
+    x_train, y_train = x[:-n_test], y[:-n_test]
+    model.compile(optimizer=__import__("tensorflow").keras.optimizers.Adam(0.005),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    progress(f"training {name} on {len(x_train)} synthetic samples through the {spec.kind} front end")
+    model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
+    return Trained(name, "classification", model, x_train[:200], x[-n_test:], y[-n_test:], class_names,
+                   x_train=x_train, y_train=y_train, frontend=spec.to_json(), raw_test=raw[-n_test:])
+
+
+def _kws(seed: int, epochs: int | None, progress: Callable[[str], None]) -> Trained:
+    import tensorflow as tf
+
+    from tinygen.intake.frontend import KWS_SPEC
+
+    spec = KWS_SPEC
+    rng = np.random.default_rng(seed)
+    n = 1000
+    y = rng.integers(0, len(KWS_WORDS), size=n).astype(np.int64)
+    raw = np.stack([_kws_clip(rng, int(label), spec.sample_rate, spec.window_samples) for label in y])
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([
+        tf.keras.Input(shape=spec.feature_shape, name="features"),
+        layers.Conv2D(16, (5, 4), strides=(2, 2), padding="same", activation="relu"),
+        layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+        layers.Conv2D(16, 1, activation="relu"),
+        layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+        layers.Conv2D(16, 1, activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(len(KWS_WORDS)),
+        layers.Softmax(),
+    ], name="kws")
+    return _frontend_recipe("kws", spec, raw, y, model, 200, epochs or 12, list(KWS_WORDS), progress)
+
+
+IMU_GESTURES = ["idle", "shake", "circle", "tap", "tilt"]
+
+
+def _imu_window(rng: np.random.Generator, label: int, spec) -> np.ndarray:
+    """2 s of interleaved x, y, z accelerometer counts (4096 per g, gravity on z)."""
+    n, sr = spec.window_samples, spec.sample_rate
+    t = np.arange(n) / sr
+    g = 4096.0
+    acc = np.zeros((n, 3))
+    acc[:, 2] = g
+    acc += rng.normal(0, rng.uniform(10, 60), (n, 3))
+    ph = rng.uniform(0, 2 * np.pi)
+    if label == 1:  # shake along x at 4-7 Hz
+        acc[:, 0] += rng.uniform(0.5, 1.5) * g * np.sin(2 * np.pi * rng.uniform(4, 7) * t + ph)
+    elif label == 2:  # a circle in x/y at 1-2 Hz
+        f = rng.uniform(1, 2)
+        a = rng.uniform(0.3, 0.8) * g
+        acc[:, 0] += a * np.cos(2 * np.pi * f * t + ph)
+        acc[:, 1] += a * np.sin(2 * np.pi * f * t + ph)
+    elif label == 3:  # two or three taps: short z spikes
+        for _ in range(int(rng.integers(2, 4))):
+            i = int(rng.integers(0, n - 5))
+            acc[i:i + 3, 2] += rng.uniform(1, 3) * g * np.array([1.0, -0.6, 0.3])
+    elif label == 4:  # a slow tilt: gravity moves from z towards y
+        ang = np.clip((t - rng.uniform(0.2, 1.0)) / 0.6, 0, 1) * rng.uniform(0.6, 1.4)
+        acc[:, 1] += g * np.sin(ang)
+        acc[:, 2] += g * (np.cos(ang) - 1)
+    return np.clip(np.round(acc), -32768, 32767).astype(np.int16).reshape(-1)
+
+
+def _imu(seed: int, epochs: int | None, progress: Callable[[str], None]) -> Trained:
+    import tensorflow as tf
+
+    from tinygen.intake.frontend import IMU_SPEC
+
+    spec = IMU_SPEC
+    rng = np.random.default_rng(seed)
+    n = 1200
+    y = rng.integers(0, len(IMU_GESTURES), size=n).astype(np.int64)
+    raw = np.stack([_imu_window(rng, int(label), spec) for label in y])
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([
+        tf.keras.Input(shape=spec.feature_shape, name="features"),
+        layers.Conv1D(16, 3, activation="relu"),
+        layers.Flatten(),
+        layers.Dense(16, activation="relu"),
+        layers.Dense(len(IMU_GESTURES)),
+        layers.Softmax(),
+    ], name="imu")
+    return _frontend_recipe("imu", spec, raw, y, model, 240, epochs or 30, list(IMU_GESTURES), progress)
+
+
 RECIPES: dict[str, tuple[str, Callable[..., Trained]]] = {
     "sine": ("regression y=sin(x), 2 hidden Dense layers (TFLM hello-world analogue)", _sine),
     "digits": ("8x8 handwritten digits (scikit-learn), Conv2D+DepthwiseConv2D+pool+Dense+Softmax", _digits),
+    "kws": ("keyword spotting: 1 s of 16 kHz synthetic audio -> log-mel front end (49x40) -> DS-CNN", _kws),
+    "imu": ("gestures: 2 s of 3-axis 100 Hz synthetic accelerometer -> imu front end (7x24) -> Conv1D", _imu),
 }
 
 
