@@ -72,7 +72,9 @@ class MbedFlags:
         return [cc, "-o", str(obj), *lang, *self.common, *warn, *self.defines, *incs, *self.includes, str(src)]
 
 
-def mbed_flags(framework: Path) -> MbedFlags:
+def mbed_flags(framework: Path, build_flags: list[str] | tuple[str, ...] = ()) -> MbedFlags:
+    """``build_flags``: the project's -D flags (platformio.ini build_flags), which PlatformIO passes to
+    the core, the libraries and the project's own files alike."""
     var = framework / "variants" / VARIANT
     cflags, cxxflags = _lines(var / "cflags.txt"), _lines(var / "cxxflags.txt")
     common = sorted(set(cflags) & set(cxxflags))
@@ -83,7 +85,7 @@ def mbed_flags(framework: Path) -> MbedFlags:
     common += [f"-iprefix{core}", f"@{var / 'includes.txt'}", "-nostdlib", "-mfloat-abi=soft", "-mfpu=fpv4-sp-d16"]
     # defines.txt is written for a shell (\"cmsis_nvic.h\"); these go to the compiler without one
     defines = [d.replace('\\"', '"') for d in _lines(var / "defines.txt")]
-    defines += ["-DARDUINO=10810", "-DARDUINO_ARCH_MBED", *BOARD_EXTRA]
+    defines += ["-DARDUINO=10810", "-DARDUINO_ARCH_MBED", *BOARD_EXTRA, *build_flags]
     includes = [f"-I{core}", f"-I{core / 'api' / 'deprecated'}", f"-I{core / 'api' / 'deprecated-avr-comp'}",
                 f"-I{var}"]
     ldflags = [f for f in _lines(var / "ldflags.txt") if not f.startswith("-Wl,--wrap")]

@@ -52,7 +52,7 @@ def test_file_that_is_not_a_model(tmp_path):
     res = run_cli("build", "--board", "esp32", "--model", str(bad), "--out", str(tmp_path / "out"))
     assert_one_line_error(res, "not a TFLite flatbuffer")
     assert_nothing_written(tmp_path)
-    other = tmp_path / "model.onnx"
+    other = tmp_path / "model.pt"  # a PyTorch checkpoint: export it to .onnx (docs/from-pytorch.md)
     other.write_bytes(b"\x08\x07")
     assert_one_line_error(run_cli("build", "--board", "esp32", "--model", str(other)), "unknown model type")
 

@@ -251,7 +251,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
                 src.work.cleanup()
             raise
     plan = make_plan(src, b, runtime, n_vectors=vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
-    check_fits(plan.budget, b, runtime)
+    check_fits(plan.budget, b, runtime, plan)
     progress("rendering the project")
     files = render(plan)
     write_project(files, target, force=force)

@@ -121,8 +121,12 @@ def _library_json(plan) -> bytes:
         "keywords": ["tinygen", "tinyml", "int8"],
         "frameworks": "*",
         "platforms": "*",
-        # No library.json dependencies: a TFLM project gets the TFLM library from platformio.ini's
-        # lib_deps (or, on the emulated board, compiled by the tinygen-mps2 platform).
         "build": {"srcDir": "src", "includeDir": "src", "libArchive": False},
     }
+    # The TFLM library it is built against, so the folder builds when copied into another project
+    # (a --tflm-dir tree or the emulated board's compiled tree is no registry package: none then).
+    tflm = plan.board.get("tflm", {})
+    if plan.runtime == "tflm" and not plan.tflm_dir and tflm.get("library"):
+        owner, _, lib = tflm["library"].partition("/")
+        data["dependencies"] = [{"owner": owner, "name": lib, "version": str(tflm["version"])}]
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()

@@ -6,6 +6,7 @@ plan into file contents and :mod:`tinygen.codegen.project` writes them.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -134,7 +135,9 @@ def budget_note(b: dict) -> str:
     return ("estimated: " + ", ".join(est)) if est else "no estimated parts"
 
 
-def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
+def check_fits(plan_budget: dict, board: dict, runtime: str, plan: "Plan | None" = None) -> None:
+    """Raise DoesNotFit (one line) when the budget is over the board's; with the plan, the line says how
+    to fit: how far the weights must shrink (--fit, --prune, --distill) and the other runtime if it fits."""
     b = plan_budget
     problems = []
     if b["flash_bytes"] > b["flash_budget"]:
@@ -142,9 +145,76 @@ def check_fits(plan_budget: dict, board: dict, runtime: str) -> None:
     if b["ram_bytes"] > b["ram_budget"]:
         problems.append(f"RAM {b['ram_bytes']:,} B > {b['ram_budget']:,} B")
     if problems:
+        advice = fit_advice(plan) if plan is not None else \
+            "use a smaller model" + (" or --runtime compiled" if runtime == "tflm" else "")
         raise DoesNotFit(f"model does not fit {board['id']} with the {runtime} runtime: "
-                         f"{'; '.join(problems)} (model + runtime + framework; {budget_note(b)}); "
-                         "use a smaller model" + (" or --runtime compiled" if runtime == "tflm" else ""))
+                         f"{'; '.join(problems)} (model + runtime + framework; {budget_note(b)}); {advice}")
+
+
+_MODEL_PARTS = {"flash": ("model flatbuffer", "weights and constants"),
+                "ram": ("TFLM arena + I/O", "compiled arena + I/O")}
+
+
+def _keep_share(b: dict, key: str) -> float | None:
+    """The share of the model's own part (weights for flash, arena for RAM) that may stay so that this
+    budget fits: 1.0 when it already fits, None when not even an empty model would."""
+    over = b[f"{key}_bytes"] - b[f"{key}_budget"]
+    if over <= 0:
+        return 1.0
+    own = sum(p[f"{key}_bytes"] for p in b["parts"] if p["part"] in _MODEL_PARTS[key])
+    return (own - over) / own if own > over else None
+
+
+def _other_budget(plan: "Plan") -> tuple[str, dict] | None:
+    """The other runtime's budget for the same int8 model, if the board offers it and it can run it."""
+    board, m = plan.board, plan.model
+    other = "compiled" if plan.runtime == "tflm" else "tflm"
+    if other not in board.get("runtimes", ()):
+        return None
+    try:
+        if other == "compiled":
+            c = compile_model(m)
+            return other, budget(board, other, m, plan.arena, c.peak_bytes, c.constant_bytes)
+        if board.get("tflm", {}).get("needs_tree") and not plan.tflm_dir:
+            return None
+        if any(op not in an.TFLM_RESOLVER_METHODS for op in m.op_names) or (
+                an.dense_per_channel(m) and not board.get("tflm", {}).get("per_channel_fully_connected")):
+            return None
+        return other, budget(board, other, m, plan.arena, None)
+    except TinygenError:  # the compiled runtime refuses an op or its arena
+        return None
+
+
+def fit_advice(plan: "Plan") -> str:
+    """How to make the model fit: the other runtime when its budget fits, and how far --prune or
+    --distill must shrink the model for this runtime (--fit searches it)."""
+    b = plan.budget
+    keeps = [_keep_share(b, "flash"), _keep_share(b, "ram")]
+    other = _other_budget(plan)
+    tips = []
+    if other is not None and other[1]["fits"]:
+        ob = other[1]
+        tips.append(f"--runtime {other[0]} fits (flash {ob['flash_bytes']:,} B, RAM {ob['ram_bytes']:,} B)")
+    if None in keeps:
+        if not tips:
+            tips.append(f"the {plan.runtime} runtime and the framework alone leave no room for this model on "
+                        f"{plan.board['id']}: use a board with more memory")
+    else:
+        flash_keep, ram_keep = keeps
+        need = []
+        if flash_keep < 1:
+            need.append(f"the weights to {math.floor(flash_keep * 100)}% of their size")
+        if ram_keep < 1:
+            need.append(f"the arena to {math.floor(ram_keep * 100)}%")
+        # Pruning a share r of every layer's filters/units, or a student of width w, leaves each layer's
+        # weights and activations at most (1 - r) or w of what they were (inner layers lose inputs too, so
+        # usually less): these two are enough, --fit searches for the least that is.
+        keep = max(0.01, min(flash_keep, ram_keep))
+        width = math.floor(keep * 100) / 100
+        tips.append(f"shrink the model from its Keras source ({' and '.join(need)}): --fit searches the "
+                    f"smallest pruning or student that fits; --prune {1 - width:.2f} or --distill {width:.2f} "
+                    "shrink every layer at least that far")
+    return "; or ".join(tips)
 
 
 def _sigmoid_output(m: TfliteModel | None) -> bool:

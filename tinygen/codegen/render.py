@@ -12,7 +12,7 @@ import jinja2
 
 from tinygen.common.version import VERSION as __version__
 from tinygen.common import escape
-from tinygen.codegen import model_library, protocol_header
+from tinygen.codegen import model_library, protocol_header, tflm_registrations
 from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
 from tinygen.common.boards import is_emulated
 from tinygen.common.paths import firmware_dir, pio_home_ini_spelling, templates_dir, tinygen_pio_home
@@ -98,6 +98,11 @@ def render(plan: Plan) -> dict[str, bytes]:
             lib_deps = tflm_source = [f"symlink://{tflm_tree}"]
         else:
             lib_deps = tflm_source = list(board["tflm"]["lib_deps"])
+    # Real boards build TFLM as its own release build does (issue 28); [env:<board>_tflm_debug] unflags it.
+    tflm_release_flags = list(board["platformio"].get("tflm_release_flags", [])) \
+        if plan.runtime == "tflm" and not emulated else []
+    build_flags += tflm_release_flags
+    regs = tflm_registrations.registrations(m, a.ops, board, plan.tflm_dir) if plan.runtime == "tflm" else []
     it, ot = m.input_tensor(), m.output_tensor()
     ctx = dict(
         version=__version__, source=plan.source, sha256=m.sha256, board=board, runtime=plan.runtime,
@@ -108,7 +113,12 @@ def render(plan: Plan) -> dict[str, bytes]:
         emulated=emulated, n_vectors=len(plan.vectors["inputs"]), input_shape=list(it.shape),
         output_shape=list(ot.shape), has_float="float_outputs" in plan.vectors,
         has_float_inputs="float_inputs" in plan.vectors, has_labels="labels" in plan.vectors,
-        resolver_methods=TFLM_RESOLVER_METHODS,
+        resolver_methods=TFLM_RESOLVER_METHODS, tflm_registrations=regs,
+        tflm_variant_headers=tflm_registrations.variant_headers(regs),
+        tflm_library=(board["tflm"]["library"].partition("/")[2], str(board["tflm"]["version"]))
+        if plan.runtime == "tflm" and not plan.tflm_dir and board.get("tflm", {}).get("library") else None,
+        tflm_release_flags=tflm_release_flags, native_usb=board["serial"].get("native_usb"),
+        tflm_variant_source=tflm_registrations.library_int8_variants(board, plan.tflm_dir)[1],
         tflm_header=None if plan.tflm_dir else board.get("tflm", {}).get("header"),
         example_src_filter=model_library.EXAMPLE_SRC_FILTER,
         io_quant=(float(it.scale[0]), int(it.zero_point[0]), float(ot.scale[0]), int(ot.zero_point[0])),
@@ -143,7 +153,30 @@ def render(plan: Plan) -> dict[str, bytes]:
     if plan.runtime == "tflm" and tflm_bare_metal:
         _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal): board support
     out.update(model_library.render(plan, tpl, hex_array))
+    if not emulated:
+        out[ARDUINO_ZIP] = arduino_zip(out)
     # Every file of the project, so that --force later replaces exactly these (codegen/project.py).
     man = {**manifest(plan), "files": sorted({*out, "tinygen.json"})}
     out["tinygen.json"] = (json.dumps(man, indent=2, sort_keys=True) + "\n").encode()
     return out
+
+
+ARDUINO_ZIP = "tinygen_model.zip"
+
+
+def arduino_zip(files: dict[str, bytes]) -> bytes:
+    """lib/tinygen_model/ as an Arduino IDE library .zip (Sketch > Include Library > Add .ZIP Library):
+    one top folder, tinygen_model/. Deterministic: sorted names, fixed dates and permissions."""
+    import io
+    import zipfile
+
+    prefix = f"{model_library.LIB}/"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(p for p in files if p.startswith(prefix)):
+            info = zipfile.ZipInfo("tinygen_model/" + path[len(prefix):], date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            zf.writestr(info, files[path], compresslevel=9)
+    return buf.getvalue()

@@ -81,6 +81,26 @@ def _check_pins(board: dict, source: str) -> None:
     tflm["lib_deps"] = [lib_dep(board)]
 
 
+# What a board file may add to build_flags: plain -D macros (NAME or NAME=value), nothing PlatformIO
+# would read as a shell command, an option or a path.
+_DEFINE = re.compile(r"^-D[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_]+)?$")
+
+
+def _check_flags(board: dict, source: str) -> None:
+    """tflm_release_flags and native_usb.build_flags: lists of -D macros; native_usb's hwid one of the board's."""
+    native = board.get("serial", {}).get("native_usb")
+    lists = [("platformio.tflm_release_flags", board.get("platformio", {}).get("tflm_release_flags", []))]
+    if native is not None:
+        if not isinstance(native, dict) or "hwid" not in native or "connector" not in native:
+            raise TinygenError(f"board file {source}: serial.native_usb needs hwid, build_flags and connector")
+        if list(native["hwid"]) not in [list(h) for h in board["serial"]["hwids"]]:
+            raise TinygenError(f"board file {source}: serial.native_usb.hwid {native['hwid']} is not in serial.hwids")
+        lists.append(("serial.native_usb.build_flags", native.get("build_flags")))
+    for key, flags in lists:
+        if not isinstance(flags, list) or not all(isinstance(f, str) and _DEFINE.match(f) for f in flags):
+            raise TinygenError(f"board file {source}: {key} must be a list of -DNAME[=value] macros")
+
+
 def lib_dep(board: dict) -> str:
     """The PlatformIO lib_deps entry for the board's TFLM library: name@exact-version."""
     return f"{board['tflm']['library']}@{board['tflm']['version']}"
@@ -110,6 +130,7 @@ def validate(board: dict, source: str) -> dict:
     if board.get("default_runtime") not in board.get("runtimes", []):
         raise TinygenError(f"board file {source}: default_runtime is not one of its runtimes")
     _check_pins(board, source)
+    _check_flags(board, source)
     return board
 
 

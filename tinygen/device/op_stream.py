@@ -104,8 +104,9 @@ def _exchange(link, opcode: Opcode, payload: bytes, limits: StreamLimits) -> tup
     for _attempt in range(link.retries + 1):
         first = link.request(opcode, payload, reply_bytes=STREAM_END.size + info.output_bytes + INFER_TICKS_BYTES)
         if first.status != Status.OK:
-            hint = {Status.NO_OP_HOOK: " (this firmware's runtime has no per-op hook; rebuild the project "
-                                       "with this tinygen)",
+            hint = {Status.NO_OP_HOOK: " (a TFLM release build, TF_LITE_STRIP_ERROR_STRINGS, calls no profiler: "
+                                       "flash the project's <board>_tflm_debug environment, see its README; "
+                                       "otherwise rebuild the project with this tinygen)",
                     Status.UNKNOWN_OPCODE: " (the firmware predates per-op requests; rebuild the project with "
                                            "this tinygen and flash it again)"}.get(first.status, "")
             raise DeviceStatusError(f"the board on {link.port} refused {opcode.name}: "
