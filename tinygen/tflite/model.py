@@ -343,13 +343,14 @@ def _touch_rest(schema, root, g, budget: _Budget, facts: Facts, nbytes: int) -> 
             if unpack is not None and item is not None:
                 unpack(item)
 
-    each(root.OperatorCodesLength(), root.OperatorCodes, schema.OperatorCodeT.InitFromObj)
-    def buffer(b):
+    def buffer(b) -> None:  # the data vector lies in the file; out-of-line data too (counted)
+        b.DataAsNumpy()
         if not b.DataLength() and b.Offset() > 1:
             if int(b.Offset()) + int(b.Size()) > nbytes:
                 raise ValueError("a buffer runs past the end of the file")
             facts.out_of_line += 1
 
+    each(root.OperatorCodesLength(), root.OperatorCodes, schema.OperatorCodeT.InitFromObj)
     each(root.BuffersLength(), root.Buffers, buffer)
     if not root.MetadataBufferIsNone():
         root.MetadataBufferAsNumpy()
