@@ -206,6 +206,12 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
     target = Path(out) if out else default_out_dir(board, name_hint(model, recipe))
     check_out_dir(target, force)  # fail before minutes of training
+    if not b.get("emulator"):
+        from tinygen.device.pio import check_third_party_path
+
+        # A real board's vendor PlatformIO platform runs its commands through a shell: a path it
+        # would act on is refused now, not after training (and not first at flash time).
+        check_third_party_path(target.absolute())
     if b.get("emulator"):
         from tinygen.device.toolcheck import check_board_tools
 
