@@ -144,6 +144,10 @@ def _op_cases() -> list[dict]:
     add("dw", shape=[6, 7, 7], k=[3, 3], strides=[2, 2], dil=[1, 1], padding="same", dm=1, act="relu", bias=True)
     add("dw", shape=[5, 6, 20], k=[3, 3], strides=[1, 1], dil=[1, 1], padding="valid", dm=2, act="relu",
         bias=True)
+    # AVERAGE_POOL_2D's DSP path (4 channels per load, int16 pair sums): a DS-CNN-like global window
+    # with a 3-channel tail, and a window of more than 256 taps (the per-channel walk).
+    add("avgpool", shape=[13, 5, 11], pool=[13, 5], strides=[1, 1], padding="valid")
+    add("avgpool", shape=[17, 16, 4], pool=[17, 16], strides=[1, 1], padding="valid")
     return cases
 
 
@@ -239,9 +243,9 @@ def test_generic_requantization_path_is_bit_exact_too(built, tmp_path, monkeypat
 
 
 def test_dsp_code_path_under_sanitizers(built, tmp_path):
-    """TG_DSP_EMULATE runs the Cortex-M4 DSP code path (SMLAD blocking, depthwise 3x3 tap pairs)
-    on the host with C models of the instructions, under ASan/UBSan: bounds and results."""
-    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw")]
+    """TG_DSP_EMULATE runs the Cortex-M4 DSP code path (SMLAD blocking, depthwise 3x3 tap pairs,
+    average pool) on the host with C models of the instructions, under ASan/UBSan: bounds and results."""
+    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw", "avgpool")]
     b = H.build_host([built["models"][i] for i in idx], tmp_path / "dsp", extra_flags=("-DTG_DSP_EMULATE",))
     for j, i in enumerate(idx):
         H.assert_identical(b.run(j, built["inputs"][i]), built["refs"][i], f"dsp-emulated {CASES[i]['id']}")
@@ -306,7 +310,8 @@ def test_cortex_m4_compile(built, tmp_path):
 def test_cortex_m4_dsp_path_on_qemu(built, tmp_path):
     """The DSP (SMLAD/SMLABB) inner loops, run on an emulated Cortex-M4, are bit-exact too."""
     H.require(H.have_qemu(), "arm-none-eabi-gcc / qemu-system-arm")
-    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw", "softmax", "sigmoid", "tanh")]
+    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw", "softmax", "sigmoid", "tanh",
+                                                           "avgpool")]
     models = [built["models"][i] for i in idx]
     inputs = [built["inputs"][i][:12] for i in idx]
     outs = H.run_qemu_m4(models, inputs, tmp_path / "qemu")
@@ -318,7 +323,8 @@ def test_cortex_m3_portable_path_on_qemu(built, tmp_path):
     """The portable C loops (no DSP extension, no FPU), built for and run on an emulated Cortex-M3
     (mps2-an385, the qemu-m3 board's machine), are bit-exact too."""
     H.require(H.have_qemu(), "arm-none-eabi-gcc / qemu-system-arm")
-    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw", "softmax", "sigmoid", "tanh")]
+    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw", "softmax", "sigmoid", "tanh",
+                                                           "avgpool")]
     models = [built["models"][i] for i in idx]
     inputs = [built["inputs"][i][:12] for i in idx]
     outs = H.run_qemu_m4(models, inputs, tmp_path / "qemu-m3", cflags=H.M3_CFLAGS, machine="mps2-an385")
