@@ -203,3 +203,22 @@ def test_board_c_is_the_twin_on_m4_and_rv32(name, tmp_path):
     print(f"{name}: qemu-m4 {m4_instr:,.0f} instructions/inference, qemu-rv32 {rv_instr:,.0f}; "
           f"m4 flash {sizes['text'] + sizes['rodata']} B")
     assert sizes["data"] == 0 and sizes["bss"] == 0  # tables are const; the caller owns the scratch
+
+
+# ---- the recipes ------------------------------------------------------------------------------------
+
+def test_imu_recipe_builds_through_the_cli(tmp_path):
+    """`tinygen build --recipe imu`: trained on the front end's features (7 x 24), int8 accuracy printed."""
+    from compiled_harness import have_python_deps
+    from conftest import run_cli
+
+    require(have_python_deps(), "tensorflow and tflite_micro")
+    out = tmp_path / "imu"
+    res = run_cli("build", "--recipe", "imu", "--board", "qemu-m4", "--out", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    manifest = json.loads((out / "tinygen.json").read_text())
+    assert "[1, 7, 24]" in res.stdout.replace("\n", " ") or "7, 24" in json.dumps(manifest)
+    import re
+
+    acc = re.search(r"int8 accuracy ([0-9.]+)%", res.stdout)
+    assert acc and float(acc.group(1)) >= 90.0, res.stdout
