@@ -68,6 +68,7 @@ class Project:
     files: dict[str, bytes] | None = field(default=None, repr=False)
     compression: dict | None = field(default=None, repr=False)  # build(prune=/qat=/distill=/fit=): candidates
     notes: list[str] = field(default_factory=list)  # what build changed in the user's data, one line each
+    cache: list[str] = field(default_factory=list)  # what build reused from tinygen's cache (tinygen.common.cache)
 
     @classmethod
     def load(cls, path: str | Path) -> Project:
@@ -160,6 +161,24 @@ def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, dat
     return tflm_dir
 
 
+def _cache_session(fn):
+    """Run ``fn`` (build) in a cache session (``use_cache``); the project says what it reused, and the
+    cache's warnings (a damaged entry, a cache that cannot be written) join its notes."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from tinygen.common import cache
+
+        with cache.session(bool(kwargs.get("use_cache", True))) as cs:
+            project = fn(*args, **kwargs)
+        project.cache = cs.summary()
+        project.notes.extend(w for w in cs.warnings if w not in project.notes)
+        return project
+    return wrapper
+
+
+@_cache_session
 def build(model: str | Path | None = None, *, board: str, recipe: str | None = None, data: str | Path | None = None,
           out: str | Path | None = None, force: bool = False, runtime: str | None = None, vectors: int = 32,
           seed: int = 1234, epochs: int | None = None, tflm_dir: str | Path | None = None,
@@ -168,7 +187,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
           fit_headroom: float = 0.10, compress_epochs: dict | None = None,
           fit_board: str | None = None, fit_ratios: tuple | None = None,
           fit_max_instructions: int | None = None, fit_latency_ms: float | None = None,
-          fit_widths: tuple | None = None) -> Project:
+          fit_widths: tuple | None = None, use_cache: bool = True) -> Project:
     """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
     and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
 
@@ -185,7 +204,11 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     ``fit_headroom``, trying ``fit_ratios`` and distilled students of ``fit_widths``);
     ``fit_max_instructions`` (or ``fit_latency_ms``, times the fit board's clock) bounds the instructions
     per inference measured on the emulated core (QEMU -icount);
-    the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}."""
+    the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}.
+
+    ``use_cache`` (default True): reuse and keep the trained recipe model, the int8 conversion, the
+    reference outputs and the arena in tinygen's cache (:mod:`tinygen.common.cache`); what was reused is
+    in ``project.cache``.  The project's files are the same bytes either way."""
     import json
 
     from tinygen.codegen.plan import check_fits, make_plan

@@ -122,8 +122,33 @@ def _not_for_size(name: str, log: str) -> TinygenError | None:
                         + "; the file is corrupt or was not written by the TFLite converter")
 
 
+def _cache_key(kind: str, inputs: dict) -> str | None:
+    from tinygen.common import cache
+
+    return cache.key(kind, inputs) if cache.current() is not None else None
+
+
 def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
-    """Bisect the smallest working arena in child processes; see the module docstring."""
+    """Bisect the smallest working arena in child processes; see the module docstring.
+    The host minimum is kept in tinygen's cache (:mod:`tinygen.common.cache`) by the model's bytes."""
+    from tinygen.common import cache
+
+    ck = _cache_key("arena", {"model": cache.digest(bytes(model_bytes)), "probe_limit": _PROBE_LIMIT})
+    parts = cache.get("arena", ck) if ck is not None else None
+    try:
+        hi = int(json.loads(parts["arena.json"])["host_min_bytes"]) if parts is not None else None
+    except (KeyError, ValueError, TypeError):
+        hi = None
+    if hi is None or hi <= 0:
+        hi = _bisect_arena(model_bytes, name)
+        if ck is not None:
+            cache.put("arena", ck, {"arena.json": json.dumps({"host_min_bytes": hi}).encode()})
+    scratch = kernel_scratch_bound(model)
+    recommended = align_up(int(hi * 1.10) + scratch + 1024)
+    return ArenaInfo(hi, scratch, recommended)
+
+
+def _bisect_arena(model_bytes: bytes, name: str) -> int:
     with tempfile.TemporaryDirectory(prefix="tinygen-ref-") as tmp:
         mpath = Path(tmp) / "model.tflite"
         mpath.write_bytes(model_bytes)
@@ -165,20 +190,42 @@ def measure_arena(model_bytes: bytes, model, name: str = "model") -> ArenaInfo:
                 raise refused
             raise ToolFailure(f"{name} does not allocate in a {_PROBE_LIMIT // (1 << 20)} MiB arena; "
                               "the model is far too large for a microcontroller")
-        scratch = kernel_scratch_bound(model)
-        recommended = align_up(int(hi * 1.10) + scratch + 1024)
-        return ArenaInfo(hi, scratch, recommended)
+        return hi
 
 
 def run_reference(model_bytes: bytes, inputs: np.ndarray, name: str = "model",
                   arena_bytes: int | None = None) -> np.ndarray:
-    """Outputs of the tflite_micro interpreter for a batch of int8 inputs (N, *input_shape)."""
+    """Outputs of the tflite_micro interpreter for a batch of int8 inputs (N, *input_shape); kept in
+    tinygen's cache by the model's bytes, the inputs and the arena size."""
+    import io
+
+    from tinygen.common import cache
+
     inputs = np.ascontiguousarray(inputs, dtype=np.int8)
+    arena = arena_bytes or max(1 << 20, 8 * len(model_bytes))
+    ck = _cache_key("reference", {"model": cache.digest(bytes(model_bytes)), "inputs": cache.digest(inputs),
+                                  "arena": int(arena)})
+    parts = cache.get("reference", ck) if ck is not None else None
+    if parts is not None:
+        try:
+            out = np.load(io.BytesIO(parts["out.npy"]), allow_pickle=False)
+            if len(out) == len(inputs):
+                return out
+        except (KeyError, ValueError, OSError):
+            pass
+    out = _invoke(model_bytes, inputs, name, arena)
+    if ck is not None:
+        buf = io.BytesIO()
+        np.save(buf, out, allow_pickle=False)
+        cache.put("reference", ck, {"out.npy": buf.getvalue()})
+    return out
+
+
+def _invoke(model_bytes: bytes, inputs: np.ndarray, name: str, arena: int) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="tinygen-ref-") as tmp:
         mpath, ipath, opath = (Path(tmp) / n for n in ("model.tflite", "in.npy", "out.npy"))
         mpath.write_bytes(model_bytes)
         np.save(ipath, inputs)
-        arena = arena_bytes or max(1 << 20, 8 * len(model_bytes))
         res = _run_child(["invoke", str(mpath), str(ipath), str(opath), str(arena)],
                          120 + 0.05 * len(inputs), name)
         if res.returncode != 0:

@@ -206,7 +206,7 @@ def run_cmd(board, project, port, n_fresh, tolerance, report_dir, timeout, retri
         with StatusLine(not as_json) as progress:
             proj = api.build(kwargs.pop("model"), board=board, progress=progress, **kwargs)
         if not as_json:
-            print_build_summary(proj.plan)
+            print_build_summary(proj.plan, proj.cache)
             if proj.compression is not None:
                 print_compression(proj.compression)
             print_notes(proj, as_json)

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from tinygen import __version__, api
 from tinygen.cli import bench, device
+from tinygen.cli import cache as cache_cli
 from tinygen.cli.options import build_arguments, build_options, print_compression, print_notes
 from tinygen.cli.output import StatusLine, err, grouped, out, print_build_summary, print_json
 from tinygen.common.errors import TinygenError
@@ -86,11 +87,12 @@ def build_cmd(board, n_vectors, seed, as_json, **options) -> None:
         data["project"] = str(project.path)
         data["files"] = sorted(project.files)
         data["notes"] = project.notes
+        data["cache"] = project.cache
         if project.compression is not None:
             data["compression"] = project.compression
         print_json(data)
         return
-    print_build_summary(project.plan)
+    print_build_summary(project.plan, project.cache)
     if project.compression is not None:
         print_compression(project.compression)
     print_notes(project, as_json)
@@ -184,6 +186,7 @@ def _host_check_verdict(hc, as_json: bool) -> None:
 
 device.register(cli)
 bench.register(cli)
+cache_cli.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,8 @@ _OPTIONS = (
     (("--tflm-dir",), dict(envvar="TINYGEN_TFLM_DIR", metavar="DIR",
                            help="Build TFLM from this source tree (Arduino-library layout) instead of the registry "
                                 "library.")),
+    (("--no-cache", "no_cache"), dict(is_flag=True, help="Neither reuse nor keep the trained model, int8 conversion, "
+                                                         "reference and arena in tinygen's cache.")),
     (("--task",), dict(type=click.Choice(["classification", "binary", "regression"]), default=None,
                        help="What the model predicts, when the guess from its output and labels is wrong.")),
     (("--prune",), dict(metavar="RATIO|LAYER=RATIO,...",
@@ -61,7 +63,7 @@ _OPTIONS = (
 )
 NAMES = ("model_path", "recipe", "data_path", "out_dir", "force", "runtime", "epochs", "tflm_dir", "task", "prune",
          "qat", "distill", "fit", "fit_board", "fit_headroom", "fit_max_instructions", "fit_latency_ms",
-         "fit_widths")
+         "fit_widths", "no_cache")
 
 
 def build_options(f):
@@ -79,7 +81,7 @@ def build_arguments(values: dict) -> dict:
             "task": v["task"], "prune": v["prune"], "qat": v["qat"], "distill": v["distill"], "fit": v["fit"],
             "fit_headroom": v["fit_headroom"], "fit_board": v["fit_board"],
             "fit_max_instructions": v["fit_max_instructions"], "fit_latency_ms": v["fit_latency_ms"],
-            "fit_widths": _widths(v["fit_widths"])}
+            "fit_widths": _widths(v["fit_widths"]), "use_cache": not v["no_cache"]}
 
 
 def _widths(text: str | None) -> tuple | None:

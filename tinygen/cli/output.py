@@ -60,7 +60,8 @@ class StatusLine:
             self._status.__exit__(*exc)
 
 
-def print_build_summary(plan) -> None:
+def print_build_summary(plan, cache: list[str] | None = None) -> None:
+    """``cache``: what the build reused from tinygen's cache (``Project.cache``), a row when anything."""
     a, m = plan.analysis, plan.model
     it, ot = m.input_tensor(), m.output_tensor()
     t = Table(title=Text(terminal(f"tinygen build: {plan.name} → {plan.board['id']} ({plan.runtime})")),
@@ -89,6 +90,8 @@ def print_build_summary(plan) -> None:
     t.add_row("budget parts", "; ".join(f"{p['part']} {grouped(p['flash_bytes'])}/{grouped(p['ram_bytes'])} B "
                                         f"{p['kind']}" for p in b["parts"]) + " (flash/RAM)")
     t.add_row(*_quality_row(plan.quality))
+    if cache:
+        t.add_row("cache", "reused: " + ", ".join(cache))
     out.print(t)
 
 

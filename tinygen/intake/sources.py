@@ -76,18 +76,15 @@ class Source:
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
-    from tinygen.intake.recipes import train
-    from tinygen.intake.worker import Workdir
+    from tinygen.intake.worker import train_recipe
 
-    with quiet_native():
-        tr = train(recipe, seed=seed, epochs=epochs, progress=lambda s: None)
-        work = Workdir()
-        path = work.path / f"{tr.name}.keras"
-        tr.model.save(path)  # the same child path as a user's model quantizes and predicts it
-    return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=path, model_kind="keras",
-                  work=work, x_rep=tr.x_rep, x_test=tr.x_test, y_test=tr.y_test, class_names=tr.class_names,
-                  recipe=recipe, x_train=tr.x_train, y_train=tr.y_train,
-                  output_shape=tuple(int(d) for d in tr.model.outputs[0].shape[1:]))
+    # Trained in the worker that then converts it (TensorFlow imported once), or from tinygen's cache.
+    tr = train_recipe(recipe, seed, epochs)
+    a = tr.arrays
+    return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=tr.model_path, model_kind="keras",
+                  work=tr.work, x_rep=a["x_rep"], x_test=a.get("x_test"), y_test=a.get("y_test"),
+                  class_names=tr.class_names, recipe=recipe, x_train=a.get("x_train"), y_train=a.get("y_train"),
+                  output_shape=tr.output_shape)
 
 
 def source_from_user(model_path: str, data_path: str | None, task: str | None = None) -> Source:

@@ -16,6 +16,19 @@ Jobs:
   classes (recurrent layers get a specific hint if a later step crashes).
 * ``convert``: int8 quantization (:mod:`tinygen.intake.quantize`) with calibration
   samples, then the float model's predictions on the held-out samples.
+* ``train``: a built-in recipe (:mod:`tinygen.intake.recipes`) trained and saved as .keras, with its
+  data split as .npy (so tinygen's own process never imports TensorFlow).
+
+One warm worker per work directory: the first job starts ``python -m tinygen.intake.worker
+--serve DIR``, later jobs of the same build (describe or train, then convert) are fed to it on
+its stdin (one job name a line; it answers ``DONE <job>``), so TensorFlow is imported once per
+build, not once per step.  Each job starts from a cleared Keras session and the job's seed, so
+a job's output does not depend on what the worker ran before (the same bytes as a fresh child).
+A crash ends that worker only and is reported as one line naming the step, as before;
+:meth:`Workdir.cleanup` stops it.
+
+Successful ``convert`` jobs of Keras/SavedModel models and ``train`` jobs are kept in tinygen's
+cache (:mod:`tinygen.common.cache`), keyed by the model's bytes, the arrays and the options.
 
 The child is seeded and single-threaded (:func:`tinygen.intake.recipes.seed_everything`)
 so the same command still gives byte-identical output.  Its stderr is captured
@@ -24,12 +37,17 @@ so the same command still gives byte-identical output.  Its stderr is captured
 
 from __future__ import annotations
 
+import atexit
+import io
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +65,7 @@ STEPS = {
     "predict": ("TensorFlow", "running the float model on the held-out samples"),
     "onnx_load": ("the ONNX reader", "reading the ONNX model"),
     "onnx2tf": ("onnx2tf", "converting the ONNX model to TensorFlow"),
+    "recipe": ("TensorFlow", "training the recipe model"),
 }
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
@@ -59,6 +78,9 @@ class Workdir:
         self.path = Path(self._tmp.name)
 
     def cleanup(self) -> None:
+        w = _LIVE.pop(str(self.path), None)
+        if w is not None:
+            w.close()
         self._tmp.cleanup()
 
 
@@ -99,28 +121,235 @@ def stage_job(job: str, work: Path, args: dict, arrays: dict | None) -> tuple[Pa
 
 def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | None = None, *,
             subject: str, timeout: float, hint: str | None = None) -> dict:
-    """Run ``job`` in a child; return its result dict, or raise a one-line TinygenError.
+    """Run ``job`` in the work directory's warm worker (started on first use); return its result dict,
+    or raise a one-line TinygenError.
 
     The child's own refusals come back with their exit code (2 bad input, 3 unsupported);
-    a crash or a timeout is a :class:`ToolFailure` (exit 4) naming the step.
+    a crash or a timeout is a :class:`ToolFailure` (exit 4) naming the step.  A ``convert`` job
+    already done with the same model bytes, arrays and options is taken from tinygen's cache.
     """
+    ck = _cache_key(job, args, arrays)
+    if ck is not None:
+        cached = _from_cache(job, ck, work)
+        if cached is not None:
+            return cached
     result_path, env = stage_job(job, work, args, arrays)
+    w = _LIVE.get(str(work))
+    if w is None or w.proc.poll() is not None:
+        w = _LIVE[str(work)] = WarmWorker(work, env)
     try:
-        res = subprocess.run([sys.executable, "-P", "-m", "tinygen.intake.worker", job, str(work)], capture_output=True,
-                             text=True, errors="replace", timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        ok, lines, rc = w.run(job, timeout)
     except subprocess.TimeoutExpired as exc:
+        _LIVE.pop(str(work), None)
         step = _last_step(exc.stdout)
         tool, doing = STEPS.get(step, STEPS["start"])
         raise ToolFailure(f"{tool} timed out after {timeout:.0f} s while {doing} for {subject}; "
                           "try a smaller model or fewer samples") from None
-    if os.environ.get("TINYGEN_DEBUG") and res.stderr:
-        sys.stderr.write(res.stderr)
-    if res.returncode == 0 and result_path.exists():
+    if not ok:
+        _LIVE.pop(str(work), None)
+    if ok and result_path.exists():
         result = json.loads(result_path.read_text())
         if "error" in result:
             raise TinygenError(result["error"], exit_code=int(result.get("exit_code", 4)))
+        if ck is not None:
+            _to_cache(job, ck, work, result)
         return result
-    raise ToolFailure(crash_message(_last_step(res.stdout), res.returncode, subject, hint))
+    raise ToolFailure(crash_message(_last_step("\n".join(lines)), rc, subject, hint))
+
+
+_LIVE: dict[str, "WarmWorker"] = {}  # work directory -> its worker
+
+
+class WarmWorker:
+    """One ``python -m tinygen.intake.worker --serve DIR`` child, fed one job at a time."""
+
+    def __init__(self, work: Path, env: dict) -> None:
+        self._err = tempfile.TemporaryFile()  # TensorFlow's chatter; shown with TINYGEN_DEBUG=1
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "tinygen.intake.worker", "--serve", str(work)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, env=env)
+        self._buf = b""
+
+    def run(self, job: str, timeout: float) -> tuple[bool, list[str], int]:
+        """(finished, the job's protocol lines, exit status if the worker died); raises TimeoutExpired."""
+        lines: list[str] = []
+        try:
+            self.proc.stdin.write(f"{job}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False, lines, self._reap()
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                while b"\n" in self._buf:
+                    raw, self._buf = self._buf.split(b"\n", 1)
+                    line = raw.decode(errors="replace")
+                    if line == f"DONE {job}":
+                        self._debug()
+                        return True, lines, 0
+                    lines.append(line)
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    self.close()
+                    raise subprocess.TimeoutExpired("worker", timeout, output="\n".join(lines))
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return False, lines, self._reap()
+                self._buf += chunk
+
+    def _reap(self) -> int:
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._debug()
+        return rc
+
+    def _debug(self) -> None:
+        if os.environ.get("TINYGEN_DEBUG"):
+            self._err.seek(0)
+            sys.stderr.write(self._err.read().decode(errors="replace"))
+        self._err.seek(0)
+        self._err.truncate()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # the worker ends its loop at end of input
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self._err):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+@atexit.register
+def _stop_all() -> None:
+    for w in list(_LIVE.values()):
+        w.close()
+    _LIVE.clear()
+
+
+# ---------------------------------------------------------------- cache (convert jobs)
+
+def _cache_key(job: str, args: dict, arrays: dict | None) -> str | None:
+    from tinygen.common import cache
+
+    if job != "convert" or args.get("kind") not in ("keras", "savedmodel") or cache.current() is None:
+        return None
+    try:
+        inputs = dict(args, model=cache.path_digest(Path(args["model"])))
+    except OSError:
+        return None
+    inputs["arrays"] = {k: cache.digest(np.asarray(v)) for k, v in sorted((arrays or {}).items()) if v is not None}
+    return cache.key(job, inputs)
+
+
+def _plain(name) -> bool:
+    return isinstance(name, str) and name and "/" not in name and "\0" not in name and name not in (".", "..")
+
+
+def _from_cache(job: str, ck: str, work: Path) -> dict | None:
+    from tinygen.common import cache
+
+    parts = cache.get(job, ck)
+    if parts is None:
+        return None
+    try:
+        result = json.loads(parts.pop("result.json"))
+        if not isinstance(result, dict) or not all(_plain(n) for n in parts):
+            return None
+    except (KeyError, ValueError):
+        return None
+    for name, data in parts.items():
+        (work / name).write_bytes(data)
+    return result
+
+
+def _to_cache(job: str, ck: str, work: Path, result: dict) -> None:
+    from tinygen.common import cache
+
+    names = [result["model"]] + ([f"{job}.pred.npy"] if result.get("predictions") else [])
+    try:
+        parts = {"result.json": json.dumps(result, sort_keys=True).encode()}
+        parts.update({n: (work / n).read_bytes() for n in names})
+    except (OSError, KeyError):
+        return
+    cache.put(job, ck, parts)
+
+
+# ---------------------------------------------------------------- recipes (trained in the worker)
+
+TRAIN_ARRAYS = ("x_rep", "x_test", "y_test", "x_train", "y_train")
+
+
+@dataclass
+class TrainedRecipe:
+    """A recipe's model (saved .keras in ``work``) and data, trained by the worker or from the cache."""
+    name: str
+    task: str
+    model_path: Path
+    work: Workdir = field(repr=False)
+    arrays: dict = field(repr=False)  # TRAIN_ARRAYS -> np.ndarray
+    class_names: list[str] | None = None
+    output_shape: tuple[int, ...] | None = None
+
+
+def train_recipe(recipe: str, seed: int, epochs: int | None) -> TrainedRecipe:
+    """Train ``recipe`` in a warm worker (which then converts it), or take it from tinygen's cache."""
+    from tinygen.common import cache
+
+    work = Workdir()
+    try:
+        ck = cache.key("recipe", {"recipe": recipe, "seed": int(seed), "epochs": epochs}) \
+            if cache.current() is not None else None
+        got = _recipe_from_cache(ck, work) if ck is not None else None
+        if got is not None:
+            return got
+        result = run_job("train", work.path, {"recipe": recipe, "seed": int(seed), "epochs": epochs},
+                         subject=f"recipe '{recipe}'", timeout=3600)
+        model_path = work.path / result["model"]
+        arrays = {k: np.load(work.path / f"train.{k}.npy", allow_pickle=False) for k in TRAIN_ARRAYS
+                  if (work.path / f"train.{k}.npy").exists()}
+        if ck is not None:
+            parts = {"result.json": json.dumps(result, sort_keys=True).encode(), "model.keras": model_path.read_bytes()}
+            parts.update({f"{k}.npy": (work.path / f"train.{k}.npy").read_bytes() for k in arrays})
+            cache.put("recipe", ck, parts)
+    except BaseException:
+        work.cleanup()
+        raise
+    return _trained(result, model_path, work, arrays)
+
+
+def _trained(result: dict, model_path: Path, work: Workdir, arrays: dict) -> TrainedRecipe:
+    shape = result.get("output_shape")
+    return TrainedRecipe(result["name"], result["task"], model_path, work, arrays, result.get("class_names"),
+                         tuple(int(d) for d in shape) if shape is not None else None)
+
+
+def _recipe_from_cache(ck: str, work: Workdir) -> TrainedRecipe | None:
+    from tinygen.common import cache
+
+    parts = cache.get("recipe", ck)
+    if parts is None:
+        return None
+    try:
+        result = json.loads(parts["result.json"])
+        if not _plain(result.get("model")):
+            return None
+        arrays = {k: np.load(io.BytesIO(parts[f"{k}.npy"]), allow_pickle=False) for k in TRAIN_ARRAYS
+                  if f"{k}.npy" in parts}
+        model_path = work.path / result["model"]
+        model_path.write_bytes(parts["model.keras"])
+    except (KeyError, ValueError, TypeError, OSError):
+        return None
+    return _trained(result, model_path, work, arrays)
 
 
 def _last_step(stdout) -> str:
@@ -151,11 +380,12 @@ def recurrent_hint(layers: list[list[str]]) -> str | None:
 # ---------------------------------------------------------------- child side
 
 _current_step = ["start"]
+_proto: list = [None]  # the warm worker's protocol stream (None: stdout, as tinygen.compress.child uses)
 
 
 def _step(name: str) -> None:
     _current_step[0] = name  # Python-level errors name the step too
-    print(f"STEP {name}", flush=True)
+    print(f"STEP {name}", flush=True, file=_proto[0] or sys.stdout)
 
 
 def _load(args: dict):
@@ -235,19 +465,66 @@ def _job_convert(args: dict, work: Path, job: str) -> dict:
     return {"model": f"{job}.model.tflite", "predictions": test_path.exists()}
 
 
-JOBS = {"describe": _job_describe, "convert": _job_convert}
+def _job_train(args: dict, work: Path, job: str) -> dict:
+    from tinygen.intake.recipes import train
+
+    _step("recipe")
+    tr = train(args["recipe"], seed=int(args["seed"]), epochs=args.get("epochs"))
+    tr.model.save(work / f"{tr.name}.keras")
+    for k in TRAIN_ARRAYS:
+        arr = getattr(tr, k)
+        if arr is not None:
+            np.save(work / f"{job}.{k}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+    return {"name": tr.name, "task": tr.task, "model": f"{tr.name}.keras", "class_names": tr.class_names,
+            "output_shape": [int(d) for d in tr.model.outputs[0].shape[1:]]}
+
+
+JOBS = {"describe": _job_describe, "convert": _job_convert, "train": _job_train}
 
 
 def _child(job: str, work_dir: str) -> int:
     import faulthandler
 
     faulthandler.enable()  # a native crash leaves the Python stack on stderr (shown with TINYGEN_DEBUG=1)
+    _step("start")
+    _one_job(job, Path(work_dir))
+    return 0
+
+
+def _serve(work_dir: str) -> int:
+    """The warm worker: run each job named on stdin, answer ``DONE <job>`` once its result is written."""
+    import faulthandler
+
+    faulthandler.enable()
+    _proto[0] = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything else written to stdout (native code, Keras) goes with stderr
+    sys.stdout = sys.stderr
     work = Path(work_dir)
     _step("start")
+    for line in sys.stdin:
+        job = line.strip()
+        if job not in JOBS:
+            continue
+        _one_job(job, work)
+        print(f"DONE {job}", flush=True, file=_proto[0])
+    return 0
+
+
+def _fresh_session() -> None:
+    """Forget what an earlier job of this worker left in Keras (layer name counters, graphs)."""
+    if "keras" in sys.modules or "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        tf.keras.backend.clear_session()
+
+
+def _one_job(job: str, work: Path) -> None:
+    _current_step[0] = "start"
     args = json.loads((work / f"{job}.json").read_text())
     from tinygen.intake.recipes import seed_everything
 
     if not (job == "describe" and args.get("kind") == "onnx"):  # reading an ONNX graph needs no TensorFlow
+        _fresh_session()
         seed_everything(int(args.get("seed", 0)))
     try:
         result = JOBS[job](args, work, job)
@@ -260,8 +537,9 @@ def _child(job: str, work_dir: str) -> int:
         result = {"error": f"{tool} failed while {doing} for {args.get('display', 'the model')}: {first}",
                   "exit_code": 4}
     (work / f"{job}.result.json").write_text(json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--serve":
+        sys.exit(_serve(sys.argv[2]))
     sys.exit(_child(*sys.argv[1:3]))
