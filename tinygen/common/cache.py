@@ -5,7 +5,7 @@ and its data split, the int8 conversion and the float model's predictions, the t
 reference outputs, and the bisected arena.  Building the same model for a second board reuses
 them instead of training, converting and bisecting again.
 
-Where: ``$TINYGEN_HOME/cache`` (else ``${XDG_DATA_HOME:-~/.local/share}/tinygen/cache``), one file per
+Where: ``$TINYGEN_CACHE_DIR``, else ``$TINYGEN_HOME/cache`` (else ``${XDG_DATA_HOME:-~/.local/share}/tinygen/cache``), one file per
 entry, ``<kind>/<key[:2]>/<key>.entry``, the key being the sha256 of a canonical JSON of the inputs
 (tinygen's version and the digest of the code that computes the entry, the TensorFlow, tflite_micro,
 Keras and numpy versions, the model bytes or recipe + seed, the data bytes, the converter options).
@@ -52,7 +52,11 @@ _PKG = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
-    """$TINYGEN_HOME/cache, else ${XDG_DATA_HOME:-~/.local/share}/tinygen/cache (beside tinygen's PlatformIO home)."""
+    """$TINYGEN_CACHE_DIR, else $TINYGEN_HOME/cache, else ${XDG_DATA_HOME:-~/.local/share}/tinygen/cache
+    (beside tinygen's PlatformIO home).  TINYGEN_CACHE_DIR lets CI keep the cache apart (or share it)."""
+    own = os.environ.get("TINYGEN_CACHE_DIR")
+    if own:
+        return Path(own).expanduser()
     home = os.environ.get("TINYGEN_HOME")
     if home:
         return Path(home).expanduser() / "cache"
@@ -185,11 +189,11 @@ def get(kind: str, k: str) -> dict[str, bytes] | None:
     try:
         with open(path, "rb") as f:
             blob = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such entry (or the cache is not a directory: put says so)
         return None
     except OSError as exc:
-        s.warn(f"tinygen's cache entry {terminal(str(path))} cannot be read ({exc.strerror or exc}): "
-               "computing it again")
+        s.warn(f"tinygen's cache at {terminal(str(s.root))} cannot be read ({exc.strerror or exc}): "
+               "computing what it holds again")
         return None
     parts = _decode(blob, k)
     if parts is None:
