@@ -25,6 +25,14 @@ Needs a TFLM tree in Arduino-library layout: TINYGEN_TFLM_DIR or --tflm-dir (nev
 Chirale_TensorFlowLite v2.0.0 sources). Without one it prints the compiled columns only and says why.
 
     TINYGEN_TFLM_DIR=/path/to/tree python benchmarks/bench_fair.py [--only sine digits ds_cnn_kws ...]
+
+The official MLPerf Tiny int8 models (mlperf_kws, mlperf_vww, mlperf_ic, mlperf_ad) are read from
+--mlperf-dir (or TINYGEN_MLPERF_DIR): a directory holding the .tflite files of the mlcommons/tiny
+repository's benchmark/training/*/trained_models (kws_ref_model.tflite, vww_96_int8.tflite,
+pretrainedResnet_quant.tflite, ad01_int8.tflite; never committed). Their rows also print instructions
+per MAC beside X-CUBE-AI 10.2's and Plumerai's cycles per MAC in MLPerf Tiny v1.3 (closed division,
+NUCLEO-L4R5ZI, Cortex-M4 at 120 MHz) and issue 25's goal (0.8 x X-CUBE-AI). --board qemu-m55 gives the
+Cortex-M55 rows.
 """
 
 from __future__ import annotations
@@ -50,6 +58,15 @@ from tinygen.device.emulator import qemu_for_project  # noqa: E402
 from tinygen.device.guest_memory import elf_footprint, stack_high_water  # noqa: E402
 
 ARENA_STEP = 16
+
+# MLPerf Tiny's official int8 models: file in --mlperf-dir, and cycles per MAC of X-CUBE-AI 10.2 and of
+# Plumerai in MLPerf Tiny v1.3 (closed division, NUCLEO-L4R5ZI, Cortex-M4 at 120 MHz).
+MLPERF = {
+    "mlperf_kws": ("kws_ref_model.tflite", 1.96, 2.16),
+    "mlperf_vww": ("vww_96_int8.tflite", 1.43, 1.58),
+    "mlperf_ic": ("pretrainedResnet_quant.tflite", 1.59, 1.61),
+    "mlperf_ad": ("ad01_int8.tflite", 2.18, 1.84),
+}
 
 
 def _say(text: str) -> None:
@@ -141,11 +158,14 @@ def reference_kernels_available(tree: str) -> bool:
 
 
 def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: dict | None = None,
-                ref_tree: str | None = None) -> dict:
-    from bench_compiled import _model_bytes  # the model zoo (trained recipes, MLPerf-Tiny-shaped nets)
+                ref_tree: str | None = None, model_bytes: bytes | None = None) -> dict:
+    """One model's rows; ``model_bytes`` (an MLPerf model read from --mlperf-dir) or the zoo's recipe."""
+    if model_bytes is None:
+        from bench_compiled import _model_bytes  # the model zoo (trained recipes, MLPerf-Tiny-shaped nets)
 
+        model_bytes = _model_bytes(name)
     model = work / f"{name}.tflite"
-    model.write_bytes(_model_bytes(name))
+    model.write_bytes(model_bytes)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     row: dict = {"model": name, "model_sha256": digest}
     comp = tinygen.build(model, board=board, runtime="compiled", out=work / f"{name}-compiled", force=True, vectors=8)
@@ -222,11 +242,34 @@ def table(rows: list[dict], tree: str | None) -> str:
     return "\n".join(out)
 
 
+def mlperf_table(rows: list[dict], board: str) -> str:
+    """Instructions per MAC of the MLPerf rows beside MLPerf Tiny v1.3's best engines (cycles per MAC)."""
+    out = [f"| MLPerf model (MACs) | compiled instr ({board}) | instr / MAC | X-CUBE-AI 10.2 cyc/MAC | "
+           "Plumerai cyc/MAC | goal (0.8 x X-CUBE-AI) | met |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["model"] not in MLPERF:
+            continue
+        best = min((r[k] for k in ("compiled_Os", "compiled_O2") if r.get(k)), key=lambda m: m["instructions"],
+                   default=None)
+        _, xcube, plumerai = MLPERF[r["model"]]
+        if best is None:
+            out.append(f"| {r['model']} ({r['macs']:,}) | failed | | {xcube} | {plumerai} | {0.8 * xcube:.2f} | |")
+            continue
+        ipm = best["instructions"] / r["macs"]
+        out.append(f"| {r['model']} ({r['macs']:,}) | {_fmt(best['instructions'])} | {ipm:.2f} | {xcube} | "
+                   f"{plumerai} | {0.8 * xcube:.2f} | {'yes' if ipm <= 0.8 * xcube else 'no'} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     from bench_compiled import MODELS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", choices=list(MODELS), help="model names (default: all)")
+    ap.add_argument("--only", nargs="*", choices=list(MODELS) + list(MLPERF),
+                    help="model names (default: the zoo's, plus the MLPerf models with --mlperf-dir)")
+    ap.add_argument("--mlperf-dir", default=os.environ.get("TINYGEN_MLPERF_DIR") or None,
+                    help="directory with MLPerf Tiny's int8 .tflite files (" + ", ".join(
+                        f for f, _, _ in MLPERF.values()) + ")")
     ap.add_argument("--board", default="qemu-m4", help="an emulated board (default qemu-m4)")
     ap.add_argument("--tflm-dir", default=os.environ.get("TINYGEN_TFLM_DIR") or None)
     ap.add_argument("--work", default=None, help="where the projects go (default: a temporary directory)")
@@ -247,14 +290,29 @@ def main(argv=None) -> int:
               "reachable here, point it at a TFLM source tree in Arduino-library layout", file=sys.stderr)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="tg-fair-"))
     work.mkdir(parents=True, exist_ok=True)
+    names = args.only or (list(MODELS) + (list(MLPERF) if args.mlperf_dir else []))
+    mlperf_bytes = {}
+    for name in names:
+        if name in MLPERF:
+            path = Path(args.mlperf_dir or ".") / MLPERF[name][0]
+            if not args.mlperf_dir or not path.is_file():
+                print(f"error: {name} needs {MLPERF[name][0]} in --mlperf-dir (or TINYGEN_MLPERF_DIR); "
+                      "extract it from the mlcommons/tiny repository's benchmark/training/*/trained_models",
+                      file=sys.stderr)
+                return 2
+            mlperf_bytes[name] = path.read_bytes()
     rows = []
-    for name in args.only or list(MODELS):
+    for name in names:
         _say(f"{name} ...")
-        rows.append(bench_model(name, args.board, work, tree, earlier.get(name), args.tflm_ref_dir))
+        rows.append(bench_model(name, args.board, work, tree, earlier.get(name), args.tflm_ref_dir,
+                                mlperf_bytes.get(name)))
         _say(f"{name}: {rows[-1]}")
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     print(table(rows, tree))
+    if any(r["model"] in MLPERF for r in rows):
+        print()
+        print(mlperf_table(rows, args.board))
     if tree and not args.tflm_ref_dir and not reference_kernels_available(tree):
         print("\nTFLM reference kernels: not measured -- this tree ships CMSIS-NN's CONV_2D, DEPTHWISE_CONV_2D "
               "and FULLY_CONNECTED only (no kernels/conv.cpp etc.), so TFLM's portable kernels cannot be built "

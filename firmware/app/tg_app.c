@@ -19,10 +19,13 @@
  * Optional:
  *   TG_INPUT_DTYPE, TG_OUTPUT_DTYPE  TG_DTYPE_* (default TG_DTYPE_INT8)
  *   TG_APP_POLL_BUDGET    bytes handled per tg_app_poll() call (default 256)
+ *   TG_HAS_FRONTEND, TG_FE_RAW_SAMPLES  optional: the project has a front end (raw int16
+ *                         samples -> the model's int8 input, tinygen_model_features_raw of
+ *                         the tinygen_model library); INFER_RAW is answered only then
  * (tinygen.protocol.render_model_info_header() writes exactly these.)
  *
- * RAM: rx buffer of TG_FRAME_OVERHEAD + max(TG_INPUT_BYTES, TG_MIN_RX_PAYLOAD)
- * bytes (COBS is decoded on the fly), tx buffer of TG_FRAME_OVERHEAD +
+ * RAM: rx buffer of TG_FRAME_OVERHEAD + max(TG_INPUT_BYTES, TG_MIN_RX_PAYLOAD,
+ * 2 * TG_FE_RAW_SAMPLES with a front end) bytes (COBS is decoded on the fly), tx buffer of TG_FRAME_OVERHEAD +
  * max(TG_HELLO_BYTES, TG_STREAM_END_BYTES + TG_OUTPUT_BYTES + 4, stats) bytes
  * (COBS is encoded while sending), and a stream buffer of TG_FRAME_OVERHEAD +
  * TG_LAYER_CHUNK_BYTES + TG_STREAM_CHUNK_BYTES for LAYERS / PROFILE: per-op
@@ -75,13 +78,30 @@
 
 #define TG_APP_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Largest request payload accepted (INFER input; PING up to this too). */
-#define TG_APP_RX_PAYLOAD_MAX TG_APP_MAX((TG_INPUT_BYTES), TG_MIN_RX_PAYLOAD)
+#if defined(TG_HAS_FRONTEND) && TG_HAS_FRONTEND
+#include "tinygen_model.h"
+#if !TINYGEN_MODEL_HAS_FRONTEND || TINYGEN_MODEL_RAW_SAMPLES != TG_FE_RAW_SAMPLES
+#error "tinygen_model.h and tg_model_info.h describe different front ends"
+#endif
+/* INFER_RAW: int16 samples in (little-endian on the wire, as every target tinygen builds for);
+ * the reply holds the model input, the output and two tick counts. */
+#define TG_APP_RAW_BYTES ((TG_FE_RAW_SAMPLES) * TG_INFER_RAW_SAMPLE_BYTES)
+#define TG_APP_RAW_REPLY ((TG_INPUT_BYTES) + (TG_OUTPUT_BYTES) + TG_INFER_RAW_TICKS_BYTES)
+#if TG_APP_RAW_BYTES > 65535 || TG_APP_RAW_REPLY > 65535
+#error "the front end's samples or the INFER_RAW reply do not fit one frame"
+#endif
+#else
+#define TG_APP_RAW_BYTES 0
+#define TG_APP_RAW_REPLY 0
+#endif
+
+/* Largest request payload accepted (INFER input, INFER_RAW samples; PING up to this too). */
+#define TG_APP_RX_PAYLOAD_MAX TG_APP_MAX(TG_APP_MAX((TG_INPUT_BYTES), TG_MIN_RX_PAYLOAD), TG_APP_RAW_BYTES)
 /* Largest decoded request frame: reported in HELLO as max_frame. */
 #define TG_APP_RX_MAX (TG_FRAME_OVERHEAD + TG_APP_RX_PAYLOAD_MAX)
 #define TG_APP_TX_PAYLOAD_MAX                                                   \
     TG_APP_MAX(TG_APP_MAX(TG_HELLO_BYTES, TG_STREAM_END_BYTES + (TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES), \
-               TG_APP_MAX(TG_STATS_COUNT * 4, 4))
+               TG_APP_MAX(TG_APP_MAX(TG_STATS_COUNT * 4, 4), TG_APP_RAW_REPLY))
 #define TG_APP_TX_MAX (TG_FRAME_OVERHEAD + TG_APP_TX_PAYLOAD_MAX)
 #define TG_APP_SX_MAX (TG_FRAME_OVERHEAD + TG_LAYER_CHUNK_BYTES + TG_STREAM_CHUNK_BYTES)
 
@@ -369,6 +389,50 @@ static void do_infer(uint32_t seq, uint32_t len)
     reply(TG_OP_INFER, seq, TG_STATUS_OK, (uint32_t)(TG_OUTPUT_BYTES) + TG_INFER_TICKS_BYTES);
 }
 
+#if defined(TG_HAS_FRONTEND) && TG_HAS_FRONTEND
+/* Raw samples -> the front end -> the model: the reply is the model input the front end made,
+ * the output, the model's ticks and the front end's ticks. */
+static void do_infer_raw(uint32_t seq, uint32_t len)
+{
+    uint8_t *feat = tx.b + TG_HEADER_BYTES;
+    uint8_t *out = feat + (TG_INPUT_BYTES);
+    uint32_t t0, t1, t2;
+    int r;
+
+    if (init_status != TG_STATUS_OK) {
+        stats[TG_STAT_REJECTED]++;
+        reply(TG_OP_INFER_RAW, seq, init_status, 0);
+        return;
+    }
+    if (len != (uint32_t)TG_APP_RAW_BYTES) {
+        stats[TG_STAT_REJECTED]++;
+        reply(TG_OP_INFER_RAW, seq, TG_STATUS_BAD_LENGTH, 0);
+        return;
+    }
+    t0 = tg_hal_ticks();
+    r = tinygen_model_features_raw((const int16_t *)(const void *)(rx.b + TG_HEADER_BYTES),
+                                   (size_t)(TG_FE_RAW_SAMPLES), (int8_t *)(void *)feat, (size_t)(TG_INPUT_BYTES));
+    t1 = tg_hal_ticks();
+    if (r == 0) {
+        r = tg_runtime_invoke((const int8_t *)(const void *)feat, (int8_t *)(void *)out);
+    }
+    t2 = tg_hal_ticks();
+    if (r != 0) {
+        stats[TG_STAT_INVOKE_FAILURES]++;
+        wr32(tx.b + TG_HEADER_BYTES, (uint32_t)(int32_t)r);
+        reply(TG_OP_INFER_RAW, seq, TG_STATUS_INVOKE_FAILED, 4);
+        return;
+    }
+    stats[TG_STAT_INFERS]++;
+    if (t2 - t1 > stats[TG_STAT_MAX_TICKS]) {
+        stats[TG_STAT_MAX_TICKS] = t2 - t1;
+    }
+    wr32(out + (TG_OUTPUT_BYTES), t2 - t1);
+    wr32(out + (TG_OUTPUT_BYTES) + 4u, t1 - t0);
+    reply(TG_OP_INFER_RAW, seq, TG_STATUS_OK, (uint32_t)TG_APP_RAW_REPLY);
+}
+#endif
+
 /* ---- per-op streams (LAYERS, PROFILE) ----------------------------------------- */
 
 static void stream_send(uint32_t len)
@@ -513,6 +577,11 @@ static void handle_frame(void)
     case TG_OP_INFER:
         do_infer(seq, len);
         return;
+#if defined(TG_HAS_FRONTEND) && TG_HAS_FRONTEND
+    case TG_OP_INFER_RAW:
+        do_infer_raw(seq, len);
+        return;
+#endif
     case TG_OP_LAYERS:
     case TG_OP_PROFILE:
         do_stream(op, seq, len);

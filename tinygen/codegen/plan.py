@@ -46,6 +46,7 @@ class Plan:
     tflm_dir: str | None = None
     class_names: tuple[str, ...] | None = None  # output labels when the recipe knows them
     recipe: str | None = None  # the built-in recipe it was trained from (None: the user's model)
+    frontend: dict | None = None  # the front end's FrontendSpec JSON (tinygen.intake.frontend); None: none
 
 
 def c_identifier(name: str) -> str:
@@ -297,6 +298,13 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
     rewritten = src.tflite is not None and raw is not src.tflite
     m = parse_model(raw, src.name)
     check_int8(m, src.name)
+    fe = None
+    if src.frontend is not None:  # before minutes of arena bisection: the front end must feed this input
+        from tinygen.intake.frontend import for_model
+
+        t = m.input_tensor()
+        fe = for_model(src.frontend, t.shape, t.scale[0], t.zero_point[0],
+                       "--frontend" if src.recipe is None else f"recipe {src.recipe}'s front end")
     if runtime == "tflm":
         refusals.check_ops(m, board, runtime, name=src.name, layers=src.layers, tflm_dir=tflm_dir)
         an.check_tflm_ops(m, src.name)
@@ -350,9 +358,17 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         vec["float_outputs"] = float_out[:n].astype(np.float32)
     if task in ("classification", "binary") and src.y_test is not None:
         vec["labels"] = np.asarray(src.y_test[:n]).astype(np.int64)
+    if fe is not None:  # raw samples -> the twin's int8 features -> tflite_micro: what INFER_RAW must answer
+        from tinygen.intake.frontend import raw_vectors
+
+        rv = raw_vectors(fe[0], fe[1], src.raw_test, n_vectors, seed, in_t.shape)
+        rv["raw_outputs"] = run_reference(raw, rv["raw_features"], src.name,
+                                          arena_bytes=arena.recommended_bytes).astype(np.int8)
+        vec.update(rv)
     plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None,
                          compiled.constant_bytes if compiled else None)
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
                 vec, qual, plan_budget, compiled, tflm_dir,
-                tuple(src.class_names) if getattr(src, "class_names", None) else None, src.recipe)
+                tuple(src.class_names) if getattr(src, "class_names", None) else None, src.recipe,
+                fe[0].to_json() if fe is not None else None)

@@ -17,7 +17,8 @@ from tinygen.common.version import VERSION as __version__
 from tinygen.common.escape import c_string
 from tinygen.common.protocol import (CRC32_INIT, CRC32_POLY, CRC32_XOROUT, CRC_BYTES, DELIMITER, DTYPE_ITEMSIZE,
                                      FLAG_SEQ_UNTRUSTED, FRAME_OVERHEAD, HEADER_BYTES, HELLO_BYTES, HELLO_OFFSETS,
-                                     INFER_TICKS_BYTES, MAX_PAYLOAD, MAX_RANK, MIN_RX_PAYLOAD, MODEL_HASH_BYTES,
+                                     INFER_RAW_SAMPLE_BYTES, INFER_RAW_TICKS, INFER_TICKS_BYTES, MAX_PAYLOAD,
+                                     MAX_RANK, MIN_RX_PAYLOAD, MODEL_HASH_BYTES,
                                      PROTOCOL_VERSION, REPLY_FLAG, RUNTIME_NAME_BYTES, STATS, DType, Opcode,
                                      ProtocolError, Status)
 from tinygen.common.protocol import FLAG_MORE, LAYER_CHUNK, PROFILE_RECORD, STREAM_CHUNK_BYTES, STREAM_END
@@ -76,6 +77,8 @@ def render_c_header() -> str:
         f"#define TG_LAYER_CHUNK_BYTES {LAYER_CHUNK.size} /* u32 op, u32 tensor bytes, u32 offset */",
         f"#define TG_PROFILE_RECORD_BYTES {PROFILE_RECORD.size} /* u32 op, u32 ticks */",
         f"#define TG_STREAM_END_BYTES {STREAM_END.size} /* u32 ops, u32 FLAG_MORE frames */",
+        f"#define TG_INFER_RAW_TICKS_BYTES {INFER_RAW_TICKS.size} /* u32 model ticks, u32 front-end ticks */",
+        f"#define TG_INFER_RAW_SAMPLE_BYTES {INFER_RAW_SAMPLE_BYTES} /* int16 LE */",
         f"#define TG_STREAM_CHUNK_BYTES {STREAM_CHUNK_BYTES}",
         "",
         "/* Opcodes */",
@@ -134,8 +137,11 @@ def _dtype(value) -> DType:
 
 def render_model_info_header(*, model_sha256, input_shape, output_shape, input_scale: float,
                              input_zero_point: int, output_scale: float, output_zero_point: int,
-                             input_dtype="int8", output_dtype="int8") -> str:
+                             input_dtype="int8", output_dtype="int8", frontend_samples: int | None = None) -> str:
     """The text of ``tg_model_info.h`` (the macros tg_app.c requires).
+
+    ``frontend_samples``: the project has a front end taking that many int16 samples per inference
+    (TG_HAS_FRONTEND 1: the firmware answers INFER_RAW); None: no front end (TG_HAS_FRONTEND undefined).
 
     ``model_sha256``: the model's sha256 as 32 bytes or 64 hex characters, or
     the model bytes themselves (anything else that is ``bytes``).
@@ -163,6 +169,12 @@ def render_model_info_header(*, model_sha256, input_shape, output_shape, input_s
               f"#define TG_{io}_DTYPE {int(dtype)} /* {dtype.name} */",
               f"#define TG_{io}_SCALE {_c_float(scale)}",
               f"#define TG_{io}_ZERO_POINT ({int(zp)})"]
+    if frontend_samples is not None:
+        n = int(frontend_samples)
+        if not 1 <= n * INFER_RAW_SAMPLE_BYTES <= MAX_PAYLOAD:
+            raise ProtocolError(f"the front end's {n} samples per inference do not fit one frame "
+                                f"({MAX_PAYLOAD // INFER_RAW_SAMPLE_BYTES} at most)")
+        L += ["", "#define TG_HAS_FRONTEND 1", f"#define TG_FE_RAW_SAMPLES {n}"]
     L += ["", "#endif /* TG_MODEL_INFO_H */", ""]
     return "\n".join(L)
 

@@ -71,6 +71,7 @@ def manifest(plan: Plan) -> dict:
         "budget": plan.budget,
         "vectors": {"file": "vectors/reference.npz", "count": int(len(plan.vectors["inputs"]))},
         "serial": {"baud": plan.board["serial"]["baud"]},
+        **({"frontend": dict(plan.frontend)} if plan.frontend is not None else {}),
     }
 
 
@@ -104,7 +105,14 @@ def render(plan: Plan) -> dict[str, bytes]:
     build_flags += tflm_release_flags
     regs = tflm_registrations.registrations(m, a.ops, board, plan.tflm_dir) if plan.runtime == "tflm" else []
     it, ot = m.input_tensor(), m.output_tensor()
+    fe_spec = fe_rq = None
+    if plan.frontend is not None:
+        from tinygen.intake.frontend import for_model
+
+        fe_spec, fe_rq = for_model(plan.frontend, it.shape, it.scale[0], it.zero_point[0])
     ctx = dict(
+        frontend=fe_spec, frontend_samples=fe_spec.n_samples if fe_spec else 0,
+        frontend_channels=fe_spec.channels if fe_spec else 0,
         version=__version__, source=plan.source, sha256=m.sha256, board=board, runtime=plan.runtime,
         name=plan.name, model_len=len(m.raw), ops=a.ops, params=a.params, macs=a.macs, arena=plan.arena,
         compiled_peak=plan.compiled.peak_bytes if plan.compiled else None, budget=plan.budget,
@@ -142,7 +150,8 @@ def render(plan: Plan) -> dict[str, bytes]:
     out["src/tg_model_info.h"] = protocol_header.render_model_info_header(
         model_sha256=m.sha256, input_shape=it.shape, output_shape=ot.shape,
         input_scale=it.scale[0], input_zero_point=it.zero_point[0],
-        output_scale=ot.scale[0], output_zero_point=ot.zero_point[0]).encode()
+        output_scale=ot.scale[0], output_zero_point=ot.zero_point[0],
+        frontend_samples=fe_spec.n_samples if fe_spec else None).encode()
     for f in ("tg_app.c", "tg_app.h", "tg_runtime.h", "tg_runtime_lib.c"):
         out[f"src/{f}"] = (fw / "app" / f).read_bytes()
     out["src/tg_hal.h"] = (fw / "hal" / "tg_hal.h").read_bytes()
@@ -153,6 +162,11 @@ def render(plan: Plan) -> dict[str, bytes]:
     if plan.runtime == "tflm" and tflm_bare_metal:
         _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal): board support
     out.update(model_library.render(plan, tpl, hex_array))
+    if fe_spec is not None:  # the front end inside the model library: predict_raw is the library's
+        from tinygen.codegen.frontend_c import emit_config, frontend_sources
+
+        for fname, text in sorted({**frontend_sources(), **emit_config(fe_spec, fe_rq)}.items()):
+            out[f"{model_library.LIB}/src/{fname}"] = text.encode()
     if not emulated:
         out[ARDUINO_ZIP] = arduino_zip(out)
     # Every file of the project, so that --force later replaces exactly these (codegen/project.py).

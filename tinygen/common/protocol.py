@@ -76,6 +76,8 @@ class Opcode(enum.IntEnum):
     # in FLAG_MORE frames, then a final frame: STREAM_END + output bytes + u32 ticks.
     LAYERS = 0x06  # FLAG_MORE frames: LAYER_CHUNK + that many tensor bytes, per op's output tensor
     PROFILE = 0x07  # FLAG_MORE frames: PROFILE_RECORDs, one per op: ticks between the end of two ops
+    # Projects with a front end (tinygen.intake.frontend) only; others answer UNKNOWN_OPCODE.
+    INFER_RAW = 0x08  # int16 LE raw samples -> INFER_RAW_REPLY: model input + output bytes + ticks
 
 
 class Status(enum.IntEnum):
@@ -137,6 +139,12 @@ LAYER_CHUNK = struct.Struct("<III")  # op index, tensor bytes in all, offset of 
 PROFILE_RECORD = struct.Struct("<II")  # op index, ticks since the previous op ended (or the invoke began)
 STREAM_END = struct.Struct("<II")  # ops reported, FLAG_MORE frames sent; then output bytes + u32 ticks
 STREAM_CHUNK_BYTES = 240  # largest tensor chunk / profile records per FLAG_MORE frame
+
+# INFER_RAW reply (little-endian, packed): the model's int8 input the board's front end computed
+# (input tensor bytes), the output tensor bytes, then these two u32: ticks of the model's invoke and
+# ticks of the front end (samples -> int8 input).
+INFER_RAW_TICKS = struct.Struct("<II")
+INFER_RAW_SAMPLE_BYTES = 2  # int16 per raw sample
 
 # GET_STATS reply: one u32 (little-endian) per name, in this order.
 STATS = (

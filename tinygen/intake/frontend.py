@@ -518,3 +518,66 @@ def first_divergent_stage(board: dict, host: dict) -> str | None:
         if name in board and name in host and not np.array_equal(np.asarray(board[name]), np.asarray(host[name])):
             return name
     return None
+
+
+# ---- a project's front end: checked against the model, its raw verification vectors -------------
+
+MAX_RAW_PAYLOAD = 0xFFFF  # INFER_RAW carries one inference's samples in one protocol frame
+
+
+def for_model(data: dict, input_shape, input_scale: float, input_zero_point: int,
+              what: str = "--frontend") -> tuple[FrontendSpec, Requant]:
+    """The project's spec (from its JSON) checked against the model's input: shape, int8 scale, and
+    that one inference's samples fit a protocol frame; one line (exit 2) otherwise."""
+    spec = spec_from_json(data, what)
+    check_model_input(spec, tuple(input_shape), what)
+    if spec.n_samples * 2 > MAX_RAW_PAYLOAD:
+        raise FrontendError(f"{what}: {spec.n_samples} samples per inference do not fit the board's protocol "
+                            f"frame ({MAX_RAW_PAYLOAD // 2} at most); shorten window_samples")
+    return spec, requant_params(input_scale, input_zero_point)
+
+
+def synthetic_raw(spec: FrontendSpec, count: int, seed: int) -> np.ndarray:
+    """``count`` seeded raw inputs for a model without raw test data: silence, full-scale extremes,
+    then noise and tones at amplitudes from 2^4 to 2^14 (every autoscale shift gets exercised)."""
+    rng = np.random.default_rng(seed)
+    n = spec.n_samples
+    out = np.zeros((count, n), dtype=np.int16)
+    t = np.arange(n, dtype=np.float64)
+    for i in range(count):
+        if i == 0:
+            continue  # silence
+        if i == 1:
+            out[i] = np.where(np.arange(n) % 64 < 32, 32767, -32768)
+            continue
+        amp = 2.0 ** rng.uniform(4, 14)
+        x = rng.normal(0, amp / 3, n) + amp * np.sin(2 * np.pi * rng.uniform(0.001, 0.45) * t)
+        out[i] = np.clip(np.round(x), -32768, 32767).astype(np.int16)
+    return out
+
+
+def raw_vectors(spec: FrontendSpec, rq: Requant, raw: np.ndarray | None, count: int, seed: int,
+                input_shape) -> dict[str, np.ndarray]:
+    """{"raw_inputs": int16 (N, n_samples), "raw_features": the twin's int8 model input (N, *input_shape)}:
+    a recipe's raw test clips (the first ``count``), else :func:`synthetic_raw`."""
+    x = check_samples(raw[:count], spec, "the raw test samples") if raw is not None and len(raw) \
+        else synthetic_raw(spec, max(int(count), 1), seed)
+    feats = requantize(compute_int(x, spec), rq)
+    return {"raw_inputs": x, "raw_features": feats.reshape((len(x),) + tuple(int(d) for d in input_shape))}
+
+
+def describe_feature(spec: FrontendSpec, index: int) -> str:
+    """Where flat feature ``index`` comes from: 'frame 3, band 12' / 'frame 2, axis y, mad'."""
+    f, j = divmod(int(index), spec.features_per_frame)
+    if spec.kind == "audio":
+        return f"frame {f}, mel band {j}"
+    axis, k = divmod(j, len(IMU_STATS) + spec.bands)
+    what = IMU_STATS[k] if k < len(IMU_STATS) else f"band {k - len(IMU_STATS)} energy"
+    return f"frame {f}, axis {'xyz'[axis]}, {what}"
+
+
+def feature_stage(spec: FrontendSpec, index: int) -> str:
+    """The last pipeline stage that made feature ``index`` ('log' for spectra; 'stats' for imu statistics)."""
+    if spec.kind == "imu" and int(index) % spec.features_per_frame % (len(IMU_STATS) + spec.bands) < len(IMU_STATS):
+        return "stats"
+    return "log"

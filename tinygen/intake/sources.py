@@ -73,6 +73,9 @@ class Source:
     quality_extra: dict | None = None  # an ONNX model: its converted float graph vs onnxruntime (onnx_model)
     output_shape: tuple[int, ...] | None = None  # the model output without the batch dimension (None: unknown)
     notes: list[str] = field(default_factory=list)  # what intake changed in the user's data, one line each
+    # The front end (tinygen.intake.frontend): its FrontendSpec JSON, and raw int16 test samples if known.
+    frontend: dict | None = None
+    raw_test: np.ndarray | None = field(default=None, repr=False)
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
@@ -84,7 +87,7 @@ def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Cal
     return Source(tr.name, f"recipe:{recipe} (seed {seed})", tr.task, model_path=tr.model_path, model_kind="keras",
                   work=tr.work, x_rep=a["x_rep"], x_test=a.get("x_test"), y_test=a.get("y_test"),
                   class_names=tr.class_names, recipe=recipe, x_train=a.get("x_train"), y_train=a.get("y_train"),
-                  output_shape=tr.output_shape)
+                  output_shape=tr.output_shape, frontend=tr.frontend, raw_test=a.get("raw_test"))
 
 
 def source_from_user(model_path: str, data_path: str | None, task: str | None = None) -> Source:

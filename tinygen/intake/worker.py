@@ -286,7 +286,7 @@ def _to_cache(job: str, ck: str, work: Path, result: dict) -> None:
 
 # ---------------------------------------------------------------- recipes (trained in the worker)
 
-TRAIN_ARRAYS = ("x_rep", "x_test", "y_test", "x_train", "y_train")
+TRAIN_ARRAYS = ("x_rep", "x_test", "y_test", "x_train", "y_train", "raw_test")
 
 
 @dataclass
@@ -299,6 +299,7 @@ class TrainedRecipe:
     arrays: dict = field(repr=False)  # TRAIN_ARRAYS -> np.ndarray
     class_names: list[str] | None = None
     output_shape: tuple[int, ...] | None = None
+    frontend: dict | None = None  # a front-end recipe's FrontendSpec JSON (its raw test clips: arrays["raw_test"])
 
 
 def train_recipe(recipe: str, seed: int, epochs: int | None) -> TrainedRecipe:
@@ -330,7 +331,7 @@ def train_recipe(recipe: str, seed: int, epochs: int | None) -> TrainedRecipe:
 def _trained(result: dict, model_path: Path, work: Workdir, arrays: dict) -> TrainedRecipe:
     shape = result.get("output_shape")
     return TrainedRecipe(result["name"], result["task"], model_path, work, arrays, result.get("class_names"),
-                         tuple(int(d) for d in shape) if shape is not None else None)
+                         tuple(int(d) for d in shape) if shape is not None else None, result.get("frontend"))
 
 
 def _recipe_from_cache(ck: str, work: Workdir) -> TrainedRecipe | None:
@@ -476,7 +477,7 @@ def _job_train(args: dict, work: Path, job: str) -> dict:
         if arr is not None:
             np.save(work / f"{job}.{k}.npy", np.ascontiguousarray(arr), allow_pickle=False)
     return {"name": tr.name, "task": tr.task, "model": f"{tr.name}.keras", "class_names": tr.class_names,
-            "output_shape": [int(d) for d in tr.model.outputs[0].shape[1:]]}
+            "output_shape": [int(d) for d in tr.model.outputs[0].shape[1:]], "frontend": tr.frontend}
 
 
 JOBS = {"describe": _job_describe, "convert": _job_convert, "train": _job_train}

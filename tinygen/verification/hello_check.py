@@ -74,7 +74,9 @@ def hello_mismatches(hello, man: dict) -> list[str]:
         if arena > limit:
             differ("arena_bytes", arena, f"at most {limit}")
     in_bytes = int(np.prod(man["input"]["shape"], dtype=np.int64)) * np.dtype(man["input"]["dtype"]).itemsize
-    want_frame = FRAME_OVERHEAD + max(in_bytes, MIN_RX_PAYLOAD)
+    fe = man.get("frontend")  # INFER_RAW's int16 samples (tinygen.intake.frontend) may be the longest request
+    raw_bytes = 2 * _frontend_samples(fe) if isinstance(fe, dict) else 0
+    want_frame = FRAME_OVERHEAD + max(in_bytes, MIN_RX_PAYLOAD, raw_bytes)
     if int(hello.max_frame) != want_frame:
         differ("max_frame", hello.max_frame, want_frame)
     return found
@@ -101,3 +103,12 @@ def check_hello(hello, man: dict, port: str) -> None:
         f"the board on {shown} does not describe this project's firmware (a board fault, not your input; "
         f"no vector was sent): {listed}; rebuild and flash this project (tinygen flash --project DIR), "
         f"or fix the board's firmware")
+
+
+def _frontend_samples(fe: dict) -> int:
+    from tinygen.intake.frontend import FrontendError, spec_from_json
+
+    try:
+        return spec_from_json(fe, "tinygen.json's frontend").n_samples
+    except FrontendError:
+        return 0  # a broken definition: max_frame is then compared with the model's input alone

@@ -168,6 +168,8 @@ def _quant_text(q: dict) -> str:
 
 def summary_lines(layers: dict, esc=terminal) -> list[str]:
     """Plain lines for the console (``esc``: how user text is escaped for where it goes)."""
+    if layers.get("frontend_summary"):  # raw input: the front end diverged before any model op ran
+        return [f"per-op check: {layers['frontend_summary']}"]
     d = layers.get("divergence")
     head = f"per-op check on vector {layers['vector']}: {layers['ops_compared']} ops compared"
     if d is None:

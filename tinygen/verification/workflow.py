@@ -64,6 +64,9 @@ class Report:
             return
         m = self.metrics
         see = f"; see {self.reports['markdown']}" if self.reports.get("markdown") else ""
+        fe = m.get("frontend")
+        if fe is not None and not fe["passed"] and m["max_abs_diff_lsb"] <= m["tolerance_lsb"]:
+            raise VerificationFailed(f"{fe['summary']}{see}")
         raise VerificationFailed(f"board outputs differ from the reference: max |Δ| {m['max_abs_diff_lsb']} LSB > "
                                  f"tolerance {m['tolerance_lsb']} LSB ({m['exact_match_pct']:.2f} % exact){see}")
 
@@ -112,6 +115,8 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
         hello = link.hello()
         check_hello(hello, man, port)  # every HELLO field against tinygen.json, before any vector is sent
         board_out, ticks, seconds = run_vectors(link, inputs, vector_done)
+        raw_run = _run_raw(link, vectors, hello, progress) if isinstance(man.get("frontend"), dict) \
+            and "raw_inputs" in vectors else None
         per_op = _per_op(link, raw, inputs, board_out, expected, layers, profile, progress)
         link_stats = getattr(link, "stats", None)
     instr = board["emulator"].get("instructions_per_tick") if board.get("emulator") else None
@@ -124,6 +129,8 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
     if link_stats is not None:
         report.link = {k: v for k, v in vars(link_stats).items() if not k.startswith("_")}
     extra_md = _per_op_results(report, per_op, raw, man, board, hello)
+    if raw_run is not None:
+        extra_md += _frontend_results(report, raw_run, raw, man, vectors, instr, layers)
     rdir = report_dir or (Path(project) / "reports")
     rroot = report_dir or Path(project)  # nothing is written outside it, not through a link either
     try:
@@ -191,3 +198,89 @@ def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: 
                                       instr_per_tick=instr, clock_hz=board.get("clock_hz"))
         md += profile_md([report.profile], "profile.png")
     return md
+
+
+# ---- the front end: raw samples in (INFER_RAW), features and outputs compared -----------------------
+
+def _run_raw(link, vectors: dict, hello, progress) -> dict:
+    """Send each raw test input (int16 samples) with INFER_RAW; the board's model inputs, outputs and ticks."""
+    from tinygen.common.protocol import INFER_RAW_TICKS, Opcode, Status, describe_status
+
+    in_b, out_b = int(hello.input_bytes), int(hello.output_bytes)
+    want = in_b + out_b + INFER_RAW_TICKS.size
+    feats, outs, model_ticks, fe_ticks = [], [], [], []
+    raw = np.asarray(vectors["raw_inputs"])
+    if progress is not None:
+        progress(f"{len(raw)} raw inputs through the board's front end (INFER_RAW)")
+    for x in raw:
+        payload = np.ascontiguousarray(x, dtype="<i2").tobytes()
+        frame = link.request(Opcode.INFER_RAW, payload, reply_bytes=want)
+        if frame.status != Status.OK:
+            raise VerificationFailed(f"the board refused raw samples (INFER_RAW): {describe_status(frame.status)}; "
+                                     "rebuild and reflash the project's firmware")
+        if len(frame.payload) != want:
+            raise VerificationFailed(f"the board's INFER_RAW reply has {len(frame.payload)} bytes, not {want} "
+                                     "(model input + output + 8): the firmware is not this project's")
+        p = frame.payload
+        feats.append(np.frombuffer(p[:in_b], dtype=np.int8).copy())
+        outs.append(np.frombuffer(p[in_b:in_b + out_b], dtype=np.int8).copy())
+        mt, ft = INFER_RAW_TICKS.unpack_from(p, in_b + out_b)
+        model_ticks.append(int(mt))
+        fe_ticks.append(int(ft))
+    return {"features": np.stack(feats), "outputs": np.stack(outs), "model_ticks": model_ticks,
+            "frontend_ticks": fe_ticks}
+
+
+def _frontend_results(report: Report, run: dict, raw: bytes, man: dict, vectors: dict, instr, layers: bool) -> list[str]:
+    """Features first (the board's front end vs tinygen's fixed-point twin), then the outputs (vs
+    tflite_micro on the twin's features); the verdict joins report.metrics (``frontend``, ``passed``)."""
+    from tinygen.intake.frontend import describe_feature, feature_stage, spec_from_json
+
+    spec = spec_from_json(man["frontend"], "tinygen.json's frontend")
+    n = len(run["features"])
+    want_f = np.asarray(vectors["raw_features"]).reshape(n, -1)
+    want_o = np.asarray(vectors["raw_outputs"]).reshape(n, -1)
+    got_f, got_o = run["features"].reshape(n, -1), run["outputs"].reshape(n, -1)
+    fdiff = got_f != want_f
+    odiff = np.abs(got_o.astype(np.int32) - want_o.astype(np.int32))
+    tol = int(report.metrics["tolerance_lsb"])
+    fe: dict = {"kind": spec.kind, "vectors": n, "features_per_vector": int(want_f.shape[1]),
+                "features_exact": bool(not fdiff.any()), "differing_features": int(fdiff.sum()),
+                "outputs_max_abs_diff_lsb": int(odiff.max()) if odiff.size else 0}
+    if fdiff.any():
+        k = int(np.flatnonzero(fdiff.any(axis=1))[0])
+        i = int(np.flatnonzero(fdiff[k])[0])
+        stage = feature_stage(spec, i)
+        what = "the statistics (mean/min/max/mad)" if stage == "stats" else \
+            "the spectral stages (window, FFT, filter bank, log)"
+        fe["divergence"] = {"vector": k, "element": i, "feature": describe_feature(spec, i), "stage": stage,
+                            "board": int(got_f[k, i]), "host": int(want_f[k, i])}
+        fe["summary"] = (f"the front end's features differ from the host's at element {i} of raw vector {k} "
+                         f"({describe_feature(spec, i)}: board {int(got_f[k, i])}, host twin {int(want_f[k, i])}; "
+                         f"made by {what}), before any model op")
+        # Is the model right on the board's own features? Then the front end alone is wrong.
+        from tinygen.analysis.reference import run_reference
+
+        own = run_reference(raw, got_f[k:k + 1].reshape((1,) + tuple(man["input"]["shape"])), man["name"],
+                            arena_bytes=man["arena"]["recommended_bytes"]).reshape(-1)
+        fe["model_exact_on_board_features"] = bool(np.array_equal(own.astype(np.int8), got_o[k]))
+    else:
+        fe["summary"] = (f"front end bit-exact with the host twin on {n} raw vectors; outputs off by at most "
+                         f"{fe['outputs_max_abs_diff_lsb']} LSB from tflite_micro on the twin's features")
+    fe["passed"] = bool(not fdiff.any() and fe["outputs_max_abs_diff_lsb"] <= tol)
+    if instr:
+        fe["frontend_instructions_per_inference"] = float(np.median(run["frontend_ticks"])) * float(instr)
+        fe["model_instructions_per_inference"] = float(np.median(run["model_ticks"])) * float(instr)
+    fe["frontend_ticks_median"] = float(np.median(run["frontend_ticks"]))
+    fe["model_ticks_median"] = float(np.median(run["model_ticks"]))
+    report.metrics["frontend"] = fe
+    report.metrics["passed"] = bool(report.metrics["passed"] and fe["passed"])
+    if layers and "divergence" in fe:
+        report.layers = {"vector": fe["divergence"]["vector"], "ops_compared": 0, "divergence": None,
+                         "frontend_divergence": fe["divergence"], "frontend_summary": fe["summary"]}
+    md = ["", "## Front end (raw samples in, `INFER_RAW`)", "", fe["summary"] + ".", ""]
+    if instr:
+        md += [f"- front end: {fe['frontend_instructions_per_inference']:,.0f} instructions per inference; "
+               f"model: {fe['model_instructions_per_inference']:,.0f}", ""]
+    return md
+
