@@ -67,6 +67,9 @@ def quality(task: str, int8_deq: np.ndarray, float_out: np.ndarray | None, y: np
             out["int8_accuracy"] = float(np.mean(pred_q == y))
             if f is not None:
                 out["float_accuracy"] = float(np.mean(pred_f == y))
+            matrix = confusion_matrix(pred_q, y, q.shape[1]) if q.shape[1] <= MAX_CONFUSION_CLASSES else None
+            if matrix is not None:
+                out["int8_confusion_matrix"] = matrix
     elif task == "binary":
         out.update(binary_quality(q[:, 0], f[:, 0] if f is not None else None, y))
     else:
@@ -84,6 +87,9 @@ def quality(task: str, int8_deq: np.ndarray, float_out: np.ndarray | None, y: np
 
 
 BINARY_THRESHOLD = 0.5
+# Confusion matrices are kept for at most this many classes (64 x 64 counts: ~50 KB of tinygen.json,
+# well under its 1 MiB limit; a larger matrix is no table anyone reads).
+MAX_CONFUSION_CLASSES = 64
 
 
 def confusion(pred: np.ndarray, y: np.ndarray) -> dict:
@@ -91,6 +97,21 @@ def confusion(pred: np.ndarray, y: np.ndarray) -> dict:
     pred, y = np.asarray(pred, dtype=bool), np.asarray(y).reshape(-1) == 1
     return {"tn": int(np.sum(~pred & ~y)), "fp": int(np.sum(pred & ~y)), "fn": int(np.sum(~pred & y)),
             "tp": int(np.sum(pred & y))}
+
+
+def confusion_matrix(pred: np.ndarray, y: np.ndarray, k: int) -> list[list[int]] | None:
+    """K x K counts: row = true label, column = predicted class.  None when a label is not a class
+    index in [0, K) (a hostile or mismatched labels array: no matrix rather than a wrong one)."""
+    y = np.asarray(y).reshape(-1)
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        return None
+    y = y.astype(np.int64)
+    pred = np.asarray(pred).reshape(-1).astype(np.int64)
+    if k < 1 or len(pred) != len(y) or (y.size and (y.min() < 0 or y.max() >= k)) \
+            or (pred.size and (pred.min() < 0 or pred.max() >= k)):
+        return None
+    counts = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    return [[int(v) for v in row] for row in counts]
 
 
 def binary_quality(q: np.ndarray, f: np.ndarray | None, y: np.ndarray | None) -> dict:

@@ -82,17 +82,51 @@ def print_build_summary(plan, cache: list[str] | None = None) -> None:
     if plan.compiled:
         t.add_row("compiled arena", f"{grouped(plan.compiled.peak_bytes)} B (static plan)")
     b = plan.budget
-    t.add_row("flash", f"{grouped(b['flash_bytes'])} / {grouped(b['flash_budget'])} B "
-                       f"({100 * b['flash_bytes'] / b['flash_budget']:.1f}%; "
-                       f"{grouped(b['flash_estimated_bytes'])} B estimated)")
-    t.add_row("RAM", f"{grouped(b['ram_bytes'])} / {grouped(b['ram_budget'])} B "
-                     f"({100 * b['ram_bytes'] / b['ram_budget']:.1f}%; {grouped(b['ram_estimated_bytes'])} B estimated)")
+    t.add_row("flash", budget_line(b, "flash"))
+    t.add_row("RAM", budget_line(b, "ram"))
     t.add_row("budget parts", "; ".join(f"{p['part']} {grouped(p['flash_bytes'])}/{grouped(p['ram_bytes'])} B "
                                         f"{p['kind']}" for p in b["parts"]) + " (flash/RAM)")
     t.add_row(*_quality_row(plan.quality))
+    if "int8_confusion_matrix" in plan.quality:
+        t.add_row(*_confusion_row(plan.quality))
     if cache:
         t.add_row("cache", "reused: " + ", ".join(cache))
     out.print(t)
+
+
+# How a budget part's bytes are known (tinygen.codegen.plan.budget_parts), as the summary says it.
+_KIND_WORDS = (("exact", "exact (from the model)"), ("measured", "measured"), ("estimate", "estimated"))
+
+
+def budget_line(b: dict, resource: str) -> str:
+    """"62,016 / 1,048,576 B (5.9%) = 45,000 B exact (from the model) + 8,273 B measured + 8,743 B
+    estimated": the total, the board's budget, and how much of the total is known how."""
+    total, limit = b[f"{resource}_bytes"], b[f"{resource}_budget"]
+    sums = {kind: sum(p[f"{resource}_bytes"] for p in b["parts"] if p["kind"] == kind) for kind, _ in _KIND_WORDS}
+    terms = [f"{grouped(sums[kind])} B {words}" for kind, words in _KIND_WORDS if sums[kind]]
+    share = f"{100 * total / limit:.1f}%" if limit else "no budget"
+    return f"{grouped(total)} / {grouped(limit)} B ({share}) = " + (" + ".join(terms) or "0 B")
+
+
+MAX_SUMMARY_CLASSES = 12
+
+
+def _confusion_row(q: dict) -> tuple[str, Text]:
+    """The int8 model's confusion on the held-out samples, as a small grid (rows true, columns
+    predicted); over MAX_SUMMARY_CLASSES classes, a pointer to the reports."""
+    matrix = q["int8_confusion_matrix"]
+    k = len(matrix)
+    label = "int8 confusion (held-out)"
+    if k > MAX_SUMMARY_CLASSES:
+        return label, Text(f"{k} classes: see tinygen.json (quality) and verify's reports")
+    names = q.get("class_names")
+    names = [terminal(n)[:8] for n in names] if isinstance(names, list) and len(names) == k else \
+        [str(i) for i in range(k)]
+    width = max([len(n) for n in names] + [len(str(v)) for row in matrix for v in row])
+    head = max(len("true\\pred"), *(len(n) for n in names))
+    lines = ["true\\pred".ljust(head) + " " + " ".join(n.rjust(width) for n in names)]
+    lines += [name.rjust(head) + " " + " ".join(str(v).rjust(width) for v in row) for name, row in zip(names, matrix)]
+    return label, Text("\n".join(lines))
 
 
 def _quality_row(q: dict) -> tuple[str, str]:
@@ -159,6 +193,10 @@ def print_verification(report, as_json: bool) -> None:
     if "board_confusion" in m:
         c = m["board_confusion"]
         t.add_row("confusion (board)", f"TN {c['tn']}, FP {c['fp']}, FN {c['fn']}, TP {c['tp']}")
+    elif "confusion" in m:
+        c = m["confusion"]
+        t.add_row("confusion (board)", f"{len(c['matrix'])} x {len(c['matrix'])} over {c['vectors']} labelled "
+                                       "vectors: see the Markdown report")
     for label, text in latency_rows(m):
         t.add_row(label, text)
     t.add_row("link", f"{m['vectors_per_second']:.1f} vectors/s")

@@ -349,6 +349,9 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         if (float_out is not None or src.y_test is not None) else {"task": task}
     if getattr(src, "quality_extra", None):  # an ONNX model: onnx2tf's float graph vs onnxruntime
         qual.update(src.quality_extra)
+    names = getattr(src, "class_names", None)
+    if task == "classification" and names and len(names) == int(np.prod(out_t.shape)):
+        qual["class_names"] = [str(c) for c in names]  # the confusion matrices' row/column names
 
     n = min(n_vectors, len(q_in))
     vec = {"inputs": q_in[:n], "outputs": q_out[:n].astype(np.int8)}

@@ -351,10 +351,31 @@ def _fit(src, task, per_channel_dense, opts: Options, seed, progress, measured, 
     return [first[0]] + pruned + students + trained, chosen
 
 
+def deciding_resources(report: dict) -> list[str]:
+    """Which budgets decided the fit: ["flash"], ["RAM"] or both.  A resource decided when some
+    candidate (sized or trained) was over it, less the headroom; when none was over either, the one
+    the chosen candidate uses the larger share of."""
+    headroom = report.get("headroom") or 0.0
+    rows = [r for r in report["candidates"] if "flash_bytes" in r and "ram_bytes" in r]
+    over = {"flash": False, "RAM": False}
+    for r in rows:
+        over["flash"] |= r["flash_bytes"] > (1 - headroom) * r["flash_budget"]
+        over["RAM"] |= r["ram_bytes"] > (1 - headroom) * r["ram_budget"]
+    decided = [k for k in ("flash", "RAM") if over[k]]
+    if decided:
+        return decided
+    chosen = next((r for r in rows if r["label"] == report["chosen"]), rows[-1] if rows else None)
+    if chosen is None:
+        return ["flash"]
+    ram_share = chosen["ram_bytes"] / max(1, chosen["ram_budget"])
+    return ["RAM"] if ram_share > chosen["flash_bytes"] / max(1, chosen["flash_budget"]) else ["flash"]
+
+
 def chart(report: dict, path: Path, root: Path | None = None) -> Path | None:
-    """Two panels, as a PNG (matplotlib, Agg: no display; no timestamp in the file): int8 accuracy vs
-    flash, and vs instructions per inference measured on QEMU (or vs MACs when no latency was
-    measured: the panel's axis says which).  Written inside ``root`` (default: its directory)."""
+    """Int8 accuracy against the resources, as a PNG (matplotlib, Agg: no display; no timestamp in
+    the file): vs flash, vs RAM when RAM decided the fit (:func:`deciding_resources`; the title says
+    which decided), and vs instructions per inference measured on QEMU (or vs MACs when no latency
+    was measured: the panel's axis says which).  Written inside ``root`` (default: its directory)."""
     rows = [r for r in report["candidates"] if r.get("int8_metric") is not None]
     if not rows:
         return None
@@ -370,29 +391,41 @@ def chart(report: dict, path: Path, root: Path | None = None) -> Path | None:
     else:
         speed, key, scale = rows, "macs", 1e3
         xlabel = "MACs per inference (thousands; no latency measured)"
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100, sharey=True)
-    color = {id(r): f"C{i % 10}" for i, r in enumerate(rows)}  # a candidate has one colour in both panels
-    for panel, data, get in ((ax, rows, lambda r: r["flash_bytes"] / 1024),
-                             (ax2, speed, lambda r: r[key] / scale)):
+    decided = deciding_resources(report)
+    memory = [("flash", "flash_bytes", "flash_budget", "firmware flash (KiB, model + runtime)")]
+    if "RAM" in decided:
+        memory.append(("RAM", "ram_bytes", "ram_budget", "RAM (KiB, arena + I/O + runtime)"))
+    fig, axes = plt.subplots(1, len(memory) + 1, figsize=(5 * (len(memory) + 1), 4), dpi=100, sharey=True)
+    color = {id(r): f"C{i % 10}" for i, r in enumerate(rows)}  # a candidate has one colour in every panel
+    panels = [(axes[i], rows, lambda r, k=m[1]: r[k] / 1024) for i, m in enumerate(memory)]
+    panels.append((axes[-1], speed, lambda r: r[key] / scale))
+    for panel, data, get in panels:
         for r in data:
             marker = "*" if r["label"] == report["chosen"] else ("o" if r.get("trained", True) else "x")
             panel.scatter(get(r), r["int8_metric"], marker=marker, s=80 if marker == "*" else 30, color=color[id(r)])
             panel.annotate(r["label"], (get(r), r["int8_metric"]), fontsize=7, xytext=(3, 3),
                            textcoords="offset points")
-    budget_kib = rows[0]["flash_budget"] / 1024
-    ax.axvline(budget_kib, color="red", linestyle="--", linewidth=1, label="flash budget")
-    if report.get("headroom"):
-        ax.axvline(budget_kib * (1 - report["headroom"]), color="orange", linestyle=":", linewidth=1,
-                   label=f"budget less {report['headroom']:.0%} headroom")
+    for ax, (name, _, budget_key, label) in zip(axes, memory):
+        budget_kib = rows[0][budget_key] / 1024
+        ax.axvline(budget_kib, color="red", linestyle="--", linewidth=1, label=f"{name} budget")
+        if report.get("headroom"):
+            ax.axvline(budget_kib * (1 - report["headroom"]), color="orange", linestyle=":", linewidth=1,
+                       label=f"budget less {report['headroom']:.0%} headroom")
+        ax.set_xlabel(label)
+        ax.legend(loc="best", fontsize=7)
+    ax2 = axes[-1]
     if timed and report.get("max_instructions"):
         ax2.axvline(report["max_instructions"] / scale, color="red", linestyle="--", linewidth=1,
                     label="latency bound")
         ax2.legend(loc="best", fontsize=7)
-    ax.set_xlabel("firmware flash (KiB, model + runtime)")
     ax2.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(f"int8 {report['metric']} (tflite_micro, held-out)")
-    fig.suptitle(f"compression candidates for {report['board']} ({report['runtime']})")
-    ax.legend(loc="best", fontsize=7)
+    axes[0].set_ylabel(f"int8 {report['metric']} (tflite_micro, held-out)")
+    if report.get("max_instructions") and any(r.get("instructions", 0) > report["max_instructions"]
+                                              for r in report["candidates"]):
+        decided = decided + ["latency"]
+    what = " and ".join(decided)
+    verdict = f"{what} decided the fit" if report.get("headroom") is not None else f"{what}: the tighter budget"
+    fig.suptitle(f"compression candidates for {report['board']} ({report['runtime']}): {verdict}")
     fig.tight_layout()
     import io
 

@@ -20,7 +20,7 @@ from tinygen.common.errors import TinygenError
 from tinygen.common.escape import markdown, terminal
 from tinygen.codegen.project import load_manifest
 from tinygen.common.userfiles import read_user_file
-from tinygen.analysis.vectors import BINARY_THRESHOLD, confusion, dequantize
+from tinygen.analysis.vectors import BINARY_THRESHOLD, MAX_CONFUSION_CLASSES, confusion, confusion_matrix, dequantize
 
 
 _MAX_MODEL_BYTES = 256 << 20
@@ -116,6 +116,15 @@ def metrics(board_out: np.ndarray, ref_out: np.ndarray, man: dict, *, float_out:
         m["board_accuracy_pct"] = float(100.0 * np.mean((bd[:k, 0] >= BINARY_THRESHOLD) == (labels == 1)))
         m["reference_accuracy_pct"] = float(100.0 * np.mean((rd[:k, 0] >= BINARY_THRESHOLD) == (labels == 1)))
         m["board_confusion"] = confusion(bd[:k, 0] >= BINARY_THRESHOLD, labels)
+        c = m["board_confusion"]  # the same counts as the 2 x 2 matrix below, so the two never disagree
+        if np.all((labels == 0) | (labels == 1)):
+            m["confusion"] = _confusion_entry([[c["tn"], c["fp"]], [c["fn"], c["tp"]]], ["0", "1"],
+                                              f"board output >= {BINARY_THRESHOLD}")
+    elif labels is not None and 1 < b.shape[1] <= MAX_CONFUSION_CLASSES:
+        matrix = confusion_matrix(b[:len(labels)].argmax(1), labels, b.shape[1])
+        if matrix is not None:
+            m["confusion"] = _confusion_entry(matrix, class_names(man, b.shape[1]),
+                                              "argmax of the board's int8 output")
     if float_out is not None:
         f = float_out.reshape(len(float_out), -1)
         k = len(f)
@@ -124,6 +133,19 @@ def metrics(board_out: np.ndarray, ref_out: np.ndarray, man: dict, *, float_out:
     m["vectors_per_second"] = float(n / seconds) if seconds > 0 else math.inf
     m["passed"] = bool(m["max_abs_diff_lsb"] <= tolerance)
     return m
+
+
+def class_names(man: dict, k: int) -> list[str]:
+    """The K class names tinygen.json's quality holds (a recipe's), else "0" .. "K-1"."""
+    names = (man.get("quality") or {}).get("class_names")
+    if isinstance(names, list) and len(names) == k and all(isinstance(n, str) for n in names):
+        return [n[:40] for n in names]
+    return [str(i) for i in range(k)]
+
+
+def _confusion_entry(matrix: list[list[int]], names: list[str], predicted: str) -> dict:
+    return {"rows": "true label", "columns": f"predicted class ({predicted})", "classes": names,
+            "matrix": matrix, "vectors": int(sum(map(sum, matrix)))}
 
 
 def latency(ticks: list[int], tick_hz: int, instr_per_tick: int | None, clock_hz: int | None) -> dict:
@@ -203,10 +225,64 @@ def write_reports(report_dir: Path, result: dict, board_out: np.ndarray, ref_out
     # Every cell through the one Markdown escape: a '|' in a label ("max |Δ|") or a value would end the cell.
     lines += [f"| {markdown(k)} | {markdown(v, 400)} |" for k, v in rows]
     lines += ["", "![board vs reference vs float](verify.png)", ""]
+    if "confusion" in m:
+        paths["confusion_plot"] = report_dir / "confusion.png"
+        lines += confusion_markdown(m["confusion"], "confusion.png")
     lines += list(extra_md)  # --layers / --profile sections
     write_text(paths["markdown"], "\n".join(lines), root=root)
     _plot(paths["plot"], board_out, ref_out, vectors, man, root)
+    if "confusion" in m:
+        confusion_plot(paths["confusion_plot"], m["confusion"], f"{man['name']} on {result['board']}", root)
     return {k: str(v) for k, v in paths.items()}
+
+
+def confusion_markdown(c: dict, png: str | None) -> list[str]:
+    """The confusion matrix as a Markdown table (rows = true label, columns = predicted class)."""
+    names = [markdown(n, 40) for n in c["classes"]]
+    lines = ["## Confusion matrix", "",
+             f"{c['vectors']} labelled vectors; rows: {markdown(c['rows'])}, columns: {markdown(c['columns'])}.", "",
+             "| true / predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for name, row in zip(names, c["matrix"]):
+        lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in row) + " |")
+    lines.append("")
+    if png:
+        lines += [f"![confusion matrix]({png})", ""]
+    return lines
+
+
+def confusion_plot(path: Path, c: dict, title: str, root: Path) -> None:
+    """The matrix as a PNG heat map with its counts (Agg; no timestamp or software tag: same bytes each time)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinygen.common.safe_write import write_file
+
+    counts = np.asarray(c["matrix"], dtype=np.int64)
+    k = len(counts)
+    side = min(12.0, 2.5 + 0.45 * k)
+    fig, ax = plt.subplots(figsize=(side, side * 0.85), dpi=100)
+    ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(1, int(counts.max())))
+    tick = [n.replace("$", r"\$") for n in c["classes"]]
+    ax.set_xticks(range(k), tick, rotation=90 if max(map(len, tick)) > 3 else 0, fontsize=8)
+    ax.set_yticks(range(k), tick, fontsize=8)
+    if k <= 32:
+        half = counts.max() / 2
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=7 if k > 12 else 9,
+                        color="white" if counts[i, j] > half else "black")
+    ax.set_xlabel(c["columns"].replace("$", r"\$"), fontsize=9)
+    ax.set_ylabel(c["rows"], fontsize=9)
+    ax.set_title(f"{title}: confusion over {c['vectors']} labelled vectors".replace("$", r"\$"), fontsize=10)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
+    plt.close(fig)
+    write_file(path, png.getvalue(), root=root)
 
 
 def latency_rows(m: dict) -> list[tuple[str, str]]:
