@@ -420,7 +420,7 @@ def chart(report: dict, path: Path, root: Path | None = None) -> Path | None:
         ax2.legend(loc="best", fontsize=7)
     ax2.set_xlabel(xlabel, fontsize=8)
     axes[0].set_ylabel(f"int8 {report['metric']} (tflite_micro, held-out)")
-    if report.get("max_instructions") and any(r.get("instructions", 0) > report["max_instructions"]
+    if report.get("max_instructions") and any((r.get("instructions") or 0) > report["max_instructions"]
                                               for r in report["candidates"]):
         decided = decided + ["latency"]
     what = " and ".join(decided)
