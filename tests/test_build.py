@@ -88,7 +88,7 @@ def test_platformio_ini_parses_with_platformio(fixture, board, platform, pio_boa
     project = request.getfixturevalue(fixture)
     cfg = ProjectConfig(str(project / "platformio.ini"), parse_extra=False)
     env = f"env:{board}"
-    assert cfg.envs() == [board, f"{board}_example"]
+    assert cfg.envs() == [board, f"{board}_example", f"{board}_tflm_debug"]  # TFLM projects: the debug build
     assert cfg.get(env, "platform").split("@")[0] == platform
     assert cfg.get(env, "board") == pio_board
     assert cfg.get(env, "framework") == ["arduino"]

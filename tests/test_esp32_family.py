@@ -42,7 +42,10 @@ def test_platformio_reads_the_generated_project(projects, board, runtime):
     project = projects[board, runtime]
     cfg = ProjectConfig(str(project / "platformio.ini"), parse_extra=False)
     env = f"env:{board}"
-    assert cfg.envs() == [board, f"{board}_example"]
+    # TFLM: its release build's debug twin; both runtimes: the native-USB build (issue 23.9)
+    assert cfg.envs() == [board, f"{board}_example"] + ([f"{board}_tflm_debug"] if runtime == "tflm" else []) \
+        + [f"{board}_native_usb"]
+    assert "-DARDUINO_USB_CDC_ON_BOOT=1" in cfg.get(f"env:{board}_native_usb", "build_flags")
     assert cfg.get(env, "platform") == spec["platformio"]["platform"] == "espressif32@6.9.0"
     assert cfg.get(env, "board") == spec["platformio"]["board"]
     assert cfg.get(env, "framework") == ["arduino"]
