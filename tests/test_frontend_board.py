@@ -99,3 +99,22 @@ def test_a_front_end_fault_is_a_feature_divergence(imu_project, tmp_path):
         report.raise_if_failed()
     # the model path (INFER on the stored features) is untouched by the fault
     assert report.metrics["max_abs_diff_lsb"] == 0
+
+
+def test_frontend_option_is_checked_against_the_model(imu_project, tmp_path):
+    """`--frontend FILE.json` for a user's model: a front end whose features are not the model's input is one
+    line (exit 2) before anything is written; a recipe brings its own."""
+    from conftest import run_cli
+    from tinygen.intake.frontend import KWS_SPEC
+
+    fe_file = tmp_path / "kws.json"
+    fe_file.write_text(json.dumps({"frontend": KWS_SPEC.to_json()}))
+    out = tmp_path / "p"
+    res = run_cli("build", "--model", str(imu_project.path / "model.tflite"), "--frontend", str(fe_file),
+                  "--board", "qemu-m4", "--out", str(out))
+    assert res.returncode == 2, res.stdout + res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "(49, 40, 1)" in errors[0] and "(7, 24)" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()
+    res = run_cli("build", "--recipe", "imu", "--frontend", str(fe_file), "--board", "qemu-m4", "--out", str(out))
+    assert res.returncode == 2 and "--frontend goes with --model" in res.stderr and not out.exists()

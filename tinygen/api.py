@@ -187,7 +187,8 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
           fit_headroom: float = 0.10, compress_epochs: dict | None = None,
           fit_board: str | None = None, fit_ratios: tuple | None = None,
           fit_max_instructions: int | None = None, fit_latency_ms: float | None = None,
-          fit_widths: tuple | None = None, use_cache: bool = True) -> Project:
+          fit_widths: tuple | None = None, use_cache: bool = True,
+          frontend: str | Path | dict | None = None) -> Project:
     """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
     and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
 
@@ -208,7 +209,10 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
 
     ``use_cache`` (default True): reuse and keep the trained recipe model, the int8 conversion, the
     reference outputs and the arena in tinygen's cache (:mod:`tinygen.common.cache`); what was reused is
-    in ``project.cache``.  The project's files are the same bytes either way."""
+    in ``project.cache``.  The project's files are the same bytes either way.
+
+    ``frontend`` (a user's model): a front-end definition (``--frontend FILE.json``, or its dict) that turns
+    raw int16 samples into the model's input (docs/frontend.md); the kws and imu recipes bring their own."""
     import json
 
     from tinygen.codegen.plan import check_fits, make_plan
@@ -229,6 +233,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
     target = Path(out) if out else default_out_dir(board, name_hint(model, recipe))
     check_out_dir(target, force)  # fail before minutes of training
+    fe_json = _frontend_json(frontend, model)
     if not b.get("emulator"):
         from tinygen.device.pio import check_third_party_path
 
@@ -271,6 +276,8 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
         src = source_from_recipe(recipe or DEFAULT_RECIPE, seed, epochs, progress)
     if task:
         src.task = task  # before compression, which fine-tunes for the task
+    if fe_json is not None:
+        src.frontend = fe_json  # make_plan checks it against the model's input (one line, exit 2)
     compression = None
     if copts.active:
         try:
@@ -287,6 +294,18 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     if compression is not None:
         _write_compression_report(compression, target)
     return Project(target, json.loads(files["tinygen.json"]), b, plan, files, compression, list(src.notes))
+
+
+def _frontend_json(frontend, model) -> dict | None:
+    """--frontend FILE.json (or a dict) read and validated before any training; None without one."""
+    if frontend is None:
+        return None
+    if not model:
+        raise TinygenError("--frontend goes with --model (the kws and imu recipes bring their own front end)")
+    from tinygen.intake.frontend import load_spec, spec_from_json
+
+    spec = spec_from_json(frontend, "frontend") if isinstance(frontend, dict) else load_spec(frontend)
+    return spec.to_json()
 
 
 def _latency_options(copts, b: dict, runtime: str, tflm_dir, max_instructions, latency_ms) -> None:

@@ -24,6 +24,9 @@ _OPTIONS = (
     (("--recipe",), dict(metavar="NAME", help="Built-in recipe to train when no --model (default: sine).")),
     (("--data", "data_path"), dict(metavar="FILE",
                                    help="Samples for a user model: .npz (x[, y]), .npy or .csv.")),
+    (("--frontend", "frontend_path"), dict(metavar="FILE.json",
+                                           help="A user model's front end: raw int16 samples -> its input "
+                                                "(docs/frontend.md); kws/imu recipes bring their own.")),
     (("--out", "out_dir"), dict(metavar="DIR", help="Output project directory (default: tinygen-<board>-<model>).")),
     (("--force",), dict(is_flag=True, help="Replace an existing tinygen project in --out.")),
     (("--runtime",), dict(type=click.Choice(["tflm", "compiled"]), default=None,
@@ -63,7 +66,7 @@ _OPTIONS = (
 )
 NAMES = ("model_path", "recipe", "data_path", "out_dir", "force", "runtime", "epochs", "tflm_dir", "task", "prune",
          "qat", "distill", "fit", "fit_board", "fit_headroom", "fit_max_instructions", "fit_latency_ms",
-         "fit_widths", "no_cache")
+         "fit_widths", "no_cache", "frontend_path")
 
 
 def build_options(f):
@@ -81,7 +84,8 @@ def build_arguments(values: dict) -> dict:
             "task": v["task"], "prune": v["prune"], "qat": v["qat"], "distill": v["distill"], "fit": v["fit"],
             "fit_headroom": v["fit_headroom"], "fit_board": v["fit_board"],
             "fit_max_instructions": v["fit_max_instructions"], "fit_latency_ms": v["fit_latency_ms"],
-            "fit_widths": _widths(v["fit_widths"]), "use_cache": not v["no_cache"]}
+            "fit_widths": _widths(v["fit_widths"]), "use_cache": not v["no_cache"],
+            "frontend": v["frontend_path"]}
 
 
 def _widths(text: str | None) -> tuple | None:

@@ -458,8 +458,9 @@ def check_model_input(spec: FrontendSpec, input_shape: tuple[int, ...], what: st
         shape = shape[1:]
     if int(np.prod(shape)) != int(np.prod(spec.feature_shape)) or \
             tuple(d for d in shape if d != 1) != tuple(d for d in spec.feature_shape if d != 1):
+        shown = shape[1:] if len(shape) > 1 and shape[0] == 1 else shape  # without the batch dimension
         raise FrontendError(f"{what} gives features of shape {spec.feature_shape}, but the model's input is "
-                            f"{shape}; give the front end the model was trained with")
+                            f"{shown}; give the front end the model was trained with")
 
 
 # ---- feature units -> the model's int8 input -----------------------------------------------
