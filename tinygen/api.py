@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from tinygen.verification.host_check import HostCheckResult
     from tinygen.tflite.model import TfliteModel
 
-__all__ = ["build", "verify", "inspect", "flash", "doctor", "Project", "Report", "ModelInfo", "default_out_dir",
+__all__ = ["build", "verify", "verify_twin", "inspect", "flash", "doctor", "Project", "Report", "ModelInfo", "default_out_dir",
            "bench", "BenchRow"]
 
 Progress = Callable[[str], None]
@@ -491,6 +491,26 @@ def verify(project: ProjectLike, *, port: str | None = None, fresh_vectors: int 
             progress(f"QEMU {project.board['emulator']['machine']} up, UART0 on {qb.port}")
             return run_on(qb.port)
     return run_on(resolve_port("auto" if port is None else port, project.board))
+
+
+def verify_twin(project: ProjectLike, *, runtime: str | None = None, tflm_dir: str | Path | None = None,
+                fresh_vectors: int = 16, tolerance: int = 0, report_dir: str | Path | None = None,
+                timeout: float = 10.0, retries: int = 3, seed: int = 0, trace: Callable[[str], None] | bool | None = None,
+                progress: Progress | None = None, layers: bool = False, profile: bool = False) -> Report:
+    """A real-board project's exact model bytes and runtime on its emulated twin (``emulated_twin`` in its
+    board file), before flashing: the twin is built into PROJECT/.tinygen/twin-<board>/, checked to carry
+    the project's model and model library, and verified like :func:`verify` (reports in the twin's
+    reports/ unless ``report_dir``); ``report.twin`` says where it ran.  ``runtime`` overrides the
+    project's (labelled as another runtime); ``tflm_dir``: the TFLM tree a TFLM twin is built from."""
+    from tinygen.verification import twin
+
+    _check_verify_options(fresh_vectors, tolerance, timeout, retries)
+    progress = progress or _silent
+    plan = twin.plan_twin(_as_project(project).path, runtime=runtime, tflm_dir=str(tflm_dir) if tflm_dir else None)
+    twin.build_twin(plan, build, progress)
+    return twin.run_twin(plan, progress, fresh=fresh_vectors, tolerance=tolerance, seed=seed, timeout=timeout,
+                         report_dir=Path(report_dir) if report_dir is not None else None, retries=retries,
+                         trace=_stderr_trace if trace is True else (trace or None), layers=layers, profile=profile)
 
 
 def doctor(boards: tuple[str, ...] | list[str] = ("qemu-m4",)) -> dict:

@@ -161,16 +161,35 @@ def _print_per_op(report, as_json: bool) -> None:
 @click.option("--place", default=None, help="A labgrid place instead of --port: acquired, its serial port used.")
 @click.option("--coordinator", default=None, metavar="HOST[:PORT]",
               help="labgrid coordinator for --place (default: $LG_COORDINATOR, else 127.0.0.1:20408).")
+@click.option("--emulate", is_flag=True,
+              help="Real-board project: run its exact model bytes and runtime on its emulated twin (qemu-m4 for "
+                   "nano33ble, esp32 and esp32s3; qemu-rv32 for esp32c3), built into PROJECT/.tinygen/, before "
+                   "flashing.")
+@click.option("--emulate-runtime", type=click.Choice(["compiled"]), default=None,
+              help="With --emulate: run the compiled runtime on the twin instead of the project's (a different "
+                   "runtime, labelled so), e.g. where the twin has no TFLM.")
+@click.option("--tflm-dir", envvar="TINYGEN_TFLM_DIR", metavar="DIR", default=None,
+              help="With --emulate: the TFLM source tree (Arduino-library layout) a TFLM twin is built from "
+                   "(default: $TINYGEN_TFLM_DIR).")
 @_verify_options
-def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir, timeout, retries, seed, trace,
-               as_json, layers, profile) -> None:
+def verify_cmd(project, port, place, coordinator, emulate, emulate_runtime, tflm_dir, n_fresh, tolerance, report_dir,
+               timeout, retries, seed, trace, as_json, layers, profile) -> None:
     """Send the project's vectors over the serial port and compare with the reference.
 
     An emulated board needs no --port: its firmware is built (`pio run`) and QEMU booted on it for
-    the run.  Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
+    the run.  --emulate runs a real-board project's model bytes and runtime on its emulated twin
+    instead.  Exits 0 only when every output is within --tolerance LSB (default 0: bit-exact).
     """
     if port is not None and place is not None:
         raise click.UsageError("give either --port or --place (a labgrid place), not both")
+    if emulate:
+        _verify_twin(project, port, place, emulate_runtime, tflm_dir, as_json,
+                     dict(fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir, timeout=timeout,
+                          retries=retries, seed=seed, trace=trace_line if trace else None, layers=layers,
+                          profile=profile))
+        return
+    if emulate_runtime is not None:
+        raise click.UsageError("--emulate-runtime goes with --emulate")
     proj = api.Project.load(project)
     if port is None and place is None:
         if not proj.emulated:
@@ -182,6 +201,22 @@ def verify_cmd(project, port, place, coordinator, n_fresh, tolerance, report_dir
                         progress=None if as_json else step, place=place, coordinator=coordinator,
                         layers=layers, profile=profile)
     print_verification(report, as_json)
+    _print_per_op(report, as_json)
+    report.raise_if_failed()
+
+
+def _verify_twin(project, port, place, runtime, tflm_dir, as_json: bool, options: dict) -> None:
+    """verify --emulate: the project's twin on QEMU (:func:`tinygen.api.verify_twin`), labelled as such."""
+    if port is not None or place is not None:
+        raise click.UsageError("--emulate runs the project on its emulated twin here: drop --port/--place")
+    report = api.verify_twin(project, runtime=runtime, tflm_dir=tflm_dir or None,
+                             progress=None if as_json else step, **options)
+    print_verification(report, as_json)
+    if not as_json:
+        t = report.twin
+        out.print(terminal(f"ran on the emulated twin {t['label']} of the {t['of_board']} project, not on the board; "
+                           f"{t['runtime_note']}; model sha256 {t['model_sha256'][:16]}… (the project's)"),
+                  markup=False, soft_wrap=True)
     _print_per_op(report, as_json)
     report.raise_if_failed()
 
@@ -206,7 +241,7 @@ def run_cmd(board, project, port, n_fresh, tolerance, report_dir, timeout, retri
         with StatusLine(not as_json) as progress:
             proj = api.build(kwargs.pop("model"), board=board, progress=progress, **kwargs)
         if not as_json:
-            print_build_summary(proj.plan, proj.cache)
+            print_build_summary(proj.plan, proj.cache, proj.path)
             if proj.compression is not None:
                 print_compression(proj.compression)
             print_notes(proj, as_json)

@@ -92,7 +92,7 @@ def build_cmd(board, n_vectors, seed, as_json, **options) -> None:
             data["compression"] = project.compression
         print_json(data)
         return
-    print_build_summary(project.plan, project.cache)
+    print_build_summary(project.plan, project.cache, project.path)
     if project.compression is not None:
         print_compression(project.compression)
     print_notes(project, as_json)

@@ -60,8 +60,9 @@ class StatusLine:
             self._status.__exit__(*exc)
 
 
-def print_build_summary(plan, cache: list[str] | None = None) -> None:
-    """``cache``: what the build reused from tinygen's cache (``Project.cache``), a row when anything."""
+def print_build_summary(plan, cache: list[str] | None = None, project=None) -> None:
+    """``cache``: what the build reused from tinygen's cache (``Project.cache``), a row when anything;
+    ``project``: the project's directory, for the real-board row naming its emulated twin's command."""
     a, m = plan.analysis, plan.model
     it, ot = m.input_tensor(), m.output_tensor()
     t = Table(title=Text(terminal(f"tinygen build: {plan.name} → {plan.board['id']} ({plan.runtime})")),
@@ -91,6 +92,11 @@ def print_build_summary(plan, cache: list[str] | None = None) -> None:
         t.add_row(*_confusion_row(plan.quality))
     if cache:
         t.add_row("cache", "reused: " + ", ".join(cache))
+    from tinygen.verification.twin import summary_line
+
+    twin = summary_line(plan.board, plan.runtime, project)
+    if twin is not None:  # what verifies this real board's bytes before flashing (verify --emulate)
+        t.add_row("emulated twin", Text(terminal(twin)))
     out.print(t)
 
 

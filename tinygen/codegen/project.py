@@ -36,8 +36,9 @@ _NESTED_KEYS = {"input.shape": list, "output.shape": list, "output.scale": (int,
 # may hold the user's notes beside tinygen's reports (which the next verify replaces file by file),
 # and .pio/ is PlatformIO's build cache of this project, which rebuilds what the new sources change
 # (it compares sources and platformio.ini), so keeping it is correct and deleting it would only cost
-# a full rebuild, and whatever else the user keeps there.
-_TOOL_DIRS = (".pio", "reports")
+# a full rebuild, and whatever else the user keeps there.  .tinygen/ holds what `tinygen verify --emulate`
+# builds inside the project (its emulated twin, tinygen.verification.twin), rebuilt by each such verify.
+_TOOL_DIRS = (".pio", "reports", ".tinygen")
 # The temp dirs --force makes inside the project while it swaps entries (removed before it returns).
 _SWAP_PREFIXES = (".tinygen-new-", ".tinygen-old-")
 # Longest file name tinygen adds to a name given by the user (".<name>.tmp-XXXXXXXX").

@@ -131,7 +131,58 @@ def validate(board: dict, source: str) -> dict:
         raise TinygenError(f"board file {source}: default_runtime is not one of its runtimes")
     _check_pins(board, source)
     _check_flags(board, source)
+    _check_twin_shape(board, source)
     return board
+
+
+# How close a real board's emulated twin is (boards/*.json "emulated_twin.match"): the words the build
+# summary and the verify report use, so a twin on another ISA is never shown as the board itself.
+TWIN_MATCHES = {
+    "same-core": "same core",
+    "same-isa": "same ISA, another core",
+    "other-isa": "not the same ISA: same model bytes and runtime, another core",
+}
+_TWIN_KEYS = {"board", "match", "core", "reason"}
+
+
+def _check_twin_shape(board: dict, source: str) -> None:
+    """emulated_twin (real boards only): {board, match, core, reason}; that the twin board exists and is
+    emulated is checked once every board is loaded (:func:`_check_twins`)."""
+    twin = board.get("emulated_twin")
+    if twin is None:
+        return
+    if board.get("emulator"):
+        raise TinygenError(f"board file {source}: emulated_twin is for real boards; this one is emulated")
+    if not isinstance(twin, dict) or not _TWIN_KEYS <= set(twin) or \
+            not all(isinstance(twin[k], str) and twin[k].isprintable() and twin[k] for k in _TWIN_KEYS):
+        raise TinygenError(f"board file {source}: emulated_twin needs the strings {', '.join(sorted(_TWIN_KEYS))}")
+    if twin["match"] not in TWIN_MATCHES:
+        raise TinygenError(f"board file {source}: emulated_twin.match '{twin['match']}' is not one of "
+                           f"{', '.join(TWIN_MATCHES)}")
+
+
+def _check_twins(boards: dict[str, dict]) -> None:
+    """Each twin is an emulated board, and its match agrees with the two cpu fields: a same-core or
+    same-ISA twin has the board's cpu, an other-ISA one another cpu."""
+    for bid, b in boards.items():
+        twin = b.get("emulated_twin")
+        if twin is None:
+            continue
+        tb = boards.get(twin["board"], {})
+        if not is_emulated(tb):
+            raise TinygenError(f"board file {bid}.json: emulated_twin.board '{twin['board']}' is not an emulated board")
+        if (tb["cpu"] == b["cpu"]) != (twin["match"] != "other-isa"):
+            raise TinygenError(f"board file {bid}.json: emulated_twin.match '{twin['match']}' but the twin's cpu is "
+                               f"{tb['cpu']} and the board's {b['cpu']}")
+
+
+def emulated_twin(board: dict) -> dict | None:
+    """A real board's emulated twin: {"board", "match", "core", "reason", "label"} (None: none, or an
+    emulated board).  ``label`` is the one-line description, e.g. "qemu-m4 (same core, Cortex-M4F)"."""
+    twin = board.get("emulated_twin")
+    if twin is None or board.get("emulator"):
+        return None
+    return {**twin, "label": f"{twin['board']} ({TWIN_MATCHES[twin['match']]}, {twin['core']})"}
 
 
 @lru_cache(maxsize=None)
@@ -146,6 +197,7 @@ def _all() -> dict[str, dict]:
         if data["id"] != path.stem:
             raise TinygenError(f"board file {path} has id '{data['id']}'; it must match the file name")
         boards[data["id"]] = data
+    _check_twins(boards)
     return boards
 
 

@@ -36,6 +36,7 @@ class Report:
     report_error: str | None = None  # why the report files could not be written
     layers: dict | None = None  # --layers: the per-op comparison (tinygen.verification.layers.compare)
     profile: dict | None = None  # --profile: ticks per op (tinygen.verification.profile.profile_dict)
+    twin: dict | None = None  # verify --emulate: the real-board project whose emulated twin this ran on
     inputs: np.ndarray | None = field(default=None, repr=False, compare=False)
     outputs: np.ndarray | None = field(default=None, repr=False, compare=False)
     expected: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -56,6 +57,8 @@ class Report:
             data["layers"] = self.layers
         if self.profile is not None:
             data["profile"] = self.profile
+        if self.twin is not None:
+            data["twin"] = self.twin
         return data
 
     def raise_if_failed(self) -> None:
@@ -85,7 +88,7 @@ def fresh_vectors(count: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
 def verify_project(project: Path, port: str, board: dict, *, fresh: int, tolerance: int, report_dir: Path | None,
                    timeout: float, retries: int, seed: int, trace: Callable[[str], None] | None = None,
                    progress: Callable[[str], None] | None = None, layers: bool = False,
-                   profile: bool = False) -> Report:
+                   profile: bool = False, twin: dict | None = None, twin_md: list[str] = ()) -> Report:
     """Run the project's vectors (and ``fresh`` random ones) on the board at ``port``; compare, measure,
     write the reports (into ``report_dir``, default PROJECT/reports) and return the Report.
 
@@ -129,6 +132,9 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
     if link_stats is not None:
         report.link = {k: v for k, v in vars(link_stats).items() if not k.startswith("_")}
     extra_md = _per_op_results(report, per_op, raw, man, board, hello)
+    if twin is not None:  # verify --emulate (tinygen.verification.twin): say where it ran, labelled
+        report.twin = twin
+        extra_md = list(twin_md) + extra_md
     if raw_run is not None:
         extra_md += _frontend_results(report, raw_run, raw, man, vectors, instr, layers)
     rdir = report_dir or (Path(project) / "reports")
