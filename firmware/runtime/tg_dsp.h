@@ -100,8 +100,8 @@ static inline int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t acc) { return tg
 #if TG_HW_DSP && defined(__GNUC__)
 /* Loads with post-increment, as the instructions the loops are built around
  * (GCC does not always form them itself). Weights are 4-byte aligned. */
-#define TG_LDR_INC(a, p) __asm__("ldr %0, [%1], #4" : "=r"(a), "+r"(p))
-#define TG_LDRD_INC(a, b, p) __asm__("ldrd %0, %1, [%2], #8" : "=r"(a), "=r"(b), "+r"(p))
+#define TG_LDR_INC(a, p) __asm__ volatile("ldr %0, [%1], #4" : "=r"(a), "+r"(p))
+#define TG_LDRD_INC(a, b, p) __asm__ volatile("ldrd %0, %1, [%2], #8" : "=r"(a), "=r"(b), "+r"(p))
 #else
 #define TG_LDR_INC(a, p) do { (a) = tg_load_u32(p); (p) += 1; } while (0)
 #define TG_LDRD_INC(a, b, p) do { (a) = tg_load_u32(p); (b) = tg_load_u32((p) + 1); (p) += 2; } while (0)
