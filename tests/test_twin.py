@@ -39,6 +39,40 @@ def verify_twin(project: Path, *extra: str, env: dict | None = None) -> dict:
     return json.loads(res.stdout)
 
 
+def test_model_library_compare_ignores_comments_and_class_labels_only(tmp_path):
+    """The check that the twin compiles the project's model library: a recipe's class labels (not in
+    the model bytes) and comments may differ; one changed line of code may not."""
+    from tinygen.verification.twin import MODEL_LIBRARY, library_differences
+
+    board = boards_mod.get_board("nano33ble")
+    code = "static const int8_t k_w[2] = {1, -2};\nint f(void) { return k_w[1]; }\n"
+    api = ("const char *tinygen_model_class_label(int i)\n{\n%s}\n"
+           "const char *tinygen_model_runtime_name(void) { return \"compiled\"; }\n")
+    files = {
+        "a": {"tinygen_model_compiled.c": "// from recipe:x\n" + code,
+              "tinygen_model.h": "#define TINYGEN_MODEL_NUM_CLASSES 2\n",
+              "tinygen_model.c": "static const char *const k_labels[2] = {\n    \"up\",\n    \"down\",\n};\n"
+                                 + api % "    return i >= 0 && i < TINYGEN_MODEL_NUM_CLASSES ? k_labels[i] : NULL;\n"},
+        "b": {"tinygen_model_compiled.c": "// from model.tflite\n\n" + code,
+              "tinygen_model.h": "#define TINYGEN_MODEL_NUM_CLASSES 0\n",
+              "tinygen_model.c": api % "    (void)i;\n    return NULL;\n"},
+    }
+    for side, fs in files.items():
+        for name, text in fs.items():
+            (tmp_path / side / MODEL_LIBRARY).mkdir(parents=True, exist_ok=True)
+            (tmp_path / side / MODEL_LIBRARY / name).write_text(text)
+    assert library_differences(tmp_path / "a", tmp_path / "b", board) == []
+    lib_c = tmp_path / "a" / MODEL_LIBRARY / "tinygen_model_compiled.c"
+    lib_c.write_text(lib_c.read_text().replace("-2", "-3"))
+    (tmp_path / "a" / MODEL_LIBRARY / "tinygen_model.c").write_text(
+        files["a"]["tinygen_model.c"].replace("runtime_name(void) { return", "runtime_name(void) { return 0 ?"))
+    # a comment ending in a backslash swallows the next line in C: compared, not dropped
+    h = tmp_path / "a" / MODEL_LIBRARY / "tinygen_model.h"
+    h.write_text("// see \\\n" + h.read_text())
+    assert library_differences(tmp_path / "a", tmp_path / "b", board) == [
+        "tinygen_model.c", "tinygen_model.h", "tinygen_model_compiled.c"]
+
+
 def test_nano33ble_compiled_runs_its_exact_bytes_on_qemu_m4(tmp_path):
     require_tool("qemu-system-arm")
     require_tool("arm-none-eabi-gcc")
@@ -161,3 +195,26 @@ def test_board_files_twins_agree_with_their_cpus():
     bad["esp32"]["emulated_twin"] = dict(bad["esp32"]["emulated_twin"], match="same-core")
     with pytest.raises(TinygenError, match="same-core"):
         boards_mod._check_twins(bad)
+
+
+def test_tflm_twin_runs_the_c_array_the_board_carries(esp32_tflm):
+    """With a TFLM tree (TINYGEN_TFLM_DIR; skipped without one: TFLM is in no registry here): the esp32
+    TFLM project's twin on qemu-m4 is bit-exact, and the C array it compiled is the board's."""
+    import re
+
+    from conftest import tflm_tree_from_env
+
+    tree = tflm_tree_from_env("src/tensorflow/lite/micro", "in Arduino-library layout")
+    require_tool("qemu-system-arm")
+    require_tool("arm-none-eabi-gcc")
+    result = verify_twin(esp32_tflm, "--tflm-dir", str(tree))
+    assert result["runtime"] == "tflm" and result["metrics"]["max_abs_diff_lsb"] == 0
+    assert result["twin"]["match"] == "other-isa" and "not the same ISA" in result["twin"]["label"]
+
+    def c_array(project: Path) -> bytes:
+        text = (project / "lib" / "tinygen_model" / "src" / "model_data.cc").read_text()
+        body = text[text.index("[] = {"):text.index("};")]
+        return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body))
+
+    twin = esp32_tflm / ".tinygen" / "twin-qemu-m4"
+    assert c_array(twin) == c_array(esp32_tflm) == (esp32_tflm / "model.tflite").read_bytes()

@@ -36,6 +36,9 @@ _MAX_SOURCE_BYTES = 512 << 20  # a model_data.cc is ~6 characters per model byte
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _HEX = re.compile(rb"0x([0-9a-fA-F]{2})")
 _RUNTIMES = ("tflm", "compiled")
+# The model library's C API files: the same code but for a recipe's class labels (not in the model
+# bytes); once compared without them, the twin compiles the project's own copies.
+LABEL_FILES = ("tinygen_model.c", "tinygen_model.h")
 
 
 @dataclass
@@ -165,6 +168,7 @@ def build_twin(plan: TwinPlan, build: Callable, progress: Callable[[str], None])
     """Write the twin project with ``build`` (:func:`tinygen.api.build`), then check it carries the
     project's model bytes and model library and give it the project's reference vectors."""
     from tinygen.common.safe_write import write_file
+    from tinygen.common.userfiles import read_user_file
 
     twin_dir = plan.project / TWIN_DIR
     if twin_dir.is_symlink() or (twin_dir.exists() and not twin_dir.is_dir()):
@@ -174,9 +178,12 @@ def build_twin(plan: TwinPlan, build: Callable, progress: Callable[[str], None])
     count = int(plan.manifest["vectors"].get("count") or 1)
     task = plan.manifest.get("task") if plan.manifest.get("task") in ("classification", "binary", "regression") \
         else None
+    # A raw-signal project's front end (tinygen.json "frontend", docs/frontend.md) goes into the twin too.
+    fe = plan.manifest.get("frontend")
+    extra = {"frontend": fe} if isinstance(fe, dict) else {}
     progress(f"building the emulated twin {plan.info['label']} in {plan.out}")
     build(src, board=plan.twin_board["id"], runtime=plan.runtime, out=plan.out, force=True,
-          vectors=max(1, min(count, 10000)), tflm_dir=plan.tflm_dir, task=task, progress=progress)
+          vectors=max(1, min(count, 10000)), tflm_dir=plan.tflm_dir, task=task, progress=progress, **extra)
     twin_raw = (plan.out / "model.tflite").read_bytes()
     if twin_raw != raw:
         raise TinygenError(f"the twin's model ({hashlib.sha256(twin_raw).hexdigest()[:16]}…) is not the project's "
@@ -189,9 +196,11 @@ def build_twin(plan: TwinPlan, build: Callable, progress: Callable[[str], None])
                                "tinygen generates from its model.tflite (edited, or from another tinygen version): "
                                "the twin would not run what you flash; rebuild the project with 'tinygen build "
                                "--force'")
+        for name in LABEL_FILES:  # the project's own, class labels and all (compared above)
+            if (plan.project / MODEL_LIBRARY / name).is_file():
+                write_file(plan.out / MODEL_LIBRARY / name, read_user_file(
+                    plan.project / MODEL_LIBRARY / name, "model library source", _MAX_SOURCE_BYTES), root=plan.out)
         plan.info["model_library"] = "same sources as the project's (comments aside)"
-    from tinygen.common.userfiles import read_user_file
-
     vectors = read_user_file(plan.project / plan.manifest["vectors"]["file"], "reference vectors", _MAX_SOURCE_BYTES)
     write_file(plan.out / "vectors" / "reference.npz", vectors, root=plan.out)
     plan.info["project"] = str(plan.out)
@@ -204,10 +213,38 @@ def _normalized(text: bytes, drop_include: bytes | None) -> list[bytes]:
     lines = []
     for line in text.splitlines():
         s = line.strip()
-        if not s or s.startswith(b"//") or (drop_include is not None and s == drop_include):
+        # (a // comment ending in a backslash swallows the next line: kept, so it is compared)
+        if not s or (s.startswith(b"//") and not s.endswith(b"\\")) or \
+                (drop_include is not None and s == drop_include):
             continue
         lines.append(line.rstrip())
     return lines
+
+
+def _without_class_labels(lines: list[bytes]) -> list[bytes]:
+    """tinygen_model.c without its class-label table and tinygen_model_class_label's body: a recipe's
+    labels are not in the model bytes, so a twin built from those bytes has none; inference never
+    reads them."""
+    out, skip = [], None
+    for line in lines:
+        s = line.strip()
+        if skip == "table":
+            skip = None if s == b"};" else skip
+            continue
+        if skip == "body":
+            if line == b"}":
+                skip = None
+                out.append(line)
+            continue
+        if s.startswith(b"#define TINYGEN_MODEL_NUM_CLASSES "):  # tinygen_model.h: the labels' count
+            continue
+        if s.startswith(b"static const char *const k_labels["):
+            skip = "table"
+            continue
+        if s.startswith(b"const char *tinygen_model_class_label("):
+            skip = "body"
+        out.append(line)
+    return out
 
 
 def library_differences(project: Path, twin: Path, board: dict) -> list[str]:
@@ -222,8 +259,11 @@ def library_differences(project: Path, twin: Path, board: dict) -> list[str]:
     names_b = {p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()}
     differs = sorted(names_a ^ names_b)
     for name in sorted(names_a & names_b):
-        mine = read_user_file(a / name, "model library source", _MAX_SOURCE_BYTES)
-        if (a / name).is_symlink() or _normalized(mine, drop) != _normalized((b / name).read_bytes(), drop):
+        mine = _normalized(read_user_file(a / name, "model library source", _MAX_SOURCE_BYTES), drop)
+        theirs = _normalized((b / name).read_bytes(), drop)
+        if name in LABEL_FILES:
+            mine, theirs = _without_class_labels(mine), _without_class_labels(theirs)
+        if (a / name).is_symlink() or mine != theirs:
             differs.append(name)
     return differs
 
