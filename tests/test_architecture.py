@@ -217,3 +217,15 @@ def test_tg_kernels_h_lists_every_kernel_file():
     on_disk = {p.name for p in runtime.glob("*.c")}
     assert named == on_disk, f"tg_kernels.h lists {sorted(named - on_disk)} not on disk, misses {sorted(on_disk - named)}"
     assert on_disk <= set(kernel_sources())
+
+
+def test_no_module_is_too_long_to_read():
+    """One room per idea: no Python module over 600 lines, no C file (firmware/) over 700. A file
+    that grows past that holds two ideas; split it where they part (as tg_conv.c / tg_depthwise_conv.c,
+    api/ and lowering/ were)."""
+    long_py = {str(p.relative_to(PKG.parent)): n for p in PKG.rglob("*.py")
+               if (n := len(p.read_text().splitlines())) > 600}
+    firmware = PKG.parent / "firmware"
+    long_c = {str(p.relative_to(PKG.parent)): n for p in firmware.rglob("*") if p.suffix in (".c", ".cc", ".h", ".cpp")
+              if (n := len(p.read_text().splitlines())) > 700}
+    assert not long_py and not long_c, f"too long: {long_py} {long_c}"

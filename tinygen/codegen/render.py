@@ -152,7 +152,7 @@ def render(plan: Plan) -> dict[str, bytes]:
         input_scale=it.scale[0], input_zero_point=it.zero_point[0],
         output_scale=ot.scale[0], output_zero_point=ot.zero_point[0],
         frontend_samples=fe_spec.n_samples if fe_spec else None).encode()
-    for f in ("tg_app.c", "tg_app.h", "tg_runtime.h", "tg_runtime_lib.c"):
+    for f in ("tg_app.c", "tg_app.h", "tg_app_config.h", "tg_runtime.h", "tg_runtime_lib.c"):
         out[f"src/{f}"] = (fw / "app" / f).read_bytes()
     out["src/tg_hal.h"] = (fw / "hal" / "tg_hal.h").read_bytes()
     hal = board["hal"]
