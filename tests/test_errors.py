@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -232,3 +234,21 @@ def test_partially_quantized_tflite_names_the_float_ops(tmp_path):
     res = run_cli("build", "--board", "esp32", "--model", str(path), "--out", str(tmp_path / "out"))
     assert_one_line_error(res, "not fully int8", "SIN", code=3)
     assert_nothing_written(tmp_path)
+
+
+def test_a_reference_crash_is_blamed_by_what_tflite_says(tmp_path):
+    """A tflite_micro crash at every arena size: TFLite's own interpreter, in a child, decides whose
+    fault it is. A model TFLite runs is a limit of tflite_micro (exit 4, as the MobileNet above); a
+    file TFLite cannot run either is corrupt (exit 2)."""
+    from tinygen.analysis.reference import _crash
+    from tinygen.common.errors import ToolFailure
+
+    sine_tflite = (Path(__file__).parent / "fixtures" / "models" / "sine_int8.tflite").read_bytes()
+    good = tmp_path / "good.tflite"
+    good.write_bytes(sine_tflite)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(sine_tflite[: len(sine_tflite) // 2])
+    runs = _crash("good.tflite", -6, good)
+    corrupt = _crash("bad.tflite", -6, bad)
+    assert isinstance(runs, ToolFailure) and runs.exit_code == 4 and "limit of tflite_micro" in str(runs)
+    assert not isinstance(corrupt, ToolFailure) and corrupt.exit_code == 2 and "corrupt" in str(corrupt)

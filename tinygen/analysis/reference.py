@@ -91,16 +91,32 @@ def _run_child(args: list[str], timeout: float, name: str) -> subprocess.Complet
                           "the model may be too large to simulate on this host") from None
 
 
-def _crash(name: str, rc: int) -> TinygenError:
+def _crash(name: str, rc: int, mpath: Path | None = None) -> TinygenError:
     """The interpreter died on a model that passed tinygen's checks, at every arena size or on an
-    input the arena was measured with: not a size problem but a model it cannot run (exit 2)."""
+    input the arena was measured with: not a size problem. Whose fault it is, TFLite's own
+    interpreter decides (in a child, on the same file): when it runs the model, the crash is a limit
+    of tflite_micro (exit 4, a tool failure: a valid MobileNetV1 96x96 aborts it); when it does not
+    either, the file is corrupt in a way tinygen's own checks do not catch (exit 2)."""
     from tinygen.intake.worker import signal_name
 
     sig = signal_name(rc)
     how = "aborts (SIGABRT)" if sig == "SIGABRT" else f"crashes ({sig})" if sig else f"exits with status {rc}"
+    if mpath is not None and _tflite_runs(mpath):
+        return ToolFailure(f"the tflite_micro reference interpreter {how} on {name}, which TFLite's own interpreter "
+                           "runs: a limit of tflite_micro, not a fault in the file, and without its reference tinygen "
+                           "cannot verify the board; try a smaller model or input")
     return TinygenError(f"{name} is not a model tflite_micro can run: its reference interpreter {how} on it, so the "
                         "file is corrupt in a way tinygen's own checks do not catch; check it with TFLite's "
                         "interpreter and re-export it with the TFLite converter")
+
+
+def _tflite_runs(mpath: Path) -> bool:
+    """Whether TFLite's interpreter (TensorFlow) allocates and invokes the model on a zero input, in
+    a child process: the model is hostile input and TensorFlow's reader is native code."""
+    try:
+        return _run_child(["tflite-check", str(mpath)], 300, mpath.name).returncode == 0
+    except ToolFailure:
+        return False
 
 
 _SIZE_FAILURE = re.compile(r"allocate|missing:|too small|arena", re.IGNORECASE)
@@ -172,18 +188,18 @@ def _bisect_arena(model_bytes: bytes, name: str) -> int:
             if res.returncode == 0:
                 break
             if "last_try" not in locals():
-                raise _crash(name, res.returncode)
+                raise _crash(name, res.returncode, mpath)
             lo = max(lo, last_try)  # the child died on this size
             del last_try
             restarts += 1
             if hi is None:
                 if lo >= _PROBE_LIMIT or restarts > 40:
-                    raise _crash(name, res.returncode)
+                    raise _crash(name, res.returncode, mpath)
                 probe = lo * 2
             else:
                 probe = (lo + hi) // 2
             if restarts > 40:
-                raise _crash(name, res.returncode)
+                raise _crash(name, res.returncode, mpath)
         if hi is None:
             refused = _not_for_size(name, res.stderr)
             if refused is not None:
@@ -232,7 +248,7 @@ def _invoke(model_bytes: bytes, inputs: np.ndarray, name: str, arena: int) -> np
             err = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("ERROR ")]
             if err:
                 raise ToolFailure(f"tflite_micro reference on {name}: {err[-1][6:]}")
-            raise _crash(name, res.returncode)
+            raise _crash(name, res.returncode, mpath)
         return np.load(opath)
 
 
@@ -302,7 +318,18 @@ def _child_invoke(mpath: str, ipath: str, opath: str, arena: str) -> int:
     return 0
 
 
+def _child_tflite_check(mpath: str) -> int:
+    import tensorflow as tf
+
+    it = tf.lite.Interpreter(model_content=Path(mpath).read_bytes())
+    it.allocate_tensors()
+    for det in it.get_input_details():
+        it.set_tensor(det["index"], np.zeros(det["shape"], dtype=det["dtype"]))
+    it.invoke()
+    return 0
+
+
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
     # Keep the child's stdout for our protocol lines; TFLM logs go to stderr.
-    sys.exit({"arena": _child_arena, "invoke": _child_invoke}[cmd](*rest))
+    sys.exit({"arena": _child_arena, "invoke": _child_invoke, "tflite-check": _child_tflite_check}[cmd](*rest))
