@@ -429,7 +429,10 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         # compiled_flash is the largest kernel set measured (digits: conv, depthwise, pool, FC, softmax),
         # so a one-kernel model's budget (sine) is an upper bound up to ~1.8x; per-kernel-file sizes
         # (as tflm_op_flash) would tighten it.
-        loose = 1.4 if runtime == "tflm" else 1.8
+        # TFLM: since the release flags (issue 28) the interpreter base is ~11 KB, so the kernel code the ops
+        # share (CMSIS-NN and kernel_util helpers), counted once per op, is a larger share: digits' seven ops
+        # are 1.48x the linked firmware.
+        loose = 1.55 if runtime == "tflm" else 1.8
         assert 0.97 * actual <= predicted <= loose * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
         ram = sum(x["ram_bytes"] for x in parts if x["part"] != est["os_name"])
         assert 0.9 * b["size"]["ram"] <= ram <= 1.2 * b["size"]["ram"], f"{model}-{runtime} RAM: {ram:,} B vs {b['size']}"
