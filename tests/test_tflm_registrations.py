@@ -246,11 +246,12 @@ def _wide_dense(units: int) -> bytes:
 
 
 def test_does_not_fit_names_the_way_to_fit(tmp_path):
-    """A 1024x830 FULLY_CONNECTED (850 KB of weights): TFLM on the Nano does not fit (its interpreter
-    and kernels take ~30 KB more than the compiled runtime), the compiled runtime does. The one line
+    """A 1024x850 FULLY_CONNECTED (870 KB of weights): TFLM on the Nano does not fit (its interpreter
+    and kernels take ~6.6 KB more than the compiled runtime since the release build and int8
+    registrations; 3.9 KB over, 2.7 KB under), the compiled runtime does. The one line
     says so and how far --prune/--distill must go; the compiled build of the same model succeeds."""
     model = tmp_path / "wide.tflite"
-    model.write_bytes(_wide_dense(830))
+    model.write_bytes(_wide_dense(850))
     args = ("--board", "nano33ble", "--model", str(model), "--vectors", "2")
     res = run_cli("build", *args, "--runtime", "tflm", "--out", str(tmp_path / "tflm"))
     line = assert_one_line_error(res, "does not fit nano33ble with the tflm runtime", "--fit", code=3)
