@@ -97,7 +97,7 @@ def _crash(name: str, rc: int, mpath: Path | None = None) -> TinygenError:
     interpreter decides (in a child, on the same file): when it runs the model, the crash is a limit
     of tflite_micro (exit 4, a tool failure: a valid MobileNetV1 96x96 aborts it); when it does not
     either, the file is corrupt in a way tinygen's own checks do not catch (exit 2)."""
-    from tinygen.intake.worker import signal_name
+    from tinygen.common.child import signal_name
 
     sig = signal_name(rc)
     how = "aborts (SIGABRT)" if sig == "SIGABRT" else f"crashes ({sig})" if sig else f"exits with status {rc}"

@@ -117,8 +117,7 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
 JOBS = {"candidates": _job_candidates}
 
 if __name__ == "__main__":
-    worker.STEPS.update({"prune": ("TensorFlow", "pruning the model"), "distill": ("TensorFlow", "distilling"),
-                         "qat": ("TensorFlow", "setting up quantization-aware training"),
-                         "train": ("TensorFlow", "fine-tuning")})
-    worker.JOBS.update(JOBS)
-    sys.exit(worker._child(*sys.argv[1:3]))
+    from tinygen.compress.runner import STEPS
+
+    # The worker's job loop with this module's jobs and steps (its own tables are left as they are).
+    sys.exit(worker._child(*sys.argv[1:3], jobs={**worker.JOBS, **JOBS}, steps=STEPS))

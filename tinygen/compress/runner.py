@@ -14,13 +14,15 @@ from typing import Callable
 
 import numpy as np
 
+from tinygen.common import child
 from tinygen.common.errors import TinygenError, ToolFailure
 from tinygen.intake import worker
 
-STEPS = {"prune": ("TensorFlow", "pruning the model"), "distill": ("TensorFlow", "distilling a student"),
+# The compression child's steps beside the worker's (it runs the worker's job loop with these).
+STEPS = {**worker.STEPS,
+         "prune": ("TensorFlow", "pruning the model"), "distill": ("TensorFlow", "distilling a student"),
          "qat": ("TensorFlow", "setting up quantization-aware training"),
          "train": ("TensorFlow", "fine-tuning the compressed model")}
-worker.STEPS.update(STEPS)
 BAR = 24
 
 
@@ -50,7 +52,7 @@ def run(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray], *, subj
                 if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
                     progress(bar(parts[0], int(parts[1]), int(parts[2]), parts[3]))
             elif line.startswith("STEP "):
-                tool, doing = worker.STEPS.get(line.split()[-1], worker.STEPS["start"])
+                tool, doing = child.step_words(STEPS, line.split()[-1])
                 progress(f"{doing} ({subject})")
         rc = proc.wait()
     finally:
@@ -62,9 +64,9 @@ def run(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray], *, subj
         drain.join(5)
     if os.environ.get("TINYGEN_DEBUG") and err_chunks and err_chunks[0]:
         sys.stderr.write(err_chunks[0])
-    step = worker._last_step("\n".join(lines))
+    step = child.last_step("\n".join(lines))
     if timed_out:
-        tool, doing = worker.STEPS.get(step, worker.STEPS["start"])
+        tool, doing = child.step_words(STEPS, step)
         raise ToolFailure(f"{tool} timed out after {timeout:.0f} s while {doing} for {subject}; "
                           "try fewer epochs or a smaller model")
     if rc == 0 and result_path.exists():
@@ -72,4 +74,4 @@ def run(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray], *, subj
         if "error" in result:
             raise TinygenError(result["error"], exit_code=int(result.get("exit_code", 4)))
         return result
-    raise ToolFailure(worker.crash_message(step, rc, subject, None))
+    raise ToolFailure(child.crash_message(STEPS, step, rc, subject))

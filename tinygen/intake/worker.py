@@ -42,7 +42,6 @@ import io
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygen.common import child
 from tinygen.common.errors import TinygenError, ToolFailure, UnsupportedModel
 
 # What the user reads for a crash in each step: "<tool> crashed (SIGSEGV) while <doing>".
@@ -84,23 +84,9 @@ class Workdir:
         self._tmp.cleanup()
 
 
-def signal_name(rc: int) -> str | None:
-    sig = -rc if rc < 0 else rc - 128 if rc > 128 else None
-    if sig is None:
-        return None
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
-
-
 def crash_message(step: str, rc: int, subject: str, hint: str | None) -> str:
-    tool, doing = STEPS.get(step, STEPS["start"])
-    sig = signal_name(rc)
-    how = f"crashed ({sig})" if sig else f"exited with status {rc}"
-    what = hint or ("check the model with TensorFlow itself, and that --data holds ordinary values "
-                    "(set TINYGEN_DEBUG=1 to see TensorFlow's messages)")
-    return f"{tool} {how} while {doing} for {subject}; {what}"
+    """A crash of this worker in ``step``, in the one wording (tinygen.common.child)."""
+    return child.crash_message(STEPS, step, rc, subject, hint)
 
 
 def stage_job(job: str, work: Path, args: dict, arrays: dict | None) -> tuple[Path, dict]:
@@ -141,8 +127,8 @@ def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | No
         ok, lines, rc = w.run(job, timeout)
     except subprocess.TimeoutExpired as exc:
         _LIVE.pop(str(work), None)
-        step = _last_step(exc.stdout)
-        tool, doing = STEPS.get(step, STEPS["start"])
+        step = child.last_step(exc.stdout)
+        tool, doing = child.step_words(STEPS, step)
         raise ToolFailure(f"{tool} timed out after {timeout:.0f} s while {doing} for {subject}; "
                           "try a smaller model or fewer samples") from None
     if not ok:
@@ -154,7 +140,7 @@ def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | No
         if ck is not None:
             _to_cache(job, ck, work, result)
         return result
-    raise ToolFailure(crash_message(_last_step("\n".join(lines)), rc, subject, hint))
+    raise ToolFailure(crash_message(child.last_step("\n".join(lines)), rc, subject, hint))
 
 
 _LIVE: dict[str, "WarmWorker"] = {}  # work directory -> its worker
@@ -353,13 +339,6 @@ def _recipe_from_cache(ck: str, work: Workdir) -> TrainedRecipe | None:
     return _trained(result, model_path, work, arrays)
 
 
-def _last_step(stdout) -> str:
-    if isinstance(stdout, bytes):
-        stdout = stdout.decode(errors="replace")
-    steps = [ln.split()[1] for ln in (stdout or "").splitlines() if ln.startswith("STEP ") and len(ln.split()) > 1]
-    return steps[-1] if steps else "start"
-
-
 def recurrent_hint(layers: list[list[str]]) -> str | None:
     """What to try when a model with recurrent layers crashes the converter (checked with TF 2.21:
     a recurrent loop crashes while calibrating; unrolled LSTM/GRU/SimpleRNN convert to int8, and
@@ -483,12 +462,14 @@ def _job_train(args: dict, work: Path, job: str) -> dict:
 JOBS = {"describe": _job_describe, "convert": _job_convert, "train": _job_train}
 
 
-def _child(job: str, work_dir: str) -> int:
+def _child(job: str, work_dir: str, jobs: dict | None = None, steps: dict | None = None) -> int:
+    """Run one job in this process (a child). Another child module (tinygen.compress.child) passes
+    its own ``jobs`` and ``steps`` tables; nothing rewrites this module's."""
     import faulthandler
 
     faulthandler.enable()  # a native crash leaves the Python stack on stderr (shown with TINYGEN_DEBUG=1)
     _step("start")
-    _one_job(job, Path(work_dir))
+    _one_job(job, Path(work_dir), jobs or JOBS, steps or STEPS)
     return 0
 
 
@@ -506,7 +487,7 @@ def _serve(work_dir: str) -> int:
         job = line.strip()
         if job not in JOBS:
             continue
-        _one_job(job, work)
+        _one_job(job, work, JOBS, STEPS)
         print(f"DONE {job}", flush=True, file=_proto[0])
     return 0
 
@@ -519,7 +500,7 @@ def _fresh_session() -> None:
         tf.keras.backend.clear_session()
 
 
-def _one_job(job: str, work: Path) -> None:
+def _one_job(job: str, work: Path, jobs: dict, steps: dict) -> None:
     _current_step[0] = "start"
     args = json.loads((work / f"{job}.json").read_text())
     from tinygen.intake.recipes import seed_everything
@@ -528,13 +509,12 @@ def _one_job(job: str, work: Path) -> None:
         _fresh_session()
         seed_everything(int(args.get("seed", 0)))
     try:
-        result = JOBS[job](args, work, job)
+        result = jobs[job](args, work, job)
     except TinygenError as exc:
         result = {"error": str(exc), "exit_code": exc.exit_code}
     except Exception as exc:  # TensorFlow raises assorted errors on models it cannot handle
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        step = _current_step[0]
-        tool, doing = STEPS.get(step, STEPS["start"])
+        tool, doing = child.step_words(steps, _current_step[0])
         result = {"error": f"{tool} failed while {doing} for {args.get('display', 'the model')}: {first}",
                   "exit_code": 4}
     (work / f"{job}.result.json").write_text(json.dumps(result))
