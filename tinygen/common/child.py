@@ -8,7 +8,11 @@ own table of steps, ``{step: (tool, what it was doing)}``, and passes it here; t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
+from typing import BinaryIO, Iterator
 
 Steps = dict[str, tuple[str, str]]
 
@@ -46,3 +50,23 @@ def crash_message(steps: Steps, step: str, rc: int, subject: str, hint: str | No
     sig = signal_name(rc)
     how = f"crashed ({sig})" if sig else f"exited with status {rc}"
     return f"{tool} {how} while {doing} for {subject}; {hint or DEFAULT_HINT}"
+
+
+@contextlib.contextmanager
+def native_output_to(sink: BinaryIO) -> Iterator[None]:
+    """Send this process's stdout and stderr to ``sink`` at the file-descriptor level, so what native
+    code (TensorFlow's C++, onnx2tf's tables) prints goes there too; restored afterwards."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])

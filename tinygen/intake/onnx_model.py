@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from tinygen.common import child
 from tinygen.common.errors import TinygenError, ToolFailure, UnsupportedModel
 from tinygen.common.userfiles import MODEL_LIMIT
 
@@ -195,21 +195,8 @@ def job_describe(args: dict, work: Path, step) -> dict:
 def _captured(where: Path):
     """onnx2tf prints tables and progress on stdout and stderr: into a file, file-descriptor level
     (the worker's stdout carries its STEP lines)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(where, "wb") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    with open(where, "wb") as sink, child.native_output_to(sink):
+        yield
 
 
 def _prepared(args: dict, work: Path):

@@ -9,8 +9,6 @@ directory.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from tinygen.common import child
 from tinygen.common.errors import TinygenError
 from tinygen.tflite.int8 import check_int8
 from tinygen.tflite.model import read_model
@@ -27,21 +26,8 @@ from tinygen.tflite.model import read_model
 def quiet_native():
     """Silence stdout/stderr at the file-descriptor level (TensorFlow's C++ and Keras' export
     chatter), so the CLI's own output stays readable.  Python exceptions still propagate."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    with tempfile.TemporaryFile() as sink, child.native_output_to(sink):
+        yield
 
 
 @dataclass
