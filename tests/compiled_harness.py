@@ -400,12 +400,27 @@ def have_rv32() -> bool:
     return Path(specs).is_absolute()
 
 
+
+def build_and_run_rv32(workdir: Path, sources: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, str]:
+    """Compile ``sources`` (in ``workdir``) for RV32IMC, link with the qemu-rv32 startup and linker
+    script, and run the ELF under the board file's QEMU; the process and what it printed."""
+    from tinygen.common.boards import get_board
+
+    _run(["riscv64-unknown-elf-gcc", "-std=c99", *RV32_CFLAGS, "-I.", "-c", *sources], cwd=workdir)
+    objects = [src[:-2] + ".o" for src in sources]
+    _run(["riscv64-unknown-elf-gcc", *RV32_LINK, "-T", "riscv_virt.ld", *objects, "-o", "rv32.elf"], cwd=workdir)
+    emu = get_board("qemu-rv32")["emulator"]
+    p = subprocess.run([emu["binary"], "-M", emu["machine"], *emu["args"], "-display", "none", "-monitor", "none",
+                        "-serial", "stdio", "-kernel", "rv32.elf"], cwd=workdir, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=timeout)
+    return p, p.stdout.decode("ascii", "replace") + p.stderr.decode("ascii", "replace")
+
+
 def run_qemu_rv32(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Path,
                   timeout: float = 300.0, instructions: list | None = None) -> list[np.ndarray]:
     """Build all models + the kernels (portable C) for RV32IMC, run them on QEMU virt with the
     qemu-rv32 board's HAL over the given inputs, return the outputs per model. ``instructions``
     (a list) receives each model's mean retired instructions per inference (minstret, exact)."""
-    from tinygen.common.boards import get_board
     from tinygen.common.paths import firmware_dir
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -428,14 +443,7 @@ def run_qemu_rv32(models: list[TfliteModel], inputs: list[np.ndarray], workdir: 
         "runs": "\n".join(runs), "max_out": max_out, "n_models": len(models)})
     sources = kernel_c_files() + ["rv32_main.c", "startup_riscv_virt.c", "tg_hal_riscv_virt.c"] + \
         [f"{p}_model.c" for p in prefixes]
-    _run(["riscv64-unknown-elf-gcc", "-std=c99", *RV32_CFLAGS, "-I.", "-c", *sources], cwd=workdir)
-    objects = [src[:-2] + ".o" for src in sources]
-    _run(["riscv64-unknown-elf-gcc", *RV32_LINK, "-T", "riscv_virt.ld", *objects, "-o", "rv32.elf"], cwd=workdir)
-    emu = get_board("qemu-rv32")["emulator"]
-    p = subprocess.run([emu["binary"], "-M", emu["machine"], *emu["args"], "-display", "none", "-monitor", "none",
-                        "-serial", "stdio", "-kernel", "rv32.elf"], cwd=workdir, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=timeout)
-    text = p.stdout.decode("ascii", "replace") + p.stderr.decode("ascii", "replace")
+    p, text = build_and_run_rv32(workdir, sources, timeout)
     found = re.search(r"<([0-9a-f]*)>([0-9a-f ]*)\|", text)
     if found is None or p.returncode != 0:
         raise AssertionError(f"QEMU rv32 run produced no result (exit {p.returncode}): {text[:500]}")

@@ -195,7 +195,6 @@ def run_m4(spec: FrontendSpec, rq: Requant, samples: np.ndarray, workdir: Path,
 def run_rv32(spec: FrontendSpec, rq: Requant, samples: np.ndarray, workdir: Path,
              timeout: float = 300) -> tuple[np.ndarray, np.ndarray, float]:
     """Features, int8 input and retired instructions per inference on RV32IMC (QEMU virt)."""
-    from tinygen.common.boards import get_board
     from tinygen.common.paths import firmware_dir
 
     write_frontend(spec, rq, workdir)
@@ -208,14 +207,7 @@ def run_rv32(spec: FrontendSpec, rq: Requant, samples: np.ndarray, workdir: Path
         "data": data, "runs": runs, "max_out": features_count(spec), "n_models": 1}
     (workdir / "rv32_main.c").write_text(main)
     sources = [*FE_C, "rv32_main.c", "startup_riscv_virt.c", "tg_hal_riscv_virt.c"]
-    ch._run(["riscv64-unknown-elf-gcc", "-std=c99", *ch.RV32_CFLAGS, "-I.", "-c", *sources], cwd=workdir)
-    ch._run(["riscv64-unknown-elf-gcc", *ch.RV32_LINK, "-T", "riscv_virt.ld", *[s[:-2] + ".o" for s in sources],
-             "-o", "rv32.elf"], cwd=workdir)
-    emu = get_board("qemu-rv32")["emulator"]
-    p = subprocess.run([emu["binary"], "-M", emu["machine"], *emu["args"], "-display", "none", "-monitor", "none",
-                        "-serial", "stdio", "-kernel", "rv32.elf"], cwd=workdir, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=timeout)
-    text = p.stdout.decode("ascii", "replace") + p.stderr.decode("ascii", "replace")
+    p, text = ch.build_and_run_rv32(workdir, sources, timeout)
     found = re.search(r"<([0-9a-f]*)>\s*([0-9a-f]+)\|", text)
     if found is None or p.returncode != 0:
         raise AssertionError(f"QEMU rv32 front-end run printed no result (exit {p.returncode}): {text[:300]}")
