@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygen.common.errors import TinygenError
-from tinygen.tflite.model import _schema
+from tinygen.tflite.schema import schema as _schema
 
 _INT8, _INT32 = 9, 2  # schema TensorType
 _VALID = 1  # schema Padding

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinygen.common.errors import TinygenError, UnsupportedModel
+from tinygen.tflite.schema import schema
 
 # Bounds that keep every index product of the kernels (ours and TFLM's) far below
 # 2^31: a tensor holds at most 2^28 elements (so its bytes fit int32 even as int32
@@ -68,10 +69,7 @@ def _fail(where: str, what: str):
 
 
 def _options_names() -> dict[int, str]:
-    # the schema bindings model.py reads with (not imported from model.py, which imports this module)
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
+    return {v: k for k, v in vars(schema().BuiltinOptions).items() if not k.startswith("_")}
 
 
 def check_model(m, facts: Facts, name: str) -> None:

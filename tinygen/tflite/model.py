@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinygen.common.errors import TinygenError
+from tinygen.tflite.schema import schema as _schema
 
 if TYPE_CHECKING:  # checks.py imports this module at run time
     from tinygen.tflite.checks import Facts
@@ -43,12 +44,6 @@ _NP = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8":
        "float64": np.float64, "uint64": np.uint64, "uint32": np.uint32, "uint16": np.uint16}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 PADDINGS = {0: "SAME", 1: "VALID"}
-
-
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return schema
 
 
 @dataclass(frozen=True)
