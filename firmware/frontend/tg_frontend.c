@@ -1,14 +1,45 @@
 /* tinygen feature front end (see tg_frontend.h).  Each step is written exactly as its twin in
- * tinygen/intake/frontend.py; change both or neither (tests/test_frontend.py compares them bit
+ * tinygen/intake/frontend.py; change both or neither (tests/intake/test_frontend.py compares them bit
  * for bit on the host, Cortex-M4 and RV32). */
 #include "tg_frontend.h"
 
 #define TG_FE_AUTOSCALE_BITS 14
 #define TG_FE_LOG_FRAC_BITS 8
 
+/* -DTG_FE_PROFILE (benchmarks only): the caller's tg_fe_profile_mark(stage) is called after each
+ * stage, the stages in tinygen/intake/frontend.py's PROFILE_STAGES order. */
+#if defined(TG_FE_PROFILE)
+void tg_fe_profile_mark(int stage);
+#define TG_FE_MARK(stage) tg_fe_profile_mark(stage)
+#else
+#define TG_FE_MARK(stage) ((void)0)
+#endif
+#define TG_FE_ST_WINDOW 0
+#define TG_FE_ST_FFT 1
+#define TG_FE_ST_POWER 2
+#define TG_FE_ST_FILTERBANK 3
+#define TG_FE_ST_LOG 4
+#define TG_FE_ST_OTHER 5
+
+/* The butterfly helpers must inline into the loops even at -Os. */
+#if defined(__GNUC__)
+#define TG_FE_INLINE static inline __attribute__((always_inline))
+#else
+#define TG_FE_INLINE static inline
+#endif
+
+/* The Cortex-M4/M7/M33 DSP extension's dual 16-bit instructions, unless -DTG_NO_DSP. */
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(TG_NO_DSP)
+#include <arm_acle.h>
+#define TG_FE_DSP 1
+#else
+#define TG_FE_DSP 0
+#endif
+
 size_t tg_fe_scratch_words(const tg_fe_config_t *cfg)
 {
-    /* complex FFT re/im (N/2 each) + the power spectrum (N/2+1) + one frame (imu: mean-removed) */
+    /* the windowed frame (fft_size, zero padded; later the power spectrum) + the packed complex FFT
+     * (N/2 words) + one spare + one frame (imu: mean-removed) */
     return (size_t)cfg->fft_size + (size_t)cfg->fft_size / 2u + 1u + cfg->frame_length;
 }
 
@@ -19,117 +50,230 @@ size_t tg_fe_feature_count(const tg_fe_config_t *cfg)
     return (size_t)cfg->n_frames * per;
 }
 
-static int32_t tg_fe_bit_length(uint64_t v)
+static int32_t tg_fe_bit_length32(uint32_t v)
 {
+#if defined(__GNUC__)
+    return v != 0u ? 32 - __builtin_clz(v) : 0; /* CLZ on Cortex-M3/M4 */
+#else
     int32_t n = 0, step;
-    for (step = 32; step > 0; step >>= 1) { /* binary search: 6 steps instead of up to 64 */
-        if (v >= ((uint64_t)1 << step)) {
+    for (step = 16; step > 0; step >>= 1) {
+        if (v >= ((uint32_t)1 << step)) {
             v >>= step;
             n += step;
         }
     }
     return n + (v != 0u);
+#endif
 }
 
-/* log2(e + 1) in Q8: integer part from the bit length, 8 fraction bits by repeated squaring. */
-static int32_t tg_fe_log2_q8(uint64_t e)
+static int32_t tg_fe_bit_length(uint64_t v)
 {
-    uint64_t v = e + 1u, mant;
-    int32_t ip = tg_fe_bit_length(v) - 1, bit, frac = 0;
-    mant = ip <= 30 ? v << (30 - ip) : v >> (ip - 30);
-    for (bit = TG_FE_LOG_FRAC_BITS - 1; bit >= 0; bit--) {
-        mant = (mant * mant) >> 30;
-        if (mant >= ((uint64_t)1 << 31)) {
-            mant >>= 1;
-            frac |= (int32_t)1 << bit;
-        }
-    }
-    return ip * (1 << TG_FE_LOG_FRAC_BITS) + frac;
+    const uint32_t hi = (uint32_t)(v >> 32);
+    return hi != 0u ? 32 + tg_fe_bit_length32(hi) : tg_fe_bit_length32((uint32_t)v);
 }
 
-/* In-place N/2-point complex FFT (bit-reversed load done by the caller), each stage halving. */
-static void tg_fe_cfft(const tg_fe_config_t *cfg, int32_t *re, int32_t *im)
+/* log2(e + 1) in Q8: the integer part is the bit length, the fraction the table's entry for
+ * the 8 bits after the leading one (log_lut[i] = round(256 log2(1 + i/256)), from tinygen). */
+static int32_t tg_fe_log2_q8(const tg_fe_config_t *cfg, uint64_t e)
+{
+    const uint64_t v = e + 1u;
+    const int32_t ip = tg_fe_bit_length(v) - 1;
+    const uint32_t top = (uint32_t)(ip >= 8 ? v >> (ip - 8) : v << (8 - ip)) & 255u;
+    return ip * (1 << TG_FE_LOG_FRAC_BITS) + cfg->log_lut[top];
+}
+
+/* Complex values are packed in one 32-bit word: real part in the low half, imaginary in the high
+ * half (int16 each), as the Cortex-M4's dual 16-bit instructions take them.  Each helper has a
+ * DSP-extension form and a portable C form that computes the same bits (the tests run both:
+ * qemu-m4 the first, the host, qemu-m3 and RV32 the second). */
+TG_FE_INLINE int32_t tg_fe_lo(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v & 0xFFFFu); }
+TG_FE_INLINE int32_t tg_fe_hi(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v >> 16); }
+TG_FE_INLINE uint32_t tg_fe_pack(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16); }
+
+#if TG_FE_DSP
+/* (a + b) >> 1 and (a - b) >> 1 per half, computed in 17 bits (SHADD16 / SHSUB16) */
+TG_FE_INLINE uint32_t tg_fe_hadd(uint32_t a, uint32_t b) { return (uint32_t)__shadd16((int16x2_t)a, (int16x2_t)b); }
+TG_FE_INLINE uint32_t tg_fe_hsub(uint32_t a, uint32_t b) { return (uint32_t)__shsub16((int16x2_t)a, (int16x2_t)b); }
+/* b * conj(w) with w = cos + i sin in Q15, each part rounded: SMLAD and SMLSDX with 2^14 */
+TG_FE_INLINE uint32_t tg_fe_rot(uint32_t b, uint32_t w)
+{
+    return tg_fe_pack(__smlad((int16x2_t)b, (int16x2_t)w, 1 << 14) >> 15,
+                      __smlsdx((int16x2_t)w, (int16x2_t)b, 1 << 14) >> 15);
+}
+/* re^2 + im^2 (SMUAD) */
+TG_FE_INLINE int32_t tg_fe_norm(uint32_t x) { return __smuad((int16x2_t)x, (int16x2_t)x); }
+#else
+TG_FE_INLINE uint32_t tg_fe_hadd(uint32_t a, uint32_t b)
+{
+    return tg_fe_pack((tg_fe_lo(a) + tg_fe_lo(b)) >> 1, (tg_fe_hi(a) + tg_fe_hi(b)) >> 1);
+}
+TG_FE_INLINE uint32_t tg_fe_hsub(uint32_t a, uint32_t b)
+{
+    return tg_fe_pack((tg_fe_lo(a) - tg_fe_lo(b)) >> 1, (tg_fe_hi(a) - tg_fe_hi(b)) >> 1);
+}
+TG_FE_INLINE uint32_t tg_fe_rot(uint32_t b, uint32_t w)
+{
+    const int32_t br = tg_fe_lo(b), bi = tg_fe_hi(b), c = tg_fe_lo(w), s = tg_fe_hi(w);
+    /* |b| < 2^14.6 (autoscaled input, every stage halving): each sum stays below 2^31 */
+    return tg_fe_pack((br * c + bi * s + (1 << 14)) >> 15, (bi * c - br * s + (1 << 14)) >> 15);
+}
+TG_FE_INLINE int32_t tg_fe_norm(uint32_t x) { return tg_fe_lo(x) * tg_fe_lo(x) + tg_fe_hi(x) * tg_fe_hi(x); }
+#endif
+
+/* x * 2^sh (sh >= 0) or x >> -sh (floor) */
+TG_FE_INLINE int32_t tg_fe_scale(int32_t x, int32_t sh) { return sh >= 0 ? x * ((int32_t)1 << sh) : x >> -sh; }
+
+/* The N/2-point complex FFT of the windowed frame v (N values, zero padded; even samples the real
+ * parts, odd the imaginary), radix-2 decimation in time, each stage halving, into z (packed).
+ * Stage 1 reads its inputs in bit-reversed order straight from v and applies the autoscale:
+ * (a +- b) * 2^(shift-1).  Twiddle 1 (the first butterfly of each group) is exact. */
+static void tg_fe_cfft(const tg_fe_config_t *cfg, const int32_t *v, int32_t shift, uint32_t *z)
 {
     const uint32_t n = cfg->fft_size, m = n / 2u;
-    uint32_t len, half, i, j, step;
-    for (len = 2u; len <= m; len <<= 1) {
-        half = len / 2u;
-        step = n / len;
-        /* twiddle outer, blocks inner: each twiddle is loaded once per stage */
-        for (j = 0; j < half; j++) {
-            const int32_t c = cfg->cos_t[j * step], s = cfg->sin_t[j * step];
-            for (i = j; i < m; i += len) {
-                const int32_t br = re[i + half], bi = im[i + half], xr = re[i], xi = im[i];
-                /* |b| < 2^14.6 (autoscaled input): each product sum stays below 2^31 */
-                const int32_t tr = (br * c + bi * s + (1 << 14)) >> 15;
-                const int32_t ti = (bi * c - br * s + (1 << 14)) >> 15;
-                re[i] = (xr + tr) >> 1;
-                im[i] = (xi + ti) >> 1;
-                re[i + half] = (xr - tr) >> 1;
-                im[i + half] = (xi - ti) >> 1;
+    const int32_t sh = shift - 1;
+    uint32_t span, half, i, j, step, q;
+    for (q = 0; q < m / 2u; q++) {
+        const uint32_t p = 2u * cfg->bitrev[q]; /* bitrev[q]: the bit reversal of 2q (< N/4) */
+        const int32_t ar = v[p], ai = v[p + 1u], br = v[p + m], bi = v[p + m + 1u];
+        z[2u * q] = tg_fe_pack(tg_fe_scale(ar + br, sh), tg_fe_scale(ai + bi, sh));
+        z[2u * q + 1u] = tg_fe_pack(tg_fe_scale(ar - br, sh), tg_fe_scale(ai - bi, sh));
+    }
+    /* stages span and 2 span fused (radix-2^2): each group's 4 values are loaded and stored once;
+     * the arithmetic is the radix-2 stages' own, butterfly for butterfly */
+    for (span = 4u; 2u * span <= m; span <<= 2) {
+        half = span / 2u;
+        step = n / span;
+        {
+            const uint32_t w3 = cfg->twiddle[n / 4u];
+            for (i = 0; i < m; i += 2u * span) {
+                const uint32_t a = z[i], b = z[i + half], c = z[i + span], d = z[i + span + half];
+                const uint32_t a1 = tg_fe_hadd(a, b), b1 = tg_fe_hsub(a, b), c1 = tg_fe_hadd(c, d), d1 = tg_fe_hsub(c, d);
+                const uint32_t t = tg_fe_rot(d1, w3);
+                z[i] = tg_fe_hadd(a1, c1);
+                z[i + span] = tg_fe_hsub(a1, c1);
+                z[i + half] = tg_fe_hadd(b1, t);
+                z[i + span + half] = tg_fe_hsub(b1, t);
+            }
+        }
+        /* twiddles outer, groups inner: each twiddle is loaded once per stage pair */
+        for (j = 1u; j < half; j++) {
+            const uint32_t w1 = cfg->twiddle[j * step], w2 = cfg->twiddle[j * step / 2u],
+                           w3 = cfg->twiddle[(j + half) * step / 2u];
+            for (i = j; i < m; i += 2u * span) {
+                const uint32_t a = z[i], b = tg_fe_rot(z[i + half], w1), c = z[i + span],
+                               d = tg_fe_rot(z[i + span + half], w1);
+                const uint32_t a1 = tg_fe_hadd(a, b), b1 = tg_fe_hsub(a, b), c1 = tg_fe_hadd(c, d), d1 = tg_fe_hsub(c, d);
+                const uint32_t t2 = tg_fe_rot(c1, w2), t3 = tg_fe_rot(d1, w3);
+                z[i] = tg_fe_hadd(a1, t2);
+                z[i + span] = tg_fe_hsub(a1, t2);
+                z[i + half] = tg_fe_hadd(b1, t3);
+                z[i + span + half] = tg_fe_hsub(b1, t3);
+            }
+        }
+    }
+    if (span <= m) { /* a last radix-2 stage when the count of stages after the first is odd */
+        half = span / 2u;
+        step = n / span;
+        for (i = 0; i < m; i += span) {
+            const uint32_t a = z[i], b = z[i + half];
+            z[i] = tg_fe_hadd(a, b);
+            z[i + half] = tg_fe_hsub(a, b);
+        }
+        for (j = 1u; j < half; j++) {
+            const uint32_t w = cfg->twiddle[j * step];
+            for (i = j; i < m; i += span) {
+                const uint32_t a = z[i], t = tg_fe_rot(z[i + half], w);
+                z[i] = tg_fe_hadd(a, t);
+                z[i + half] = tg_fe_hsub(a, t);
             }
         }
     }
 }
 
-int tg_fe_spectrum_frame(const tg_fe_config_t *cfg, const int32_t *frame, int32_t *log_out,
-                         int32_t *scratch, size_t scratch_words, const tg_fe_taps_t *taps)
+/* One bin of the split: X = (Fe + W Fo) / 2, Fe = (s1.re, sa.im), Fo = (s1.im, sb.re), where
+ * s1 = (Z[k] + Z[M-k]) / 2, sa = (Z[k] - Z[M-k]) / 2, sb = (Z[M-k] - Z[k]) / 2 (halving). */
+TG_FE_INLINE uint32_t tg_fe_split_bin(uint32_t s1, uint32_t sa, uint32_t sb, uint32_t w)
+{
+    return tg_fe_hadd(tg_fe_pack(tg_fe_lo(s1), tg_fe_hi(sa)), tg_fe_rot(tg_fe_pack(tg_fe_hi(s1), tg_fe_lo(sb)), w));
+}
+
+/* One frame -> n_bands log energies; exactly one of x16 / x32 is the frame. */
+static int tg_fe_frame(const tg_fe_config_t *cfg, const int16_t *x16, const int32_t *x32, int32_t *log_out,
+                       int32_t *scratch, size_t scratch_words, const tg_fe_taps_t *taps)
 {
     const uint32_t n = cfg->fft_size, m = n / 2u, len = cfg->frame_length;
-    int32_t *re = scratch, *im = scratch + m, *power = scratch + n;
-    int32_t mx = 0, shift, v;
+    int32_t *v = scratch; /* the windowed frame, then the power spectrum */
+    uint32_t *z = (uint32_t *)(scratch + n);
+    int32_t mx = 0, shift, x;
     uint32_t i, k, b;
+    TG_FE_MARK(TG_FE_ST_OTHER);
     if (scratch_words < tg_fe_scratch_words(cfg)) return TG_FE_BAD_SIZE;
     /* window (Q15, rounded) and the frame's largest magnitude */
-    for (i = 0; i < len; i++) {
-        v = (frame[i] * cfg->window[i] + (1 << 14)) >> 15;
-        power[i] = v; /* power[] is free until the spectrum: hold the windowed frame there */
-        if (v < 0) v = -v;
-        if (v > mx) mx = v;
-        if (taps != NULL && taps->window != NULL) taps->window[i] = power[i];
+    if (x16 != NULL) {
+        for (i = 0; i < len; i++) {
+            x = (x16[i] * cfg->window[i] + (1 << 14)) >> 15;
+            v[i] = x;
+            if (x < 0) x = -x;
+            if (x > mx) mx = x;
+        }
+    } else {
+        for (i = 0; i < len; i++) {
+            x = (x32[i] * cfg->window[i] + (1 << 14)) >> 15;
+            v[i] = x;
+            if (x < 0) x = -x;
+            if (x > mx) mx = x;
+        }
     }
-    shift = mx > 0 ? TG_FE_AUTOSCALE_BITS - tg_fe_bit_length((uint64_t)mx) : 0;
+    for (i = len; i < n; i++) v[i] = 0;
+    if (taps != NULL && taps->window != NULL)
+        for (i = 0; i < len; i++) taps->window[i] = v[i];
+    shift = mx > 0 ? TG_FE_AUTOSCALE_BITS - tg_fe_bit_length32((uint32_t)mx) : 0;
     if (taps != NULL && taps->shift != NULL) *taps->shift = shift;
-    /* load even/odd samples as re/im in bit-reversed order, scaled; zero padding past len */
-    for (k = 0; k < m; k++) {
-        const uint32_t src = cfg->bitrev[k];
-        int32_t e = 2u * src < len ? power[2u * src] : 0, o = 2u * src + 1u < len ? power[2u * src + 1u] : 0;
-        if (shift >= 0) {
-            e *= (int32_t)1 << shift;
-            o *= (int32_t)1 << shift;
-        } else {
-            e >>= -shift;
-            o >>= -shift;
+    TG_FE_MARK(TG_FE_ST_WINDOW);
+    tg_fe_cfft(cfg, v, shift, z);
+    TG_FE_MARK(TG_FE_ST_FFT);
+    /* split: X[k] = (Fe + W^k Fo) / 2 with Fe = (Z[k] + conj Z[M-k]) / 2, Fo = -i (Z[k] - conj Z[M-k]) / 2,
+     * Z[M] = Z[0]; then the power re^2 + im^2 (< 2^30) into v */
+    if (taps != NULL && taps->fft != NULL) {
+        for (k = 0; k <= m; k++) {
+            const uint32_t zk = z[k < m ? k : 0u], zm = z[k == 0u ? 0u : m - k];
+            const uint32_t xk = tg_fe_split_bin(tg_fe_hadd(zk, zm), tg_fe_hsub(zk, zm), tg_fe_hsub(zm, zk),
+                                                k < m ? cfg->twiddle[k] : tg_fe_pack(-32768, 0));
+            v[k] = tg_fe_norm(xk);
+            taps->fft[2u * k] = tg_fe_lo(xk);
+            taps->fft[2u * k + 1u] = tg_fe_hi(xk);
         }
-        re[k] = e;
-        im[k] = o;
-    }
-    tg_fe_cfft(cfg, re, im);
-    /* split: X[k] = (Fe + W^k Fo) / 2, with Z[M] = Z[0] */
-    for (k = 0; k <= m; k++) {
-        const uint32_t kk = k < m ? k : 0u, mk = k == 0u ? 0u : m - k;
-        const int32_t fe_r = (re[kk] + re[mk]) >> 1, fe_i = (im[kk] - im[mk]) >> 1;
-        const int32_t fo_r = (im[kk] + im[mk]) >> 1, fo_i = (re[mk] - re[kk]) >> 1;
-        const int32_t c = k < m ? cfg->cos_t[k] : -32768, s = k < m ? cfg->sin_t[k] : 0;
-        const int32_t tr = (fo_r * c + fo_i * s + (1 << 14)) >> 15;
-        const int32_t ti = (fo_i * c - fo_r * s + (1 << 14)) >> 15;
-        const int32_t xr = (fe_r + tr) >> 1, xi = (fe_i + ti) >> 1;
-        power[k] = xr * xr + xi * xi;
-        if (taps != NULL && taps->fft != NULL) {
-            taps->fft[2u * k] = xr;
-            taps->fft[2u * k + 1u] = xi;
+    } else {
+        const uint32_t z0 = z[0], s0 = tg_fe_hadd(z0, z0), d0 = tg_fe_hsub(z0, z0);
+        v[0] = tg_fe_norm(tg_fe_split_bin(s0, d0, d0, cfg->twiddle[0]));
+        v[m] = tg_fe_norm(tg_fe_split_bin(s0, d0, d0, tg_fe_pack(-32768, 0)));
+        for (k = 1u; k <= m / 2u; k++) { /* bins k and M-k share Z[k] and Z[M-k] */
+            const uint32_t zk = z[k], zm = z[m - k];
+            const uint32_t s1 = tg_fe_hadd(zk, zm), sa = tg_fe_hsub(zk, zm), sb = tg_fe_hsub(zm, zk);
+            v[k] = tg_fe_norm(tg_fe_split_bin(s1, sa, sb, cfg->twiddle[k]));
+            v[m - k] = tg_fe_norm(tg_fe_split_bin(s1, sb, sa, cfg->twiddle[m - k]));
         }
     }
+    TG_FE_MARK(TG_FE_ST_POWER);
     for (b = 0; b < cfg->n_bands; b++) {
         const uint32_t a = cfg->band_start[b], cnt = cfg->band_len[b];
         const uint16_t *w = cfg->weights + cfg->band_offset[b];
+        const uint32_t *p = (const uint32_t *)v + a;
         uint64_t acc = 0u;
-        for (k = 0; k < cnt; k++) acc += (uint64_t)(uint32_t)power[a + k] * w[k];
+        for (k = 0; k < cnt; k++) acc += (uint64_t)p[k] * w[k];
         if (taps != NULL && taps->filterbank != NULL) taps->filterbank[b] = acc;
-        log_out[b] = tg_fe_log2_q8(acc) - 2 * shift * (1 << TG_FE_LOG_FRAC_BITS);
+        TG_FE_MARK(TG_FE_ST_FILTERBANK);
+        log_out[b] = tg_fe_log2_q8(cfg, acc) - 2 * shift * (1 << TG_FE_LOG_FRAC_BITS);
         if (taps != NULL && taps->log != NULL) taps->log[b] = log_out[b];
+        TG_FE_MARK(TG_FE_ST_LOG);
     }
     return TG_FE_OK;
+}
+
+int tg_fe_spectrum_frame(const tg_fe_config_t *cfg, const int32_t *frame, int32_t *log_out,
+                         int32_t *scratch, size_t scratch_words, const tg_fe_taps_t *taps)
+{
+    return tg_fe_frame(cfg, NULL, frame, log_out, scratch, scratch_words, taps);
 }
 
 int tg_fe_features(const tg_fe_config_t *cfg, const int16_t *samples, size_t n, int32_t *features,
@@ -143,10 +287,8 @@ int tg_fe_features(const tg_fe_config_t *cfg, const int16_t *samples, size_t n, 
     if (cfg->kind == TG_FE_KIND_AUDIO) {
         if (n != cfg->window_samples) return TG_FE_BAD_SIZE;
         for (f = 0; f < cfg->n_frames; f++) {
-            const int16_t *src = samples + (size_t)f * cfg->frame_step;
-            for (i = 0; i < len; i++) frame[i] = src[i];
-            rc = tg_fe_spectrum_frame(cfg, frame, features + (size_t)f * cfg->n_bands, scratch, scratch_words,
-                                      NULL);
+            rc = tg_fe_frame(cfg, samples + (size_t)f * cfg->frame_step, NULL, features + (size_t)f * cfg->n_bands,
+                             scratch, scratch_words, NULL);
             if (rc != TG_FE_OK) return rc;
         }
         return TG_FE_OK;

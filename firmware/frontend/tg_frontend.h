@@ -1,9 +1,11 @@
 /* tinygen feature front end: raw int16 samples -> the model's int8 input, in fixed point.
  *
  * The same stage as tinygen/intake/frontend.py (its bit-exact twin): frames, a Q15 window,
- * automatic input scaling, a real FFT (N/2-point radix-2 complex FFT + split, each stage
- * halving, so the result is DFT/N), the power spectrum, a filter bank with Q12 weights and
- * 64-bit accumulators, log2 in Q8; for the imu kind also per-axis mean/min/max/mean absolute
+ * automatic input scaling, a real FFT (N/2-point radix-2 complex FFT on packed int16 pairs +
+ * split, each stage halving, so the result is DFT/N; the Cortex-M DSP extension's SHADD16 /
+ * SMLAD / SMLSDX / SMUAD where the compiler has it, portable C computing the same bits elsewhere),
+ * the power spectrum, a filter bank with Q12 weights and 64-bit accumulators, log2 in Q8 (bit
+ * length + a 256-entry table); for the imu kind also per-axis mean/min/max/mean absolute
  * deviation.  Tables come from tinygen (tg_frontend_config.c, generated): the board computes no
  * transcendental.  C99, no allocation: the caller gives the scratch (tg_fe_scratch_words).
  * Right shifts of negative values are arithmetic (as every compiler tinygen targets does).
@@ -18,7 +20,7 @@
 extern "C" {
 #endif
 
-#define TG_FE_ABI 1
+#define TG_FE_ABI 2
 #define TG_FE_KIND_AUDIO 0
 #define TG_FE_KIND_IMU 1
 #define TG_FE_IMU_AXES 3
@@ -33,9 +35,9 @@ typedef struct {
     uint16_t n_bands;
     uint32_t window_samples;   /* per axis */
     const int16_t *window;     /* frame_length, Q15 */
-    const int16_t *cos_t;      /* fft_size/2: Q15 cos(2 pi k / N) */
-    const int16_t *sin_t;      /* fft_size/2: Q15 sin(2 pi k / N) */
-    const uint16_t *bitrev;    /* fft_size/2 */
+    const uint32_t *twiddle;   /* fft_size/2: Q15 cos(2 pi k / N) | Q15 sin(2 pi k / N) << 16 */
+    const uint16_t *bitrev;    /* fft_size/4: the bit reversal of 2q over log2(fft_size/2) bits */
+    const uint8_t *log_lut;    /* 256: round(256 log2(1 + i / 256)) */
     const uint16_t *band_start, *band_len, *band_offset; /* n_bands */
     const uint16_t *weights;   /* Q12 */
     int32_t rq_multiplier;     /* features -> int8: zp + ((v * mult + 2^(shift-1)) >> shift) */

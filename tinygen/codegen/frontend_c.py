@@ -26,7 +26,8 @@ def frontend_sources() -> dict[str, str]:
 
 
 def _array(ctype: str, name: str, values: np.ndarray) -> str:
-    vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    suffix = "u" if ctype == "uint32_t" else ""
+    vals = [f"{int(v)}{suffix}" for v in np.asarray(values).reshape(-1)]
     rows = [", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)]
     body = ",\n    ".join(rows)
     return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
@@ -43,7 +44,7 @@ def emit_config(spec: FrontendSpec, rq: Requant, prefix: str = "tg") -> dict[str
     up = prefix.upper()
     h = (BANNER + f"#ifndef {up}_FRONTEND_CONFIG_H\n#define {up}_FRONTEND_CONFIG_H\n"
          '#include "tg_frontend.h"\n'
-         "#if TG_FE_ABI != 1\n#error tg_frontend.h does not match this generated file: regenerate it\n#endif\n"
+         "#if TG_FE_ABI != 2\n#error tg_frontend.h does not match this generated file: regenerate it\n#endif\n"
          f"#define {up}_FE_SAMPLES {spec.n_samples}u\n"
          f"#define {up}_FE_FEATURES {n_features}u\n"
          f"#define {up}_FE_SCRATCH_WORDS {scratch}u\n"
@@ -53,9 +54,9 @@ def emit_config(spec: FrontendSpec, rq: Requant, prefix: str = "tg") -> dict[str
          + f"/* {spec.kind}: {spec.sample_rate} Hz, {spec.window_samples} samples x {spec.channels}, frames "
          f"{spec.frame_length}/{spec.frame_step}, FFT {spec.fft_size}, {spec.window} window, {spec.bands} bands */\n"
          + _array("int16_t", f"{prefix}_fe_window", t.window)
-         + _array("int16_t", f"{prefix}_fe_cos", t.cos)
-         + _array("int16_t", f"{prefix}_fe_sin", t.sin)
+         + _array("uint32_t", f"{prefix}_fe_twiddle", t.twiddle)
          + _array("uint16_t", f"{prefix}_fe_bitrev", t.bitrev)
+         + _array("uint8_t", f"{prefix}_fe_log_lut", t.log_lut)
          + _array("uint16_t", f"{prefix}_fe_band_start", t.band_start)
          + _array("uint16_t", f"{prefix}_fe_band_len", t.band_len)
          + _array("uint16_t", f"{prefix}_fe_band_offset", t.band_offset)
@@ -63,7 +64,7 @@ def emit_config(spec: FrontendSpec, rq: Requant, prefix: str = "tg") -> dict[str
          + f"\nconst tg_fe_config_t {prefix}_fe_config = {{\n"
          f"    {kind}, {spec.frame_length}u, {spec.frame_step}u, {spec.fft_size}u, {spec.n_frames}u, "
          f"{spec.bands}u, {spec.window_samples}u,\n"
-         f"    {prefix}_fe_window, {prefix}_fe_cos, {prefix}_fe_sin, {prefix}_fe_bitrev,\n"
+         f"    {prefix}_fe_window, {prefix}_fe_twiddle, {prefix}_fe_bitrev, {prefix}_fe_log_lut,\n"
          f"    {prefix}_fe_band_start, {prefix}_fe_band_len, {prefix}_fe_band_offset, {prefix}_fe_weights,\n"
          f"    {rq.multiplier}, {rq.shift}, {rq.zero_point}\n}};\n")
     return {f"{prefix}_frontend_config.h": h, f"{prefix}_frontend_config.c": c}

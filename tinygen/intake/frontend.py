@@ -198,11 +198,24 @@ class Tables:
     window: np.ndarray  # int16, frame_length, Q15
     cos: np.ndarray  # int16, fft_size/2, Q15 cos(2 pi k / N)
     sin: np.ndarray  # int16, fft_size/2, Q15 sin(2 pi k / N)
-    bitrev: np.ndarray  # uint16, fft_size/2 (the complex FFT has N/2 points)
+    bitrev: np.ndarray  # uint16, fft_size/4: the bit reversal of 2q (the complex FFT has N/2 points)
     band_start: np.ndarray  # uint16, bands: first FFT bin of each band
     band_len: np.ndarray  # uint16, bands
     band_offset: np.ndarray  # uint16, bands: index of the band's first weight
     weights: np.ndarray  # uint16, Q12
+
+    @property
+    def twiddle(self) -> np.ndarray:
+        """uint32, fft_size/2: cos | sin << 16 (the C's packed twiddles)."""
+        return (self.cos.astype(np.uint16).astype(np.uint32) | (self.sin.astype(np.uint16).astype(np.uint32) << 16))
+
+    @property
+    def log_lut(self) -> np.ndarray:
+        """uint8, 256: round(256 log2(1 + i/256)), the fraction of log2 for the 8 bits after the leading one."""
+        return LOG_LUT
+
+
+LOG_LUT = np.round(256.0 * np.log2(1.0 + np.arange(256) / 256.0)).astype(np.uint8)
 
 
 def _q15(x: np.ndarray) -> np.ndarray:
@@ -225,7 +238,7 @@ def make_tables(spec: FrontendSpec, what: str = "the front end") -> Tables:
     k = np.arange(n // 2, dtype=np.float64)
     m = n // 2
     bits = m.bit_length() - 1
-    bitrev = np.array([int(format(j, f"0{bits}b")[::-1], 2) if bits else 0 for j in range(m)], dtype=np.uint16)
+    bitrev = np.array([int(format(j, f"0{bits}b")[::-1], 2) for j in range(0, m, 2)], dtype=np.uint16)
     nbins = m + 1
     starts, lens, offsets, weights = [], [], [], []
     if spec.kind == "audio":
@@ -284,18 +297,32 @@ def autoscale(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (frames * (np.int64(1) << left)) >> right, s
 
 
-def fft_int(x: np.ndarray, tables: Tables) -> tuple[np.ndarray, np.ndarray]:
-    """Real FFT of int rows (length N, |x| < 2^14) -> (re, im) of N/2+1 bins, scaled to DFT/N.
+def _scale(x: np.ndarray, sh: np.ndarray) -> np.ndarray:
+    """x * 2^sh where sh >= 0, else x >> -sh (floor), per frame (sh has x's leading shape)."""
+    sh = np.asarray(sh)[..., None]
+    return np.where(sh >= 0, x * (np.int64(1) << np.maximum(sh, 0)), x >> np.maximum(-sh, 0))
 
-    An N/2-point complex radix-2 FFT of the even/odd samples packed as re/im (each stage
-    halves, rounding the twiddle products in Q15), then the split into the real spectrum."""
-    n = x.shape[-1]
+
+def fft_int(v: np.ndarray, shift: np.ndarray, tables: Tables) -> tuple[np.ndarray, np.ndarray]:
+    """Real FFT of windowed int rows (length N, zero padded, not yet scaled) with the autoscale
+    ``shift`` per row -> (re, im) of N/2+1 bins, scaled to DFT(v * 2^shift) / N.
+
+    An N/2-point complex radix-2 decimation-in-time FFT of the even/odd samples packed as re/im,
+    every stage halving: stage 1 reads bit-reversed pairs straight from v and scales,
+    (a +- b) * 2^(shift-1); later stages round the twiddle products in Q15, except the exact
+    twiddle 1; then the split into the real spectrum.  All values fit int16 as in the C."""
+    n = v.shape[-1]
     m = n // 2
-    zr = x[..., 0::2][..., tables.bitrev.astype(np.int64)].copy()
-    zi = x[..., 1::2][..., tables.bitrev.astype(np.int64)].copy()
+    p = 2 * tables.bitrev.astype(np.int64)
+    ar, ai, br, bi = v[..., p], v[..., p + 1], v[..., p + m], v[..., p + m + 1]
+    sh = np.asarray(shift) - 1
+    zr = np.empty(v.shape[:-1] + (m,), dtype=np.int64)
+    zi = np.empty_like(zr)
+    zr[..., 0::2], zr[..., 1::2] = _scale(ar + br, sh), _scale(ar - br, sh)
+    zi[..., 0::2], zi[..., 1::2] = _scale(ai + bi, sh), _scale(ai - bi, sh)
     cos = tables.cos.astype(np.int64)
     sin = tables.sin.astype(np.int64)
-    length = 2
+    length = 4
     while length <= m:
         half = length // 2
         j = np.arange(half)
@@ -308,8 +335,10 @@ def fft_int(x: np.ndarray, tables: Tables) -> tuple[np.ndarray, np.ndarray]:
         br, bi = zr[..., half:], zi[..., half:]
         tr = (br * c + bi * s + (1 << 14)) >> 15
         ti = (bi * c - br * s + (1 << 14)) >> 15
-        zr = np.concatenate([(ar + tr) >> 1, (ar - tr) >> 1], axis=-1).reshape(x.shape[:-1] + (m,))
-        zi = np.concatenate([(ai + ti) >> 1, (ai - ti) >> 1], axis=-1).reshape(x.shape[:-1] + (m,))
+        tr[..., 0] = br[..., 0]  # twiddle 1: exact
+        ti[..., 0] = bi[..., 0]
+        zr = np.concatenate([(ar + tr) >> 1, (ar - tr) >> 1], axis=-1).reshape(v.shape[:-1] + (m,))
+        zi = np.concatenate([(ai + ti) >> 1, (ai - ti) >> 1], axis=-1).reshape(v.shape[:-1] + (m,))
         length *= 2
     k = np.arange(m + 1)
     mr, mi = zr[..., (m - k) % m], zi[..., (m - k) % m]
@@ -336,20 +365,12 @@ def filterbank(power: np.ndarray, tables: Tables) -> np.ndarray:
 
 
 def log2_q8(e: np.ndarray) -> np.ndarray:
-    """log2(e + 1) in Q8 for 0 <= e < 2^62: integer part from the bit length, 8 fraction bits by squaring."""
-    v = e.astype(np.uint64) + np.uint64(1)
-    ip = _bit_length(v.astype(np.int64)) - 1
-    # mantissa in Q30, [2^30, 2^31)
-    up = np.maximum(30 - ip, 0).astype(np.uint64)
-    down = np.maximum(ip - 30, 0).astype(np.uint64)
-    mant = (v << up) >> down
-    frac = np.zeros(e.shape, dtype=np.int64)
-    for bit in range(LOG_FRAC_BITS - 1, -1, -1):
-        mant = (mant * mant) >> np.uint64(30)
-        big = mant >= np.uint64(1 << 31)
-        mant = np.where(big, mant >> np.uint64(1), mant)
-        frac |= np.where(big, 1 << bit, 0)
-    return ip * (1 << LOG_FRAC_BITS) + frac
+    """log2(e + 1) in Q8 for 0 <= e < 2^62: the integer part is the bit length, the fraction
+    LOG_LUT's entry for the 8 bits after the leading one (truncated: within 1.5 Q8 units)."""
+    v = e.astype(np.int64) + 1
+    ip = _bit_length(v) - 1
+    top = np.where(ip >= 8, v >> np.maximum(ip - 8, 0), v << np.maximum(8 - ip, 0)) & 255
+    return ip * (1 << LOG_FRAC_BITS) + LOG_LUT[top].astype(np.int64)
 
 
 def _frames(samples: np.ndarray, spec: FrontendSpec) -> np.ndarray:
@@ -361,10 +382,10 @@ def _spectrum_log(frames: np.ndarray, spec: FrontendSpec, taps: dict | None) -> 
     """frames (..., L) int64 -> log2 band energies in Q8 (int64), the stages into ``taps``."""
     t = spec.tables
     windowed = (frames * t.window.astype(np.int64) + (1 << 14)) >> 15
-    scaled, shift = autoscale(windowed)
-    padded = np.zeros(scaled.shape[:-1] + (spec.fft_size,), dtype=np.int64)
-    padded[..., :spec.frame_length] = scaled
-    re, im = fft_int(padded, t)
+    _, shift = autoscale(windowed)
+    padded = np.zeros(windowed.shape[:-1] + (spec.fft_size,), dtype=np.int64)
+    padded[..., :spec.frame_length] = windowed
+    re, im = fft_int(padded, shift, t)
     power = re * re + im * im
     energy = filterbank(power, t)
     logs = log2_q8(energy) - (2 * shift)[..., None] * (1 << LOG_FRAC_BITS)
@@ -511,6 +532,10 @@ def features_count(spec: FrontendSpec) -> int:
 
 
 STAGES = ("window", "shift", "fft", "filterbank", "log")
+# Where the C's instructions go (tg_frontend.c built with -DTG_FE_PROFILE; benchmarks/bench_frontend.py):
+# the Q15 window and autoscale, the FFT (scaled bit-reversed load + complex FFT), the real split and the
+# power spectrum, the filter bank, the log, and the rest (framing, the loops around the stages).
+PROFILE_STAGES = ("window", "fft", "power", "filterbank", "log", "other")
 
 
 def first_divergent_stage(board: dict, host: dict) -> str | None:
