@@ -32,16 +32,16 @@ def _tools():
 @pytest.fixture(scope="module")
 def pio_core(tmp_path_factory):
     """An isolated PlatformIO core dir, set up offline once for this module."""
-    from tinygen.device import pio
+    from tinygen.device import pio_offline
     _tools()
     core = tmp_path_factory.mktemp("pio-core")
-    pio.ensure_offline_core(core)
+    pio_offline.ensure_offline_core(core)
     return core
 
 
 def _pio_build(project: Path, core: Path) -> Path:
-    from tinygen.device import pio
-    pio.pio_run(project, core_dir=core, environment="qemu-m4")
+    from tinygen.device import pio_build
+    pio_build.pio_run(project, core_dir=core, environment="qemu-m4")
     elf = project / ".pio" / "build" / "qemu-m4" / "firmware.elf"
     assert elf.exists()
     return elf

@@ -21,7 +21,8 @@ import pytest
 from conftest import REPO, require_tool
 from tinygen.device.emulator import QemuBoard, board_machine, qemu_available
 from tinygen.common.errors import ToolFailure
-from tinygen.device.pio import PLATFORM_NAME, ensure_offline_core, pio_run, platform_dir
+from tinygen.device.pio_build import pio_run
+from tinygen.device.pio_offline import PLATFORM_NAME, ensure_offline_core, platform_dir
 
 pytestmark = pytest.mark.slow
 

@@ -297,11 +297,11 @@ def tflm_tree() -> Path:
 
 @pytest.fixture(scope="module")
 def pio_core(tflm_tree, tmp_path_factory) -> Path:
-    from tinygen.device import pio
+    from tinygen.device import pio_offline
     require_tool("arm-none-eabi-g++")
     require_tool("qemu-system-arm")
     core = tmp_path_factory.mktemp("pio-core-fc")
-    pio.ensure_offline_core(core)
+    pio_offline.ensure_offline_core(core)
     return core
 
 

@@ -554,19 +554,19 @@ def test_exit_code_table_in_the_readme_matches_errors_py():
 # ------------------------------------------------------------------ item 6: the user's PlatformIO
 
 def test_pio_home_is_tinygens_own(tmp_path, monkeypatch):
-    from tinygen.device import pio
+    from tinygen.device import pio_offline
     monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "users-core"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TINYGEN_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert pio.tinygen_core_dir() == tmp_path / "xdg" / "tinygen" / "platformio"
+    assert pio_offline.tinygen_core_dir() == tmp_path / "xdg" / "tinygen" / "platformio"
     monkeypatch.delenv("XDG_DATA_HOME")
-    assert pio.tinygen_core_dir() == tmp_path / "home" / ".local" / "share" / "tinygen" / "platformio"
+    assert pio_offline.tinygen_core_dir() == tmp_path / "home" / ".local" / "share" / "tinygen" / "platformio"
     monkeypatch.setenv("TINYGEN_HOME", str(tmp_path / "th"))
-    assert pio.tinygen_core_dir() == tmp_path / "th" / "platformio"
-    env = pio.pio_env(pio.tinygen_core_dir())
+    assert pio_offline.tinygen_core_dir() == tmp_path / "th" / "platformio"
+    env = pio_offline.pio_env(pio_offline.tinygen_core_dir())
     assert env["PLATFORMIO_CORE_DIR"] == str((tmp_path / "th" / "platformio").resolve())
-    assert pio.pio_env()["PLATFORMIO_CORE_DIR"] == str(tmp_path / "users-core")  # real boards: as the user has it
+    assert pio_offline.pio_env()["PLATFORMIO_CORE_DIR"] == str(tmp_path / "users-core")  # real boards: as the user has it
 
 
 def test_doctor_sets_up_tinygens_home_and_leaves_the_users_alone(tmp_path):

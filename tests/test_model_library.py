@@ -33,12 +33,12 @@ STATUS_NAMES = ["OK", "NOT_INITIALIZED", "NULL_ARGUMENT", "BAD_LENGTH", "NAN_INP
 
 @pytest.fixture(scope="module")
 def pio_core(tmp_path_factory):
-    from tinygen.device import pio
+    from tinygen.device import pio_build, pio_offline
 
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
     core = tmp_path_factory.mktemp("pio-core-lib")
-    pio.ensure_offline_core(core)
+    pio_offline.ensure_offline_core(core)
     return core
 
 
@@ -57,10 +57,10 @@ def _run_example(project: Path, core: Path) -> list[str]:
     """pio run -e qemu-m4_example, then the ELF in QEMU; the UART's lines up to 'done N'."""
     import serial
 
-    from tinygen.device import pio
+    from tinygen.device import pio_build, pio_offline
     from tinygen.device.emulator import QemuBoard
 
-    pio.pio_run(project, core_dir=core, environment="qemu-m4_example")
+    pio_build.pio_run(project, core_dir=core, environment="qemu-m4_example")
     elf = project / ".pio" / "build" / "qemu-m4_example" / "firmware.elf"
     text = b""
     with QemuBoard(elf, {"machine": "mps2-an386"}) as qb, serial.Serial(qb.port, 115200, timeout=0.2) as port:

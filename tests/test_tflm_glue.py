@@ -109,11 +109,11 @@ def test_real_board_glue_compiles_against_the_tree(fixture, board, request, tflm
 def pio_core(tmp_path_factory):
     """An isolated PlatformIO core dir (its .cache holds the compiled TFLM objects, shared by the
     two projects below: the second one compiles only its own kernels)."""
-    from tinygen.device import pio
+    from tinygen.device import pio_offline
     require_tool("arm-none-eabi-g++")
     require_tool("qemu-system-arm")
     core = tmp_path_factory.mktemp("pio-core-tflm")
-    pio.ensure_offline_core(core)
+    pio_offline.ensure_offline_core(core)
     return core
 
 

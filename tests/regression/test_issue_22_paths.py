@@ -50,7 +50,7 @@ import pytest
 
 from conftest import REPO, assert_one_line_error, require_tool, run_cli
 from tinygen.common.escape import ini_value
-from tinygen.device.pio import pio_run
+from tinygen.device.pio_build import pio_run
 
 # Every character the issue names (space, both quotes, ';', backtick, '%', '(', '&', '|', '<', '>')
 # and more ('a| b': SCons's redirection guess; ',' for QEMU's option parser and ld's -Wl,; glob and

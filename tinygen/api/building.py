@@ -131,7 +131,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     check_out_dir(target, force)  # fail before minutes of training
     fe_json = _frontend_json(frontend, model)
     if not b.get("emulator"):
-        from tinygen.device.pio import check_third_party_path
+        from tinygen.device.pio_build import check_third_party_path
 
         # A real board's vendor PlatformIO platform runs its commands through a shell: a path it
         # would act on is refused now, not after training (and not first at flash time).

@@ -66,7 +66,7 @@ class Project:
 
     def build_firmware(self, progress: Progress | None = None) -> Path:
         """``pio run`` (emulated boards: offline, in tinygen's own PlatformIO home); returns the ELF."""
-        from tinygen.device.pio import build_firmware, firmware_elf
+        from tinygen.device.pio_build import build_firmware, firmware_elf
 
         if not self.emulated:
             from tinygen.device.realboard import check_first_build
@@ -102,7 +102,7 @@ def flash(project: ProjectLike, port: str | None = None, *, build: bool = True,
     boots the ELF; returns the running :class:`~tinygen.device.emulator.QemuBoard` (its ``.port`` is the
     pty): stop it with ``.stop()`` or use it in a ``with`` block."""
     from tinygen.device.emulator import qemu_for_project
-    from tinygen.device.pio import build_firmware
+    from tinygen.device.pio_build import build_firmware
 
     project = as_project(project)
     if not project.emulated:

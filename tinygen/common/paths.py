@@ -30,7 +30,7 @@ def boards_dir() -> Path:
 
 def tinygen_pio_home() -> Path:
     """tinygen's own PlatformIO home, for emulated boards: $TINYGEN_HOME/platformio, else
-    ${XDG_DATA_HOME:-~/.local/share}/tinygen/platformio (tinygen.device.pio.tinygen_core_dir).
+    ${XDG_DATA_HOME:-~/.local/share}/tinygen/platformio (tinygen.device.pio_offline.tinygen_core_dir).
 
     Here, in the bottom layer, because two stages need it: the device stage builds in it, and
     codegen names it in an emulated board's platformio.ini (``core_dir``), so that a plain

@@ -1,4 +1,5 @@
-"""Where the device is talked to: PlatformIO builds and uploads (:mod:`.pio`), the
+"""Where the device is talked to: PlatformIO builds and uploads (:mod:`.pio_build`;
+tinygen's offline PlatformIO home and how pio is started: :mod:`.pio_offline`), the
 QEMU board with its UART on a pty (:mod:`.emulator`), the real-board first-build
 check (:mod:`.realboard`), the wire codec (:mod:`.framing`), the serial link that
 sends requests and reads replies (:mod:`.serial_link`), finding the port a board is

@@ -201,7 +201,7 @@ class QemuBoard:
 def qemu_for_project(project: Path, board: dict, monitor_socket: str | None = None) -> QemuBoard:
     """A QemuBoard (not started yet) for the firmware ``pio run`` built in a generated project
     (``monitor_socket``: see :meth:`QemuBoard.command`)."""
-    from tinygen.device.pio import firmware_elf
+    from tinygen.device.pio_build import firmware_elf
 
     elf = firmware_elf(project, board["id"])
     if not elf.exists():

@@ -86,7 +86,7 @@ def registry_reachable(timeout: float = CONNECT_TIMEOUT_S) -> bool:
 
 def check_first_build(project: Path, board: dict, runtime: str) -> None:
     """Raise ToolFailure (one line) when the build needs the registry and the registry is out of reach."""
-    from tinygen.device.pio import check_third_party_path, check_users_core_dir
+    from tinygen.device.pio_build import check_third_party_path, check_users_core_dir
 
     check_third_party_path(project.resolve())  # a path its platform's shell commands would act on
     check_users_core_dir()  # an unusable $PLATFORMIO_CORE_DIR is the first thing to fix

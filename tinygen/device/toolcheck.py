@@ -21,7 +21,7 @@ _FIX_APT = ("run scripts/setup.sh (or apt-get install gcc-arm-none-eabi libnewli
 def check_tools() -> list[dict]:
     """One {"tool", "ok", "detail", "fix"} per tool, "fix" empty when it is there.  Sets up tinygen's
     offline PlatformIO home when PlatformIO is installed (that is the check that it works)."""
-    from tinygen.device import pio
+    from tinygen.device import pio_offline
     from tinygen.device.emulator import qemu_available
 
     checks = []
@@ -31,15 +31,15 @@ def check_tools() -> list[dict]:
 
     for mod, fix in (("tensorflow", "pip install tensorflow-cpu"), ("tflite_micro", "pip install tflite-micro")):
         check(mod, importlib.util.find_spec(mod) is not None, "python package", fix)
-    pio_cmd = pio.pio_command()
+    pio_cmd = pio_offline.pio_command()
     check("platformio", pio_cmd is not None, " ".join(pio_cmd) if pio_cmd else "not found", "pip install platformio")
     if pio_cmd is not None:
         scons_ok = False
         try:
-            pio.ensure_offline_core()
+            pio_offline.ensure_offline_core()
             scons_ok = True
-            detail = f"tool-scons from PyPI SCons and platforms {', '.join(pio.PLATFORM_NAMES)} installed in " \
-                     f"tinygen's own PlatformIO home {pio.tinygen_core_dir()} (your ~/.platformio is not touched)"
+            detail = f"tool-scons from PyPI SCons and platforms {', '.join(pio_offline.PLATFORM_NAMES)} installed in " \
+                     f"tinygen's own PlatformIO home {pio_offline.tinygen_core_dir()} (your ~/.platformio is not touched)"
         except TinygenError as exc:
             detail = str(exc)
         check("platformio offline core", scons_ok, detail, "pip install scons; then rerun tinygen doctor")
@@ -108,7 +108,7 @@ def check_board_tools(board: dict, runtime: str | None = None) -> None:
     is set up here (so the project's own `pio run` works as its README prints it).  About a second;
     real boards check nothing here (their first build is checked by tinygen.device.realboard)."""
     from tinygen.common.boards import is_emulated
-    from tinygen.device import pio
+    from tinygen.device import pio_offline
     from tinygen.device.emulator import qemu_available
 
     if not is_emulated(board):
@@ -130,7 +130,7 @@ def check_board_tools(board: dict, runtime: str | None = None) -> None:
         names = ", ".join(name for name, _ in missing)
         raise ToolFailure(f"board {board['id']} needs {names}, which {'is' if len(missing) == 1 else 'are'} not "
                           f"installed here: {missing[0][1]}; tinygen doctor lists what this machine can build")
-    pio.ensure_offline_core()  # ToolFailure (one line) when tinygen's PlatformIO home cannot be set up
+    pio_offline.ensure_offline_core()  # ToolFailure (one line) when tinygen's PlatformIO home cannot be set up
 
 
 def usable_boards(checks: list[dict]) -> list[dict]:

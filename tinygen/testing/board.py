@@ -52,7 +52,7 @@ class Batch:
 
 def _firmware_up_to_date(project: api.Project) -> bool:
     """The ELF is newer than every file of the project: skip pio's no-op build (seconds per session)."""
-    from tinygen.device.pio import firmware_elf
+    from tinygen.device.pio_build import firmware_elf
 
     elf = firmware_elf(project.path, project.board["id"])
     if not elf.is_file():

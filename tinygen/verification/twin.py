@@ -286,7 +286,7 @@ def run_twin(plan: TwinPlan, progress: Callable[[str], None], **options):
     :func:`tinygen.verification.workflow.verify_project` with ``options``; the Report says it ran on
     the twin (``report.twin``)."""
     from tinygen.device.emulator import qemu_for_project
-    from tinygen.device.pio import build_firmware
+    from tinygen.device.pio_build import build_firmware
     from tinygen.verification.workflow import verify_project
 
     tb = plan.twin_board

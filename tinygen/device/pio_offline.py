@@ -1,4 +1,6 @@
-"""Run PlatformIO without its registry.
+"""tinygen's offline PlatformIO: the one way a pio process is started, and tinygen's own
+PlatformIO home set up so that emulated boards build without the registry (the install half;
+:mod:`tinygen.device.pio_build` is the run half).
 
 PlatformIO core wants two things from the internet before the first build:
 the ``tool-scons`` core package and the project's dev platform. Here both come
@@ -14,8 +16,8 @@ from this machine instead:
   edits to it apply at once. Generated projects then say
   ``platform = tinygen-mps2`` and stay machine-independent.
 
-Every pio process gets :func:`pio_env`, which turns off telemetry and the
-upgrade checks, the only other things that would reach for the network.
+Every pio process gets :func:`pio_env` (through :func:`run_pio`), which turns off telemetry and
+the upgrade checks, the only other things that would reach for the network.
 
 All of this lives in tinygen's own PlatformIO home (:func:`tinygen_core_dir`),
 used for emulated boards only. Real boards (esp32, nano33ble) build and upload
@@ -49,7 +51,7 @@ _FALLBACK_SCONS_REQUIREMENT = "~4.41101.0"
 _SCONS_LAYOUT = 1
 
 _SCONS_LAUNCHER = '''\
-"""SCons launcher written by tinygen (tinygen/device/pio.py) for PlatformIO.
+"""SCons launcher written by tinygen (tinygen/device/pio_offline.py) for PlatformIO.
 
 Runs the SCons copied next to this file (scons-local/), made from PyPI's
 SCons {scons_version}.
@@ -342,8 +344,10 @@ def _configure_core_state(core_dir: Path) -> None:
         os.replace(tmp, state_path)
 
 
-def _run_pio(args: list[str], core_dir: Path | None, cwd: Path | None = None,
-             timeout: float = 600) -> subprocess.CompletedProcess:
+def run_pio(args: list[str], core_dir: Path | None, cwd: Path | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """``pio <args>`` with :func:`pio_env` (``core_dir`` None: the user's PlatformIO), stdout and
+    stderr together; ToolFailure (one line) when pio is missing or runs past ``timeout``."""
     cmd = pio_command()
     if cmd is None:
         raise ToolFailure("PlatformIO is not installed (pio not found); run: pip install platformio")
@@ -397,7 +401,7 @@ def _link_platform(core: Path, name: str) -> None:
     stale = core / "platforms" / f"{name}.pio-link"
     if stale.exists():
         stale.unlink()
-    proc = _run_pio(
+    proc = run_pio(
         ["pkg", "install", "--global", "--platform", f"symlink://{pdir.resolve()}"],
         core_dir=core,
         timeout=300,
@@ -405,12 +409,12 @@ def _link_platform(core: Path, name: str) -> None:
     if proc.returncode != 0 or not _platform_link_ok(core, pdir, name):
         raise ToolFailure(
             f"could not install the {name} platform into {core}: "
-            f"{_last_error_line(proc.stdout)}"
+            f"{last_error_line(proc.stdout)}"
         )
 
 
 # --------------------------------------------------------------------------
-# building
+# what went wrong, in one line
 
 # Most telling first: compiler/linker diagnostics, then PlatformIO's own
 # "Error: ..." lines, then SCons's "*** [target] Error 1".
@@ -422,7 +426,8 @@ _ERROR_PATTERNS = (
 )
 
 
-def _last_error_line(output: str) -> str:
+def last_error_line(output: str) -> str:
+    """The most telling line of a pio run's output (see _ERROR_PATTERNS), else its last."""
     lines = [ln.strip() for ln in (output or "").splitlines() if ln.strip()]
     for pattern in _ERROR_PATTERNS:
         for line in reversed(lines):
@@ -433,102 +438,3 @@ def _last_error_line(output: str) -> str:
                 return line
     return lines[-1] if lines else "(no output)"
 
-
-def check_users_core_dir() -> None:
-    """A $PLATFORMIO_CORE_DIR PlatformIO cannot use is named up front (PlatformIO itself dies with a
-    traceback whose last line says nothing); only looked at, never created or changed."""
-    value = os.environ.get("PLATFORMIO_CORE_DIR")
-    if not value:
-        return
-    path = Path(value).expanduser()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ToolFailure(f"PLATFORMIO_CORE_DIR={terminal(value)} is not a usable directory "
-                          f"({terminal(str(probe))} is not a writable directory); unset it or point it at one")
-
-
-# A real board builds with its vendor's PlatformIO platform (espressif32, nordicnrf52), whose commands
-# SCons runs through `sh -c`, quoting a word only when it holds a space (in double quotes): these
-# characters would be shell syntax there, quoted or not, or split a file name in ld's -Map (`%`)
-# and in `-Wl,` (`,`). tinygen's own platforms run commands without a shell and take them.
-_THIRD_PARTY_PATH_CHARS = "`\"\\;&|<>()'*?[]{}%,"
-
-
-def check_third_party_path(path, what: str = "the project directory") -> str:
-    """``path`` for a project a third-party PlatformIO platform builds (real boards), as is; raises
-    UnsafeText (one line) when it holds a character that platform's shell commands would act on."""
-    text = pio_path(path, what)
-    bad = sorted({ch for ch in text if ch in _THIRD_PARTY_PATH_CHARS})
-    if bad:
-        raise UnsafeText(f"{what} {terminal(text)!r} contains {', '.join(map(repr, bad))}, which a real "
-                         f"board's PlatformIO platform would pass to a shell; move the project to a path without "
-                         f"{' '.join(_THIRD_PARTY_PATH_CHARS)} (emulated boards take any path without '$')")
-    return text
-
-
-def pio_run(
-    project_dir: Path,
-    target: str | None = None,
-    verbose: bool = False,
-    *,
-    environment: str | None = None,
-    core_dir: Path | None = None,
-    timeout: float = 1800,
-    upload_port: str | None = None,
-    offline: bool = True,
-) -> subprocess.CompletedProcess:
-    """``pio run`` in ``project_dir`` (optionally ``-t target``, ``-e environment``, ``--upload-port``).
-
-    ``offline`` (emulated boards): in ``core_dir`` (default: tinygen's own PlatformIO home), set up
-    for offline use first. Otherwise (real boards) the user's PlatformIO runs as installed: their
-    core dir, nothing written into it by tinygen. Returns the completed process (stdout holds
-    stdout+stderr). Raises ToolFailure with one line (the last compiler/linker error) when pio is
-    missing or the build fails.
-    """
-    project_dir = Path(project_dir)
-    if not (project_dir / "platformio.ini").is_file():
-        raise ToolFailure(f"{terminal(str(project_dir))} is not a PlatformIO project (no platformio.ini)")
-    # SCons expands $ in paths and command lines: such a project dir must never reach it.
-    where = pio_path(project_dir.resolve(), "the project directory")
-    if pio_command() is None:
-        raise ToolFailure("PlatformIO is not installed (pio not found); run: pip install platformio")
-    if offline:
-        core_dir = Path(core_dir) if core_dir is not None else tinygen_core_dir()
-        ensure_offline_core(core_dir)
-    elif core_dir is not None:
-        raise ValueError("core_dir goes with offline builds only")
-    else:
-        check_third_party_path(project_dir.resolve())
-        check_users_core_dir()
-    args = ["run", "--project-dir", where]
-    if environment:
-        args += ["--environment", environment]
-    if target:
-        args += ["--target", target]
-    if upload_port:
-        args += ["--upload-port", upload_port]
-    if verbose:
-        args.append("--verbose")
-    proc = _run_pio(args, core_dir=core_dir, timeout=timeout)
-    if proc.returncode != 0:
-        raise ToolFailure(
-            f"pio run failed in {terminal(str(project_dir))} (exit {proc.returncode}): "
-            f"{terminal(_last_error_line(proc.stdout))}"
-        )
-    return proc
-
-
-def firmware_elf(project: Path, environment: str) -> Path:
-    """Where ``pio run`` leaves a project's firmware for one environment (board id)."""
-    return Path(project) / ".pio" / "build" / environment / "firmware.elf"
-
-
-def build_firmware(project: Path, board: dict, target: str | None = None, upload_port: str | None = None) -> None:
-    """``pio run`` for a generated project's board (``target="upload"`` also flashes a real board)."""
-    from tinygen.common.boards import is_emulated
-
-    # Emulated boards build with tinygen's own offline PlatformIO home; real boards with the user's
-    # PlatformIO exactly as installed (it fetches their platform and library from the registry).
-    pio_run(project, target=target, environment=board["id"], upload_port=upload_port, offline=is_emulated(board))
