@@ -56,7 +56,7 @@ def _known_src_files() -> set[str]:
     from tinygen.common.paths import firmware_dir
 
     fw = firmware_dir()
-    names = {"tg_protocol.h", "tg_model_info.h", "tg_hal.h", "main.cpp", "model_data.h", "model_data.cc",
+    names = {"tg_protocol.h", "tg_model_info.h", "tg_hal.h", "model_data.h", "model_data.cc",
              "tg_runtime_tflm.cc", "tg_model.c", "tg_model.h"}
     for sub in ("app", "runtime", "tflm", *(f"hal/{p.name}" for p in (fw / "hal").iterdir() if p.is_dir())):
         base = fw / sub

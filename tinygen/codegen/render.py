@@ -156,9 +156,7 @@ def render(plan: Plan) -> dict[str, bytes]:
         out[f"src/{f}"] = (fw / "app" / f).read_bytes()
     out["src/tg_hal.h"] = (fw / "hal" / "tg_hal.h").read_bytes()
     hal = board["hal"]
-    _copy_dir(out, fw / "hal" / hal, "src")
-    if hal == "arduino":
-        out["src/main.cpp"] = tpl("main_arduino.cpp.j2")
+    _copy_dir(out, fw / "hal" / hal, "src")  # the HAL and its entry point (main.c, or main.cpp on Arduino)
     if plan.runtime == "tflm" and tflm_bare_metal:
         _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal): board support
     out.update(model_library.render(plan, tpl, hex_array))

@@ -1,5 +1,5 @@
-{% from "banner.j2" import banner with context -%}
-{{ banner("//", "main.cpp: Arduino entry points of the tinygen validation firmware") }}
+// main.cpp -- the validation firmware's Arduino entry points (ESP32, Nano 33 BLE): the HAL, then
+// tg_app, which answers the host's requests over Serial. Copied into a project's src/ as it is.
 #include <Arduino.h>
 
 #include "tg_app.h"
