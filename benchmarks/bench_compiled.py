@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import compiled_harness as H  # noqa: E402  (test helpers: build, reference, sizes)
+import support.compiled_harness as H  # noqa: E402  (test helpers: build, reference, sizes)
 
 from tinygen.codegen.compiled import compile_model, op_table  # noqa: E402
 from tinygen.tflite.model import parse_model  # noqa: E402

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.models: shared with the tests
 
 RECIPES = ("sine", "digits")
 
@@ -43,7 +44,7 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 
 def user_model(name: str, workdir: Path) -> tuple[str, str]:
     """Save an MLPerf-Tiny-shaped Keras model (random weights) and synthetic data; return paths."""
-    from bench_models import build_model  # benchmarks/bench_models.py
+    from support.models import build_model  # tests/support/models.py, shared with the tests
 
     model, shape = build_model(name)
     mpath, dpath = workdir / f"{name}.keras", workdir / f"{name}.npz"

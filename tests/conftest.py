@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compiled_harness import tflm_outputs  # noqa: F401  (one in-process reference for every test)
+from support.compiled_harness import tflm_outputs  # noqa: F401  (one in-process reference for every test)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -229,3 +229,28 @@ def test_no_module_is_too_long_to_read():
     long_c = {str(p.relative_to(PKG.parent)): n for p in firmware.rglob("*") if p.suffix in (".c", ".cc", ".h", ".cpp")
               if (n := len(p.read_text().splitlines())) > 700}
     assert not long_py and not long_c, f"too long: {long_py} {long_c}"
+
+
+TESTS = Path(__file__).resolve().parent
+TOP_TESTS = {"conftest.py", "test_architecture.py", "test_readme_commands.py"}
+
+
+def test_tests_mirror_the_package():
+    """Test files live in a folder named after what they test (a subpackage, or support/, regression/,
+    fuzz/, cli_api/); only the whole-tree checks sit at the top."""
+    assert {p.name for p in TESTS.glob("*.py")} == TOP_TESTS
+    stages = set(STAGES) - {"api", "cli"}
+    allowed = stages | {"compiled", "cli_api", "support", "regression", "fuzz", "fixtures"}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders <= allowed, sorted(folders - allowed)
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/support/ (imported as support.<module>), never in a test file."""
+    offenders = []
+    for path in TESTS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.relative_to(TESTS)}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    assert not offenders

@@ -1,6 +1,6 @@
 """Every command the documentation prints works as printed (issue 23: "the habit that prevents this").
 
-Three sources, each extracted from the Markdown as a parser sees it (tests/markdown_check.py):
+Three sources, each extracted from the Markdown as a parser sees it (tests/support/markdown_check.py):
 
 * README.md's code blocks.  Each command is listed in README_COMMANDS with how it is checked:
   ``RUN`` runs it as printed in a new login shell (below); ``CI`` means .ci/run runs it as printed
@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, require
-from markdown_check import check_tables, code_blocks, prose_lines, tables
+from support.markdown_check import check_tables, code_blocks, prose_lines, tables
 
 README = REPO / "README.md"
 API_DOC = REPO / "docs" / "python-api.md"
@@ -53,14 +53,14 @@ README_COMMANDS = {
     "tinygen boards": RUN,
     "tinygen doctor": RUN,
     "tinygen build --board esp32 --model my.keras --data samples.npz --out my-esp32":
-        "needs the reader's own my.keras and samples.npz; tests/test_user_models.py builds user Keras "
+        "needs the reader's own my.keras and samples.npz; tests/intake/test_user_models.py builds user Keras "
         "models with --data through the same command",
     "tinygen run --board qemu-m4 --recipe digits":
-        "trains the digits recipe for minutes; tests/test_device_loop.py builds that project "
+        "trains the digits recipe for minutes; tests/device/test_device_loop.py builds that project "
         "(build --board qemu-m4 --recipe digits) and verifies it on QEMU",
     "tinygen verify --project my-esp32 --port auto": "needs an ESP32 on USB",
     "tinygen run --board qemu-m4 --model m.onnx --data d.npz":
-        "needs the reader's own PyTorch export; tests/test_onnx.py runs `tinygen run --board qemu-m4 "
+        "needs the reader's own PyTorch export; tests/intake/test_onnx.py runs `tinygen run --board qemu-m4 "
         "--model M.onnx --data D.npz` on an onnx.helper graph as torch.onnx.export writes it",
     "cd my-esp32 && pio run -t upload && tinygen verify --project . --port auto":
         "needs the PlatformIO registry (the espressif32 platform) and an ESP32 on USB",

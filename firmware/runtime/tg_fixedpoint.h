@@ -123,7 +123,7 @@ TG_INLINE int8_t tg_requantize_value_fast(int32_t x, int32_t m, int32_t left_plu
  * accumulator the layer can produce, that
  *     (SMMLAR(acc << (left + 1), m, c + (acc < 0 ? -1 : 0))) >> right
  * equals MultiplyByQuantizedMultiplier(acc, m, -right) + output_offset (double rounding)
- * -- the proof is in that function's docstring; tests/test_requant_identity.py checks
+ * -- the proof is in that function's docstring; tests/compiled/test_requant_identity.py checks
  * it against a plain transcription of TFLM's reference over random and edge values.
  * That is 6 instructions per value with the constants in registers (LSL, ADD with
  * ASR #31, SMMLAR, ASR, SSAT, STRB), against ~35 for the generic form.

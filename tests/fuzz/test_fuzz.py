@@ -49,7 +49,7 @@ def test_model_reader_fuzz(tmp_path, sine_project):
     shipped = Path(importlib.util.find_spec("tflite_micro").submodule_search_locations[0])
     shutil.copy(shipped / "python" / "tflite_micro" / "sine_float.tflite", corpus / "float.tflite")
     shutil.copy(sine_project / "model.tflite", corpus / "int8.tflite")
-    from test_model_validation import buffers_out_of_line, relu_chain
+    from support.flat_model import buffers_out_of_line, relu_chain
 
     (corpus / "int8_out_of_line.tflite").write_bytes(buffers_out_of_line((sine_project / "model.tflite").read_bytes()))
     (corpus / "chain.tflite").write_bytes(relu_chain(40))

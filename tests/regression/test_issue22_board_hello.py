@@ -6,7 +6,7 @@ zero points were not compared either, and a wrong input dtype came out as "bad i
 one check (tinygen/verification/hello_check.py) compares every HELLO field with the project before
 a vector is sent: exit 5, one line naming the field, the board's value and the project's.
 
-Smallest input: the committed sine int8 model built for qemu-m4, and tests/fake_board.py's board on
+Smallest input: the committed sine int8 model built for qemu-m4, and tests/support/fake_board.py's board on
 a real pty, honest except for one HELLO field.  Checked to fail before the fix: on the tree before it
 (the package copied out of the parent commit, first on PYTHONPATH) output_int32 / output_uint8 /
 output_scale / output_zero_point exit 0 (PASS), input_int16 exits 2, output_shape exits 5 without
@@ -20,7 +20,7 @@ import json
 import pytest
 
 from conftest import assert_one_line_error, run_cli
-from fake_board import FakeBoard, lying_project
+from support.fake_board import FakeBoard, lying_project
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@
   both are refused at the command line with pytest's usage line and one error line (exit 4).
 
 Smallest input: the committed sine int8 model built for nano33ble (a real board: its latency is
-time, not QEMU instructions) and for qemu-m4, tests/fake_board.py's board on a real pty.  Checked
+time, not QEMU instructions) and for qemu-m4, tests/support/fake_board.py's board on a real pty.  Checked
 to fail before the fix (the package of the parent commit first on PYTHONPATH): verify.json holds
 Infinity, the stale flood says "is the firmware flashed", and pytest runs with nan and inf (exit 0).
 """
@@ -22,8 +22,8 @@ import sys
 import pytest
 
 from conftest import assert_one_line_error, run_cli
-from fake_board import FakeBoard, lying_project
-from plugin_kit import plugin_args
+from support.fake_board import FakeBoard, lying_project
+from support.plugin_kit import plugin_args
 
 
 def _strict(text: str):

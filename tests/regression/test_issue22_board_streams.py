@@ -8,7 +8,7 @@ chunk's tensor size by the op's tensor, op indices by the op count; beyond them 
 (exit 4, one line saying it is the board's fault).
 
 Smallest input: the committed sine int8 model (3 FULLY_CONNECTED ops) built for qemu-m4 and
-tests/fake_board.py's board on a real pty.  Checked to fail before the fix (the package of the parent
+tests/support/fake_board.py's board on a real pty.  Checked to fail before the fix (the package of the parent
 commit first on PYTHONPATH): endless_more runs into the 60 s subprocess timeout, huge_layers exits 4
 only after the whole stream ("op 0 sent 16 of its 4294967295 bytes"), profile_op_ffffffff exits 0.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import assert_one_line_error, run_cli
-from fake_board import FakeBoard, lying_project
+from support.fake_board import FakeBoard, lying_project
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ import time
 import numpy as np
 import pytest
 
-import compiled_harness as H
+import support.compiled_harness as H
 from conftest import run_cli
-from test_model_validation import FlatModel, S, buffers_out_of_line, build_base, mutate, refused, relu_chain
+from support.flat_model import FlatModel, S, buffers_out_of_line, build_base, mutate, refused, relu_chain
 from tinygen.tflite.model import parse_model
 
 

@@ -31,7 +31,7 @@ from conftest import require_tool, run_cli
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A real qemu-m4 project of a hand-written five-op model (no training), compiled runtime."""
-    from test_model_validation import build_base
+    from support.flat_model import build_base
 
     d = tmp_path_factory.mktemp("issue22")
     (d / "m.tflite").write_bytes(build_base())

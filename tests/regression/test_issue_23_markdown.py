@@ -5,7 +5,7 @@ vanished; every generated real-board README ran its build/flash/verify commands 
 (``{%- else -%}`` in templates/README.md.j2 stripped the indent that made them a code block).  Both
 fail before the fix (commit d5c715b, where the fix landed).  verify.md (with its --layers and --profile sections), profile.md
 and a generated README are parsed with markdown-it-py (CommonMark + GitHub tables,
-tests/markdown_check.py): every table row keeps its header's columns, every command is in a code
+tests/support/markdown_check.py): every table row keeps its header's columns, every command is in a code
 block.  The emulated board's README and a real verify.md are checked on a real project in
 tests/test_readme_commands.py.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from markdown_check import check_tables, code_blocks, code_lines, prose_lines, tables
+from support.markdown_check import check_tables, code_blocks, code_lines, prose_lines, tables
 
 # A hostile name in every place user or board text reaches a Markdown file.
 HOSTILE = "m|x *y* `z` [l](u) <b>"

@@ -6,7 +6,7 @@ int8 path: the same instructions and outputs for an int8 op, several KB less fla
 variant is used only when
 
 * the library has it: the board's pinned library (a verified table below, checked against the real
-  tree by tests/test_tflm_registrations.py) or, for ``--tflm-dir``, the tree itself (its kernel header
+  tree by tests/codegen/test_tflm_registrations.py) or, for ``--tflm-dir``, the tree itself (its kernel header
   declares ``Register_<OP>_INT8()`` and its ``MicroMutableOpResolver::Add<Op>`` takes a registration);
 * the op is int8 in this model: the inputs the variant reads as int8 (activations, weights) and the
   output are int8 tensors.

@@ -26,7 +26,7 @@ class BoardFault(ProtocolError):
 
 def crc32(data: bytes, crc: int = 0) -> int:
     """CRC-32/ISO-HDLC, zlib's; ``crc`` continues a previous value.  The firmware's own
-    table-driven copy (tg_app.c) is checked against this in tests/test_protocol.py."""
+    table-driven copy (tg_app.c) is checked against this in tests/device/test_protocol.py."""
     return zlib.crc32(data, crc) & 0xFFFFFFFF
 
 
