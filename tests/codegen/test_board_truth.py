@@ -21,6 +21,7 @@ library between runs (they take minutes to compile: the core's include list has 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shlex
@@ -34,15 +35,15 @@ import pytest
 import support.board_kit as kit
 from conftest import REPO, build_ok, require_tool, run_cli
 
-from tinygen.common.boards import TFLM_LIBRARY_HEADERS, all_boards, parse, validate
+from tinygen.common.boards import TFLM_LIBRARY_HEADERS, all_boards, validate
 from tinygen.common.errors import TinygenError
 
-REAL_BOARDS = [b for b in all_boards().values() if not b.emulated]
+REAL_BOARDS = [b for b in all_boards().values() if not b.get("emulator")]
 
 
 # ------------------------------------------------------------------ pins (always)
 
-@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b.id)
+@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b["id"])
 def test_registry_pins_are_exact(board):
     name, _, version = board["platformio"]["platform"].partition("@")
     assert name and kit_exact(version), board["platformio"]["platform"]
@@ -57,7 +58,7 @@ def kit_exact(version: str) -> bool:
     return len(parts) == 3 and all(p.isdigit() for p in parts)
 
 
-@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b.id)
+@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b["id"])
 def test_pinned_header_is_the_one_that_version_ships(board):
     tflm = board["tflm"]
     assert tflm["header"] == TFLM_LIBRARY_HEADERS[tflm["library"]][tflm["version"]]
@@ -93,7 +94,7 @@ def test_the_glue_includes_the_pinned_header(sine_project):
     (lambda b: b["tflm"].update(version="9.9.9"), "not a verified"),
 ])
 def test_board_validation_refuses_ranges_and_wrong_headers(edit, message):
-    board = all_boards()["nano33ble"].as_json()
+    board = copy.deepcopy(all_boards()["nano33ble"])
     board["tflm"].pop("lib_deps")
     edit(board)
     with pytest.raises(TinygenError, match=message):
@@ -179,7 +180,7 @@ def mbed_kit(trees, tmp_path_factory):
     # The TFLM projects' release flags (boards/nano33ble.json, platformio.ini build_flags) reach the core and
     # the library too. The compiled projects do not have them; none of tinygen's C reads NDEBUG, so
     # only the core's own asserts (MBED_ASSERT in inline headers) differ for them, a few bytes.
-    flags = kit.mbed_flags(fw, all_boards()["nano33ble"].platformio.tflm_release_flags)
+    flags = kit.mbed_flags(fw, all_boards()["nano33ble"]["platformio"].get("tflm_release_flags", []))
     cache = Path(os.environ.get("TINYGEN_BOARD_TRUTH_CACHE") or work) / f"nano33ble-{kit.cache_key(flags, mbed, api, lib)}"
     core_src = fw / "cores" / "arduino"
     # PlatformIO builds every source under cores/arduino (ArduinoCore-API's api/*.cpp included) and the variant
@@ -442,7 +443,7 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
 def test_real_board_reports_cycles_and_microseconds_at_its_clock():
     from tinygen.verification.verify import latency, latency_rows
 
-    clock = all_boards()["nano33ble"].clock_hz
+    clock = all_boards()["nano33ble"]["clock_hz"]
     m = latency([6400, 6464, 12800], clock, None, clock)  # the firmware's ticks are CYCCNT at 64 MHz
     assert m["emulated"] is False
     assert m["cycles_per_inference"]["min"] == 6400 and m["cycles_per_inference"]["clock_hz"] == clock
