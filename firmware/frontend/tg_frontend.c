@@ -3,6 +3,8 @@
  * for bit on the host, Cortex-M4 and RV32). */
 #include "tg_frontend.h"
 
+#include <string.h>
+
 #define TG_FE_AUTOSCALE_BITS 14
 #define TG_FE_LOG_FRAC_BITS 8
 
@@ -159,15 +161,15 @@ static void tg_fe_cfft(const tg_fe_config_t *cfg, const int32_t *v, int32_t shif
         for (j = 1u; j < half; j++) {
             const uint32_t w1 = cfg->twiddle[j * step], w2 = cfg->twiddle[j * step / 2u],
                            w3 = cfg->twiddle[(j + half) * step / 2u];
-            for (i = j; i < m; i += 2u * span) {
-                const uint32_t a = z[i], b = tg_fe_rot(z[i + half], w1), c = z[i + span],
-                               d = tg_fe_rot(z[i + span + half], w1);
+            uint32_t *p;
+            for (p = z + j; p < z + m; p += 2u * span) { /* one pointer: fewer registers live */
+                const uint32_t a = p[0], b = tg_fe_rot(p[half], w1), c = p[span], d = tg_fe_rot(p[span + half], w1);
                 const uint32_t a1 = tg_fe_hadd(a, b), b1 = tg_fe_hsub(a, b), c1 = tg_fe_hadd(c, d), d1 = tg_fe_hsub(c, d);
                 const uint32_t t2 = tg_fe_rot(c1, w2), t3 = tg_fe_rot(d1, w3);
-                z[i] = tg_fe_hadd(a1, t2);
-                z[i + span] = tg_fe_hsub(a1, t2);
-                z[i + half] = tg_fe_hadd(b1, t3);
-                z[i + span + half] = tg_fe_hsub(b1, t3);
+                p[0] = tg_fe_hadd(a1, t2);
+                p[span] = tg_fe_hsub(a1, t2);
+                p[half] = tg_fe_hadd(b1, t3);
+                p[span + half] = tg_fe_hsub(b1, t3);
             }
         }
     }
@@ -208,20 +210,34 @@ static int tg_fe_frame(const tg_fe_config_t *cfg, const int16_t *x16, const int3
     uint32_t i, k, b;
     TG_FE_MARK(TG_FE_ST_OTHER);
     if (scratch_words < tg_fe_scratch_words(cfg)) return TG_FE_BAD_SIZE;
-    /* window (Q15, rounded) and the frame's largest magnitude */
+    /* window (Q15, rounded); the OR of the magnitudes has the bit length of the largest one */
     if (x16 != NULL) {
+#if TG_FE_DSP
+        for (i = 0; i + 1u < len; i += 2u) { /* two samples per SMLABB / SMLATT */
+            uint32_t xs, ws;
+            int32_t y;
+            memcpy(&xs, x16 + i, sizeof xs);
+            memcpy(&ws, cfg->window + i, sizeof ws);
+            x = __smlabb((int16x2_t)xs, (int16x2_t)ws, 1 << 14) >> 15;
+            y = __smlatt((int16x2_t)xs, (int16x2_t)ws, 1 << 14) >> 15;
+            v[i] = x;
+            v[i + 1u] = y;
+            mx |= (x ^ (x >> 31)) - (x >> 31);
+            mx |= (y ^ (y >> 31)) - (y >> 31);
+        }
+        for (; i < len; i++) {
+#else
         for (i = 0; i < len; i++) {
+#endif
             x = (x16[i] * cfg->window[i] + (1 << 14)) >> 15;
             v[i] = x;
-            if (x < 0) x = -x;
-            if (x > mx) mx = x;
+            mx |= (x ^ (x >> 31)) - (x >> 31);
         }
     } else {
         for (i = 0; i < len; i++) {
             x = (x32[i] * cfg->window[i] + (1 << 14)) >> 15;
             v[i] = x;
-            if (x < 0) x = -x;
-            if (x > mx) mx = x;
+            mx |= (x ^ (x >> 31)) - (x >> 31);
         }
     }
     for (i = len; i < n; i++) v[i] = 0;

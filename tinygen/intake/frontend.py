@@ -204,15 +204,8 @@ class Tables:
     band_offset: np.ndarray  # uint16, bands: index of the band's first weight
     weights: np.ndarray  # uint16, Q12
 
-    @property
-    def twiddle(self) -> np.ndarray:
-        """uint32, fft_size/2: cos | sin << 16 (the C's packed twiddles)."""
-        return (self.cos.astype(np.uint16).astype(np.uint32) | (self.sin.astype(np.uint16).astype(np.uint32) << 16))
-
-    @property
-    def log_lut(self) -> np.ndarray:
-        """uint8, 256: round(256 log2(1 + i/256)), the fraction of log2 for the 8 bits after the leading one."""
-        return LOG_LUT
+    twiddle: np.ndarray  # uint32, fft_size/2: cos | sin << 16 (the C's packed twiddles)
+    log_lut: np.ndarray  # uint8, 256: round(256 log2(1 + i/256)), the log's fraction for 8 bits after the top one
 
 
 LOG_LUT = np.round(256.0 * np.log2(1.0 + np.arange(256) / 256.0)).astype(np.uint8)
@@ -267,8 +260,9 @@ def make_tables(spec: FrontendSpec, what: str = "the front end") -> Tables:
             lens.append(e - a)
             offsets.append(len(weights))
             weights += [1 << FB_WEIGHT_BITS] * (e - a)
-    return Tables(window=_q15(w).clip(-32767, 32767).astype(np.int16),
-                  cos=_q15(np.cos(2 * np.pi * k / n)), sin=_q15(np.sin(2 * np.pi * k / n)),
+    cos, sin = _q15(np.cos(2 * np.pi * k / n)), _q15(np.sin(2 * np.pi * k / n))
+    return Tables(window=_q15(w).clip(-32767, 32767).astype(np.int16), cos=cos, sin=sin, log_lut=LOG_LUT,
+                  twiddle=cos.astype(np.uint16).astype(np.uint32) | (sin.astype(np.uint16).astype(np.uint32) << 16),
                   bitrev=bitrev, band_start=np.array(starts, np.uint16), band_len=np.array(lens, np.uint16),
                   band_offset=np.array(offsets, np.uint16), weights=np.array(weights, np.uint16))
 
@@ -290,15 +284,14 @@ def _bit_length(v: np.ndarray) -> np.ndarray:
 
 def autoscale(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scale each frame (rows) so its largest |value| has AUTOSCALE_BITS bits; returns (scaled, shift)."""
-    mx = np.abs(frames).max(axis=-1)
-    s = np.where(mx > 0, AUTOSCALE_BITS - _bit_length(mx), 0)
+    s = np.where((mx := np.abs(frames).max(axis=-1)) > 0, AUTOSCALE_BITS - _bit_length(mx), 0)
     left = np.maximum(s, 0)[..., None]
     right = np.maximum(-s, 0)[..., None]
     return (frames * (np.int64(1) << left)) >> right, s
 
 
 def _scale(x: np.ndarray, sh: np.ndarray) -> np.ndarray:
-    """x * 2^sh where sh >= 0, else x >> -sh (floor), per frame (sh has x's leading shape)."""
+    """x * 2^sh where sh >= 0, else x >> -sh (floor); sh per frame."""
     sh = np.asarray(sh)[..., None]
     return np.where(sh >= 0, x * (np.int64(1) << np.maximum(sh, 0)), x >> np.maximum(-sh, 0))
 
@@ -307,10 +300,9 @@ def fft_int(v: np.ndarray, shift: np.ndarray, tables: Tables) -> tuple[np.ndarra
     """Real FFT of windowed int rows (length N, zero padded, not yet scaled) with the autoscale
     ``shift`` per row -> (re, im) of N/2+1 bins, scaled to DFT(v * 2^shift) / N.
 
-    An N/2-point complex radix-2 decimation-in-time FFT of the even/odd samples packed as re/im,
-    every stage halving: stage 1 reads bit-reversed pairs straight from v and scales,
-    (a +- b) * 2^(shift-1); later stages round the twiddle products in Q15, except the exact
-    twiddle 1; then the split into the real spectrum.  All values fit int16 as in the C."""
+    N/2-point complex radix-2 DIT FFT of the even/odd samples as re/im, every stage halving: stage 1
+    reads bit-reversed pairs from v, (a +- b) * 2^(shift-1); later stages round twiddle products in
+    Q15 except the exact twiddle 1; then the split.  Every value fits int16, as in the C."""
     n = v.shape[-1]
     m = n // 2
     p = 2 * tables.bitrev.astype(np.int64)
@@ -532,9 +524,8 @@ def features_count(spec: FrontendSpec) -> int:
 
 
 STAGES = ("window", "shift", "fft", "filterbank", "log")
-# Where the C's instructions go (tg_frontend.c built with -DTG_FE_PROFILE; benchmarks/bench_frontend.py):
-# the Q15 window and autoscale, the FFT (scaled bit-reversed load + complex FFT), the real split and the
-# power spectrum, the filter bank, the log, and the rest (framing, the loops around the stages).
+# Where the C's instructions go (-DTG_FE_PROFILE, benchmarks/bench_frontend.py); "power" is the real split
+# and the power spectrum, "other" the framing around the stages.
 PROFILE_STAGES = ("window", "fft", "power", "filterbank", "log", "other")
 
 
