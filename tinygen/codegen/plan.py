@@ -62,7 +62,7 @@ def _kind(est: dict, key: str) -> str:
 
 
 def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo,
-                 compiled_peak: int | None, compiled_const: int | None = None, frontend=None) -> list[dict]:
+                 compiled_peak: int | None, compiled_const: int | None = None) -> list[dict]:
     """Where the flash and RAM go, part by part, each marked exact (from the model), measured (by
     tests/codegen/test_board_truth.py against the real core and library) or estimate (what no tree here can
     link: mbed-os, ESP-IDF)."""
@@ -114,8 +114,8 @@ def _compiled_constant_bytes(model: TfliteModel) -> int:
 
 
 def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None,
-           compiled_const: int | None = None, frontend=None) -> dict:
-    parts = budget_parts(board, runtime, model, arena, compiled_peak, compiled_const, frontend)
+           compiled_const: int | None = None) -> dict:
+    parts = budget_parts(board, runtime, model, arena, compiled_peak, compiled_const)
     flash = sum(p["flash_bytes"] for p in parts)
     ram = sum(p["ram_bytes"] for p in parts)
 
@@ -181,7 +181,7 @@ def _other_budget(plan: "Plan") -> tuple[str, dict] | None:
         if any(op not in an.TFLM_RESOLVER_METHODS for op in m.op_names) or (
                 an.dense_per_channel(m) and not board.get("tflm", {}).get("per_channel_fully_connected")):
             return None
-        return other, budget(board, other, m, plan.arena, None, None, _plan_frontend(plan))
+        return other, budget(board, other, m, plan.arena, None)
     except TinygenError:  # the compiled runtime refuses an op or its arena
         return None
 
@@ -195,16 +195,6 @@ def fit_advice(plan: "Plan") -> str:
     tips = []
     if other is not None and other[1]["fits"]:
         ob = other[1]
-def _plan_frontend(plan: "Plan"):
-    """(FrontendSpec, Requant) of a plan with a front end, for its budget; None without one."""
-    if plan.frontend is None:
-        return None
-    from tinygen.intake.frontend import for_model
-
-    t = plan.model.input_tensor()
-    return for_model(plan.frontend, t.shape, t.scale[0], t.zero_point[0])
-
-
         tips.append(f"--runtime {other[0]} fits (flash {ob['flash_bytes']:,} B, RAM {ob['ram_bytes']:,} B)")
     if None in keeps:
         if not tips:
@@ -379,7 +369,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
                                           arena_bytes=arena.recommended_bytes).astype(np.int8)
         vec.update(rv)
     plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None,
-                         compiled.constant_bytes if compiled else None, fe)
+                         compiled.constant_bytes if compiled else None)
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
                 vec, qual, plan_budget, compiled, tflm_dir,
