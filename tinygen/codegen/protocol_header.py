@@ -3,6 +3,11 @@
 
 Generated projects get both from :mod:`tinygen.codegen.render`;
 ``python -m tinygen.codegen.protocol_header -o tg_protocol.h`` writes the first by hand.
+
+Printed in Python rather than from a template (like the compiled runtime's printer,
+:mod:`tinygen.codegen.compiled.printer`): every line is a number or name from the protocol's one
+source, :mod:`tinygen.common.protocol`, or one of the model's numbers; no user text.  The one
+string table (status names) is written by :func:`tinygen.common.escape.c_string`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,15 @@ Every op is followed by a call of the op hook when one is set (``<prefix>_set_op
 validation firmware's LAYERS and PROFILE requests stream or time each op's output through it.
 The hook is a pointer compiled in always, not a build switch, so ``tinygen verify`` runs the very
 object code a user's program links; unset, it costs one load and branch per op.
+
+Why Python f-strings here when every project file is a jinja template (templates/, rendered by
+:mod:`tinygen.codegen.render`): this file is printed op by op from a numeric IR (one declaration
+and one call per op, arrays of numbers), which a template could only loop over while calling back
+into Python for every spelling.  The rule is the same on both paths: user text (here tensor names
+and op names, which come from the model file) reaches C only through
+:mod:`tinygen.common.escape` (``c_comment`` here; filters in the templates); the rest of what
+is printed is numbers, names this module makes (``<prefix>`` is checked by :func:`check_prefix`)
+and tinygen's own text.
 """
 
 from __future__ import annotations
@@ -236,7 +245,7 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
 
     const_tensors = list(dict.fromkeys(t for op in program.ops for t in op.const_inputs))
     ops_count = Counter(op.opcode for op in program.ops)
-    ops_text = ", ".join(f"{k} x{v}" for k, v in sorted(ops_count.items()))
+    ops_text = ", ".join(f"{c_comment(k)} x{v}" for k, v in sorted(ops_count.items()))
 
     body: list[str] = []
     decls: list[str] = []
