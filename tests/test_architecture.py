@@ -141,6 +141,49 @@ def test_the_checker_itself_catches_a_backward_import(source, module, bad):
     assert bool(violations(source, module)) is bad
 
 
+# The one conductor (tinygen.api.building) calls intake, then codegen: codegen takes intake's values
+# (the Source, the front end's definition, which it prints into C) but runs no intake step itself
+# (training, loading, the int8 conversion), so the model's data never climbs back up from codegen.
+CODEGEN_TAKES_FROM_INTAKE = {"tinygen.intake.sources": {"Source"}, "tinygen.intake.frontend": None}  # None: any name
+
+
+def intake_steps_called(source: str, module: str) -> list[str]:
+    """What ``source`` (a codegen module) imports from intake beyond CODEGEN_TAKES_FROM_INTAKE."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            bad += [f"{module}:{node.lineno} imports {a.name}" for a in node.names if a.name.startswith("tinygen.intake")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinygen.intake"):
+            for a in node.names:
+                target, name = (f"tinygen.intake.{a.name}", None) if node.module == "tinygen.intake" \
+                    else (node.module, a.name)
+                allowed = CODEGEN_TAKES_FROM_INTAKE.get(target, set())
+                if allowed is not None and (name is None or name not in allowed):
+                    bad.append(f"{module}:{node.lineno} imports {target}{'.' + name if name else ''}")
+    return bad
+
+
+def test_codegen_runs_no_intake_step():
+    problems = []
+    for name, path in package_modules().items():
+        if name.startswith("tinygen.codegen"):
+            problems += intake_steps_called(path.read_text(), name)
+    assert not problems, "the conductor (api) runs intake's steps and hands codegen their values:\n" + \
+        "\n".join(problems)
+
+
+@pytest.mark.parametrize("source, bad", [
+    ("from tinygen.intake.sources import Source, convert\n", True),
+    ("def f():\n    from tinygen.intake import sources\n", True),
+    ("import tinygen.intake.quantize\n", True),
+    ("from tinygen.intake.sources import Source\n", False),
+    ("from tinygen.intake.frontend import for_model\n", False),
+    ("from tinygen.intake import frontend\n", False),
+])
+def test_the_conductor_check_itself(source, bad):
+    assert bool(intake_steps_called(source, "tinygen.codegen.x")) is bad
+
+
 def _first_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}
     stack: list[str] = []

@@ -179,10 +179,18 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
         try:
             compression = _compress(src, b, runtime, copts, seed, progress)
         except BaseException:
-            if src.work is not None:  # make_plan's conversion would have removed it
+            if src.work is not None:  # the conversion would have removed it
                 src.work.cleanup()
             raise
-    plan = make_plan(src, b, runtime, n_vectors=vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
+    int8 = None
+    if src.tflite is None:  # intake's last step, for what this board's runtime computes exactly; then codegen
+        from tinygen.codegen.plan import per_channel_dense_exact
+        from tinygen.codegen.refusals import runtime_ops
+        from tinygen.intake.sources import convert
+
+        progress("quantizing to int8 (TFLite converter)")
+        int8 = convert(src, per_channel_dense_exact(b, runtime), runtime_ops(runtime))
+    plan = make_plan(src, b, runtime, int8=int8, n_vectors=vectors, seed=seed, progress=progress, tflm_dir=tflm_dir)
     check_fits(plan.budget, b, runtime, plan)
     progress("rendering the project")
     files = render(plan)

@@ -6,5 +6,7 @@ per-channel FC rewrite (:mod:`.fc_rewrite`), the protocol's C headers
 whether a model fits each board (:mod:`.board_fit`).
 
 May import: :mod:`tinygen.common`, :mod:`tinygen.tflite`, :mod:`tinygen.intake`,
-:mod:`tinygen.analysis`.
+:mod:`tinygen.analysis`; from intake only its values (the Source, the front end's definition):
+intake's steps (training, loading, the int8 conversion) are run by the conductor,
+:mod:`tinygen.api.building`, which hands codegen what they return (tests/test_architecture.py).
 """

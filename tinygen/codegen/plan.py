@@ -21,7 +21,7 @@ from tinygen.common.errors import DoesNotFit, TinygenError, UnsupportedModel
 from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
 from tinygen.tflite.int8 import check_int8
 from tinygen.tflite.model import TfliteModel, parse_model
-from tinygen.intake.sources import Source, convert, float_predictions
+from tinygen.intake.sources import Source
 from tinygen.analysis.vectors import dequantize, quantize_input, quality
 
 DEFAULT_VECTORS = 32
@@ -266,6 +266,14 @@ def _checked_task(task: str, n_out: int, y) -> str:
     return task
 
 
+def _float_outputs(src: Source, x: np.ndarray | None) -> np.ndarray | None:
+    """The float model's outputs on the held-out samples, which intake's conversion left on the source."""
+    pred = src.float_pred
+    if x is None or pred is None or len(pred) != len(x):
+        return None
+    return pred
+
+
 def check_runtime(board: dict, runtime: str) -> None:
     """The one place a board's runtimes are enforced (the API calls it before training too)."""
     if runtime not in board["runtimes"]:
@@ -273,11 +281,21 @@ def check_runtime(board: dict, runtime: str) -> None:
                            f"choose one of: {', '.join(board['runtimes'])}")
 
 
-def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAULT_VECTORS, seed: int = 0,
-              progress: Callable[[str], None] = lambda s: None, tflm_dir: str | None = None) -> Plan:
+def per_channel_dense_exact(board: dict, runtime: str) -> bool:
+    """Whether ``runtime`` on ``board`` computes per-channel FULLY_CONNECTED exactly: the compiled runtime
+    always, a TFLM library as its board file says.  Models tinygen converts get per-channel Dense weights
+    only then (the conductor passes it to intake's converter)."""
+    return bool(board.get("tflm", {}).get("per_channel_fully_connected", False)) if runtime == "tflm" else True
+
+
+def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = None, n_vectors: int = DEFAULT_VECTORS,
+              seed: int = 0, progress: Callable[[str], None] = lambda s: None, tflm_dir: str | None = None) -> Plan:
+    """What to emit for ``src`` on ``board`` with ``runtime``.  ``int8``: the int8 model the conductor
+    (:mod:`tinygen.api.building`) had intake convert from ``src``'s float model, with
+    :func:`per_channel_dense_exact` and the runtime's ops; None for a user's int8 .tflite
+    (``src.tflite``), used as is or rewritten for the board.  Runs no intake step itself."""
     check_runtime(board, runtime)
-    per_channel_dense = bool(board.get("tflm", {}).get("per_channel_fully_connected", False)) \
-        if runtime == "tflm" else True
+    per_channel_dense = per_channel_dense_exact(board, runtime)
     if src.tflite is not None:
         raw = src.tflite
         note = "int8 .tflite used as is"
@@ -291,8 +309,10 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         # Models we convert ourselves get per-tensor Dense weights instead of the rewrite: exact as
         # well, and the model keeps the library's FULLY_CONNECTED kernel (the fastest path, no
         # RESHAPE copies) and the op set the budgets were measured with.
-        progress("quantizing to int8 (TFLite converter)")
-        raw = convert(src, per_channel_dense, refusals.runtime_ops(runtime))
+        if int8 is None:
+            raise TinygenError(f"{src.name}: no int8 model to plan; the conductor converts the float model first "
+                               "(tinygen.intake.sources.convert) and passes it as int8=")
+        raw = int8
         note = ("Dense per-channel (runtime computes per-channel FULLY_CONNECTED exactly)" if per_channel_dense
                 else "Dense per-tensor (the board's TFLM library computes per-tensor FULLY_CONNECTED only)")
     rewritten = src.tflite is not None and raw is not src.tflite
@@ -341,7 +361,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, n_vectors: int = DEFAUL
         rewrite.check_equivalent(src.tflite, raw, q_in, q_out, src.name, board, arena_bytes=ref_arena)
     else:
         q_out = run_reference(raw, q_in, src.name, arena_bytes=arena.recommended_bytes)
-    float_out = float_predictions(src, x_float) if x_float is not None else None
+    float_out = _float_outputs(src, x_float)
     if float_out is not None:
         float_out = float_out.reshape((len(float_out),) + out_t.shape)
     task = infer_task(src, out_t.shape, m)

@@ -156,10 +156,3 @@ def convert(src: Source, per_channel_dense: bool, runtime_ops=None) -> bytes:
     finally:
         src.work.cleanup()
     return raw
-
-
-def float_predictions(src: Source, x: np.ndarray) -> np.ndarray | None:
-    """The float model's outputs on the held-out samples (computed by the worker while converting)."""
-    if x is None or src.float_pred is None or len(src.float_pred) != len(x):
-        return None
-    return src.float_pred
