@@ -1,6 +1,6 @@
 """Standard int8 .tflite files (per-channel FULLY_CONNECTED) on TFLM boards whose library computes
 FULLY_CONNECTED per-tensor: each such layer is rewritten to RESHAPE + CONV_2D 1x1 + RESHAPE
-(tinygen/codegen/fc_rewrite.py), and the rewrite must equal the user's original model bit for bit.
+(tinygen/tflite/fc_rewrite.py), and the rewrite must equal the user's original model bit for bit.
 
 The models are made here with the usual TF recipe (Optimize.DEFAULT, int8 in/out, a
 representative dataset), from Keras layers whose output channels have very different weight
@@ -165,7 +165,7 @@ def test_models_are_standard_per_channel_int8(models):
 
 @pytest.mark.parametrize("kind", ["mlp", "keep", "batch", "shared"])
 def test_rewrite_is_bit_exact_on_tflite_micro(models, kind):
-    from tinygen.codegen.fc_rewrite import fc_to_conv
+    from tinygen.tflite.fc_rewrite import fc_to_conv
 
     raw = models[kind].read_bytes()
     new, n = fc_to_conv(raw)
@@ -198,7 +198,7 @@ def test_rewrite_is_bit_exact_on_tflite_micro(models, kind):
 
 def test_rewrite_leaves_other_models_alone(models):
     from tinygen.common.boards import get_board
-    from tinygen.codegen.fc_rewrite import fc_to_conv, for_board
+    from tinygen.tflite.fc_rewrite import fc_to_conv, for_board
 
     per_tensor = models["mlp-per-tensor"].read_bytes()
     assert fc_to_conv(per_tensor) == (per_tensor, 0)
@@ -216,7 +216,8 @@ def test_a_rewrite_that_differs_is_refused(models):
 
     from tinygen.common.boards import get_board
     from tinygen.common.errors import TinygenError
-    from tinygen.codegen.fc_rewrite import check_equivalent, fc_to_conv
+    from tinygen.analysis.equivalence import check_equivalent
+    from tinygen.tflite.fc_rewrite import fc_to_conv
 
     raw = models["mlp"].read_bytes()
     new, _ = fc_to_conv(raw)

@@ -1,6 +1,5 @@
 """Where C is written: the plan for one board and runtime (:mod:`.plan`), the
-compiled runtime's lowering, memory plan and C printer (:mod:`.compiled`), the TFLM
-per-channel FC rewrite (:mod:`.fc_rewrite`), the protocol's C headers
+compiled runtime's lowering, memory plan and C printer (:mod:`.compiled`), the protocol's C headers
 (:mod:`.protocol_header`), rendering the project's files from templates
 (:mod:`.render`, pure; the model library and the example: :mod:`.model_library`), the one writer of output directories (:mod:`.project`) and
 whether a model fits each board (:mod:`.board_fit`).

@@ -12,9 +12,9 @@ from typing import Callable
 
 from tinygen.analysis import ops as an
 from tinygen.analysis.reference import ArenaInfo, measure_arena
-from tinygen.codegen import fc_rewrite as rewrite
 from tinygen.codegen.plan import budget
 from tinygen.common.boards import all_boards
+from tinygen.tflite import fc_rewrite as rewrite
 from tinygen.tflite.model import TfliteModel, parse_model
 
 

@@ -14,11 +14,12 @@ from typing import Callable
 import numpy as np
 
 from tinygen.analysis import ops as an
-from tinygen.codegen import fc_rewrite as rewrite
 from tinygen.codegen import refusals
 from tinygen.codegen.compiled import CompiledBuild, compile_model
 from tinygen.common.errors import DoesNotFit, TinygenError, UnsupportedModel
+from tinygen.analysis.equivalence import check_equivalent
 from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
+from tinygen.tflite import fc_rewrite as rewrite
 from tinygen.tflite.int8 import check_int8
 from tinygen.tflite.model import TfliteModel, parse_model
 from tinygen.intake.sources import Source
@@ -358,7 +359,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = No
         ref_arena = max(2 * arena.recommended_bytes, 1 << 20)
         q_out = run_reference(src.tflite, q_in, src.name, arena_bytes=ref_arena)
         progress("checking the CONV_2D rewrite against the original (tflite_micro, bit-exact)")
-        rewrite.check_equivalent(src.tflite, raw, q_in, q_out, src.name, board, arena_bytes=ref_arena)
+        check_equivalent(src.tflite, raw, q_in, q_out, src.name, board, arena_bytes=ref_arena)
     else:
         q_out = run_reference(raw, q_in, src.name, arena_bytes=arena.recommended_bytes)
     float_out = _float_outputs(src, x_float)

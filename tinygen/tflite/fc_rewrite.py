@@ -9,7 +9,8 @@ clamp(requantize(sum((x + in_offset) * w) + bias, c) + out_offset). A 1x1 VALID 
 per-channel multipliers, while its FULLY_CONNECTED glue (Chirale_TensorFLowLite 2.0.0,
 kernels/cmsis_nn/fully_connected.cpp) passes the per-tensor one for every channel.
 The pipeline still checks the claim on every build: the rewritten model must give the
-original's outputs bit for bit on the tflite_micro interpreter (:func:`check_equivalent`).
+original's outputs bit for bit on the tflite_micro interpreter
+(:func:`tinygen.analysis.equivalence.check_equivalent`, a later stage: it runs the interpreter).
 
 Pure Python (the flatbuffers object API of the schema bindings the tflite_micro wheel ships),
 so it runs in-process on user input like :mod:`tinygen.tflite.model`.  Same input, same bytes.
@@ -212,7 +213,7 @@ def for_board(raw: bytes, board: dict) -> tuple[bytes, str | None]:
 
     Only boards whose library computes FULLY_CONNECTED per-tensor (``tflm.per_channel_fully_connected``
     false) get the rewrite.  Models tinygen converts itself are not passed here: they get per-tensor
-    Dense weights from the converter (see pipeline.make_plan).
+    Dense weights from the converter (see tinygen.codegen.plan.make_plan).
     """
     if board.get("tflm", {}).get("per_channel_fully_connected", False):
         return raw, None
@@ -226,36 +227,3 @@ def for_board(raw: bytes, board: dict) -> tuple[bytes, str | None]:
     return new, (f"FULLY_CONNECTED ×{n} rewritten to CONV_2D 1×1 for per-channel exactness on "
                  f"{library_name(board)}")
 
-
-def probe_inputs(shape: tuple[int, ...], seed: int = 0, n_random: int = 64) -> np.ndarray:
-    """Inputs that exercise saturation as well as the middle: all -128, all 127, alternating
-    extremes, then uniform random int8."""
-    size = int(np.prod(shape)) if shape else 1
-    alt = np.where(np.arange(size) % 2 == 0, -128, 127)
-    fixed = np.stack([np.full(size, -128), np.full(size, 127), alt, -alt - 1, np.zeros(size)])
-    rnd = np.random.default_rng(seed).integers(-128, 128, size=(n_random, size))
-    return np.concatenate([fixed, rnd]).astype(np.int8).reshape((-1,) + tuple(shape))
-
-
-def check_equivalent(original: bytes, rewritten: bytes, inputs: np.ndarray, outputs: np.ndarray,
-                     name: str, board: dict, arena_bytes: int | None = None) -> int:
-    """Refuse the build unless ``rewritten`` gives the original's outputs bit for bit on the
-    tflite_micro interpreter, on ``inputs`` (whose original outputs are ``outputs``) plus
-    :func:`probe_inputs`.  Returns the number of vectors compared."""
-    from tinygen.analysis.reference import run_reference
-
-    probes = probe_inputs(tuple(inputs.shape[1:]))
-    want = np.concatenate([np.asarray(outputs, dtype=np.int8),
-                           run_reference(original, probes, name, arena_bytes=arena_bytes).astype(np.int8)])
-    got = run_reference(rewritten, np.concatenate([inputs.astype(np.int8), probes]), name,
-                        arena_bytes=arena_bytes).astype(np.int8)
-    if got.shape != want.shape:
-        bad = len(want)
-    else:
-        bad = int(np.count_nonzero((got != want).reshape(len(want), -1).any(axis=1)))
-    if bad:
-        raise TinygenError(
-            f"{name}: the CONV_2D rewrite of its per-channel FULLY_CONNECTED layers differs from the original "
-            f"on the tflite_micro interpreter in {bad} of {len(want)} vectors, so it is not safe on "
-            f"{board['id']}'s TFLM library ({library_name(board)}); use --runtime compiled and report this")
-    return len(want)
