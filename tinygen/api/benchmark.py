@@ -61,10 +61,10 @@ def _bench_boards(boards) -> list[dict]:
 
 
 def _real_fits(plan: Plan) -> list[str]:
-    from tinygen.codegen.board_fit import fits_per_board
+    from tinygen.codegen.board_budgets import budgets_per_board
     from tinygen.common.boards import all_boards, is_emulated
 
-    fits = fits_per_board(plan.model, plan.arena, plan.name, plan.compiled.peak_bytes if plan.compiled else None)
+    fits = budgets_per_board(plan.model, plan.arena, plan.name, plan.compiled.peak_bytes if plan.compiled else None)
     return [bid for bid, b in all_boards().items()
             if not is_emulated(b) and fits.get(bid, {}).get(plan.runtime, {}).get("fits")]
 

@@ -85,7 +85,7 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
     from tinygen.analysis.reference import measure_arena
     from tinygen.codegen import compiled as cmod
     from tinygen.codegen import refusals
-    from tinygen.codegen.board_fit import fits_per_board
+    from tinygen.codegen.board_budgets import budgets_per_board
     from tinygen.tflite.int8 import check_int8
     from tinygen.tflite.model import read_model
     from tinygen.verification import host_check
@@ -116,7 +116,7 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
         cmod.check_supported(program)
     # One static plan serves every board's fit check (and the memory table when runtime="compiled").
     compiled_plan = cmod.plan_memory(program) if program.supported else None
-    fits = fits_per_board(m, arena, str(p), compiled_plan.peak_bytes if compiled_plan else None, progress)
+    fits = budgets_per_board(m, arena, str(p), compiled_plan.peak_bytes if compiled_plan else None, progress)
     memory = None
     if runtime == "compiled":
         memory = {"peak_bytes": compiled_plan.peak_bytes, "tensors": cmod.memory_table(compiled_plan)}

@@ -1,4 +1,6 @@
-"""Does an int8 model fit each known board, under each runtime the board offers?
+"""Each known board's flash and RAM budget for an int8 model, under each runtime the board offers
+(``inspect`` shows which fit).  Named "budget", not "fit": "fit" is the ``--fit`` search of
+:mod:`tinygen.compress.fit`, which shrinks a model until its budget fits.
 
 The answer for a board is the budget a build would compute (:func:`tinygen.codegen.plan.budget`)
 for the model the build would emit: under a TFLM library that computes FULLY_CONNECTED per-tensor
@@ -18,8 +20,8 @@ from tinygen.tflite import fc_rewrite as rewrite
 from tinygen.tflite.model import TfliteModel, parse_model
 
 
-def fits_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: int | None,
-                   progress: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, dict]]:
+def budgets_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: int | None,
+                      progress: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, dict]]:
     """{board id: {runtime: budget}}.  ``compiled_peak`` is the compiled runtime's static arena
     (None when that runtime cannot run the model); each distinct rewrite's arena is measured once."""
     tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in an.analyze(m).ops)
@@ -35,9 +37,9 @@ def fits_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: i
             const = compile_model(m).constant_bytes
         except TinygenError:  # budget() then falls back per board, as before
             const = None
-    fits: dict[str, dict[str, dict]] = {}
+    budgets: dict[str, dict[str, dict]] = {}
     for bid, b in all_boards().items():
-        fits[bid] = {}
+        budgets[bid] = {}
         for rt in b["runtimes"]:
             if rt == "tflm" and tflm_ok:
                 raw2, rw_note = rewrite.for_board(m.raw, b) if has_fc else (m.raw, None)
@@ -48,9 +50,9 @@ def fits_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: i
                 m2, arena2 = tflm_models[raw2]
                 if an.dense_per_channel(m2) and not b.get("tflm", {}).get("per_channel_fully_connected"):
                     continue
-                fits[bid][rt] = budget(b, rt, m2, arena2, None)
+                budgets[bid][rt] = budget(b, rt, m2, arena2, None)
                 if rw_note:
-                    fits[bid][rt]["rewrite"] = rw_note
+                    budgets[bid][rt]["rewrite"] = rw_note
             elif rt == "compiled" and compiled_peak is not None:
-                fits[bid][rt] = budget(b, rt, m, arena, compiled_peak, const)
-    return fits
+                budgets[bid][rt] = budget(b, rt, m, arena, compiled_peak, const)
+    return budgets
