@@ -235,18 +235,49 @@ def packed_weights(op: Operator, w2, bias, input_offset: int, groups: int = 1):
     return packed, folded.astype(np.int32), k4, bound
 
 
-def requant_data(bounds, mults, shifts, output_offset: int = 0,
-                  doubled: bool = False) -> tuple[list[ConstArray], list[tuple[str, object]]]:
+def constant_channel_rq(acc: int, m: int, shift: int, output_offset: int, doubled: bool) -> list[int] | None:
+    """rq_fused constants for a channel whose accumulator is the one value ``acc`` (all its
+    weights zero: the accumulator is its folded bias), or None. Such channels (a bias near
+    2^30 with a right shift of 26 or more, as in the official MLPerf VWW model) fail
+    quant.fused_requant_constants' proof, which covers every |acc| up to a bound. Here the
+    output is one number, TFLM's MultiplyByQuantizedMultiplier(acc) + offset = t, and the
+    constants (m 0, shift 0, c = 2 t + [a < 0], right 1) make the kernels' tg_rq_fused
+    (SMMLAR(a << 0, 0, c + (a < 0 ? -1 : 0)) >> 1, a = acc or 2 acc when doubled) give 2 t >> 1
+    = t: the product is (a * 0 + 2^31) >> 32 = 0 and every step stays in int32 (checked)."""
+    a = 2 * int(acc) if doubled else int(acc)
+    if not -2**31 <= a <= INT32_MAX or not -2**31 <= int(acc) << max(int(shift), 0) <= INT32_MAX:
+        return None  # (TFLM's own left shift must not leave int32 either)
+    t = quant.multiply_by_quantized_multiplier(int(acc), int(m), int(shift)) + int(output_offset)
+    if not -2**29 < t < 2**29:
+        return None
+    return [0, 0, 2 * t + (1 if a < 0 else 0), 1]
+
+
+def requant_data(bounds, mults, shifts, output_offset: int = 0, doubled: bool = False,
+                  known=None) -> tuple[list[ConstArray], list[tuple[str, object]]]:
     """The multiplier / shift / fast_requant / rq_fused fields and their arrays: the fused
     constants (array "rqf", the output offset folded in) when provably exact, else the
     fast ones (array "rq"), else the multiplier and shift arrays.
 
     ``bounds`` (per output channel) bound |accumulator|; with one multiplier for
-    all channels the largest bound applies."""
+    all channels the largest bound applies. ``known`` (per channel, per-channel
+    multipliers only): the accumulator's one value where it has only one, else None; such
+    a channel the bound's proof refuses gets constant_channel_rq's constants."""
     bounds = [int(b) for b in np.asarray(bounds, dtype=np.int64).reshape(-1)]
     if len(mults) == 1:
         bounds = [max(bounds)] if bounds else [0]
+        known = None
     fused = quant.fused_requant_constants(bounds, mults, shifts, output_offset, doubled)
+    if fused is None and known is not None and len(known) == len(bounds) == len(mults):
+        fused = []
+        for b, m, s, a in zip(bounds, mults, shifts, known):
+            k = quant.fused_requant_constants([b], [m], [s], output_offset, doubled)
+            if k is None and a is not None:
+                k = constant_channel_rq(a, m, s, output_offset, doubled)
+            if k is None:
+                fused = None
+                break
+            fused += k
     if fused is not None:
         return ([ConstArray("rqf", i32(fused))],
                 [("multiplier", None), ("shift", None), ("fast_requant", None), ("rq_fused", ArrayRef("rqf"))])
@@ -321,9 +352,10 @@ def conv_geometry(m: TfliteModel, op: Operator, depthwise: bool) -> dict:
 
 
 def conv_opir(op: Operator, c: dict, arrays: list[ConstArray], acc_bound, k4: int, bias_ref: ArrayRef | None,
-              w16_ref: ArrayRef | None, depthwise: bool) -> OpIR:
+              w16_ref: ArrayRef | None, depthwise: bool, known=None) -> OpIR:
     """The OpIR of a CONV_2D / DEPTHWISE_CONV_2D from its geometry (conv_geometry) and the
-    weight arrays its family packed: the requantization data, the params, the write overlap."""
+    weight arrays its family packed: the requantization data, the params, the write overlap.
+    ``known``: per output channel, the accumulator's one value (all weights zero) or None."""
     per_channel = len(set(zip(c["mults"], c["shifts"]))) > 1
     if per_channel:
         mults, shifts = c["mults"], c["shifts"]
@@ -332,7 +364,8 @@ def conv_opir(op: Operator, c: dict, arrays: list[ConstArray], acc_bound, k4: in
     # fast requantization constants replace the multiplier / shift arrays
     # depthwise 3x3 with fused requantization: the widened weights and biases doubled, so
     # the kernel's accumulators arrive doubled and its requantization needs no shift
-    rq_arrays, rq_fields = requant_data(acc_bound, mults, shifts, c["y"].zero_point[0], w16_ref is not None)
+    rq_arrays, rq_fields = requant_data(acc_bound, mults, shifts, c["y"].zero_point[0], w16_ref is not None,
+                                        known if per_channel else None)
     arrays += rq_arrays
     if w16_ref is not None:
         scale = 2 if dict(rq_fields).get("rq_fused") is not None else 1

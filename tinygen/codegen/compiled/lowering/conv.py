@@ -20,4 +20,6 @@ def conv_2d(m: TfliteModel, op: Operator) -> OpIR:
     packed, folded, k4, acc_bound = packed_weights(op, w2, c["bias"], -c["x"].zero_point[0],
                                                    c["in_c"] // c["filter_in_c"])
     arrays = [ConstArray("w", packed, align=4), ConstArray("b", folded)]
-    return conv_opir(op, c, arrays, acc_bound, k4, ArrayRef("b"), None, depthwise=False)
+    # a channel with all weights zero accumulates its folded bias and nothing else
+    known = [int(b) if not row.any() else None for row, b in zip(w2, folded)]
+    return conv_opir(op, c, arrays, acc_bound, k4, ArrayRef("b"), None, depthwise=False, known=known)

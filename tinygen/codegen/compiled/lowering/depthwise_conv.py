@@ -32,4 +32,9 @@ def depthwise_conv_2d(m: TfliteModel, op: Operator) -> OpIR:
     if c["bias"] is not None:
         arrays.append(ConstArray("b", i32(c["bias"].data)))
         bias_ref = ArrayRef("b")
-    return conv_opir(op, c, arrays, acc_bound, 0, bias_ref, w16_ref, depthwise=True)
+    # a channel with all weights zero accumulates its bias and nothing else
+    w_any = np.asarray(c["w"].data).reshape(-1, c["out_c"]).any(axis=0)
+    bias = np.zeros(c["out_c"], dtype=np.int64) if c["bias"] is None else \
+        np.asarray(c["bias"].data, dtype=np.int64).reshape(-1)
+    known = [None if nz else int(b) for nz, b in zip(w_any, bias)]
+    return conv_opir(op, c, arrays, acc_bound, 0, bias_ref, w16_ref, depthwise=True, known=known)
