@@ -21,7 +21,6 @@ library between runs (they take minutes to compile: the core's include list has 
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shlex
@@ -35,22 +34,22 @@ import pytest
 import support.board_kit as kit
 from conftest import REPO, build_ok, require_tool, run_cli
 
-from tinygen.common.boards import TFLM_LIBRARY_HEADERS, all_boards, validate
+from tinygen.common.boards import TFLM_LIBRARY_HEADERS, all_boards, parse, validate
 from tinygen.common.errors import TinygenError
 
-REAL_BOARDS = [b for b in all_boards().values() if not b.get("emulator")]
+REAL_BOARDS = [b for b in all_boards().values() if not b.emulated]
 
 
 # ------------------------------------------------------------------ pins (always)
 
-@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b["id"])
+@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b.id)
 def test_registry_pins_are_exact(board):
-    name, _, version = board["platformio"]["platform"].partition("@")
-    assert name and kit_exact(version), board["platformio"]["platform"]
-    tflm = board["tflm"]
-    assert kit_exact(tflm["version"])
-    assert tflm["lib_deps"] == [f"{tflm['library']}@{tflm['version']}"]
-    assert all(kit_exact(dep.rpartition("@")[2]) for dep in tflm["lib_deps"])
+    name, _, version = board.platformio.platform.partition("@")
+    assert name and kit_exact(version), board.platformio.platform
+    tflm = board.tflm
+    assert kit_exact(tflm.version)
+    assert tflm.lib_deps == (f"{tflm.library}@{tflm.version}",)
+    assert all(kit_exact(dep.rpartition("@")[2]) for dep in tflm.lib_deps)
 
 
 def kit_exact(version: str) -> bool:
@@ -58,10 +57,10 @@ def kit_exact(version: str) -> bool:
     return len(parts) == 3 and all(p.isdigit() for p in parts)
 
 
-@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b["id"])
+@pytest.mark.parametrize("board", REAL_BOARDS, ids=lambda b: b.id)
 def test_pinned_header_is_the_one_that_version_ships(board):
-    tflm = board["tflm"]
-    assert tflm["header"] == TFLM_LIBRARY_HEADERS[tflm["library"]][tflm["version"]]
+    tflm = board.tflm
+    assert tflm.header == TFLM_LIBRARY_HEADERS[tflm.library][tflm.version]
     tree = os.environ.get("TINYGEN_TFLM_LIB_DIR")
     if tree:  # the real library: its version and its header
         props = dict(ln.split("=", 1) for ln in (Path(tree) / "library.properties").read_text().splitlines()
@@ -78,10 +77,10 @@ def test_the_glue_includes_the_pinned_header(sine_project):
 
     board = all_boards()["esp32"]
     cfg = ProjectConfig(str(sine_project / "platformio.ini"), parse_extra=False)
-    assert cfg.get("env:esp32", "platform") == board["platformio"]["platform"]
-    assert cfg.get("env:esp32", "lib_deps") == [f"{board['tflm']['library']}@{board['tflm']['version']}"]
+    assert cfg.get("env:esp32", "platform") == board.platformio.platform
+    assert cfg.get("env:esp32", "lib_deps") == [f"{board.tflm.library}@{board.tflm.version}"]
     glue = (sine_project / "lib/tinygen_model/src" / "tg_runtime_tflm.cc").read_text()
-    header = TFLM_LIBRARY_HEADERS[board["tflm"]["library"]][board["tflm"]["version"]]
+    header = TFLM_LIBRARY_HEADERS[board.tflm.library][board.tflm.version]
     assert f"#include <{header}>" in glue
 
 
@@ -94,7 +93,7 @@ def test_the_glue_includes_the_pinned_header(sine_project):
     (lambda b: b["tflm"].update(version="9.9.9"), "not a verified"),
 ])
 def test_board_validation_refuses_ranges_and_wrong_headers(edit, message):
-    board = copy.deepcopy(all_boards()["nano33ble"])
+    board = all_boards()["nano33ble"].as_json()
     board["tflm"].pop("lib_deps")
     edit(board)
     with pytest.raises(TinygenError, match=message):
@@ -165,8 +164,8 @@ def trees():
         require_tool(tool)
     board = all_boards()["nano33ble"]
     props = (lib / "library.properties").read_text()
-    if f"version={board['tflm']['version']}" not in props:
-        pytest.fail(f"TINYGEN_TFLM_LIB_DIR={lib} is not {board['tflm']['library']} {board['tflm']['version']}, "
+    if f"version={board.tflm.version}" not in props:
+        pytest.fail(f"TINYGEN_TFLM_LIB_DIR={lib} is not {board.tflm.library} {board.tflm.version}, "
                     "the version boards/nano33ble.json pins")
     return mbed, api, lib
 
@@ -180,7 +179,7 @@ def mbed_kit(trees, tmp_path_factory):
     # The TFLM projects' release flags (boards/nano33ble.json, platformio.ini build_flags) reach the core and
     # the library too. The compiled projects do not have them; none of tinygen's C reads NDEBUG, so
     # only the core's own asserts (MBED_ASSERT in inline headers) differ for them, a few bytes.
-    flags = kit.mbed_flags(fw, all_boards()["nano33ble"]["platformio"].get("tflm_release_flags", []))
+    flags = kit.mbed_flags(fw, all_boards()["nano33ble"].platformio.tflm_release_flags)
     cache = Path(os.environ.get("TINYGEN_BOARD_TRUTH_CACHE") or work) / f"nano33ble-{kit.cache_key(flags, mbed, api, lib)}"
     core_src = fw / "cores" / "arduino"
     # PlatformIO builds every source under cores/arduino (ArduinoCore-API's api/*.cpp included) and the variant
@@ -309,7 +308,7 @@ def _harness_flash(mbed_kit, op: str | None) -> int:
     from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
 
     board = all_boards()["nano33ble"]
-    variants = LIBRARY_INT8_VARIANTS[(board["tflm"]["library"], board["tflm"]["version"])]
+    variants = LIBRARY_INT8_VARIANTS[(board.tflm.library, board.tflm.version)]
     op_method, include = None, []
     if op is not None:
         op_method = TFLM_RESOLVER_METHODS[op]
@@ -391,8 +390,8 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
     from tinygen.analysis.reference import ArenaInfo
     from tinygen.tflite.model import parse_model
 
-    board = validate(json.loads((REPO / "boards" / "nano33ble.json").read_text()), "nano33ble.json")
-    est = board["estimates"]
+    board = parse(json.loads((REPO / "boards" / "nano33ble.json").read_text()), "nano33ble.json")
+    est = board.estimates
     ops = sorted({op for (m, r), p in nano_projects.items() if r == "tflm"
                   for op in json.loads((p / "tinygen.json").read_text())["ops"]})
     if os.environ.get("TINYGEN_BOARD_TRUTH_ALL_OPS"):
@@ -411,10 +410,10 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         assert abs(got - want) <= max(rel * want, slack), f"{name}: measured {got:,} B, board file says {want:,} B"
 
     for key, value in measured.items():
-        assert key in est["measured"]["keys"]
-        close(key, value, est[key])
+        assert key in est.measured
+        close(key, value, getattr(est, key))
     for op in ops:
-        close(f"tflm_op_flash[{op}]", op_flash[op], est["tflm_op_flash"][op])
+        close(f"tflm_op_flash[{op}]", op_flash[op], est.tflm_op_flash[op])
     # The budget's measured parts bound the firmware the kit links (mbed-os excluded on both sides): each
     # op's kernel cost is measured alone, so code that kernels share counts once per op and the sum for
     # a many-op model is an upper bound, a generous one for digits' seven ops.
@@ -424,7 +423,7 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         m = parse_model((p / "model.tflite").read_bytes(), model)
         arena = ArenaInfo(*(man["arena"][k] for k in ("host_min_bytes", "scratch_bound_bytes", "recommended_bytes")))
         parts = budget_parts(board, runtime, m, arena, man["compiled_arena_bytes"])
-        predicted = sum(x["flash_bytes"] for x in parts if x["part"] != est["os_name"])
+        predicted = sum(x["flash_bytes"] for x in parts if x["part"] != est.os_name)
         actual = b["size"]["flash"]
         # compiled_flash is the largest kernel set measured (digits: conv, depthwise, pool, FC, softmax),
         # so a one-kernel model's budget (sine) is an upper bound up to ~1.8x; per-kernel-file sizes
@@ -434,7 +433,7 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         # are 1.48x the linked firmware.
         loose = 1.55 if runtime == "tflm" else 1.8
         assert 0.97 * actual <= predicted <= loose * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
-        ram = sum(x["ram_bytes"] for x in parts if x["part"] != est["os_name"])
+        ram = sum(x["ram_bytes"] for x in parts if x["part"] != est.os_name)
         assert 0.9 * b["size"]["ram"] <= ram <= 1.2 * b["size"]["ram"], f"{model}-{runtime} RAM: {ram:,} B vs {b['size']}"
 
 
@@ -443,7 +442,7 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
 def test_real_board_reports_cycles_and_microseconds_at_its_clock():
     from tinygen.verification.verify import latency, latency_rows
 
-    clock = all_boards()["nano33ble"]["clock_hz"]
+    clock = all_boards()["nano33ble"].clock_hz
     m = latency([6400, 6464, 12800], clock, None, clock)  # the firmware's ticks are CYCCNT at 64 MHz
     assert m["emulated"] is False
     assert m["cycles_per_inference"]["min"] == 6400 and m["cycles_per_inference"]["clock_hz"] == clock
@@ -457,8 +456,8 @@ def test_emulated_board_reports_instructions_and_no_microseconds():
     from tinygen.verification.verify import latency, latency_rows
 
     board = all_boards()["qemu-m4"]
-    m = latency([100, 101], 25_000_000, board["emulator"]["instructions_per_tick"], board["clock_hz"])
+    m = latency([100, 101], 25_000_000, board.emulator.instructions_per_tick, board.clock_hz)
     assert m["emulated"] is True and "latency_us" not in m and "cycles_per_inference" not in m
-    assert m["instructions_per_inference"]["min"] == 100 * board["emulator"]["instructions_per_tick"]
+    assert m["instructions_per_inference"]["min"] == 100 * board.emulator.instructions_per_tick
     rows = latency_rows(m)
     assert all("µs" not in text for _, text in rows) and "emulated" in rows[0][0]

@@ -46,16 +46,16 @@ def test_platformio_reads_the_generated_project(projects, board, runtime):
     assert cfg.envs() == [board, f"{board}_example"] + ([f"{board}_tflm_debug"] if runtime == "tflm" else []) \
         + [f"{board}_native_usb"]
     assert "-DARDUINO_USB_CDC_ON_BOOT=1" in cfg.get(f"env:{board}_native_usb", "build_flags")
-    assert cfg.get(env, "platform") == spec["platformio"]["platform"] == "espressif32@6.9.0"
-    assert cfg.get(env, "board") == spec["platformio"]["board"]
+    assert cfg.get(env, "platform") == spec.platformio.platform == "espressif32@6.9.0"
+    assert cfg.get(env, "board") == spec.platformio.board
     assert cfg.get(env, "framework") == ["arduino"]
     manifest = json.loads((project / "tinygen.json").read_text())
     assert manifest["board"] == board and manifest["runtime"] == runtime
     src = project / "lib" / "tinygen_model" / "src"
     if runtime == "tflm":
-        tflm = spec["tflm"]
-        assert cfg.get(env, "lib_deps") == [f"{tflm['library']}@{tflm['version']}"]
-        assert f"#include <{tflm['header']}>" in (src / "tg_runtime_tflm.cc").read_text()
+        tflm = spec.tflm
+        assert cfg.get(env, "lib_deps") == [f"{tflm.library}@{tflm.version}"]
+        assert f"#include <{tflm.header}>" in (src / "tg_runtime_tflm.cc").read_text()
     else:
         assert not cfg.get(env, "lib_deps", []) and (src / "tg_model.c").is_file()
     assert (project / "src" / "main.cpp").is_file()  # the Arduino entry points, on the arduino HAL
@@ -85,27 +85,27 @@ def test_port_auto_names_the_native_usb_and_the_bridges(board):
     from tinygen.device.ports import resolve_port
 
     spec = all_boards()[board]
-    ids = {(int(v, 16), int(p, 16)) for v, p in spec["serial"]["hwids"]}
+    ids = {(int(v, 16), int(p, 16)) for v, p in spec.serial.hwids}
     assert {(0x303A, 0x1001), (0x10C4, 0xEA60), (0x1A86, 0x7523), (0x1A86, 0x55D4), (0x0403, 0x6001)} <= ids
     if any((p.vid, p.pid) in ids for p in list_ports.comports()):
         pytest.skip("an ESP32 USB port is plugged in")
     with pytest.raises(TinygenError) as exc:
         resolve_port("auto", spec)
-    assert spec["name"] in str(exc.value) and "303A:1001" in str(exc.value) and "10C4:EA60" in str(exc.value)
+    assert spec.name in str(exc.value) and "303A:1001" in str(exc.value) and "10C4:EA60" in str(exc.value)
 
 
 def test_esp_nn_statement_against_the_pinned_library():
     """esp32s3 says what ESP-NN would bring and that the pinned library does not use it; with the
     library's tree (TINYGEN_TFLM_LIB_DIR, the pinned version) that claim is checked file by file."""
     s3 = all_boards()["esp32s3"]
-    reason = s3["tflm"]["reason"]
+    reason = s3.tflm.reason
     assert "ESP-NN" in reason and "does not use it" in reason
     assert "ESP-NN" in (REPO / "docs" / "boards.md").read_text()
     tree = os.environ.get("TINYGEN_TFLM_LIB_DIR")
     if not tree:
         pytest.skip("TINYGEN_TFLM_LIB_DIR is not set: the pinned Chirale_TensorFlowLite tree checks the claim")
     props = (Path(tree) / "library.properties").read_text()
-    assert f"version={s3['tflm']['version']}" in props, f"{tree} is not the pinned version"
+    assert f"version={s3.tflm.version}" in props, f"{tree} is not the pinned version"
     assert "esp32" in next(ln for ln in props.splitlines() if ln.startswith("architectures="))
     hits = [p for p in (Path(tree) / "src").rglob("*") if p.is_file() and ("esp_nn" in p.name.lower() or
             b"esp_nn" in p.read_bytes().lower() or b"esp-nn" in p.read_bytes().lower())]

@@ -112,9 +112,9 @@ def _defined(kernels: Path, suffix: str) -> set[str]:
 def test_pinned_library_table_matches_the_chirale_tree():
     tree = _tree("TINYGEN_TFLM_LIB_DIR", "library.properties")
     board = all_boards()["nano33ble"]
-    if f"version={board['tflm']['version']}" not in (tree / "library.properties").read_text():
-        pytest.fail(f"TINYGEN_TFLM_LIB_DIR={tree} is not the pinned version {board['tflm']['version']}")
-    table = tr.LIBRARY_INT8_VARIANTS[(board["tflm"]["library"], board["tflm"]["version"])]
+    if f"version={board.tflm.version}" not in (tree / "library.properties").read_text():
+        pytest.fail(f"TINYGEN_TFLM_LIB_DIR={tree} is not the pinned version {board.tflm.version}")
+    table = tr.LIBRARY_INT8_VARIANTS[(board.tflm.library, board.tflm.version)]
     assert table == CHIRALE_200
     assert tr.tree_int8_variants(tree) == table
     # the functions the glue calls exist in the library's objects-to-be: defined in kernels/cmsis_nn/
@@ -191,18 +191,18 @@ def test_esp32s3_native_usb_environment(nano_projects):
     assert "303A:1001" in readme and "pio run -e esp32s3_native_usb -t upload" in readme
     assert "ESP-NN" in readme  # Chirale has none: the S3 runs portable C kernels
     board = all_boards()["esp32s3"]
-    assert board["serial"]["native_usb"]["hwid"] in board["serial"]["hwids"]
-    assert "native_usb" not in all_boards()["esp32"]["serial"]  # esp32dev: bridge only
+    assert board.serial.native_usb.hwid in board.serial.hwids
+    assert all_boards()["esp32"].serial.native_usb is None  # esp32dev: bridge only
 
 
 def test_library_names_its_tflm_dependency_and_comes_as_an_arduino_zip(nano_projects):
     p = nano_projects[("nano33ble", "tflm")]
     lib = p / "lib/tinygen_model"
     board = all_boards()["nano33ble"]
-    owner, name = board["tflm"]["library"].split("/")
+    owner, name = board.tflm.library.split("/")
     assert json.loads((lib / "library.json").read_text())["dependencies"] == [
-        {"owner": owner, "name": name, "version": board["tflm"]["version"]}]
-    assert f"depends={name} (={board['tflm']['version']})" in (lib / "library.properties").read_text()
+        {"owner": owner, "name": name, "version": board.tflm.version}]
+    assert f"depends={name} (={board.tflm.version})" in (lib / "library.properties").read_text()
     zf = zipfile.ZipFile(io.BytesIO((p / "tinygen_model.zip").read_bytes()))
     files = sorted(f.relative_to(lib).as_posix() for f in lib.rglob("*") if f.is_file())
     assert zf.namelist() == [f"tinygen_model/{f}" for f in files]
@@ -216,7 +216,7 @@ def test_library_names_its_tflm_dependency_and_comes_as_an_arduino_zip(nano_proj
 
 
 def test_nano33ble_lists_every_pid_of_the_core():
-    hwids = {(int(v, 16), int(p, 16)) for v, p in all_boards()["nano33ble"]["serial"]["hwids"]}
+    hwids = {(int(v, 16), int(p, 16)) for v, p in all_boards()["nano33ble"].serial.hwids}
     assert (0x2341, 0x015A) in hwids  # the bootloader's
     mbed = os.environ.get("TINYGEN_ARDUINO_MBED_DIR")
     if not mbed:

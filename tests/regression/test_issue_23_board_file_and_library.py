@@ -16,12 +16,12 @@ from tinygen.common.boards import all_boards
 
 
 def test_nano33ble_bootloader_pid_is_listed():
-    hwids = {(v.upper(), p.upper()) for v, p in all_boards()["nano33ble"]["serial"]["hwids"]}
+    hwids = {(v.upper(), p.upper()) for v, p in all_boards()["nano33ble"].serial.hwids}
     assert ("0X2341", "0X015A") in hwids
 
 
 def test_tflm_library_json_declares_the_tflm_library(sine_project):
     meta = json.loads((sine_project / "lib/tinygen_model/library.json").read_text())
     board = all_boards()["esp32"]
-    owner, name = board["tflm"]["library"].split("/")
-    assert meta["dependencies"] == [{"owner": owner, "name": name, "version": board["tflm"]["version"]}]
+    owner, name = board.tflm.library.split("/")
+    assert meta["dependencies"] == [{"owner": owner, "name": name, "version": board.tflm.version}]

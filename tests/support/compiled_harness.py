@@ -409,8 +409,8 @@ def build_and_run_rv32(workdir: Path, sources: list[str], timeout: float) -> tup
     _run(["riscv64-unknown-elf-gcc", "-std=c99", *RV32_CFLAGS, "-I.", "-c", *sources], cwd=workdir)
     objects = [src[:-2] + ".o" for src in sources]
     _run(["riscv64-unknown-elf-gcc", *RV32_LINK, "-T", "riscv_virt.ld", *objects, "-o", "rv32.elf"], cwd=workdir)
-    emu = get_board("qemu-rv32")["emulator"]
-    p = subprocess.run([emu["binary"], "-M", emu["machine"], *emu["args"], "-display", "none", "-monitor", "none",
+    emu = get_board("qemu-rv32").emulator
+    p = subprocess.run([emu.binary, "-M", emu.machine, *emu.args, "-display", "none", "-monitor", "none",
                         "-serial", "stdio", "-kernel", "rv32.elf"], cwd=workdir, stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=timeout)
     return p, p.stdout.decode("ascii", "replace") + p.stderr.decode("ascii", "replace")

@@ -16,6 +16,7 @@ same build gives wrong outputs (the bug the rewrite fixes).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +206,7 @@ def test_rewrite_leaves_other_models_alone(models):
     esp32 = get_board("esp32")
     assert for_board(per_tensor, esp32) == (per_tensor, None)
     raw = models["mlp"].read_bytes()
-    assert for_board(raw, {**esp32, "tflm": {**esp32["tflm"], "per_channel_fully_connected": True}}) == (raw, None)
+    assert for_board(raw, replace(esp32, tflm=replace(esp32.tflm, per_channel_fully_connected=True))) == (raw, None)
     new, note = for_board(raw, esp32)
     assert new != raw and note.startswith("FULLY_CONNECTED ×2 rewritten to CONV_2D 1×1 for per-channel exactness on ")
 
@@ -363,7 +364,7 @@ def test_tree_qemu_m4_original_model_without_the_rewrite_is_wrong(tflm_tree, pio
     from tinygen.codegen.render import render
 
     qemu = get_board("qemu-m4")
-    trusting = {**qemu, "tflm": {**qemu["tflm"], "per_channel_fully_connected": True}}
+    trusting = replace(qemu, tflm=replace(qemu.tflm, per_channel_fully_connected=True))
     plan = make_plan(source_from_user(str(models["mlp"]), None), trusting, "tflm", n_vectors=48, seed=1234,
                      tflm_dir=str(tflm_tree))
     project = tmp_path / "original"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -187,12 +188,12 @@ def test_a_twin_dir_that_is_a_link_out_of_the_project_is_refused(esp32_tflm, tmp
 
 def test_board_files_twins_agree_with_their_cpus():
     real = {bid: b for bid, b in boards_mod.all_boards().items() if not boards_mod.is_emulated(b)}
-    assert {bid: b["emulated_twin"]["board"] for bid, b in real.items()} == {
+    assert {bid: b.emulated_twin.board for bid, b in real.items()} == {
         "nano33ble": "qemu-m4", "esp32c3": "qemu-rv32", "esp32": "qemu-m4", "esp32s3": "qemu-m4"}
-    assert "not the same ISA" in boards_mod.emulated_twin(real["esp32"])["label"]
+    assert "not the same ISA" in real["esp32"].emulated_twin.label
     # a twin on another cpu that claims the same core is refused when the boards load
-    bad = {k: dict(v) for k, v in boards_mod.all_boards().items()}
-    bad["esp32"]["emulated_twin"] = dict(bad["esp32"]["emulated_twin"], match="same-core")
+    bad = boards_mod.all_boards()
+    bad["esp32"] = replace(bad["esp32"], emulated_twin=replace(bad["esp32"].emulated_twin, match="same-core"))
     with pytest.raises(TinygenError, match="same-core"):
         boards_mod._check_twins(bad)
 

@@ -95,10 +95,10 @@ def bench(model: str | Path | None = None, *, boards: list[str] | None = None, r
     source = {"model": model, "recipe": recipe}
     for rt in runtimes:
         for b in chosen:
-            if rt not in b["runtimes"]:
+            if rt not in b.runtimes:
                 continue
-            progress(f"{b['id']} {rt}: building")
-            project = build(**source, board=b["id"], runtime=rt, out=work / f"{b['id']}-{rt}", force=True,
+            progress(f"{b.id} {rt}: building")
+            project = build(**source, board=b.id, runtime=rt, out=work / f"{b.id}-{rt}", force=True,
                             vectors=max(vectors, 1), tflm_dir=tflm_dir if rt == "tflm" else None, progress=progress)
             source = {"model": project.path / "model.tflite", "recipe": None}  # same bytes everywhere
             if rt not in fits:
@@ -108,12 +108,12 @@ def bench(model: str | Path | None = None, *, boards: list[str] | None = None, r
             with tempfile.TemporaryDirectory(prefix="tg-mon-") as tmp:
                 sock = str(Path(tmp) / "monitor")
                 with qemu_for_project(project.path, b, monitor_socket=sock) as qb:
-                    progress(f"{b['id']} {rt}: running on QEMU {b['emulator']['machine']}")
+                    progress(f"{b.id} {rt}: running on QEMU {b.emulator.machine}")
                     report = verify(project, port=qb.port, fresh_vectors=0, timeout=60.0)
                     stack = stack_high_water(sock, foot)
             plan = project.plan
             rows.append(BenchRow(
-                board=b["id"], cpu=b["cpu"], runtime=rt,
+                board=b.id, cpu=b.cpu, runtime=rt,
                 instructions=float(report.metrics["instructions_per_inference"]["median"]),
                 flash_bytes=foot["flash_bytes"], static_ram_bytes=foot["static_ram_bytes"], stack_bytes=stack,
                 arena_bytes=int(plan.compiled.peak_bytes if plan.compiled else plan.arena.recommended_bytes),

@@ -51,7 +51,7 @@ def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, dat
         tflm_dir = None
     if tflm_dir:
         pio_path(Path(tflm_dir).resolve(), "--tflm-dir")
-    if runtime == "tflm" and b.get("tflm", {}).get("needs_tree") and not tflm_dir:
+    if runtime == "tflm" and b.tflm.needs_tree and not tflm_dir:
         raise TinygenError(f"board {board} builds TFLM from a source tree: pass --tflm-dir DIR or set "
                            "TINYGEN_TFLM_DIR (Arduino-library layout), or use --runtime compiled")
     return tflm_dir
@@ -125,18 +125,18 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     if task is not None and task not in TASKS:
         raise TinygenError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
     b = get_board(board)
-    runtime = runtime or b["default_runtime"]
+    runtime = runtime or b.default_runtime
     tflm_dir = _check_build_arguments(b, board, runtime, model, recipe, data, str(tflm_dir) if tflm_dir else None)
     target = Path(out) if out else default_out_dir(board, name_hint(model, recipe))
     check_out_dir(target, force)  # fail before minutes of training
     fe_json = _frontend_json(frontend, model)
-    if not b.get("emulator"):
+    if not b.emulated:
         from tinygen.device.pio_build import check_third_party_path
 
         # A real board's vendor PlatformIO platform runs its commands through a shell: a path it
         # would act on is refused now, not after training (and not first at flash time).
         check_third_party_path(target.absolute())
-    if b.get("emulator"):
+    if b.emulated:
         from tinygen.device.toolcheck import check_board_tools
 
         # Its project is built and run here: a missing compiler or QEMU is said now, not after
@@ -227,19 +227,19 @@ def _latency_options(copts, b: dict, runtime: str, tflm_dir, max_instructions, l
     if latency_ms is not None:
         if not (isinstance(latency_ms, (int, float)) and math.isfinite(latency_ms) and latency_ms > 0):
             raise TinygenError(f"--fit-latency-ms {latency_ms} is not a positive number of milliseconds")
-        max_instructions = int(latency_ms * 1e-3 * int(fb["clock_hz"]))
+        max_instructions = int(latency_ms * 1e-3 * int(fb.clock_hz))
     if not (isinstance(max_instructions, int) and max_instructions > 0):
         raise TinygenError(f"--fit-max-instructions {max_instructions} is not a positive number of instructions")
     eb = b if is_emulated(b) else get_board("qemu-m4")
-    rt = runtime if runtime in fb["runtimes"] else fb["default_runtime"]
-    if rt not in eb["runtimes"]:
-        rt = eb["default_runtime"]
-    if rt == "tflm" and eb.get("tflm", {}).get("needs_tree") and not tflm_dir:
-        raise TinygenError(f"the latency bound runs TFLM on {eb['id']}, which builds TFLM from a source tree: "
+    rt = runtime if runtime in fb.runtimes else fb.default_runtime
+    if rt not in eb.runtimes:
+        rt = eb.default_runtime
+    if rt == "tflm" and eb.tflm.needs_tree and not tflm_dir:
+        raise TinygenError(f"the latency bound runs TFLM on {eb.id}, which builds TFLM from a source tree: "
                            "pass --tflm-dir DIR (or TINYGEN_TFLM_DIR), or use --runtime compiled")
     copts.max_instructions = max_instructions
     copts.latency_ms = latency_ms
-    copts.latency_board = eb["id"]
+    copts.latency_board = eb.id
     copts.measure_instructions = _instruction_meter(eb, rt, tflm_dir)
 
 
@@ -248,7 +248,7 @@ def _instruction_meter(eb: dict, runtime: str, tflm_dir) -> Callable[[Path, Path
         """Instructions per inference of an int8 model: built for ``eb`` into ``out`` and run on QEMU.
         The most over a few seeded vectors: some kernels branch on values, and a bound should hold
         for other inputs too."""
-        project = build(tflite, board=eb["id"], runtime=runtime, out=out, force=True, vectors=LATENCY_VECTORS,
+        project = build(tflite, board=eb.id, runtime=runtime, out=out, force=True, vectors=LATENCY_VECTORS,
                         tflm_dir=tflm_dir if runtime == "tflm" else None)
         project.build_firmware()
         report = verify(project, fresh_vectors=0, timeout=60.0)
@@ -285,7 +285,7 @@ def _compress(src, b: dict, runtime: str, opts, seed: int, progress: Progress) -
                                                                                        np.integer) else (1,)
     task = infer_task(src, out_shape)
     check_source(src, opts)
-    per_channel_dense = bool(b.get("tflm", {}).get("per_channel_fully_connected", False)) \
+    per_channel_dense = b.tflm.per_channel_fully_connected \
         if runtime == "tflm" else True
     return compress(src, b, runtime, opts, task=task, per_channel_dense=per_channel_dense, seed=seed,
                     progress=progress)

@@ -74,7 +74,7 @@ class Project:
             check_first_build(self.path, self.board, self.runtime)
         (progress or silent)(f"pio run in {self.path}")
         build_firmware(self.path, self.board)
-        return firmware_elf(self.path, self.board["id"])
+        return firmware_elf(self.path, self.board.id)
 
     def flash(self, port: str | None = None, *, build: bool = True,
               progress: Progress | None = None) -> QemuBoard | None:
@@ -178,7 +178,7 @@ def verify(project: ProjectLike, *, port: str | None = None, fresh_vectors: int 
             return run_on(url)
     if port is None and project.emulated:
         with qemu_for_project(project.path, project.board) as qb:
-            progress(f"QEMU {project.board['emulator']['machine']} up, UART0 on {qb.port}")
+            progress(f"QEMU {project.board.emulator.machine} up, UART0 on {qb.port}")
             return run_on(qb.port)
     return run_on(resolve_port("auto" if port is None else port, project.board))
 
@@ -194,6 +194,6 @@ def doctor(boards: tuple[str, ...] | list[str] = ("qemu-m4",)) -> dict:
 
     wanted = [b for name in boards for b in (all_boards().values() if name == "all" else [get_board(name)])]
     tools = check_tools()
-    missing = [{"board": b["id"], "tool": c["tool"], "fix": c["fix"]} for b in wanted for c in board_problems(b, tools)]
+    missing = [{"board": b.id, "tool": c["tool"], "fix": c["fix"]} for b in wanted for c in board_problems(b, tools)]
     return {"tools": tools, "boards": usable_boards(tools),
-            "required": {"boards": sorted({b["id"] for b in wanted}), "missing": missing}}
+            "required": {"boards": sorted({b.id for b in wanted}), "missing": missing}}

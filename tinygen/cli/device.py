@@ -87,7 +87,7 @@ def flash_cmd(project: Path, port: str | None, no_build: bool) -> None:
     proj = api.Project.load(project)
     if not proj.emulated:
         api.flash(proj, port, progress=step)
-        out.print(f"flashed {terminal(proj.path)} to {proj.board['id']}", markup=False)
+        out.print(f"flashed {terminal(proj.path)} to {proj.board.id}", markup=False)
         return
     qb = api.flash(proj, build=not no_build, progress=step)
     stop = threading.Event()
@@ -98,7 +98,7 @@ def flash_cmd(project: Path, port: str | None, no_build: bool) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(f"port: {qb.port}", flush=True)
-    err.print(f"QEMU {proj.board['emulator']['machine']} running {terminal(qb.elf)}; Ctrl-C stops it", markup=False)
+    err.print(f"QEMU {proj.board.emulator.machine} running {terminal(qb.elf)}; Ctrl-C stops it", markup=False)
     try:
         while not stop.is_set() and qb.running:
             stop.wait(0.2)
@@ -193,7 +193,7 @@ def verify_cmd(project, port, place, coordinator, emulate, emulate_runtime, tflm
     proj = api.Project.load(project)
     if port is None and place is None:
         if not proj.emulated:
-            raise click.UsageError(f"board {proj.board['id']} is a real board: give --port (a serial port or "
+            raise click.UsageError(f"board {proj.board.id} is a real board: give --port (a serial port or "
                                    "'auto') or --place (a labgrid place)")
         proj.build_firmware(progress=None if as_json else step)  # as `run --project` does; QEMU boots in verify
     report = api.verify(proj, port=port, fresh_vectors=n_fresh, tolerance=tolerance, report_dir=report_dir,
@@ -314,8 +314,8 @@ def profile_cmd(projects, port, report_dir, timeout, as_json) -> None:
                       f"(max |Δ| {report.metrics['max_abs_diff_lsb']} LSB); try verify --layers", markup=False)
         profiles.append(report.profile)
     first = loaded[0]
-    title = f"{first.manifest['name']} on {first.board['id']}: instructions per op" if first.emulated else \
-        f"{first.manifest['name']} on {first.board['id']}: time per op"
+    title = f"{first.manifest['name']} on {first.board.id}: instructions per op" if first.emulated else \
+        f"{first.manifest['name']} on {first.board.id}: time per op"
     paths = write_side_by_side(Path(report_dir) if report_dir else first.path / "reports", profiles, title,
                                root=Path(report_dir) if report_dir else first.path)
     if as_json:

@@ -47,20 +47,20 @@ def boards_cmd(as_json: bool) -> None:
 
     boards = all_boards()
     if as_json:
-        print_json([{k: v for k, v in b.items() if not k.startswith("_")} for b in boards.values()])
+        print_json([b.as_json() for b in boards.values()])
         return
     t = Table(title="tinygen boards")
     for col in ("board", "MCU", "flash", "RAM", "PlatformIO (platform / board / framework)", "runtimes",
                 "TFLM library"):
         t.add_column(col)
     for b in boards.values():
-        pio = b["platformio"]
-        t.add_row(b["id"] + (" (emulated)" if is_emulated(b) else ""), b["mcu"], grouped(b["flash_bytes"]),
-                  grouped(b["ram_bytes"]),
-                  f"{pio['platform']} / {pio['board']} / {pio.get('framework') or '(bare metal)'}",
-                  ", ".join(b["runtimes"]),
-                  ", ".join(b.get("tflm", {}).get("lib_deps", []))
-                  or ("(TINYGEN_TFLM_DIR tree)" if "tflm" in b["runtimes"] else "-"))
+        pio = b.platformio
+        t.add_row(b.id + (" (emulated)" if is_emulated(b) else ""), b.mcu, grouped(b.flash_bytes),
+                  grouped(b.ram_bytes),
+                  f"{pio.platform} / {pio.board} / {pio.framework or '(bare metal)'}",
+                  ", ".join(b.runtimes),
+                  ", ".join(b.tflm.lib_deps)
+                  or ("(TINYGEN_TFLM_DIR tree)" if "tflm" in b.runtimes else "-"))
     out.print(t)
 
 

@@ -65,7 +65,7 @@ def print_build_summary(plan, cache: list[str] | None = None, project=None) -> N
     ``project``: the project's directory, for the real-board row naming its emulated twin's command."""
     a, m = plan.analysis, plan.model
     it, ot = m.input_tensor(), m.output_tensor()
-    t = Table(title=Text(terminal(f"tinygen build: {plan.name} → {plan.board['id']} ({plan.runtime})")),
+    t = Table(title=Text(terminal(f"tinygen build: {plan.name} → {plan.board.id} ({plan.runtime})")),
               show_header=False)
     t.add_column("what")
     t.add_column("value")

@@ -105,7 +105,7 @@ def render(plan, tpl: Callable[..., bytes], hex_array: Callable[[bytes], str]) -
     ex = fw / "example"
     out[f"{EXAMPLE}/predict.c"] = (ex / "predict.c").read_bytes()
     out[f"{EXAMPLE}/tinygen_example.h"] = (ex / "tinygen_example.h").read_bytes()
-    if plan.board["hal"] == "arduino":
+    if plan.board.hal == "arduino":
         out[f"{EXAMPLE}/main.cpp"] = (ex / "main_arduino.cpp").read_bytes()
     else:
         out[f"{EXAMPLE}/main.c"] = (ex / "main_mps2.c").read_bytes()
@@ -125,8 +125,8 @@ def _library_json(plan) -> bytes:
     }
     # The TFLM library it is built against, so the folder builds when copied into another project
     # (a --tflm-dir tree or the emulated board's compiled tree is no registry package: none then).
-    tflm = plan.board.get("tflm", {})
-    if plan.runtime == "tflm" and not plan.tflm_dir and tflm.get("library"):
-        owner, _, lib = tflm["library"].partition("/")
-        data["dependencies"] = [{"owner": owner, "name": lib, "version": str(tflm["version"])}]
+    tflm = plan.board.tflm
+    if plan.runtime == "tflm" and not plan.tflm_dir and tflm.library:
+        owner, _, lib = tflm.library.partition("/")
+        data["dependencies"] = [{"owner": owner, "name": lib, "version": str(tflm.version)}]
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()

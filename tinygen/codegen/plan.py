@@ -58,16 +58,12 @@ def c_identifier(name: str) -> str:
     return ident[:48]
 
 
-def _kind(est: dict, key: str) -> str:
-    return "measured" if key in est.get("measured", {}).get("keys", []) else "estimate"
-
-
 def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo,
                  compiled_peak: int | None, compiled_const: int | None = None) -> list[dict]:
     """Where the flash and RAM go, part by part, each marked exact (from the model), measured (by
     tests/codegen/test_board_truth.py against the real core and library) or estimate (what no tree here can
     link: mbed-os, ESP-IDF)."""
-    est = board["estimates"]
+    est = board.estimates
     io_bytes = model.input_tensor().nbytes + model.output_tensor().nbytes
 
     def part(name, flash, ram, kind):
@@ -76,15 +72,15 @@ def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo
     if runtime == "tflm":
         parts = [part("model flatbuffer", len(model.raw), 0, "exact"),
                  part("TFLM arena + I/O", 0, arena.recommended_bytes + io_bytes, "exact")]
-        op_sizes = est.get("tflm_op_flash")
-        parts.append(part("TFLM runtime" + (" base" if op_sizes else ""), est["tflm_flash"], est["tflm_ram"],
-                          _kind(est, "tflm_flash")))
+        op_sizes = est.tflm_op_flash
+        parts.append(part("TFLM runtime" + (" base" if op_sizes else ""), est.tflm_flash, est.tflm_ram,
+                          est.kind("tflm_flash")))
         if op_sizes:
             ops = sorted(set(model.op_names))
             known = [op for op in ops if op in op_sizes]
             if known:
                 parts.append(part(f"TFLM kernels ({', '.join(known)})", sum(op_sizes[op] for op in known), 0,
-                                  _kind(est, "tflm_op_flash")))
+                                  est.kind("tflm_op_flash")))
             unknown = [op for op in ops if op not in op_sizes]
             if unknown:
                 parts.append(part(f"TFLM kernels ({', '.join(unknown)})",
@@ -96,14 +92,12 @@ def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo
         weights = compiled_const if compiled_const is not None else _compiled_constant_bytes(model)
         parts = [part("weights and constants", weights, 0, "exact"),
                  part("compiled arena + I/O", 0, (compiled_peak or 0) + io_bytes, "exact"),
-                 part("compiled runtime", est["compiled_flash"], est["compiled_ram"], _kind(est, "compiled_flash"))]
-    if "core_flash" in est:
-        parts.append(part(est.get("core_name", "framework core"), est["core_flash"], est["core_ram"],
-                          _kind(est, "core_flash")))
-        parts.append(part(est.get("os_name", "OS"), est["os_flash"], est["os_ram"], _kind(est, "os_flash")))
+                 part("compiled runtime", est.compiled_flash, est.compiled_ram, est.kind("compiled_flash"))]
+    if est.core_flash is not None:
+        parts.append(part(est.core_name, est.core_flash, est.core_ram, est.kind("core_flash")))
+        parts.append(part(est.os_name, est.os_flash, est.os_ram, est.kind("os_flash")))
     else:
-        parts.append(part(est.get("framework_name", "framework"), est["framework_flash"], est["framework_ram"],
-                          _kind(est, "framework_flash")))
+        parts.append(part(est.framework_name, est.framework_flash, est.framework_ram, est.kind("framework_flash")))
     return parts
 
 
@@ -123,9 +117,9 @@ def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, comp
     def by_kind(key: str, kind: str) -> int:
         return sum(p[key] for p in parts if p["kind"] == kind)
 
-    return {"flash_bytes": int(flash), "flash_budget": int(board["flash_bytes"]),
-            "ram_bytes": int(ram), "ram_budget": int(board["ram_bytes"]),
-            "fits": flash <= board["flash_bytes"] and ram <= board["ram_bytes"],
+    return {"flash_bytes": int(flash), "flash_budget": int(board.flash_bytes),
+            "ram_bytes": int(ram), "ram_budget": int(board.ram_bytes),
+            "fits": flash <= board.flash_bytes and ram <= board.ram_bytes,
             "flash_estimated_bytes": by_kind("flash_bytes", "estimate"),
             "ram_estimated_bytes": by_kind("ram_bytes", "estimate"),
             "parts": parts}
@@ -149,7 +143,7 @@ def check_fits(plan_budget: dict, board: dict, runtime: str, plan: "Plan | None"
     if problems:
         advice = fit_advice(plan) if plan is not None else \
             "use a smaller model" + (" or --runtime compiled" if runtime == "tflm" else "")
-        raise DoesNotFit(f"model does not fit {board['id']} with the {runtime} runtime: "
+        raise DoesNotFit(f"model does not fit {board.id} with the {runtime} runtime: "
                          f"{'; '.join(problems)} (model + runtime + framework; {budget_note(b)}); {advice}")
 
 
@@ -171,16 +165,16 @@ def _other_budget(plan: "Plan") -> tuple[str, dict] | None:
     """The other runtime's budget for the same int8 model, if the board offers it and it can run it."""
     board, m = plan.board, plan.model
     other = "compiled" if plan.runtime == "tflm" else "tflm"
-    if other not in board.get("runtimes", ()):
+    if other not in board.runtimes:
         return None
     try:
         if other == "compiled":
             c = compile_model(m)
             return other, budget(board, other, m, plan.arena, c.peak_bytes, c.constant_bytes)
-        if board.get("tflm", {}).get("needs_tree") and not plan.tflm_dir:
+        if board.tflm.needs_tree and not plan.tflm_dir:
             return None
         if any(op not in an.TFLM_RESOLVER_METHODS for op in m.op_names) or (
-                an.dense_per_channel(m) and not board.get("tflm", {}).get("per_channel_fully_connected")):
+                an.dense_per_channel(m) and not board.tflm.per_channel_fully_connected):
             return None
         return other, budget(board, other, m, plan.arena, None)
     except TinygenError:  # the compiled runtime refuses an op or its arena
@@ -200,7 +194,7 @@ def fit_advice(plan: "Plan") -> str:
     if None in keeps:
         if not tips:
             tips.append(f"the {plan.runtime} runtime and the framework alone leave no room for this model on "
-                        f"{plan.board['id']}: use a board with more memory")
+                        f"{plan.board.id}: use a board with more memory")
     else:
         flash_keep, ram_keep = keeps
         need = []
@@ -277,16 +271,16 @@ def _float_outputs(src: Source, x: np.ndarray | None) -> np.ndarray | None:
 
 def check_runtime(board: dict, runtime: str) -> None:
     """The one place a board's runtimes are enforced (the API calls it before training too)."""
-    if runtime not in board["runtimes"]:
-        raise TinygenError(f"board {board['id']} does not support --runtime {runtime}; "
-                           f"choose one of: {', '.join(board['runtimes'])}")
+    if runtime not in board.runtimes:
+        raise TinygenError(f"board {board.id} does not support --runtime {runtime}; "
+                           f"choose one of: {', '.join(board.runtimes)}")
 
 
 def per_channel_dense_exact(board: dict, runtime: str) -> bool:
     """Whether ``runtime`` on ``board`` computes per-channel FULLY_CONNECTED exactly: the compiled runtime
     always, a TFLM library as its board file says.  Models tinygen converts get per-channel Dense weights
     only then (the conductor passes it to intake's converter)."""
-    return bool(board.get("tflm", {}).get("per_channel_fully_connected", False)) if runtime == "tflm" else True
+    return board.tflm.per_channel_fully_connected if runtime == "tflm" else True
 
 
 def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = None, n_vectors: int = DEFAULT_VECTORS,
@@ -332,7 +326,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = No
         if src.tflite is not None and an.dense_per_channel(m) and not per_channel_dense:
             raise TinygenError(
                 f"{src.name} has per-channel FULLY_CONNECTED weights in a form tinygen cannot rewrite to CONV_2D, "
-                f"which {board['id']}'s TFLM library ({rewrite.library_name(board)}) computes wrongly; re-convert "
+                f"which {board.id}'s TFLM library ({rewrite.library_name(board)}) computes wrongly; re-convert "
                 "with per-tensor Dense quantization (pass the .keras model instead) or use --runtime compiled")
     try:
         compiled = compile_model(m) if runtime == "compiled" else None

@@ -22,9 +22,9 @@ def runtime_ops(runtime: str) -> frozenset[str]:
 
 
 def _usable(board: dict, runtime: str, tflm_dir: str | None) -> bool:
-    if runtime not in board.get("runtimes", ()):
+    if runtime not in board.runtimes:
         return False
-    return not (runtime == "tflm" and board.get("tflm", {}).get("needs_tree") and not tflm_dir)
+    return not (runtime == "tflm" and board.tflm.needs_tree and not tflm_dir)
 
 
 def _other_runtime(board: dict, runtime: str, opcodes: set[str], tflm_dir: str | None) -> str:

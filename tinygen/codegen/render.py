@@ -51,7 +51,7 @@ def manifest(plan: Plan) -> dict:
     return {
         "manifest_version": MANIFEST_VERSION,
         "tinygen_version": __version__,
-        "board": plan.board["id"],
+        "board": plan.board.id,
         "runtime": plan.runtime,
         "name": plan.name,
         "source": plan.source,
@@ -70,7 +70,7 @@ def manifest(plan: Plan) -> dict:
         "quality": plan.quality,
         "budget": plan.budget,
         "vectors": {"file": "vectors/reference.npz", "count": int(len(plan.vectors["inputs"]))},
-        "serial": {"baud": plan.board["serial"]["baud"]},
+        "serial": {"baud": plan.board.serial.baud},
         **({"frontend": dict(plan.frontend)} if plan.frontend is not None else {}),
     }
 
@@ -80,8 +80,8 @@ def render(plan: Plan) -> dict[str, bytes]:
     m, board, a = plan.model, plan.board, plan.analysis
     emulated = is_emulated(board)
     lib_deps: list[str] = []
-    build_flags: list[str] = list(board["platformio"].get("build_flags", []))
-    custom = [("version", __version__), ("board", board["id"]), ("runtime", plan.runtime),
+    build_flags: list[str] = list(board.platformio.build_flags)
+    custom = [("version", __version__), ("board", board.id), ("runtime", plan.runtime),
               ("model_sha256", m.sha256), ("vectors", "vectors/reference.npz")]
     # TFLM from a source tree: on the bare-metal mps2 HAL the tinygen-mps2 platform compiles the
     # tree itself (custom_tinygen_tflm_dir; Arduino-only files left out, our platform file added);
@@ -89,7 +89,7 @@ def render(plan: Plan) -> dict[str, bytes]:
     tflm_tree = Path(plan.tflm_dir).resolve().as_posix() if plan.runtime == "tflm" and plan.tflm_dir else None
     if tflm_tree is not None:
         escape.pio_path(tflm_tree, "--tflm-dir")
-    tflm_bare_metal = tflm_tree is not None and board["hal"] == "mps2"
+    tflm_bare_metal = tflm_tree is not None and board.hal == "mps2"
     tflm_source: list[str] = []  # how the README names the TFLM the project builds against
     if plan.runtime == "tflm":
         if tflm_bare_metal:
@@ -98,9 +98,9 @@ def render(plan: Plan) -> dict[str, bytes]:
         elif tflm_tree:
             lib_deps = tflm_source = [f"symlink://{tflm_tree}"]
         else:
-            lib_deps = tflm_source = list(board["tflm"]["lib_deps"])
+            lib_deps = tflm_source = list(board.tflm.lib_deps)
     # Real boards build TFLM as its own release build does (issue 28); [env:<board>_tflm_debug] unflags it.
-    tflm_release_flags = list(board["platformio"].get("tflm_release_flags", [])) \
+    tflm_release_flags = list(board.platformio.tflm_release_flags) \
         if plan.runtime == "tflm" and not emulated else []
     build_flags += tflm_release_flags
     regs = tflm_registrations.registrations(m, a.ops, board, plan.tflm_dir) if plan.runtime == "tflm" else []
@@ -123,11 +123,11 @@ def render(plan: Plan) -> dict[str, bytes]:
         has_float_inputs="float_inputs" in plan.vectors, has_labels="labels" in plan.vectors,
         resolver_methods=TFLM_RESOLVER_METHODS, tflm_registrations=regs,
         tflm_variant_headers=tflm_registrations.variant_headers(regs),
-        tflm_library=(board["tflm"]["library"].partition("/")[2], str(board["tflm"]["version"]))
-        if plan.runtime == "tflm" and not plan.tflm_dir and board.get("tflm", {}).get("library") else None,
-        tflm_release_flags=tflm_release_flags, native_usb=board["serial"].get("native_usb"),
+        tflm_library=(board.tflm.library.partition("/")[2], str(board.tflm.version))
+        if plan.runtime == "tflm" and not plan.tflm_dir and board.tflm.library else None,
+        tflm_release_flags=tflm_release_flags, native_usb=board.serial.native_usb,
         tflm_variant_source=tflm_registrations.library_int8_variants(board, plan.tflm_dir)[1],
-        tflm_header=None if plan.tflm_dir else board.get("tflm", {}).get("header"),
+        tflm_header=None if plan.tflm_dir else board.tflm.header,
         example_src_filter=model_library.EXAMPLE_SRC_FILTER,
         io_quant=(float(it.scale[0]), int(it.zero_point[0]), float(ot.scale[0]), int(ot.zero_point[0])),
         class_labels=list(plan.class_names or ()),
@@ -155,7 +155,7 @@ def render(plan: Plan) -> dict[str, bytes]:
     for f in ("tg_app.c", "tg_app.h", "tg_app_config.h", "tg_runtime.h", "tg_runtime_lib.c"):
         out[f"src/{f}"] = (fw / "app" / f).read_bytes()
     out["src/tg_hal.h"] = (fw / "hal" / "tg_hal.h").read_bytes()
-    hal = board["hal"]
+    hal = board.hal
     _copy_dir(out, fw / "hal" / hal, "src")  # the HAL and its entry point (main.c, or main.cpp on Arduino)
     if plan.runtime == "tflm" and tflm_bare_metal:
         _copy_dir(out, fw / "tflm", "src")  # DebugLog, InitializeTarget, ticks (tg_hal): board support

@@ -107,8 +107,7 @@ def library_int8_variants(board: dict, tflm_dir: str | None) -> tuple[frozenset[
     """(ops with an int8 variant, the library's name for comments) for the TFLM the project builds."""
     if tflm_dir:
         return tree_int8_variants(tflm_dir), "the --tflm-dir tree"
-    tflm = board.get("tflm", {})
-    key = (tflm.get("library"), str(tflm.get("version")))
+    key = (board.tflm.library, str(board.tflm.version))
     return LIBRARY_INT8_VARIANTS.get(key, frozenset()), f"{key[0]} {key[1]}"
 
 

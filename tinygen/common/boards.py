@@ -6,9 +6,13 @@ with ``emulator`` set runs under QEMU instead of on hardware.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from types import MappingProxyType
+from typing import Mapping
 
 from tinygen.common.errors import TinygenError
 from tinygen.common.paths import boards_dir
@@ -161,51 +165,238 @@ def _check_twin_shape(board: dict, source: str) -> None:
                            f"{', '.join(TWIN_MATCHES)}")
 
 
-def _check_twins(boards: dict[str, dict]) -> None:
+# ------------------------------------------------------------------ the typed board
+
+@dataclass(frozen=True)
+class Platformio:
+    """platformio: the PlatformIO environment a project for this board gets."""
+    platform: str
+    board: str
+    framework: str | None
+    monitor_speed: int
+    build_flags: tuple[str, ...] = ()
+    tflm_release_flags: tuple[str, ...] = ()  # real boards' TFLM release build (issue 28)
+    packages: tuple[str, ...] = ()  # the platform's packages an offline build needs installed
+
+
+@dataclass(frozen=True)
+class NativeUsb:
+    """serial.native_usb: the chip's own USB port, a second way to reach Serial."""
+    hwid: tuple[str, ...]
+    build_flags: tuple[str, ...]
+    connector: str
+
+
+@dataclass(frozen=True)
+class Serial:
+    baud: int
+    hwids: tuple[tuple[str, ...], ...]  # (VID, PID) hex strings, the application's port first
+    open_delay_s: float = 0.0
+    native_usb: NativeUsb | None = None
+
+
+@dataclass(frozen=True)
+class Tflm:
+    """tflm: how the board gets TensorFlow Lite Micro (every field has its "no TFLM" default)."""
+    lib_deps: tuple[str, ...] = ()
+    needs_tree: bool = False  # built from a --tflm-dir / TINYGEN_TFLM_DIR source tree
+    per_channel_fully_connected: bool = False
+    library: str | None = None
+    version: str | None = None
+    header: str | None = None
+    api: str | None = None
+    reason: str = ""
+    kernels_note: str | None = None
+
+
+@dataclass(frozen=True)
+class Emulator:
+    kind: str
+    machine: str
+    args: tuple[str, ...] = ()
+    instructions_per_tick: float | None = None
+    binary: str = "qemu-system-arm"
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """estimates: the flash and RAM the parts outside the model take; a figure named in
+    measured.keys was measured (tests/codegen/test_board_truth.py), the rest are estimates."""
+    compiled_flash: int
+    compiled_ram: int
+    tflm_flash: int | None = None
+    tflm_ram: int | None = None
+    tflm_op_flash: Mapping[str, int] = field(default_factory=dict)
+    framework_name: str = "framework"
+    framework_flash: int | None = None
+    framework_ram: int | None = None
+    core_name: str = "framework core"
+    core_flash: int | None = None
+    core_ram: int | None = None
+    os_name: str = "OS"
+    os_flash: int | None = None
+    os_ram: int | None = None
+    measured: frozenset[str] = frozenset()
+
+    def kind(self, key: str) -> str:
+        """'measured' or 'estimate': how the figure ``key`` was obtained."""
+        return "measured" if key in self.measured else "estimate"
+
+
+@dataclass(frozen=True)
+class Twin:
+    """emulated_twin: the emulated board a real board's firmware is tried on first."""
+    board: str
+    match: str  # a key of TWIN_MATCHES
+    core: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """One line, e.g. "qemu-m4 (same core, Cortex-M4F)"."""
+        return f"{self.board} ({TWIN_MATCHES[self.match]}, {self.core})"
+
+
+@dataclass(frozen=True)
+class Board:
+    """One validated board file (boards/<id>.json); :func:`get_board` returns it."""
+    id: str
+    name: str
+    mcu: str
+    cpu: str
+    flash_bytes: int
+    ram_bytes: int
+    hal: str
+    runtimes: tuple[str, ...]
+    default_runtime: str
+    platformio: Platformio
+    serial: Serial
+    estimates: Estimates
+    tflm: Tflm = Tflm()
+    emulator: Emulator | None = None  # set: the board runs under QEMU
+    emulated_twin: Twin | None = None  # real boards only
+    clock_hz: int | None = None
+    source: Mapping = field(default_factory=dict, compare=False, repr=False)  # the validated JSON
+
+    @property
+    def emulated(self) -> bool:
+        return self.emulator is not None
+
+    def as_json(self) -> dict:
+        """The board file as validated (lib_deps derived), without its ``_note`` keys."""
+        return {k: copy.deepcopy(v) for k, v in self.source.items() if not k.startswith("_")}
+
+
+# Each section's keys and their JSON types (a key starting with "_" is a note, never read).
+_INT, _STR, _NUM, _BOOL, _LIST, _OBJ = (int,), (str,), (int, float), (bool,), (list,), (dict,)
+_SECTIONS = {
+    "": {"id": _STR, "name": _STR, "mcu": _STR, "cpu": _STR, "clock_hz": _INT, "flash_bytes": _INT,
+         "ram_bytes": _INT, "hal": _STR, "runtimes": _LIST, "default_runtime": _STR, "platformio": _OBJ,
+         "serial": _OBJ, "tflm": _OBJ, "emulator": _OBJ, "estimates": _OBJ, "emulated_twin": _OBJ},
+    "platformio": {"platform": _STR, "board": _STR, "framework": _STR + (type(None),), "monitor_speed": _INT,
+                   "build_flags": _LIST, "tflm_release_flags": _LIST, "packages": _LIST},
+    "serial": {"baud": _INT, "hwids": _LIST, "open_delay_s": _NUM, "native_usb": _OBJ},
+    "tflm": {"lib_deps": _LIST, "needs_tree": _BOOL, "per_channel_fully_connected": _BOOL, "library": _STR,
+             "version": _STR, "header": _STR, "api": _STR, "reason": _STR, "kernels_note": _STR},
+    "emulator": {"kind": _STR, "machine": _STR, "args": _LIST, "instructions_per_tick": _NUM, "binary": _STR},
+    "estimates": {"compiled_flash": _INT, "compiled_ram": _INT, "tflm_flash": _INT, "tflm_ram": _INT,
+                  "tflm_op_flash": _OBJ, "framework_name": _STR, "framework_flash": _INT, "framework_ram": _INT,
+                  "core_name": _STR, "core_flash": _INT, "core_ram": _INT, "os_name": _STR, "os_flash": _INT,
+                  "os_ram": _INT, "measured": _OBJ},
+}
+
+
+def _check_keys(board: dict, source: str) -> None:
+    """Every key is one tinygen reads, of its JSON type: a misspelt key would otherwise be ignored."""
+    for section, types in _SECTIONS.items():
+        d = board if not section else board.get(section, {})
+        for key, value in d.items():
+            where = f"{section}.{key}" if section else key
+            if key.startswith("_"):
+                continue
+            if key not in types:
+                raise TinygenError(f"board file {source}: unknown key '{where}' (known: {', '.join(types)}; "
+                                   "a note's key starts with '_')")
+            ok = types[key]
+            if not isinstance(value, ok) or (isinstance(value, bool) and bool not in ok):
+                kind = {_INT: "an integer", _STR: "a string", _NUM: "a number", _BOOL: "true or false",
+                        _LIST: "a list", _OBJ: "an object"}.get(ok, "a string or null")
+                raise TinygenError(f"board file {source}: {where} must be {kind}")
+    op_flash = board.get("estimates", {}).get("tflm_op_flash", {})
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in op_flash.values()):
+        raise TinygenError(f"board file {source}: estimates.tflm_op_flash must map op names to integers")
+    if not all(isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h)
+               for h in board.get("serial", {}).get("hwids", [])):
+        raise TinygenError(f"board file {source}: serial.hwids must be a list of [\"0xVID\", \"0xPID\"] pairs")
+
+
+def _known(cls, d: dict) -> dict:
+    """The keys of ``d`` that are fields of ``cls``, lists as tuples."""
+    names = {f.name for f in fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+
+
+def parse(data: dict, source: str) -> Board:
+    """A board file's JSON -> :class:`Board`, or one line naming what is wrong (TinygenError)."""
+    if not isinstance(data, dict):
+        raise TinygenError(f"board file {source}: must be a JSON object")
+    _check_keys(data, source)
+    data = validate(copy.deepcopy(data), source)
+    serial, est = data["serial"], data["estimates"]
+    native = serial.get("native_usb")
+    twin = data.get("emulated_twin")
+    return Board(
+        **{k: data[k] for k in ("id", "name", "mcu", "cpu", "flash_bytes", "ram_bytes", "hal", "default_runtime")},
+        runtimes=tuple(data["runtimes"]), clock_hz=data.get("clock_hz"),
+        platformio=Platformio(**_known(Platformio, data["platformio"])),
+        serial=Serial(baud=serial["baud"], hwids=tuple(tuple(h) for h in serial["hwids"]),
+                      open_delay_s=float(serial.get("open_delay_s", 0.0)),
+                      native_usb=None if native is None else NativeUsb(**_known(NativeUsb, native))),
+        estimates=Estimates(**{**_known(Estimates, est), "tflm_op_flash": MappingProxyType(dict(est.get("tflm_op_flash", {}))),
+                               "measured": frozenset(est.get("measured", {}).get("keys", []))}),
+        tflm=Tflm(**_known(Tflm, data.get("tflm", {}))),
+        emulator=Emulator(**_known(Emulator, data["emulator"])) if data.get("emulator") else None,
+        emulated_twin=Twin(**{k: twin[k] for k in _TWIN_KEYS}) if twin is not None else None,
+        source=MappingProxyType(data),
+    )
+
+
+def _check_twins(boards: dict[str, Board]) -> None:
     """Each twin is an emulated board, and its match agrees with the two cpu fields: a same-core or
     same-ISA twin has the board's cpu, an other-ISA one another cpu."""
     for bid, b in boards.items():
-        twin = b.get("emulated_twin")
+        twin = b.emulated_twin
         if twin is None:
             continue
-        tb = boards.get(twin["board"], {})
-        if not is_emulated(tb):
-            raise TinygenError(f"board file {bid}.json: emulated_twin.board '{twin['board']}' is not an emulated board")
-        if (tb["cpu"] == b["cpu"]) != (twin["match"] != "other-isa"):
-            raise TinygenError(f"board file {bid}.json: emulated_twin.match '{twin['match']}' but the twin's cpu is "
-                               f"{tb['cpu']} and the board's {b['cpu']}")
-
-
-def emulated_twin(board: dict) -> dict | None:
-    """A real board's emulated twin: {"board", "match", "core", "reason", "label"} (None: none, or an
-    emulated board).  ``label`` is the one-line description, e.g. "qemu-m4 (same core, Cortex-M4F)"."""
-    twin = board.get("emulated_twin")
-    if twin is None or board.get("emulator"):
-        return None
-    return {**twin, "label": f"{twin['board']} ({TWIN_MATCHES[twin['match']]}, {twin['core']})"}
+        tb = boards.get(twin.board)
+        if tb is None or not is_emulated(tb):
+            raise TinygenError(f"board file {bid}.json: emulated_twin.board '{twin.board}' is not an emulated board")
+        if (tb.cpu == b.cpu) != (twin.match != "other-isa"):
+            raise TinygenError(f"board file {bid}.json: emulated_twin.match '{twin.match}' but the twin's cpu is "
+                               f"{tb.cpu} and the board's {b.cpu}")
 
 
 @lru_cache(maxsize=None)
-def _all() -> dict[str, dict]:
+def _all() -> dict[str, Board]:
     boards = {}
     for path in sorted(boards_dir().glob("*.json")):
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise TinygenError(f"board file {path} is not valid JSON: {exc}") from None
-        validate(data, str(path))
-        if data["id"] != path.stem:
-            raise TinygenError(f"board file {path} has id '{data['id']}'; it must match the file name")
-        boards[data["id"]] = data
+        board = parse(data, str(path))
+        if board.id != path.stem:
+            raise TinygenError(f"board file {path} has id '{board.id}'; it must match the file name")
+        boards[board.id] = board
     _check_twins(boards)
     return boards
 
 
-def all_boards() -> dict[str, dict]:
+def all_boards() -> dict[str, Board]:
     return dict(_all())
 
 
-def get_board(board_id: str) -> dict:
+def get_board(board_id: str) -> Board:
     boards = _all()
     if board_id not in boards:
         raise TinygenError(f"unknown board '{board_id}'; known boards: {', '.join(sorted(boards))} "
@@ -213,5 +404,5 @@ def get_board(board_id: str) -> dict:
     return boards[board_id]
 
 
-def is_emulated(board: dict) -> bool:
-    return bool(board.get("emulator"))
+def is_emulated(board: Board) -> bool:
+    return board.emulator is not None

@@ -137,7 +137,7 @@ def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, fl
     a = an.analyze(m)
     if fit_board is not None:
         board = fit_board
-        runtime = runtime if runtime in board["runtimes"] else board["default_runtime"]
+        runtime = runtime if runtime in board.runtimes else board.default_runtime
     compiled = compile_model(m) if runtime == "compiled" else None
     arena = measure_arena(raw, m, name) if runtime == "tflm" else None
     b = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None,
@@ -242,9 +242,9 @@ def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_ch
         chosen = rows[-1]
     else:
         rows, chosen = _fit(src, task, per_channel_dense, opts, seed, progress, measured, start,
-                            (opts.fit_board or board)['id'])
+                            (opts.fit_board or board).id)
     report = {"metric": metric, "candidates": rows, "chosen": chosen["label"],
-              "board": (opts.fit_board or board)["id"],
+              "board": (opts.fit_board or board).id,
               "runtime": runtime, "headroom": opts.headroom if opts.fit else None,
               "max_instructions": opts.max_instructions, "latency_ms": opts.latency_ms,
               "latency_board": opts.latency_board if opts.max_instructions else None}

@@ -203,13 +203,12 @@ def qemu_for_project(project: Path, board: dict, monitor_socket: str | None = No
     (``monitor_socket``: see :meth:`QemuBoard.command`)."""
     from tinygen.device.pio_build import firmware_elf
 
-    elf = firmware_elf(project, board["id"])
+    elf = firmware_elf(project, board.id)
     if not elf.exists():
         raise TinygenError(f"{elf} does not exist; build first (tinygen flash builds it)")
-    emu = board["emulator"]
+    emu = board.emulator
     # The binary and any extra arguments (qemu-rv32: -bios none, -cpu) come from the board file.
-    spec = {"machine": emu["machine"], "icount_shift": 0, "qemu": emu.get("binary", QEMU_BINARY),
-            "qemu_args": list(emu.get("args", []))}
+    spec = {"machine": emu.machine, "icount_shift": 0, "qemu": emu.binary, "qemu_args": list(emu.args)}
     if monitor_socket:
         spec["monitor_socket"] = monitor_socket
     return QemuBoard(elf, spec)

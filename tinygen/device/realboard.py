@@ -52,21 +52,21 @@ def missing_packages(project: Path, board: dict, runtime: str) -> list[str]:
     """What the first `pio run` of this project (built with ``runtime``) would download: 'name@version' for each."""
     core = core_dir()
     missing = []
-    pio = board["platformio"]
-    name, _, version = str(pio["platform"]).partition("@")
+    pio = board.platformio
+    name, _, version = pio.platform.partition("@")
     platforms = _dir("PLATFORMIO_PLATFORMS_DIR", core / "platforms")
     # a second installed version of a package lives in "<name>@<version>"
     if not any(_installed_version(platforms / d) == version for d in (name, f"{name}@{version}")):
-        missing.append(pio["platform"])
+        missing.append(pio.platform)
     packages = _dir("PLATFORMIO_PACKAGES_DIR", core / "packages")
-    missing += [p for p in pio.get("packages", [])
+    missing += [p for p in pio.packages
                 if not (packages / p).is_dir() and not any(packages.glob(f"{p}@*"))]
-    tflm = board.get("tflm", {})
-    if runtime == "tflm" and tflm.get("library"):
-        libname = tflm["library"].split("/", 1)[1]
-        libdir = project / ".pio" / "libdeps" / board["id"] / libname
-        if _installed_version(libdir) != tflm["version"]:
-            missing.append(f"{tflm['library']}@{tflm['version']}")
+    tflm = board.tflm
+    if runtime == "tflm" and tflm.library:
+        libname = tflm.library.split("/", 1)[1]
+        libdir = project / ".pio" / "libdeps" / board.id / libname
+        if _installed_version(libdir) != tflm.version:
+            missing.append(f"{tflm.library}@{tflm.version}")
     return missing
 
 
@@ -94,7 +94,7 @@ def check_first_build(project: Path, board: dict, runtime: str) -> None:
     if not missing or registry_reachable():
         return
     raise ToolFailure(
-        f"the first build for {board['id']} needs the PlatformIO registry ({REGISTRY_HOST} is unreachable) to "
+        f"the first build for {board.id} needs the PlatformIO registry ({REGISTRY_HOST} is unreachable) to "
         f"download {', '.join(missing)} into {terminal(str(core_dir()))}; connect to the internet and run "
         f"`pio pkg install -d {terminal(shlex.quote(str(project)))}` once (later builds work offline), or try an emulated board: "
         "tinygen run --board qemu-m4")

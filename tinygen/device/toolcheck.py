@@ -78,7 +78,7 @@ def _picolibc_specs(gcc: str) -> str | None:
 
 def emulator_tools(board: dict) -> tuple[str, ...]:
     """The check_tools() names an emulated board needs: its compiler and its QEMU."""
-    binary = board["emulator"].get("binary", "qemu-system-arm")
+    binary = board.emulator.binary
     gcc = "riscv64-unknown-elf-gcc (+picolibc)" if binary == "qemu-system-riscv32" else "arm-none-eabi-gcc"
     return ("platformio offline core", gcc, binary)
 
@@ -113,7 +113,7 @@ def check_board_tools(board: dict, runtime: str | None = None) -> None:
 
     if not is_emulated(board):
         return
-    binary = board["emulator"].get("binary", "qemu-system-arm")
+    binary = board.emulator.binary
     missing = []
     if binary == "qemu-system-riscv32":
         gcc = shutil.which("riscv64-unknown-elf-gcc")
@@ -128,7 +128,7 @@ def check_board_tools(board: dict, runtime: str | None = None) -> None:
         missing.append((binary, _FIX_APT_RISCV if binary == "qemu-system-riscv32" else _FIX_APT))
     if missing:
         names = ", ".join(name for name, _ in missing)
-        raise ToolFailure(f"board {board['id']} needs {names}, which {'is' if len(missing) == 1 else 'are'} not "
+        raise ToolFailure(f"board {board.id} needs {names}, which {'is' if len(missing) == 1 else 'are'} not "
                           f"installed here: {missing[0][1]}; tinygen doctor lists what this machine can build")
     pio_offline.ensure_offline_core()  # ToolFailure (one line) when tinygen's PlatformIO home cannot be set up
 
@@ -145,7 +145,7 @@ def usable_boards(checks: list[dict]) -> list[dict]:
             what = "build, flash (QEMU) and verify here" if usable else f"needs {', '.join(missing)}"
         else:
             what = ("generate here; build/flash need the PlatformIO registry (platform "
-                    f"{b['platformio']['platform']}, {', '.join(b.get('tflm', {}).get('lib_deps', []))}) "
+                    f"{b.platformio.platform}, {', '.join(b.tflm.lib_deps)}) "
                     "and a board on USB") if usable else f"needs {', '.join(missing)}"
-        boards.append({"board": b["id"], "usable": usable, "what": what})
+        boards.append({"board": b.id, "usable": usable, "what": what})
     return boards

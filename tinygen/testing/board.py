@@ -54,7 +54,7 @@ def _firmware_up_to_date(project: api.Project) -> bool:
     """The ELF is newer than every file of the project: skip pio's no-op build (seconds per session)."""
     from tinygen.device.pio_build import firmware_elf
 
-    elf = firmware_elf(project.path, project.board["id"])
+    elf = firmware_elf(project.path, project.board.id)
     if not elf.is_file():
         return False
     built = elf.stat().st_mtime
@@ -97,7 +97,7 @@ class TinygenBoard:
                 where = stack.enter_context(place_port(place, coordinator))
             elif port == "emulated":
                 if not project.emulated:
-                    raise TinygenError(f"port 'emulated': board {project.board['id']} is not emulated; "
+                    raise TinygenError(f"port 'emulated': board {project.board.id} is not emulated; "
                                        "pass its serial port or 'auto'")
                 if not _firmware_up_to_date(project):
                     project.build_firmware(progress)
@@ -105,7 +105,7 @@ class TinygenBoard:
             else:
                 where = resolve_port(port, project.board)
             link = stack.enter_context(DeviceLink(where, man["serial"]["baud"], timeout=timeout, retries=retries,
-                                                  open_delay=float(project.board["serial"].get("open_delay_s", 0))))
+                                                  open_delay=project.board.serial.open_delay_s))
             info = link.hello()
             check_hello(info, man, where)
             return cls(project, where, man, link, info, stack.pop_all())
@@ -134,7 +134,7 @@ class TinygenBoard:
 
     @property
     def name(self) -> str:
-        return self.project.board["id"]
+        return self.project.board.id
 
     def quantize(self, x) -> np.ndarray:
         """Float input -> int8 as TFLite's QUANTIZE does, with the model's input scale and zero point."""
@@ -182,8 +182,8 @@ class TinygenBoard:
     def latency(self, ticks: list[int]) -> dict:
         from tinygen.verification.verify import latency
 
-        emu = self.project.board.get("emulator") or {}
-        return latency(ticks, self.info.tick_hz, emu.get("instructions_per_tick"), self.project.board.get("clock_hz"))
+        emu = self.project.board.emulator
+        return latency(ticks, self.info.tick_hz, emu.instructions_per_tick if emu else None, self.project.board.clock_hz)
 
 
 class Reference:

@@ -63,18 +63,18 @@ def plan_twin(project: Path, *, runtime: str | None = None, tflm_dir: str | None
     """Check that ``project`` is a real-board project with an emulated twin that can run its runtime
     here; one-line TinygenError (exit 2) otherwise, before anything is written."""
     from tinygen.codegen.project import load_manifest
-    from tinygen.common.boards import emulated_twin, get_board, is_emulated
+    from tinygen.common.boards import get_board, is_emulated
 
     project = Path(project)
     man = load_manifest(project)
     board = get_board(man["board"])
-    bid = board["id"]
+    bid = board.id
     if is_emulated(board):
         raise TinygenError(f"{_shown(project)} is a {bid} project, already emulated: verify it without --emulate")
-    twin = emulated_twin(board)
+    twin = board.emulated_twin
     if twin is None:
         raise TinygenError(f"board {bid} names no emulated twin (emulated_twin in boards/{bid}.json)")
-    tb = get_board(twin["board"])
+    tb = get_board(twin.board)
     board_rt = man["runtime"]
     if board_rt not in _RUNTIMES:
         raise TinygenError(f"{_shown(project)}/tinygen.json: runtime '{terminal(board_rt)[:40]}' is not one of "
@@ -82,23 +82,23 @@ def plan_twin(project: Path, *, runtime: str | None = None, tflm_dir: str | None
     rt = runtime or board_rt
     if rt not in _RUNTIMES:
         raise TinygenError(f"unknown runtime '{terminal(str(rt))[:40]}'; choose one of: {', '.join(_RUNTIMES)}")
-    if rt not in tb["runtimes"]:
-        raise TinygenError(f"{tb['id']}, the emulated twin of {bid}, has no {rt} runtime (TFLM is built for the "
+    if rt not in tb.runtimes:
+        raise TinygenError(f"{tb.id}, the emulated twin of {bid}, has no {rt} runtime (TFLM is built for the "
                            "emulated Arm cores only): --emulate-runtime compiled checks the same model bytes there "
                            "with the compiled runtime, a different runtime than the board's")
-    if rt == "tflm" and tb.get("tflm", {}).get("needs_tree") and not tflm_dir:
-        raise TinygenError(f"the twin of this {bid} TFLM project runs TFLM on {tb['id']}, which builds TFLM from a "
+    if rt == "tflm" and tb.tflm.needs_tree and not tflm_dir:
+        raise TinygenError(f"the twin of this {bid} TFLM project runs TFLM on {tb.id}, which builds TFLM from a "
                            "source tree: pass --tflm-dir DIR (or set TINYGEN_TFLM_DIR), or --emulate-runtime "
                            "compiled to check the same model bytes with the compiled runtime (a different runtime)")
     info = {
-        "of_project": str(project), "of_board": bid, "board": tb["id"], "match": twin["match"],
-        "label": twin["label"], "reason": twin["reason"], "board_runtime": board_rt, "runtime": rt,
+        "of_project": str(project), "of_board": bid, "board": tb.id, "match": twin.match,
+        "label": twin.label, "reason": twin.reason, "board_runtime": board_rt, "runtime": rt,
         "runtime_note": _runtime_note(board, board_rt, rt, tflm_dir if rt == "tflm" else None),
     }
     if rt != board_rt:  # the match's words promise the board's runtime; this twin runs another
         info["label"] = info["label"].replace("same model bytes and runtime", "same model bytes")
     return TwinPlan(project, man, board, tb, rt, tflm_dir if rt == "tflm" else None,
-                    project / TWIN_DIR / f"twin-{tb['id']}", info)
+                    project / TWIN_DIR / f"twin-{tb.id}", info)
 
 
 def _runtime_note(board: dict, board_rt: str, rt: str, tflm_dir: str | None) -> str:
@@ -106,10 +106,10 @@ def _runtime_note(board: dict, board_rt: str, rt: str, tflm_dir: str | None) -> 
         return f"the {rt} runtime, NOT the board's {board_rt}: the same model bytes on a different runtime"
     if rt == "compiled":
         return "the compiled runtime: the same generated C as the project's (checked)"
-    lib = board.get("tflm", {}).get("library")
-    theirs = f"{lib.rpartition('/')[2]} {board['tflm'].get('version', '')}".strip() if lib else "its TFLM library"
+    lib = board.tflm.library
+    theirs = f"{lib.rpartition('/')[2]} {board.tflm.version or ''}".strip() if lib else "its TFLM library"
     tree = _tree_library(Path(tflm_dir)) if tflm_dir else None
-    if lib and tree == (lib.rpartition("/")[2].lower(), str(board["tflm"].get("version", ""))):
+    if lib and tree == (lib.rpartition("/")[2].lower(), str(board.tflm.version or "")):
         return f"TFLM from {tflm_dir}, the same library and version as the board's ({theirs}); same glue (checked)"
     return f"TFLM from {tflm_dir}; the board runs {theirs}: kernels may differ between the two; same glue (checked)"
 
@@ -182,12 +182,12 @@ def build_twin(plan: TwinPlan, build: Callable, progress: Callable[[str], None])
     fe = plan.manifest.get("frontend")
     extra = {"frontend": fe} if isinstance(fe, dict) else {}
     progress(f"building the emulated twin {plan.info['label']} in {plan.out}")
-    build(src, board=plan.twin_board["id"], runtime=plan.runtime, out=plan.out, force=True,
+    build(src, board=plan.twin_board.id, runtime=plan.runtime, out=plan.out, force=True,
           vectors=max(1, min(count, 10000)), tflm_dir=plan.tflm_dir, task=task, progress=progress, **extra)
     twin_raw = (plan.out / "model.tflite").read_bytes()
     if twin_raw != raw:
         raise TinygenError(f"the twin's model ({hashlib.sha256(twin_raw).hexdigest()[:16]}…) is not the project's "
-                           f"({plan.info['model_sha256'][:16]}…): {plan.twin_board['id']} would run other bytes "
+                           f"({plan.info['model_sha256'][:16]}…): {plan.twin_board.id} would run other bytes "
                            "than the board; verify on the board itself")
     if plan.runtime == plan.manifest["runtime"]:
         differs = library_differences(plan.project, plan.out, plan.board)
@@ -252,7 +252,7 @@ def library_differences(project: Path, twin: Path, board: dict) -> list[str]:
     project and its twin, or that only one of them has."""
     from tinygen.common.userfiles import read_user_file
 
-    header = board.get("tflm", {}).get("header")
+    header = board.tflm.header
     drop = f"#include <{header}>".encode() if header else None
     a, b = project / MODEL_LIBRARY, twin / MODEL_LIBRARY
     names_a = {p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file()} if a.is_dir() else set()
@@ -293,7 +293,7 @@ def run_twin(plan: TwinPlan, progress: Callable[[str], None], **options):
     progress(f"pio run in {plan.out}")
     build_firmware(plan.out, tb)
     with qemu_for_project(plan.out, tb) as qb:
-        progress(f"QEMU {tb['emulator']['machine']} up (the emulated twin), UART0 on {qb.port}")
+        progress(f"QEMU {tb.emulator.machine} up (the emulated twin), UART0 on {qb.port}")
         return verify_project(plan.out, qb.port, tb, twin=plan.info, twin_md=markdown_lines(plan.info),
                               progress=progress, **options)
 
@@ -303,15 +303,15 @@ def summary_line(board: dict, runtime: str, project: Path | None) -> str | None:
     the command (None for an emulated board, or one without a twin)."""
     import shlex
 
-    from tinygen.common.boards import emulated_twin, get_board
+    from tinygen.common.boards import get_board
 
-    twin = emulated_twin(board)
+    twin = board.emulated_twin
     if twin is None:
         return None
     cmd = f"tinygen verify --project {shlex.quote(str(project)) if project is not None else 'PROJECT'} --emulate"
-    tb = get_board(twin["board"])
-    if runtime == "tflm" and "tflm" not in tb["runtimes"]:
-        cmd += f" --emulate-runtime compiled ({tb['id']} has no TFLM: the compiled runtime, a different runtime)"
-    elif runtime == "tflm" and tb.get("tflm", {}).get("needs_tree"):
+    tb = get_board(twin.board)
+    if runtime == "tflm" and "tflm" not in tb.runtimes:
+        cmd += f" --emulate-runtime compiled ({tb.id} has no TFLM: the compiled runtime, a different runtime)"
+    elif runtime == "tflm" and tb.tflm.needs_tree:
         cmd += " --tflm-dir DIR (a TFLM source tree; or TINYGEN_TFLM_DIR)"
-    return f"{twin['label']}: {cmd}"
+    return f"{twin.label}: {cmd}"

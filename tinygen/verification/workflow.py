@@ -114,7 +114,7 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
             progress(f"{i}/{n} vectors")
 
     with DeviceLink(port, man["serial"]["baud"], timeout=timeout, retries=retries, trace=trace,
-                    open_delay=float(board["serial"].get("open_delay_s", 0.0))) as link:
+                    open_delay=board.serial.open_delay_s) as link:
         hello = link.hello()
         check_hello(hello, man, port)  # every HELLO field against tinygen.json, before any vector is sent
         board_out, ticks, seconds = run_vectors(link, inputs, vector_done)
@@ -122,10 +122,10 @@ def verify_project(project: Path, port: str, board: dict, *, fresh: int, toleran
             and "raw_inputs" in vectors else None
         per_op = _per_op(link, raw, inputs, board_out, expected, layers, profile, progress)
         link_stats = getattr(link, "stats", None)
-    instr = board["emulator"].get("instructions_per_tick") if board.get("emulator") else None
+    instr = board.emulator.instructions_per_tick if board.emulator else None
     m = metrics(board_out, expected, man, float_out=vectors.get("float_outputs"), labels=vectors.get("labels"),
                 ticks=ticks, tick_hz=hello.tick_hz, instr_per_tick=instr, tolerance=tolerance, seconds=seconds,
-                clock_hz=board.get("clock_hz"))
+                clock_hz=board.clock_hz)
     report = Report(project=str(project), board=man["board"], port=port, runtime=hello.runtime_name,
                     model_sha256=man["model_sha256"], reference_vectors=int(len(vectors["inputs"])),
                     fresh_vectors=int(fresh), metrics=m, inputs=inputs, outputs=board_out, expected=expected)
@@ -199,9 +199,9 @@ def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: 
     if "profile" in per_op:
         from tinygen.verification.profile import markdown_section as profile_md, profile_dict
 
-        instr = board["emulator"].get("instructions_per_tick") if board.get("emulator") else None
+        instr = board.emulator.instructions_per_tick if board.emulator else None
         report.profile = profile_dict(model, per_op["profile"].records, runtime=hello.runtime_name, tick_hz=hello.tick_hz,
-                                      instr_per_tick=instr, clock_hz=board.get("clock_hz"))
+                                      instr_per_tick=instr, clock_hz=board.clock_hz)
         md += profile_md([report.profile], "profile.png")
     return md
 
