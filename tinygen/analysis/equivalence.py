@@ -42,5 +42,5 @@ def check_equivalent(original: bytes, rewritten: bytes, inputs: np.ndarray, outp
         raise TinygenError(
             f"{name}: the CONV_2D rewrite of its per-channel FULLY_CONNECTED layers differs from the original "
             f"on the tflite_micro interpreter in {bad} of {len(want)} vectors, so it is not safe on "
-            f"{board['id']}'s TFLM library ({library_name(board)}); use --runtime compiled and report this")
+            f"{board.id}'s TFLM library ({library_name(board)}); use --runtime compiled and report this")
     return len(want)

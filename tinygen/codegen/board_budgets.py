@@ -40,7 +40,7 @@ def budgets_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak
     budgets: dict[str, dict[str, dict]] = {}
     for bid, b in all_boards().items():
         budgets[bid] = {}
-        for rt in b["runtimes"]:
+        for rt in b.runtimes:
             if rt == "tflm" and tflm_ok:
                 raw2, rw_note = rewrite.for_board(m.raw, b) if has_fc else (m.raw, None)
                 if raw2 not in tflm_models:
@@ -48,7 +48,7 @@ def budgets_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak
                     progress("measuring the TFLM arena of the CONV_2D rewrite (tflite_micro, bisection)")
                     tflm_models[raw2] = (m2, measure_arena(raw2, m2, name))
                 m2, arena2 = tflm_models[raw2]
-                if an.dense_per_channel(m2) and not b.get("tflm", {}).get("per_channel_fully_connected"):
+                if an.dense_per_channel(m2) and not b.tflm.per_channel_fully_connected:
                     continue
                 budgets[bid][rt] = budget(b, rt, m2, arena2, None)
                 if rw_note:

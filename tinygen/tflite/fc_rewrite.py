@@ -204,7 +204,7 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
 
 
 def library_name(board: dict) -> str:
-    deps = board.get("tflm", {}).get("lib_deps") or []
+    deps = board.tflm.lib_deps
     return str(deps[0]) if deps else NO_LIBRARY
 
 
@@ -215,7 +215,7 @@ def for_board(raw: bytes, board: dict) -> tuple[bytes, str | None]:
     false) get the rewrite.  Models tinygen converts itself are not passed here: they get per-tensor
     Dense weights from the converter (see tinygen.codegen.plan.make_plan).
     """
-    if board.get("tflm", {}).get("per_channel_fully_connected", False):
+    if board.tflm.per_channel_fully_connected:
         return raw, None
     try:
         new, n = fc_to_conv(raw)
