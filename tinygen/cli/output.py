@@ -63,8 +63,8 @@ class StatusLine:
 def print_build_summary(plan, cache: list[str] | None = None, project=None) -> None:
     """``cache``: what the build reused from tinygen's cache (``Project.cache``), a row when anything;
     ``project``: the project's directory, for the real-board row naming its emulated twin's command."""
-    a, m = plan.analysis, plan.model
-    it, ot = m.input_tensor(), m.output_tensor()
+    a = plan.analysis
+    it, ot = plan.io.input, plan.io.output
     t = Table(title=Text(terminal(f"tinygen build: {plan.name} → {plan.board.id} ({plan.runtime})")),
               show_header=False)
     t.add_column("what")
@@ -74,8 +74,8 @@ def print_build_summary(plan, cache: list[str] | None = None, project=None) -> N
     t.add_row("parameters", grouped(a.params))
     t.add_row("MACs / inference", grouped(a.macs))
     t.add_row("model bytes", grouped(a.model_bytes))
-    t.add_row("input", f"{it.dtype} {list(it.shape)} scale={it.scale[0]:.6g} zp={it.zero_point[0]}")
-    t.add_row("output", f"{ot.dtype} {list(ot.shape)} scale={ot.scale[0]:.6g} zp={ot.zero_point[0]}")
+    t.add_row("input", f"{it.dtype} {list(it.shape)} scale={it.scale:.6g} zp={it.zero_point}")
+    t.add_row("output", f"{ot.dtype} {list(ot.shape)} scale={ot.scale:.6g} zp={ot.zero_point}")
     t.add_row("quantization", Text(terminal(f"full-integer int8; {plan.quantization_note}")))
     t.add_row("TFLM arena", f"{grouped(plan.arena.recommended_bytes)} B (host minimum "
                             f"{grouped(plan.arena.host_min_bytes)} B + scratch "

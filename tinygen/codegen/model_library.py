@@ -53,9 +53,9 @@ def example_inputs(plan) -> np.ndarray:
     so predict_float quantizes each back to exactly the reference vector's int8."""
     if is_sine_recipe(plan):
         return np.linspace(0.0, 2.0 * np.pi, EXAMPLE_VECTORS, dtype=np.float32).reshape(-1, 1)
-    it = plan.model.input_tensor()
+    it = plan.io.input
     q = np.asarray(plan.vectors["inputs"][:EXAMPLE_VECTORS], dtype=np.int32)
-    x = (q - it.zero_point[0]).astype(np.float32) * np.float32(it.scale[0])
+    x = (q - it.zero_point).astype(np.float32) * np.float32(it.scale)
     return x.reshape(len(q), -1)
 
 
@@ -72,16 +72,16 @@ def render(plan, tpl: Callable[..., bytes], hex_array: Callable[[bytes], str]) -
     """{path: bytes} of the library and the example (``tpl`` renders a template with render's context)."""
     fw = firmware_dir()
     m = plan.model
-    it, ot = m.input_tensor(), m.output_tensor()
+    it, ot = plan.io.input, plan.io.output
     labels = list(getattr(plan, "class_names", None) or [])
     if len(labels) != int(np.prod(ot.shape)):
         labels = []
     arena = plan.compiled.arena_bytes if plan.runtime == "compiled" else plan.arena.recommended_bytes
     ctx = dict(input_count=int(np.prod(it.shape)), output_count=int(np.prod(ot.shape)),
-               in_scale=float(it.scale[0]), out_scale=float(ot.scale[0]),
-               in_scale_c=c_float(it.scale[0]), out_scale_c=c_float(ot.scale[0]),
-               in_zp=int(it.zero_point[0]), out_zp=int(ot.zero_point[0]), arena_reserved=int(arena),
-               input_name=it.name, output_name=ot.name, labels=labels)
+               in_scale=float(it.scale), out_scale=float(ot.scale),
+               in_scale_c=c_float(it.scale), out_scale_c=c_float(ot.scale),
+               in_zp=int(it.zero_point), out_zp=int(ot.zero_point), arena_reserved=int(arena),
+               input_name=m.input_tensor().name, output_name=m.output_tensor().name, labels=labels)
     src = f"{LIB}/src"
     out: dict[str, bytes] = {
         f"{LIB}/library.json": _library_json(plan),

@@ -20,7 +20,7 @@ from tinygen.common.errors import DoesNotFit, TinygenError, UnsupportedModel
 from tinygen.analysis.equivalence import check_equivalent
 from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
 from tinygen.tflite import fc_rewrite as rewrite
-from tinygen.tflite.int8 import check_int8
+from tinygen.tflite.int8 import ModelIo, check_int8, model_io
 from tinygen.tflite.model import TfliteModel, parse_model
 from tinygen.intake.sources import Source
 from tinygen.analysis.vectors import dequantize, quantize_input, quality
@@ -48,6 +48,10 @@ class Plan:
     class_names: tuple[str, ...] | None = None  # output labels when the recipe knows them
     recipe: str | None = None  # the built-in recipe it was trained from (None: the user's model)
     frontend: dict | None = None  # the front end's FrontendSpec JSON (tinygen.intake.frontend); None: none
+    io: ModelIo = field(init=False, repr=False)  # the model's input and output quantization, read once
+
+    def __post_init__(self) -> None:
+        self.io = model_io(self.model)
 
 
 def c_identifier(name: str) -> str:
@@ -313,12 +317,13 @@ def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = No
     rewritten = src.tflite is not None and raw is not src.tflite
     m = parse_model(raw, src.name)
     check_int8(m, src.name)
+    io = model_io(m)
+    in_t, out_t = io.input, io.output
     fe = None
     if src.frontend is not None:  # before minutes of arena bisection: the front end must feed this input
         from tinygen.intake.frontend import for_model
 
-        t = m.input_tensor()
-        fe = for_model(src.frontend, t.shape, t.scale[0], t.zero_point[0],
+        fe = for_model(src.frontend, in_t.shape, in_t.scale, in_t.zero_point,
                        "--frontend" if src.recipe is None else f"recipe {src.recipe}'s front end")
     if runtime == "tflm":
         refusals.check_ops(m, board, runtime, name=src.name, layers=src.layers, tflm_dir=tflm_dir)
@@ -337,13 +342,10 @@ def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = No
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(raw, m, src.name)
 
-    in_t, out_t = m.input_tensor(), m.output_tensor()
-    in_scale, in_zp = in_t.scale[0], in_t.zero_point[0]
-    out_scale, out_zp = out_t.scale[0], out_t.zero_point[0]
     rng = np.random.default_rng(seed)
     if src.x_test is not None:
         x_float = np.asarray(src.x_test, dtype=np.float32)
-        q_in = quantize_input(x_float, in_scale, in_zp).reshape((len(x_float),) + in_t.shape)
+        q_in = quantize_input(x_float, in_t.scale, in_t.zero_point).reshape((len(x_float),) + in_t.shape)
     else:
         x_float = None
         q_in = rng.integers(-128, 128, size=(max(n_vectors, 1),) + in_t.shape, dtype=np.int16).astype(np.int8)
@@ -360,7 +362,7 @@ def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = No
     if float_out is not None:
         float_out = float_out.reshape((len(float_out),) + out_t.shape)
     task = infer_task(src, out_t.shape, m)
-    qual = quality(task, dequantize(q_out, out_scale, out_zp), float_out, src.y_test) \
+    qual = quality(task, dequantize(q_out, out_t.scale, out_t.zero_point), float_out, src.y_test) \
         if (float_out is not None or src.y_test is not None) else {"task": task}
     if getattr(src, "quality_extra", None):  # an ONNX model: onnx2tf's float graph vs onnxruntime
         qual.update(src.quality_extra)

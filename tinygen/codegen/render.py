@@ -47,7 +47,7 @@ def _copy_dir(out: dict[str, bytes], src: Path, dest: str) -> None:
 
 def manifest(plan: Plan) -> dict:
     m = plan.model
-    it, ot = m.input_tensor(), m.output_tensor()
+    it, ot = plan.io.input, plan.io.output
     return {
         "manifest_version": MANIFEST_VERSION,
         "tinygen_version": __version__,
@@ -59,8 +59,8 @@ def manifest(plan: Plan) -> dict:
         "model_sha256": m.sha256,
         "model_file": "model.tflite",
         "model_bytes": len(m.raw),
-        "input": {"shape": list(it.shape), "dtype": it.dtype, "scale": it.scale[0], "zero_point": it.zero_point[0]},
-        "output": {"shape": list(ot.shape), "dtype": ot.dtype, "scale": ot.scale[0], "zero_point": ot.zero_point[0]},
+        "input": {"shape": list(it.shape), "dtype": it.dtype, "scale": it.scale, "zero_point": it.zero_point},
+        "output": {"shape": list(ot.shape), "dtype": ot.dtype, "scale": ot.scale, "zero_point": ot.zero_point},
         "ops": plan.analysis.ops,
         "params": plan.analysis.params,
         "macs": plan.analysis.macs,
@@ -104,12 +104,12 @@ def render(plan: Plan) -> dict[str, bytes]:
         if plan.runtime == "tflm" and not emulated else []
     build_flags += tflm_release_flags
     regs = tflm_registrations.registrations(m, a.ops, board, plan.tflm_dir) if plan.runtime == "tflm" else []
-    it, ot = m.input_tensor(), m.output_tensor()
+    it, ot = plan.io.input, plan.io.output
     fe_spec = fe_rq = None
     if plan.frontend is not None:
         from tinygen.intake.frontend import for_model
 
-        fe_spec, fe_rq = for_model(plan.frontend, it.shape, it.scale[0], it.zero_point[0])
+        fe_spec, fe_rq = for_model(plan.frontend, it.shape, it.scale, it.zero_point)
     ctx = dict(
         frontend=fe_spec, frontend_samples=fe_spec.n_samples if fe_spec else 0,
         frontend_channels=fe_spec.channels if fe_spec else 0,
@@ -129,7 +129,7 @@ def render(plan: Plan) -> dict[str, bytes]:
         tflm_variant_source=tflm_registrations.library_int8_variants(board, plan.tflm_dir)[1],
         tflm_header=None if plan.tflm_dir else board.tflm.header,
         example_src_filter=model_library.EXAMPLE_SRC_FILTER,
-        io_quant=(float(it.scale[0]), int(it.zero_point[0]), float(ot.scale[0]), int(ot.zero_point[0])),
+        io_quant=(float(it.scale), int(it.zero_point), float(ot.scale), int(ot.zero_point)),
         class_labels=list(plan.class_names or ()),
         recipe=plan.recipe,
         # emulated boards: platformio.ini's core_dir, so a plain `pio run` builds with tinygen's offline platform
@@ -149,8 +149,8 @@ def render(plan: Plan) -> dict[str, bytes]:
     out["src/tg_protocol.h"] = protocol_header.render_c_header().encode()
     out["src/tg_model_info.h"] = protocol_header.render_model_info_header(
         model_sha256=m.sha256, input_shape=it.shape, output_shape=ot.shape,
-        input_scale=it.scale[0], input_zero_point=it.zero_point[0],
-        output_scale=ot.scale[0], output_zero_point=ot.zero_point[0],
+        input_scale=it.scale, input_zero_point=it.zero_point,
+        output_scale=ot.scale, output_zero_point=ot.zero_point,
         frontend_samples=fe_spec.n_samples if fe_spec else None).encode()
     for f in ("tg_app.c", "tg_app.h", "tg_app_config.h", "tg_runtime.h", "tg_runtime_lib.c"):
         out[f"src/{f}"] = (fw / "app" / f).read_bytes()

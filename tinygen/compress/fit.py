@@ -36,6 +36,7 @@ from tinygen.codegen.compiled import compile_model
 from tinygen.codegen.plan import budget
 from tinygen.common.errors import DoesNotFit, TinygenError
 from tinygen.compress import runner
+from tinygen.tflite.int8 import model_io
 from tinygen.tflite.model import parse_model
 
 FIT_RATIOS = (0.25, 0.5, 0.625, 0.75, 0.875, 0.9375, 0.96875)
@@ -150,11 +151,12 @@ def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, fl
            "flash_bytes": b["flash_bytes"], "ram_bytes": b["ram_bytes"],
            "flash_budget": b["flash_budget"], "ram_budget": b["ram_budget"]}
     if src.x_test is not None and accuracy:
-        it, ot = m.input_tensor(), m.output_tensor()
+        io = model_io(m)
+        it, ot = io.input, io.output
         x = np.asarray(src.x_test, dtype=np.float32)
-        q_in = quantize_input(x, it.scale[0], it.zero_point[0]).reshape((len(x),) + it.shape)
+        q_in = quantize_input(x, it.scale, it.zero_point).reshape((len(x),) + it.shape)
         q_out = run_reference(raw, q_in, name, arena_bytes=arena.recommended_bytes if arena else None)
-        row["int8_metric"] = _metric(task, dequantize(q_out, ot.scale[0], ot.zero_point[0]), src.y_test)
+        row["int8_metric"] = _metric(task, dequantize(q_out, ot.scale, ot.zero_point), src.y_test)
         if float_pred is not None:
             row["float_metric"] = _metric(task, float_pred, src.y_test)
     return row

@@ -3,9 +3,38 @@ converter's result, ``inspect``) applies before anything downstream sees the mod
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tinygen.common.errors import UnsupportedModel
 from tinygen.common.protocol import MAX_RANK
-from tinygen.tflite.model import TfliteModel
+from tinygen.tflite.model import Tensor, TfliteModel
+
+
+@dataclass(frozen=True)
+class IoQuant:
+    """One end of a model that passed :func:`check_int8`: what the board reads or writes
+    (``dtype``, ``shape``, ``nbytes``) and its per-tensor quantization, real = scale * (q - zero_point)."""
+    scale: float
+    zero_point: int
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+    @classmethod
+    def of(cls, t: Tensor) -> "IoQuant":
+        return cls(t.scale[0], t.zero_point[0], t.dtype, t.shape, t.nbytes)
+
+
+@dataclass(frozen=True)
+class ModelIo:
+    """The model's input and output, read once (``Plan.io`` in :mod:`tinygen.codegen.plan`)."""
+    input: IoQuant
+    output: IoQuant
+
+
+def model_io(m: TfliteModel) -> ModelIo:
+    """The I/O quantization of an int8 model (one scale and zero point each: :func:`check_int8`)."""
+    return ModelIo(IoQuant.of(m.input_tensor()), IoQuant.of(m.output_tensor()))
 
 
 def check_io(m: TfliteModel, name: str = "model") -> None:
