@@ -508,8 +508,33 @@ static void tg_conv_col_staged(const tg_conv_params_t *p, const int8_t *in_b, in
     const int32_t left = tg_min32(tg_max32(0, -x0), p->filter_w);
     const int32_t right = tg_min32(tg_max32(0, x0 + p->filter_w - p->in_w), p->filter_w - left);
     const int32_t inside = p->filter_w - left - right;
+    const int32_t row_n = p->filter_w * filter_in_c;
     tg_col_stage_t s;
     int32_t ky, kx;
+    if (runs && left == 0 && right == 0 && y0 >= 0 && y0 + p->dilation_h * (p->filter_h - 1) < p->in_h &&
+        p->filter_h * row_n <= TG_COL_STAGE) {
+        /* the whole window inside and K <= TG_COL_STAGE: the filter rows' runs copied one after
+         * the other, a word at a time, then widened once (none of the stage's bookkeeping) */
+        const int8_t *src = in_b + (int32_t)((y0 * p->in_w + x0) * p->in_c);
+        const int32_t src_row = p->dilation_h * p->in_w * p->in_c;
+        int32_t n = 0;
+        for (ky = 0; ky < p->filter_h; ky++, src += src_row) {
+            int32_t i;
+            for (i = 0; i + 4 <= row_n; i += 4) {
+                tg_store_u32(s.buf + n + i, tg_load_u32(src + i));
+            }
+            for (; i < row_n; i++) {
+                s.buf[n + i] = src[i];
+            }
+            n += row_n;
+        }
+        while (n & 3) { /* the padding past K: zero weights, zero column */
+            s.buf[n++] = 0;
+        }
+        tg_col_put_run(col, 0, slot, s.buf, n);
+        tg_col_zero_tail(col, n, p->k_padded, slot);
+        return;
+    }
     s.ns = 0;
     s.kbase = 0;
     for (ky = 0; ky < p->filter_h; ky++) {
@@ -602,10 +627,29 @@ void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output
     const int32_t n_pix = p->out_h * p->out_w;
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
                                     p->act_min, p->act_max, p->fast_requant, p->rq_fused};
+    /* a pointwise layer (1x1, stride 1, no padding, ungrouped, in_c a multiple of 4): output
+     * pixel i's column is input pixel i widened, with none of tg_conv_col's geometry */
+    const int32_t pointwise = p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+                              p->pad_h == 0 && p->pad_w == 0 && groups == 1 && k4 == p->in_c &&
+                              n_pix == p->in_h * p->in_w;
     int32_t b, pix, g;
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
         int8_t *out_b = output + (int32_t)(b * n_pix * p->out_c);
+        if (pointwise) {
+            const int8_t *x = in_b;
+            int8_t *o0 = out_b;
+            for (pix = 0; pix < n_pix; pix += 2, x += 2 * k4, o0 += 2 * p->out_c) {
+                const int32_t two = pix + 1 < n_pix;
+                tg_col_put_run(scratch, 0, 0, x, k4);
+                if (two) {
+                    tg_col_put_run(scratch, 0, 1, x + k4, k4);
+                }
+                tg_conv_outputs(scratch, p->weights, p->bias, k4 >> 2, p->out_c, 0, &r, o0,
+                                two ? o0 + p->out_c : NULL);
+            }
+            continue;
+        }
         for (pix = 0; pix < n_pix; pix += 2) {
             const int32_t two = pix + 1 < n_pix;
             for (g = 0; g < groups; g++) {
