@@ -17,6 +17,7 @@
 #include "tg_dsp.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
+#include "tg_mve.h"
 
 /* ==== packed int8 x int16 matrix products ====================================
  *
@@ -633,6 +634,11 @@ void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output
                               p->pad_h == 0 && p->pad_w == 0 && groups == 1 && k4 == p->in_c &&
                               n_pix == p->in_h * p->in_w;
     int32_t b, pix, g;
+#if TG_USE_MVE
+    if (tg_conv2d_s8_mve(p, input, output, scratch)) {
+        return;
+    }
+#endif
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
         int8_t *out_b = output + (int32_t)(b * n_pix * p->out_c);

@@ -17,6 +17,7 @@
 #include "tg_dsp.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
+#include "tg_mve.h"
 
 /* Filter taps k in [0, size) with 0 <= origin + dilation * k < limit: [*k0, *k1). */
 static void tg_valid_taps(int32_t origin, int32_t dilation, int32_t size, int32_t limit, int32_t *k0, int32_t *k1)
@@ -412,6 +413,11 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
                                     p->act_min, p->act_max, p->fast_requant, p->rq_fused};
     int32_t b, oy, ox, ic, m, ky, kx;
+#if TG_USE_MVE
+    if (tg_depthwise_conv2d_s8_mve(p, input, output)) {
+        return;
+    }
+#endif
 #if TG_USE_DSP
     const uint32_t offset16 = (uint32_t)p->input_offset & 0xFFFFu;
     const uint32_t offset_pair = (offset16 << 16) | offset16;

@@ -9,6 +9,7 @@
 #include "tg_dsp.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
+#include "tg_mve.h"
 
 /* ==== FULLY_CONNECTED =====================================================
  *
@@ -144,6 +145,11 @@ void tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *input, int8_t 
     const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
                                     p->act_min, p->act_max, p->fast_requant, p->rq_fused};
     int32_t b, oc;
+#if TG_USE_MVE
+    if (tg_fully_connected_s8_mve(p, input, output)) {
+        return;
+    }
+#endif
     for (b = 0; b < p->batches; b++) {
         const int8_t *row = input + (int32_t)(b * n);
         int8_t *out = output + (int32_t)(b * od);

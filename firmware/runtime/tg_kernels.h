@@ -19,6 +19,10 @@
  *                       (SMLAD/SMLABB/SMLATT). Results are identical to the
  *                       portable C loops.
  *   TG_NO_DSP           force the portable C loops even where DSP exists.
+ *   __ARM_FEATURE_MVE   (e.g. -mcpu=cortex-m55 -mfloat-abi=hard): CONV_2D,
+ *                       DEPTHWISE_CONV_2D and FULLY_CONNECTED run their Helium
+ *                       paths (tg_mve.h); identical results. TG_NO_MVE (or
+ *                       TG_NO_DSP) keeps the DSP / portable paths.
  *   TG_DSP_EMULATE      (host testing only) run the DSP code path with C models
  *                       of the DSP instructions, e.g. under ASan/UBSan.
  *   TG_SINGLE_ROUNDING  use the "single rounding" multiplier variant instead.
@@ -26,9 +30,11 @@
  *                       reference uses; the Python side always precomputes
  *                       parameters for the double-rounding variant.
  *
- * Files (one per op family; tests/test_compiled_ir.py checks this list):
+ * Files (one per op family; tests/compiled/test_ir.py checks this list):
  * tg_activation.c (SOFTMAX, LOGISTIC, TANH, LEAKY_RELU, HARD_SWISH, ABS),
- * tg_conv.c (CONV_2D), tg_depthwise_conv.c (DEPTHWISE_CONV_2D),
+ * tg_conv.c (CONV_2D), tg_depthwise_conv.c (DEPTHWISE_CONV_2D), tg_conv_mve.c,
+ * tg_depthwise_mve.c and tg_fc_mve.c (the Helium paths of CONV_2D, DEPTHWISE_CONV_2D
+ * and FULLY_CONNECTED),
  * tg_elementwise.c (ADD, MUL, SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, PRELU,
  * requantize, clamp), tg_fixedpoint.c, tg_fully_connected.c (FULLY_CONNECTED),
  * tg_gather.c (TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK),
@@ -36,7 +42,8 @@
  * REDUCE_MAX, REDUCE_MIN), tg_resize.c (RESIZE_NEAREST_NEIGHBOR,
  * RESIZE_BILINEAR), tg_shape.c (PAD, CONCATENATION, PACK, copy),
  * tg_transpose_conv.c (TRANSPOSE_CONV); internal headers tg_fixedpoint.h
- * (fixed-point arithmetic), tg_dsp.h (DSP instructions), tg_index.h.
+ * (fixed-point arithmetic), tg_dsp.h (DSP instructions), tg_mve.h (the MVE
+ * paths' shared parts), tg_index.h.
  */
 #ifndef TG_KERNELS_H
 #define TG_KERNELS_H

@@ -335,6 +335,29 @@ def test_cortex_m3_portable_path_on_qemu(built, tmp_path):
     assert "smlad" not in asm and "sxtb16" not in asm  # the portable path is what ran
 
 
+def test_cortex_m55_helium_path_on_qemu(built, tmp_path):
+    """The Helium (MVE) CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED paths, built with the qemu-m55
+    board's flags and run on QEMU mps3-an547 (which emulates MVE), are bit-exact too: every conv,
+    depthwise (multiplier 1 on MVE, others on the DSP path) and FC case, odd channel counts,
+    padding, strides, dilation, groups, per-tensor and per-channel."""
+    H.require(H.have_qemu(), "arm-none-eabi-gcc / qemu-system-arm")
+    idx = [i for i, c in enumerate(CASES) if c["kind"] in ("fc", "conv", "dw")]
+    assert any(CASES[i]["kind"] == "dw" and CASES[i]["dm"] == 1 for i in idx)
+    models = [built["models"][i] for i in idx]
+    inputs = [built["inputs"][i][:12] for i in idx]
+    outs = H.run_qemu_m4(models, inputs, tmp_path / "qemu-m55", cflags=H.M55_CFLAGS, machine="mps3-an547",
+                         ld=H.M55_LD)
+    for j, i in enumerate(idx):
+        H.assert_identical(outs[j], built["refs"][i][:12], f"qemu-m55 {CASES[i]['id']}")
+    asm = subprocess.run(["arm-none-eabi-objdump", "-d", "-marmv8.1-m.main", str(tmp_path / "qemu-m55" / "qemu.elf")],
+                         capture_output=True, text=True, check=True).stdout
+    # objdump spells VMLADAVA.S8 as its alias vmlava.s8
+    for fn, insn in (("tg_mve_outputs_2px", "vmlava.s8"), ("tg_fully_connected_s8_mve", "vmlava.s8"),
+                     ("tg_mve_dw8", "vmullb.s16")):
+        body = "".join(blk for blk in asm.split("\n\n") if f"<{fn}>:" in blk or f"<{fn}." in blk.split("\n", 1)[0])
+        assert insn in body, f"{fn} has no {insn} in the M55 build: the Helium path is not what ran"
+
+
 UNSUPPORTED_CASE = {"kind": "log_softmax", "seed": 5, "shape": [6], "id": "log_softmax", "rep": (0.0, 1.0),
                     "w_std": 0.5}
 H.register("op:log_softmax", "convert_case", UNSUPPORTED_CASE)

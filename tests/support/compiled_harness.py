@@ -282,10 +282,20 @@ def have_qemu() -> bool:
 # compile to their portable C path there.
 M3_CFLAGS = ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft", "-Os", "-Wall", "-Wextra", "-Werror"]
 
+# The Cortex-M55 (QEMU mps3-an547, the qemu-m55 board's machine and flags: FPU and Helium/MVE), run
+# Secure at the Secure aliases as firmware/hal/mps2/mps3_an547.ld: vectors in the ITCM (the initial
+# SVTOR), code in the FPGA SRAM, data in the ISRAM.
+M55_CFLAGS = ["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-mfpu=auto", "-Os", "-Wall", "-Wextra", "-Werror"]
+M55_LD = (_M4_LD.replace("MEMORY { FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M",
+                         "MEMORY { ITCM (rx) : ORIGIN = 0x10000000, LENGTH = 512K\n"
+                         "         FLASH (rx) : ORIGIN = 0x11000000, LENGTH = 2M")
+          .replace("RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = 4M", "RAM (rwx)  : ORIGIN = 0x31000000, LENGTH = 4M")
+          .replace("KEEP(*(.vectors)) } > FLASH", "KEEP(*(.vectors)) } > ITCM"))
+
 
 def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Path,
                 extra_flags: tuple[str, ...] = (), timeout: float = 300.0, instructions: list | None = None,
-                cflags: list[str] | None = None, machine: str = "mps2-an386") -> list[np.ndarray]:
+                cflags: list[str] | None = None, machine: str = "mps2-an386", ld: str = _M4_LD) -> list[np.ndarray]:
     """Build all models + the kernels for Cortex-M4 (DSP path unless TG_NO_DSP), run
     them on QEMU mps2-an386 over the given inputs, return the outputs per model.
 
@@ -308,7 +318,7 @@ def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Pa
     (workdir / "qemu_main.c").write_text(_M4_MAIN % {
         "includes": includes, "data": "\n".join(data), "runs": "\n".join(runs), "max_out": max_out,
         "n_models": len(models)})
-    (workdir / "qemu.ld").write_text(_M4_LD)
+    (workdir / "qemu.ld").write_text(ld)
     sources = kernel_c_files() + ["qemu_main.c"] + [f"{p}_model.c" for p in prefixes]
     _run(["arm-none-eabi-gcc", "-std=c99", *(cflags or M4_CFLAGS), *extra_flags, "-nostartfiles", "-T", "qemu.ld",
           *sources, "-o", "qemu.elf", "--specs=nosys.specs"], cwd=workdir)

@@ -1,0 +1,176 @@
+/*
+ * tg_depthwise_mve.c -- DEPTHWISE_CONV_2D on Helium (MVE), depth multiplier 1:
+ * tg_depthwise_conv.c hands a layer here first where the compiler targets MVE
+ * (tg_mve.h); other multipliers go on to its paths. Bit-exact with them.
+ *
+ * Per output pixel (row-major, each written after its own taps are read, as
+ * tg_depthwise_conv.c's write-order contract asks) and per 8 channels: every
+ * valid tap's 8 input and 8 weight bytes are widened to int16 by the load
+ * (VLDRB.S16), the input offset added (|x + offset| <= 255), and VMULLB / VMULLT
+ * multiply the even / odd lanes into two int32x4 accumulators. The even and odd
+ * channels' requantization constants come by word gathers and their outputs go
+ * out by byte scatters. A last group of 1..7 channels runs predicated.
+ * With rq_fused and the 3x3 widened weights (tg_kernels.h) the constants are for
+ * a doubled accumulator (tg_rq_apply_x2): the sums are doubled first.
+ */
+#include "tg_mve.h"
+
+#if TG_USE_MVE
+
+/* Filter taps k in [0, size) with 0 <= origin + dilation * k < limit: [*k0, *k1). */
+static void tg_mve_taps(int32_t origin, int32_t dilation, int32_t size, int32_t limit, int32_t *k0, int32_t *k1)
+{
+    const int32_t first = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
+    const int32_t last = origin > limit - 1 ? 0 : (limit - 1 - origin) / dilation + 1;
+    *k0 = tg_min32(first, size);
+    *k1 = tg_max32(tg_min32(last, size), *k0);
+}
+
+typedef struct {
+    const int8_t *x;  /* input of the first valid tap, at the group's first channel */
+    const int8_t *w;  /* its weights */
+    int32_t nky, nkx; /* valid taps */
+    int32_t x_row, x_col, w_row; /* steps: input row / tap, weight row (a tap is in_c) */
+    int32_t w_col;
+} tg_mve_dw_t;
+
+/* 8 channels (n of them valid when tail) of one pixel: even channels into *ae,
+ * odd into *ao (added to what they hold). */
+TG_INLINE void tg_mve_dw_body(const tg_mve_dw_t *t, int16_t offset, int32_t n, int32_t tail, int32x4_t *ae,
+                              int32x4_t *ao)
+{
+    const mve_pred16_t p = tail ? vctp16q((uint32_t)n) : 0xFFFF;
+    int32x4_t e = *ae, o = *ao;
+    const int8_t *xr = t->x, *wr = t->w;
+    int32_t ky, kx;
+    for (ky = t->nky; ky > 0; ky--, xr += t->x_row, wr += t->w_row) {
+        const int8_t *xp = xr, *wp = wr;
+        for (kx = t->nkx; kx > 0; kx--, xp += t->x_col, wp += t->w_col) {
+            int16x8_t x, w;
+            if (tail) {
+                x = vldrbq_z_s16(xp, p);
+                w = vldrbq_z_s16(wp, p);
+            } else {
+                x = vldrbq_s16(xp);
+                w = vldrbq_s16(wp);
+            }
+            x = vaddq_n_s16(x, offset);
+            e = vaddq_s32(e, vmullbq_int_s16(x, w));
+            o = vaddq_s32(o, vmulltq_int_s16(x, w));
+        }
+    }
+    *ae = e;
+    *ao = o;
+}
+
+static TG_NOINLINE void tg_mve_dw_tail(const tg_mve_dw_t *t, int16_t offset, int32_t n, int32x4_t *ae, int32x4_t *ao)
+{
+    tg_mve_dw_body(t, offset, n, 1, ae, ao);
+}
+
+/* The even (odd = 1: odd) channels' rq_fused constants of the group at q (qstep words
+ * per channel), ne of them valid. */
+TG_INLINE tg_mve_rq_t tg_mve_rq_gather(const int32_t *q, int32_t qstep, int32_t odd, mve_pred16_t pe)
+{
+    tg_mve_rq_t k;
+    if (qstep != 0) {
+        const uint32x4_t idx = vidupq_n_u32(odd ? 4u : 0u, 8);
+        k.m = vldrwq_gather_shifted_offset_z_s32(q, idx, pe);
+        k.lp1 = vldrwq_gather_shifted_offset_z_s32(q + 1, idx, pe);
+        k.c = vldrwq_gather_shifted_offset_z_s32(q + 2, idx, pe);
+        k.nright = vnegq_s32(vldrwq_gather_shifted_offset_z_s32(q + 3, idx, pe));
+    } else {
+        k = tg_mve_rq_load4(q, 0);
+    }
+    return k;
+}
+
+/* Every channel of one output pixel (t: its valid taps at channel 0) into out, 8 at a time. */
+static TG_NOINLINE void tg_mve_dw8(const tg_conv_params_t *p, tg_mve_dw_t t, int8_t *out)
+{
+    const int32_t c_all = p->in_c;
+    const int32_t doubled = p->dw3x3_widened != NULL && p->rq_fused != NULL;
+    const int32_t qstep = p->per_channel ? 4 : 0;
+    const int16_t offset = (int16_t)p->input_offset;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const uint32x4_t even2 = vidupq_n_u32(0, 2), odd2 = vidupq_n_u32(1, 2);
+    int32_t c;
+    for (c = 0; c < c_all; c += 8, t.x += 8, t.w += 8) {
+        const int32_t n = tg_min32(8, c_all - c);
+        const mve_pred16_t pe = vctp32q((uint32_t)((n + 1) >> 1)), po = vctp32q((uint32_t)(n >> 1));
+        int32x4_t ae, ao;
+        if (p->bias != NULL) {
+            ae = vldrwq_gather_shifted_offset_z_s32(p->bias + c, even2, pe);
+            ao = vldrwq_gather_shifted_offset_z_s32(p->bias + c, odd2, po);
+        } else {
+            ae = ao = vdupq_n_s32(0);
+        }
+        if (n == 8) {
+            tg_mve_dw_body(&t, offset, 8, 0, &ae, &ao);
+        } else {
+            tg_mve_dw_tail(&t, offset, n, &ae, &ao);
+        }
+        if (p->rq_fused != NULL) {
+            const int32_t *q = p->rq_fused + qstep * c;
+            tg_mve_rq_t k;
+            if (doubled) {
+                ae = vaddq_s32(ae, ae);
+                ao = vaddq_s32(ao, ao);
+            }
+            k = tg_mve_rq_gather(q, qstep, 0, pe);
+            ae = tg_mve_rq_apply(ae, &k, lo, hi, doubled);
+            k = tg_mve_rq_gather(q, qstep, 1, po);
+            ao = tg_mve_rq_apply(ao, &k, lo, hi, doubled);
+            vstrbq_scatter_offset_p_s32(out + c, even2, ae, pe);
+            vstrbq_scatter_offset_p_s32(out + c, odd2, ao, po);
+        } else {
+            const tg_channel_requant_t r = {p->multiplier, p->shift, p->per_channel, p->output_offset,
+                                            p->act_min, p->act_max, p->fast_requant, p->rq_fused};
+            int32_t acc[8];
+            vstrwq_scatter_shifted_offset_s32(acc, even2, ae);
+            vstrwq_scatter_shifted_offset_s32(acc, odd2, ao);
+            tg_requantize_channels(&r, acc, 1, n, c, out + c, NULL);
+        }
+    }
+}
+
+int32_t tg_depthwise_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
+{
+    const int32_t c_all = p->in_c;
+    int32_t b, oy, ox;
+    if (p->depth_multiplier != 1) {
+        return 0;
+    }
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * c_all);
+        for (oy = 0; oy < p->out_h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            tg_mve_taps(y0, p->dilation_h, p->filter_h, p->in_h, &ky0, &ky1);
+            for (ox = 0; ox < p->out_w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int8_t *out = output + (int32_t)(((b * p->out_h + oy) * p->out_w + ox) * c_all);
+                int32_t kx0, kx1;
+                tg_mve_dw_t t;
+                tg_mve_taps(x0, p->dilation_w, p->filter_w, p->in_w, &kx0, &kx1);
+                t.x = in_b + (int32_t)(((y0 + p->dilation_h * ky0) * p->in_w + x0 + p->dilation_w * kx0) * c_all);
+                t.w = p->weights + (int32_t)((ky0 * p->filter_w + kx0) * c_all);
+                t.nky = ky1 - ky0;
+                t.nkx = kx1 - kx0;
+                t.x_row = p->dilation_h * p->in_w * c_all;
+                t.x_col = p->dilation_w * c_all;
+                t.w_row = p->filter_w * c_all;
+                t.w_col = c_all;
+                if (t.nkx == 0) {
+                    t.nky = 0;
+                }
+                tg_mve_dw8(p, t, out);
+            }
+        }
+    }
+    return 1;
+}
+
+#else
+typedef int tg_depthwise_mve_unused_t; /* no MVE: an empty translation unit is not ISO C */
+#endif
