@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tinygen  # noqa: E402
+from tinygen import CompressOptions  # noqa: E402
 
 
 def rows_of(project) -> dict:
@@ -55,7 +56,8 @@ def show(project) -> None:
 
 def bench_prune(out: Path) -> None:
     t = time.monotonic()
-    p = tinygen.build(recipe="digits", board="qemu-m4", out=out / "prune", force=True, prune=0.5, qat=True)
+    p = tinygen.build(recipe="digits", board="qemu-m4", out=out / "prune", force=True,
+                      compress=CompressOptions(prune=0.5, qat=True))
     show(p)
     rows = rows_of(p)
     o, c = rows["original"], rows["prune 0.5 + QAT"]
@@ -69,7 +71,8 @@ def bench_prune(out: Path) -> None:
 
 def bench_qat(out: Path) -> None:
     t = time.monotonic()
-    p = tinygen.build(recipe="digits", board="qemu-m4", out=out / "qat", force=True, qat=True)
+    p = tinygen.build(recipe="digits", board="qemu-m4", out=out / "qat", force=True,
+                      compress=CompressOptions(qat=True))
     show(p)
     rows = rows_of(p)
     o, q = rows["original"], rows["QAT"]
@@ -112,8 +115,9 @@ def bench_fit(out: Path, latency_ms: float | None = None) -> None:
     t = time.monotonic()
     model, data = inflated_digits(out)
     name = "fit" if latency_ms is None else "fitlat"
-    p = tinygen.build(model, board="qemu-m4", data=data, out=out / name, force=True, fit=True,
-                      fit_board="nano33ble", compress_epochs={"prune": 8, "distill": 20}, fit_latency_ms=latency_ms)
+    p = tinygen.build(model, board="qemu-m4", data=data, out=out / name, force=True,
+                      compress=CompressOptions(fit=True, fit_board="nano33ble", epochs={"prune": 8, "distill": 20},
+                                               fit_latency_ms=latency_ms))
     show(p)
     o = rows_of(p)["original"]
     bound = p.compression.get("max_instructions")

@@ -8,7 +8,8 @@ The public API (:mod:`tinygen.api`) is loaded on first use, so importing a stage
 
 from tinygen.common.version import VERSION as __version__
 
-_API = ("build", "verify", "inspect", "flash", "doctor", "Project", "Report", "ModelInfo", "bench", "BenchRow")
+_API = ("build", "verify", "inspect", "flash", "doctor", "Project", "Report", "ModelInfo", "bench", "BenchRow",
+        "CompressOptions")
 # Every API call raises one of these (exit_code: what the command would exit with).
 _ERRORS = ("TinygenError", "UnsupportedModel", "DoesNotFit", "ToolFailure", "VerificationFailed", "UnsafeText")
 

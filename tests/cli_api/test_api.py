@@ -35,13 +35,13 @@ def test_importing_tinygen_loads_neither_tensorflow_nor_the_cli():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == sorted(["build", "verify", "inspect", "flash", "doctor", "Project", "Report",
-                                             "ModelInfo", "__version__", "bench", "BenchRow", "TinygenError",
-                                             "UnsupportedModel", "DoesNotFit", "ToolFailure", "VerificationFailed",
+                                             "ModelInfo", "__version__", "bench", "BenchRow", "CompressOptions",
+                                             "TinygenError", "UnsupportedModel", "DoesNotFit", "ToolFailure", "VerificationFailed",
                                              "UnsafeText"])
 
 
 def test_build_returns_the_project_it_wrote(project):
-    assert project.path.is_dir() and project.board["id"] == "qemu-m4" and project.runtime == "compiled"
+    assert project.path.is_dir() and project.board.id == "qemu-m4" and project.runtime == "compiled"
     on_disk = {p.relative_to(project.path).as_posix(): p.read_bytes()
                for p in project.path.rglob("*") if p.is_file()}
     assert on_disk == project.files
@@ -115,6 +115,12 @@ def test_inspect_reports_the_models_own_facts(project):
     (lambda tmp: tinygen.build(board="no-such-board", out=tmp / "x"), "no-such-board", 2),
     (lambda tmp: tinygen.build("m.keras", recipe="sine", board="qemu-m4", out=tmp / "x"), "not both", 2),
     (lambda tmp: tinygen.build(recipe="sine", board="qemu-m4", runtime="tflm", out=tmp / "x"), "--tflm-dir", 2),
+    (lambda tmp: tinygen.build(recipe="sine", board="qemu-m4", out=tmp / "x",
+                               compress=tinygen.CompressOptions(fit_board="nano33ble")), "--fit-board goes with --fit", 2),
+    (lambda tmp: tinygen.build(recipe="sine", board="qemu-m4", out=tmp / "x",
+                               compress=tinygen.CompressOptions(prune=1.5)), "--prune ratio 1.5", 2),
+    (lambda tmp: tinygen.build(recipe="sine", board="qemu-m4", out=tmp / "x", compress={"prune": 0.5}),
+     "compress= takes a tinygen.CompressOptions", 2),
     (lambda tmp: tinygen.inspect(tmp / "missing.tflite"), "missing.tflite", 2),
     (lambda tmp: tinygen.inspect(tmp / "x.tflite", runtime="fast"), "unknown runtime", 2),
     (lambda tmp: tinygen.verify(tmp), "not a tinygen project", 2),
@@ -128,6 +134,40 @@ def test_api_errors_are_one_line_tinygen_errors(tmp_path, capfd, call, needle, c
     assert exc.value.exit_code == code
     assert capfd.readouterr() == ("", "")
     assert not (tmp_path / "x").exists()
+
+
+def test_the_build_commands_compression_flags_become_one_compress_options():
+    """Every compression flag lands in its CompressOptions field (and nothing else is a compression keyword)."""
+    from tinygen.cli.main import cli
+    from tinygen.cli.options import build_arguments
+
+    argv = ["build", "--board", "qemu-m4", "--model", "m.keras", "--data", "d.npz", "--fit", "--qat",
+            "--fit-board", "nano33ble", "--fit-headroom", "0.2", "--fit-latency-ms", "10", "--fit-widths", "0.5,0.125"]
+    ctx = cli.make_context("tinygen", argv)
+    sub = cli.get_command(ctx, "build").make_context("build", argv[1:], parent=ctx)
+    kwargs = build_arguments(dict(sub.params))
+    assert kwargs["compress"] == tinygen.CompressOptions(qat=True, fit=True, fit_board="nano33ble", fit_headroom=0.2,
+                                                         fit_latency_ms=10.0, fit_widths=(0.5, 0.125))
+    assert not {"prune", "qat", "distill", "fit", "fit_board", "fit_widths"} & set(kwargs)
+    plain = cli.get_command(ctx, "build").make_context("build", ["--board", "qemu-m4", "--prune", "a=0.5"], parent=ctx)
+    assert build_arguments(dict(plain.params))["compress"] == tinygen.CompressOptions(prune="a=0.5")
+
+
+def test_every_compress_options_example_in_the_docs_is_a_real_value():
+    """docs/*.md show CompressOptions(...) inline (compression trains for minutes: not in the run snippet):
+    each must construct, with fields the dataclass has."""
+    import dataclasses
+    import re
+
+    found = []
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        for call in re.findall(r"tinygen\.CompressOptions\([^()]*\)", doc.read_text(encoding="utf-8")):
+            value = eval(call, {"tinygen": tinygen})  # the docs' own text, from this repository
+            assert isinstance(value, tinygen.CompressOptions) and value.active, (doc.name, call)
+            found.append(call)
+    assert len(found) >= 3, found
+    fields = {f.name for f in dataclasses.fields(tinygen.CompressOptions)}
+    assert {"prune", "qat", "distill", "fit", "fit_board", "fit_budget", "epochs"} <= fields
 
 
 def test_verify_refuses_a_nan_timeout_before_anything_else(tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tinygen
+from tinygen import CompressOptions
 from conftest import require_tool, run_cli, tflm_outputs
 from tinygen.common.errors import DoesNotFit, UnsupportedModel
 
@@ -191,9 +192,10 @@ def fitted(residual_model, session_dir):
                           out=session_dir / "compress-plain", vectors=2)
     budget = {"flash_bytes": int((plain.plan.budget["flash_bytes"] - 64) / 0.9), "ram_bytes": 1 << 20}
     project = tinygen.build(root / "res.keras", board="qemu-m4", data=root / "data.npz",
-                            out=session_dir / "compress-fit", vectors=8, fit=True, qat=True, fit_budget=budget,
-                            fit_ratios=(0.5,), fit_widths=(0.5,), fit_max_instructions=LATENCY_BOUND,
-                            compress_epochs={"prune": 3, "qat": 2, "distill": 3})
+                            out=session_dir / "compress-fit", vectors=8,
+                            compress=CompressOptions(fit=True, qat=True, fit_budget=budget, fit_ratios=(0.5,),
+                                                     fit_widths=(0.5,), fit_max_instructions=LATENCY_BOUND,
+                                                     epochs={"prune": 3, "qat": 2, "distill": 3}))
     return project, budget
 
 
@@ -233,8 +235,8 @@ def test_fit_makes_an_over_budget_residual_model_fit_its_latency_and_it_verifies
 def test_a_distilled_student_verifies_bit_exact(user_model, session_dir):
     root, model = user_model
     project = tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz",
-                            out=session_dir / "compress-distill", vectors=8, distill=0.5,
-                            compress_epochs={"distill": 4})
+                            out=session_dir / "compress-distill", vectors=8,
+                            compress=CompressOptions(distill=0.5, epochs={"distill": 4}))
     rows = {r["label"]: r for r in project.compression["candidates"]}
     assert set(rows) == {"original", "distill 0.5x"} and project.compression["chosen"] == "distill 0.5x"
     assert rows["distill 0.5x"]["keras_params"] < rows["original"]["keras_params"] == model.count_params()
@@ -253,9 +255,9 @@ def test_fit_refuses_when_nothing_fits(user_model, session_dir):
     with pytest.raises(DoesNotFit, match="no compression tried fits qemu-m4: the smallest, prune 0.9, needs flash "
                                          r"[\d,]+ / 1,000,000 B .* and runs [\d,]+ instructions per inference on "
                                          r"qemu-m4 \(bound 1,000\)") as exc:
-        tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz", out=out, fit=True,
-                      fit_ratios=(0.5, 0.9), fit_widths=(), fit_max_instructions=1000,
-                      fit_budget={"flash_bytes": 1_000_000, "ram_bytes": 1 << 20})
+        tinygen.build(root / "tiny.keras", board="qemu-m4", data=root / "data.npz", out=out,
+                      compress=CompressOptions(fit=True, fit_ratios=(0.5, 0.9), fit_widths=(),
+                                               fit_max_instructions=1000, fit_budget={"flash_bytes": 1_000_000, "ram_bytes": 1 << 20}))
     assert "\n" not in str(exc.value) and not out.exists()
 
 
@@ -335,7 +337,8 @@ def test_qat_alone_takes_any_layer_and_a_classifier_with_data(conv1d_reshape, tm
     Reshape), and every classifier with more than two classes failed the task check (a made-up
     output shape of 2).  The chosen QAT model is what the project holds."""
     project = tinygen.build(conv1d_reshape / "accel.keras", board="qemu-m4", data=conv1d_reshape / "d.npz",
-                            out=tmp_path / "p", vectors=4, qat=True, compress_epochs={"qat": 1})
+                            out=tmp_path / "p", vectors=4,
+                            compress=CompressOptions(qat=True, epochs={"qat": 1}))
     rep = project.compression
     assert [r["label"] for r in rep["candidates"]] == ["original", "QAT"] and rep["chosen"] == "QAT"
     assert rep["metric"] == "accuracy" and project.plan.task == "classification"
@@ -347,7 +350,8 @@ def test_pruning_a_layer_it_cannot_follow_is_refused_before_any_training(conv1d_
     seen = []
     with pytest.raises(UnsupportedModel, match="layer 'fold' is a Reshape: compress with --qat alone") as exc:
         tinygen.build(conv1d_reshape / "accel.keras", board="qemu-m4", data=conv1d_reshape / "d.npz",
-                      out=tmp_path / "p", prune=0.5, progress=seen.append)
+                      out=tmp_path / "p", compress=CompressOptions(prune=0.5),
+                      progress=seen.append)
     assert "\n" not in str(exc.value) and not (tmp_path / "p").exists()
     assert not any("fine-tuning" in s or "pruning" in s for s in seen), seen  # the compression child never ran
 

@@ -26,7 +26,8 @@ from tinygen.api.building import build, default_out_dir, name_hint
 from tinygen.api.inspecting import ModelInfo, inspect
 from tinygen.api.project import Project, doctor, flash, verify
 from tinygen.api.twin import verify_twin
+from tinygen.compress.options import CompressOptions
 from tinygen.verification.workflow import Report
 
 __all__ = ["build", "verify", "verify_twin", "inspect", "flash", "doctor", "Project", "Report", "ModelInfo", "default_out_dir",
-           "name_hint", "bench", "BenchRow"]
+           "name_hint", "bench", "BenchRow", "CompressOptions"]

@@ -11,6 +11,7 @@ from typing import Callable
 
 from tinygen.api.project import Progress, Project, TASKS, silent, verify
 from tinygen.common.errors import TinygenError
+from tinygen.compress.options import CompressOptions
 
 
 LATENCY_VECTORS = 4  # inputs each --fit latency measurement runs
@@ -78,13 +79,8 @@ def _cache_session(fn):
 def build(model: str | Path | None = None, *, board: str, recipe: str | None = None, data: str | Path | None = None,
           out: str | Path | None = None, force: bool = False, runtime: str | None = None, vectors: int = 32,
           seed: int = 1234, epochs: int | None = None, tflm_dir: str | Path | None = None,
-          task: str | None = None, progress: Progress | None = None, prune: float | dict | None = None,
-          qat: bool = False, distill: float | None = None, fit: bool = False, fit_budget: dict | None = None,
-          fit_headroom: float = 0.10, compress_epochs: dict | None = None,
-          fit_board: str | None = None, fit_ratios: tuple | None = None,
-          fit_max_instructions: int | None = None, fit_latency_ms: float | None = None,
-          fit_widths: tuple | None = None, use_cache: bool = True,
-          frontend: str | Path | dict | None = None) -> Project:
+          task: str | None = None, progress: Progress | None = None, compress: CompressOptions | None = None,
+          use_cache: bool = True, frontend: str | Path | dict | None = None) -> Project:
     """Train a recipe or load ``model`` (.keras, .h5, SavedModel dir or int8 .tflite), quantize it to int8,
     and write a PlatformIO project for ``board`` into ``out`` (default ``tinygen-<board>-<model>``).
 
@@ -95,13 +91,9 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     What was changed in ``data`` to fit the model (channels-first samples transposed, one-hot labels
     made integer) is in ``project.notes``, one line each (the CLI prints them as ``note:`` lines).
 
-    Compression (:mod:`tinygen.compress`) before conversion: ``prune`` (a ratio, or {layer: ratio}),
-    ``qat``, ``distill`` (the student's width), or ``fit`` (search the smallest pruning or student that fits
-    the board's flash and RAM, or ``fit_board``'s, or ``fit_budget`` {"flash_bytes", "ram_bytes"}, with
-    ``fit_headroom``, trying ``fit_ratios`` and distilled students of ``fit_widths``);
-    ``fit_max_instructions`` (or ``fit_latency_ms``, times the fit board's clock) bounds the instructions
-    per inference measured on the emulated core (QEMU -icount);
-    the candidates measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}.
+    ``compress`` (a :class:`~tinygen.compress.options.CompressOptions`: pruning, QAT, distillation or the
+    ``fit`` search, docs/compression.md) compresses the float model before conversion; the candidates
+    measured are in ``project.compression`` and PROJECT/reports/compress.{json,png}.
 
     ``use_cache`` (default True): reuse and keep the trained recipe model, the int8 conversion, the
     reference outputs and the arena in tinygen's cache (:mod:`tinygen.common.cache`); what was reused is
@@ -115,7 +107,6 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     from tinygen.codegen.project import check_out_dir, write_project
     from tinygen.codegen.render import render
     from tinygen.common.boards import get_board
-    from tinygen.compress.fit import check_options as check_fit_options
     from tinygen.intake.recipes import DEFAULT_RECIPE
     from tinygen.intake.sources import source_from_recipe, source_from_user
 
@@ -142,16 +133,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
         # Its project is built and run here: a missing compiler or QEMU is said now, not after
         # training; and tinygen's PlatformIO home is set up for the `pio run` the project's README prints.
         check_board_tools(b, runtime)
-    copts = _compress_options(prune, qat, distill, fit, fit_budget, fit_headroom, compress_epochs, fit_ratios)
-    if fit_board:
-        if not fit:
-            raise TinygenError("--fit-board goes with --fit")
-        copts.fit_board = get_board(fit_board)
-    if fit_widths is not None:
-        copts.fit_widths = tuple(fit_widths)
-        check_fit_options(copts)
-    if fit_max_instructions is not None or fit_latency_ms is not None:
-        _latency_options(copts, b, runtime, tflm_dir, fit_max_instructions, fit_latency_ms)
+    copts = _compress_options(compress or CompressOptions(), b, runtime, tflm_dir)
     if model:
         from tinygen.intake.loader import model_kind
 
@@ -257,16 +239,29 @@ def _instruction_meter(eb: dict, runtime: str, tflm_dir) -> Callable[[Path, Path
     return measure
 
 
-def _compress_options(prune, qat, distill, fit, fit_budget, headroom, epochs, fit_ratios):
+def _compress_options(c: CompressOptions, b, runtime: str, tflm_dir):
+    """The search's working options (:class:`tinygen.compress.fit.Options`) from what the user asked,
+    checked before any training."""
+    from tinygen.common.boards import get_board
     from tinygen.compress.fit import Options, check_options, parse_prune
 
-    if isinstance(prune, str):
-        prune = parse_prune(prune)
-    opts = Options(prune=prune, qat=bool(qat), distill=distill, fit=bool(fit), fit_budget=fit_budget,
-                   headroom=headroom, epochs=dict(epochs or {}))
-    if fit_ratios:
-        opts.fit_ratios = tuple(fit_ratios)
+    if not isinstance(c, CompressOptions):
+        raise TinygenError(f"compress= takes a tinygen.CompressOptions, not {type(c).__name__}")
+    prune = parse_prune(c.prune) if isinstance(c.prune, str) else c.prune
+    opts = Options(prune=prune, qat=bool(c.qat), distill=c.distill, fit=bool(c.fit), fit_budget=c.fit_budget,
+                   headroom=c.fit_headroom, epochs=dict(c.epochs or {}))
+    if c.fit_ratios:
+        opts.fit_ratios = tuple(c.fit_ratios)
     check_options(opts)
+    if c.fit_board:
+        if not c.fit:
+            raise TinygenError("--fit-board goes with --fit")
+        opts.fit_board = get_board(c.fit_board)
+    if c.fit_widths is not None:
+        opts.fit_widths = tuple(c.fit_widths)
+        check_options(opts)
+    if c.fit_max_instructions is not None or c.fit_latency_ms is not None:
+        _latency_options(opts, b, runtime, tflm_dir, c.fit_max_instructions, c.fit_latency_ms)
     return opts
 
 

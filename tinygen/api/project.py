@@ -41,7 +41,7 @@ class Project:
     board: dict = field(repr=False)
     plan: Plan | None = field(default=None, repr=False)
     files: dict[str, bytes] | None = field(default=None, repr=False)
-    compression: dict | None = field(default=None, repr=False)  # build(prune=/qat=/distill=/fit=): candidates
+    compression: dict | None = field(default=None, repr=False)  # build(compress=CompressOptions(...)): candidates
     notes: list[str] = field(default_factory=list)  # what build changed in the user's data, one line each
     cache: list[str] = field(default_factory=list)  # what build reused from tinygen's cache (tinygen.common.cache)
 

@@ -17,6 +17,7 @@ from rich.text import Text
 from tinygen.cli.output import err, grouped, out
 from tinygen.common.errors import TinygenError
 from tinygen.common.escape import terminal
+from tinygen.compress.options import CompressOptions
 
 # (decorator arguments) in the order --help lists them
 _OPTIONS = (
@@ -81,10 +82,11 @@ def build_arguments(values: dict) -> dict:
     v = {k: values.pop(k) for k in NAMES}
     return {"model": v["model_path"], "recipe": v["recipe"], "data": v["data_path"], "out": v["out_dir"],
             "force": v["force"], "runtime": v["runtime"], "epochs": v["epochs"], "tflm_dir": v["tflm_dir"] or None,
-            "task": v["task"], "prune": v["prune"], "qat": v["qat"], "distill": v["distill"], "fit": v["fit"],
-            "fit_headroom": v["fit_headroom"], "fit_board": v["fit_board"],
-            "fit_max_instructions": v["fit_max_instructions"], "fit_latency_ms": v["fit_latency_ms"],
-            "fit_widths": _widths(v["fit_widths"]), "use_cache": not v["no_cache"],
+            "task": v["task"], "use_cache": not v["no_cache"],
+            "compress": CompressOptions(prune=v["prune"], qat=v["qat"], distill=v["distill"], fit=v["fit"],
+                                        fit_headroom=v["fit_headroom"], fit_board=v["fit_board"],
+                                        fit_max_instructions=v["fit_max_instructions"],
+                                        fit_latency_ms=v["fit_latency_ms"], fit_widths=_widths(v["fit_widths"])),
             "frontend": v["frontend_path"]}
 
 
