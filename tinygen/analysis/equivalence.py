@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError
 from tinygen.tflite.fc_rewrite import library_name
 
@@ -23,7 +24,7 @@ def probe_inputs(shape: tuple[int, ...], seed: int = 0, n_random: int = 64) -> n
 
 
 def check_equivalent(original: bytes, rewritten: bytes, inputs: np.ndarray, outputs: np.ndarray,
-                     name: str, board: dict, arena_bytes: int | None = None) -> int:
+                     name: str, board: Board, arena_bytes: int | None = None) -> int:
     """Refuse the build unless ``rewritten`` gives the original's outputs bit for bit on the
     tflite_micro interpreter, on ``inputs`` (whose original outputs are ``outputs``) plus
     :func:`probe_inputs`.  Returns the number of vectors compared."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from tinygen.api.project import Progress, Project, TASKS, silent, verify
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError
 from tinygen.compress.options import CompressOptions
 
@@ -32,7 +33,7 @@ def name_hint(model: str | Path | None, recipe: str | None) -> str:
     return Path(model).stem if model else (recipe or DEFAULT_RECIPE)
 
 
-def _check_build_arguments(b: dict, board: str, runtime: str, model, recipe, data, tflm_dir) -> str | None:
+def _check_build_arguments(b: Board, board: str, runtime: str, model, recipe, data, tflm_dir) -> str | None:
     """Refuse contradictory arguments before minutes of training; return the TFLM tree to use (or None)."""
     from tinygen.codegen.plan import check_runtime
     from tinygen.common.escape import pio_path
@@ -194,7 +195,7 @@ def _frontend_json(frontend, model) -> dict | None:
     return spec.to_json()
 
 
-def _latency_options(copts, b: dict, runtime: str, tflm_dir, max_instructions, latency_ms) -> None:
+def _latency_options(copts, b: Board, runtime: str, tflm_dir, max_instructions, latency_ms) -> None:
     """The latency bound of --fit, in instructions per inference on an emulated core: the build's
     board when it is emulated (its instructions are what verify will measure), else qemu-m4 (the
     Cortex-M4 of the Nano 33 BLE).  Milliseconds become instructions at the fit board's clock, one
@@ -225,7 +226,7 @@ def _latency_options(copts, b: dict, runtime: str, tflm_dir, max_instructions, l
     copts.measure_instructions = _instruction_meter(eb, rt, tflm_dir)
 
 
-def _instruction_meter(eb: dict, runtime: str, tflm_dir) -> Callable[[Path, Path], int]:
+def _instruction_meter(eb: Board, runtime: str, tflm_dir) -> Callable[[Path, Path], int]:
     def measure(tflite: Path, out: Path) -> int:
         """Instructions per inference of an int8 model: built for ``eb`` into ``out`` and run on QEMU.
         The most over a few seeded vectors: some kernels branch on values, and a bound should hold
@@ -265,7 +266,7 @@ def _compress_options(c: CompressOptions, b, runtime: str, tflm_dir):
     return opts
 
 
-def _compress(src, b: dict, runtime: str, opts, seed: int, progress: Progress) -> dict:
+def _compress(src, b: Board, runtime: str, opts, seed: int, progress: Progress) -> dict:
     """Check the source against the options (task, layers, data: seconds), then train and measure
     the candidates (minutes)."""
     import numpy as np

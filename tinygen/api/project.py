@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Union
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError
 from tinygen.verification.workflow import Report
 
@@ -38,7 +39,7 @@ class Project:
 
     path: Path
     manifest: dict = field(repr=False)
-    board: dict = field(repr=False)
+    board: Board = field(repr=False)
     plan: Plan | None = field(default=None, repr=False)
     files: dict[str, bytes] | None = field(default=None, repr=False)
     compression: dict | None = field(default=None, repr=False)  # build(compress=CompressOptions(...)): candidates

@@ -16,6 +16,7 @@ import numpy as np
 from tinygen.analysis import ops as an
 from tinygen.codegen import refusals
 from tinygen.codegen.compiled import CompiledBuild, compile_model
+from tinygen.common.boards import Board
 from tinygen.common.errors import DoesNotFit, TinygenError, UnsupportedModel
 from tinygen.analysis.equivalence import check_equivalent
 from tinygen.analysis.reference import ArenaInfo, measure_arena, run_reference
@@ -31,7 +32,7 @@ RUNTIMES = ("tflm", "compiled")
 
 @dataclass
 class Plan:
-    board: dict
+    board: Board
     runtime: str
     name: str  # C-identifier-safe model name
     model: TfliteModel = field(repr=False)
@@ -62,7 +63,7 @@ def c_identifier(name: str) -> str:
     return ident[:48]
 
 
-def budget_parts(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo,
+def budget_parts(board: Board, runtime: str, model: TfliteModel, arena: ArenaInfo,
                  compiled_peak: int | None, compiled_const: int | None = None) -> list[dict]:
     """Where the flash and RAM go, part by part, each marked exact (from the model), measured (by
     tests/codegen/test_board_truth.py against the real core and library) or estimate (what no tree here can
@@ -112,7 +113,7 @@ def _compiled_constant_bytes(model: TfliteModel) -> int:
         return sum(t.nbytes for t in model.tensors if t.is_constant)
 
 
-def budget(board: dict, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None,
+def budget(board: Board, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None,
            compiled_const: int | None = None) -> dict:
     parts = budget_parts(board, runtime, model, arena, compiled_peak, compiled_const)
     flash = sum(p["flash_bytes"] for p in parts)
@@ -135,7 +136,7 @@ def budget_note(b: dict) -> str:
     return ("estimated: " + ", ".join(est)) if est else "no estimated parts"
 
 
-def check_fits(plan_budget: dict, board: dict, runtime: str, plan: "Plan | None" = None) -> None:
+def check_fits(plan_budget: dict, board: Board, runtime: str, plan: "Plan | None" = None) -> None:
     """Raise DoesNotFit (one line) when the budget is over the board's; with the plan, the line says how
     to fit: how far the weights must shrink (--fit, --prune, --distill) and the other runtime if it fits."""
     b = plan_budget
@@ -273,21 +274,21 @@ def _float_outputs(src: Source, x: np.ndarray | None) -> np.ndarray | None:
     return pred
 
 
-def check_runtime(board: dict, runtime: str) -> None:
+def check_runtime(board: Board, runtime: str) -> None:
     """The one place a board's runtimes are enforced (the API calls it before training too)."""
     if runtime not in board.runtimes:
         raise TinygenError(f"board {board.id} does not support --runtime {runtime}; "
                            f"choose one of: {', '.join(board.runtimes)}")
 
 
-def per_channel_dense_exact(board: dict, runtime: str) -> bool:
+def per_channel_dense_exact(board: Board, runtime: str) -> bool:
     """Whether ``runtime`` on ``board`` computes per-channel FULLY_CONNECTED exactly: the compiled runtime
     always, a TFLM library as its board file says.  Models tinygen converts get per-channel Dense weights
     only then (the conductor passes it to intake's converter)."""
     return board.tflm.per_channel_fully_connected if runtime == "tflm" else True
 
 
-def make_plan(src: Source, board: dict, runtime: str, *, int8: bytes | None = None, n_vectors: int = DEFAULT_VECTORS,
+def make_plan(src: Source, board: Board, runtime: str, *, int8: bytes | None = None, n_vectors: int = DEFAULT_VECTORS,
               seed: int = 0, progress: Callable[[str], None] = lambda s: None, tflm_dir: str | None = None) -> Plan:
     """What to emit for ``src`` on ``board`` with ``runtime``.  ``int8``: the int8 model the conductor
     (:mod:`tinygen.api.building`) had intake convert from ``src``'s float model, with

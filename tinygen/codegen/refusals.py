@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
 from tinygen.codegen.compiled import SUPPORTED_OPS, lower
+from tinygen.common.boards import Board
 from tinygen.common.errors import UnsupportedModel
 from tinygen.tflite.keras_names import explain_ops
 from tinygen.tflite.model import TfliteModel
@@ -21,13 +22,13 @@ def runtime_ops(runtime: str) -> frozenset[str]:
     return frozenset(SUPPORTED_OPS) if runtime == "compiled" else frozenset(TFLM_RESOLVER_METHODS)
 
 
-def _usable(board: dict, runtime: str, tflm_dir: str | None) -> bool:
+def _usable(board: Board, runtime: str, tflm_dir: str | None) -> bool:
     if runtime not in board.runtimes:
         return False
     return not (runtime == "tflm" and board.tflm.needs_tree and not tflm_dir)
 
 
-def _other_runtime(board: dict, runtime: str, opcodes: set[str], tflm_dir: str | None) -> str:
+def _other_runtime(board: Board, runtime: str, opcodes: set[str], tflm_dir: str | None) -> str:
     other = "tflm" if runtime == "compiled" else "compiled"
     if not _usable(board, other, tflm_dir) or not opcodes <= runtime_ops(other):
         return ""
@@ -41,7 +42,7 @@ def refused_ops(m: TfliteModel, runtime: str) -> dict[int, str]:
     return {r.op: ("" if r.reason == _NO_KERNEL else r.reason) for r in lower(m).refusals}
 
 
-def check_ops(m: TfliteModel, board: dict, runtime: str, *, name: str, layers: list | None = None,
+def check_ops(m: TfliteModel, board: Board, runtime: str, *, name: str, layers: list | None = None,
               tflm_dir: str | None = None) -> None:
     """Raise UnsupportedModel naming the Keras layers whose ops ``runtime`` cannot run, if any."""
     refused = refused_ops(m, runtime)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinygen.analysis.ops import TFLM_RESOLVER_METHODS
+from tinygen.common.boards import Board
 from tinygen.tflite.model import TfliteModel
 
 # op -> (registration function, kernel header under tensorflow/lite/micro/kernels/, the op's input
@@ -103,7 +104,7 @@ def tree_int8_variants(tree: str | Path) -> frozenset[str]:
     return frozenset(found)
 
 
-def library_int8_variants(board: dict, tflm_dir: str | None) -> tuple[frozenset[str], str]:
+def library_int8_variants(board: Board, tflm_dir: str | None) -> tuple[frozenset[str], str]:
     """(ops with an int8 variant, the library's name for comments) for the TFLM the project builds."""
     if tflm_dir:
         return tree_int8_variants(tflm_dir), "the --tflm-dir tree"
@@ -119,7 +120,7 @@ def _int8_op(m: TfliteModel, op) -> bool:
     return bool(op.outputs) and m.tensors[op.outputs[0]].dtype == "int8"
 
 
-def registrations(m: TfliteModel, ops: list[str], board: dict, tflm_dir: str | None) -> list[Registration]:
+def registrations(m: TfliteModel, ops: list[str], board: Board, tflm_dir: str | None) -> list[Registration]:
     """One registration per distinct op (``ops``: first-use order), int8 variant where allowed."""
     have, lib = library_int8_variants(board, tflm_dir)
     out = []

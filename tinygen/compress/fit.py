@@ -34,6 +34,7 @@ from tinygen.analysis.reference import measure_arena, run_reference
 from tinygen.analysis.vectors import dequantize, quantize_input
 from tinygen.codegen.compiled import compile_model
 from tinygen.codegen.plan import budget
+from tinygen.common.boards import Board
 from tinygen.common.errors import DoesNotFit, TinygenError
 from tinygen.compress import runner
 from tinygen.tflite.int8 import model_io
@@ -53,7 +54,7 @@ class Options:
     distill: float | None = None  # the student's width
     fit: bool = False
     fit_budget: dict | None = None  # {"flash_bytes", "ram_bytes"}; default: the board's own
-    fit_board: dict | None = None  # fit another board's budget (e.g. build for qemu-m4, fit a nano33ble)
+    fit_board: Board | None = None  # fit another board's budget (e.g. build for qemu-m4, fit a nano33ble)
     headroom: float = DEFAULT_HEADROOM
     fit_ratios: tuple = FIT_RATIOS  # the pruning ratios --fit may try, ascending
     fit_widths: tuple = FIT_WIDTHS  # the students' widths --fit may distil ((): none)
@@ -130,8 +131,8 @@ def _metric(task: str, out: np.ndarray, y) -> float | None:
     return float(np.sqrt(np.mean((out - t) ** 2))) if t.shape == out.shape else None
 
 
-def measure(raw: bytes, name: str, board: dict, runtime: str, src, task: str, float_pred=None,
-            budget_override: dict | None = None, fit_board: dict | None = None, accuracy: bool = True) -> dict:
+def measure(raw: bytes, name: str, board: Board, runtime: str, src, task: str, float_pred=None,
+            budget_override: dict | None = None, fit_board: Board | None = None, accuracy: bool = True) -> dict:
     """Sizes, budget and accuracies of one int8 candidate (accuracy: tflite_micro; ``accuracy=False``:
     sizes only, for the --fit search's models that are not fine-tuned yet)."""
     m = parse_model(raw, name)
@@ -202,7 +203,7 @@ def _label(steps: list) -> str:
     return " + ".join(parts) or "original"
 
 
-def compress(src, board: dict, runtime: str, opts: Options, *, task: str, per_channel_dense: bool, seed: int = 0,
+def compress(src, board: Board, runtime: str, opts: Options, *, task: str, per_channel_dense: bool, seed: int = 0,
              progress: Callable[[str], None] = lambda s: None) -> dict:
     """Train and measure the candidates; point ``src`` at the chosen one's Keras model.  Returns the
     report: {"candidates": [rows], "chosen": label, "metric": name, "budget": {...}}."""

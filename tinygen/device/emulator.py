@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError, ToolFailure
 
 QEMU_BINARY = "qemu-system-arm"
@@ -45,7 +46,7 @@ def qemu_available(binary: str = QEMU_BINARY) -> str | None:
     return shutil.which(binary)
 
 
-def board_machine(board: dict) -> str:
+def board_machine(board: Board) -> str:
     """The QEMU machine of a board dict: ``board["machine"]`` (or the same key
     under ``"tinygen"``, as in the tinygen-mps2 board manifests)."""
     machine = board.get("machine") or (board.get("tinygen") or {}).get("machine")
@@ -63,7 +64,7 @@ class QemuBoard:
     default qemu-system-arm; e.g. qemu-system-riscv32 for qemu-rv32).
     """
 
-    def __init__(self, elf: str | os.PathLike, board: dict, *, startup_timeout: float = 20.0):
+    def __init__(self, elf: str | os.PathLike, board: Board, *, startup_timeout: float = 20.0):
         self.elf = Path(elf)
         self.board = dict(board)
         self.machine = board_machine(self.board)
@@ -198,7 +199,7 @@ class QemuBoard:
             pass
 
 
-def qemu_for_project(project: Path, board: dict, monitor_socket: str | None = None) -> QemuBoard:
+def qemu_for_project(project: Path, board: Board, monitor_socket: str | None = None) -> QemuBoard:
     """A QemuBoard (not started yet) for the firmware ``pio run`` built in a generated project
     (``monitor_socket``: see :meth:`QemuBoard.command`)."""
     from tinygen.device.pio_build import firmware_elf

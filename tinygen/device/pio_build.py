@@ -12,6 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import ToolFailure
 from tinygen.common.escape import UnsafeText, pio_path, terminal
 from tinygen.device.pio_offline import ensure_offline_core, last_error_line, pio_command, run_pio, tinygen_core_dir
@@ -108,7 +109,7 @@ def firmware_elf(project: Path, environment: str) -> Path:
     return Path(project) / ".pio" / "build" / environment / "firmware.elf"
 
 
-def build_firmware(project: Path, board: dict, target: str | None = None, upload_port: str | None = None) -> None:
+def build_firmware(project: Path, board: Board, target: str | None = None, upload_port: str | None = None) -> None:
     """``pio run`` for a generated project's board (``target="upload"`` also flashes a real board)."""
     from tinygen.common.boards import is_emulated
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError
 from tinygen.common.escape import terminal
 
@@ -37,7 +38,7 @@ def check_port(port: str) -> str:
     return port
 
 
-def resolve_port(port: str, board: dict) -> str:
+def resolve_port(port: str, board: Board) -> str:
     """'auto' -> the first serial port whose USB VID/PID is in the board file; any other port as given."""
     if check_port(port) != "auto":
         return port

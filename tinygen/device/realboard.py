@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import ToolFailure
 from tinygen.common.escape import terminal
 
@@ -48,7 +49,7 @@ def _installed_version(pkg_dir: Path) -> str | None:
     return None
 
 
-def missing_packages(project: Path, board: dict, runtime: str) -> list[str]:
+def missing_packages(project: Path, board: Board, runtime: str) -> list[str]:
     """What the first `pio run` of this project (built with ``runtime``) would download: 'name@version' for each."""
     core = core_dir()
     missing = []
@@ -84,7 +85,7 @@ def registry_reachable(timeout: float = CONNECT_TIMEOUT_S) -> bool:
         return False
 
 
-def check_first_build(project: Path, board: dict, runtime: str) -> None:
+def check_first_build(project: Path, board: Board, runtime: str) -> None:
     """Raise ToolFailure (one line) when the build needs the registry and the registry is out of reach."""
     from tinygen.device.pio_build import check_third_party_path, check_users_core_dir
 

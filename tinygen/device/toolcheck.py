@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError, ToolFailure
 
 _FIX_APT = ("run scripts/setup.sh (or apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
@@ -76,7 +77,7 @@ def _picolibc_specs(gcc: str) -> str | None:
     return found if Path(found).is_absolute() and Path(found).is_file() else None
 
 
-def emulator_tools(board: dict) -> tuple[str, ...]:
+def emulator_tools(board: Board) -> tuple[str, ...]:
     """The check_tools() names an emulated board needs: its compiler and its QEMU."""
     binary = board.emulator.binary
     gcc = "riscv64-unknown-elf-gcc (+picolibc)" if binary == "qemu-system-riscv32" else "arm-none-eabi-gcc"
@@ -87,7 +88,7 @@ def emulator_tools(board: dict) -> tuple[str, ...]:
 BUILD_TOOLS = ("tensorflow", "tflite_micro")
 
 
-def board_needs(board: dict) -> tuple[str, ...]:
+def board_needs(board: Board) -> tuple[str, ...]:
     """The check_tools() names without which ``board`` is not usable here (see :func:`usable_boards`):
     an emulated board's whole loop (build, QEMU, verify), a real board's project generation."""
     from tinygen.common.boards import is_emulated
@@ -95,14 +96,14 @@ def board_needs(board: dict) -> tuple[str, ...]:
     return BUILD_TOOLS + (emulator_tools(board) if is_emulated(board) else ("platformio",))
 
 
-def board_problems(board: dict, checks: list[dict]) -> list[dict]:
+def board_problems(board: Board, checks: list[dict]) -> list[dict]:
     """The checks (with their fixes) that ``board`` needs and that failed here; empty: usable."""
     by_name = {c["tool"]: c for c in checks}
     return [by_name.get(name, {"tool": name, "ok": False, "detail": "not checked", "fix": "rerun tinygen doctor"})
             for name in board_needs(board) if not by_name.get(name, {}).get("ok")]
 
 
-def check_board_tools(board: dict, runtime: str | None = None) -> None:
+def check_board_tools(board: Board, runtime: str | None = None) -> None:
     """Before any training: raise ToolFailure (one line) when this emulated board cannot be built and
     run here: its compiler (and C++ for TFLM), its QEMU, or tinygen's offline PlatformIO home, which
     is set up here (so the project's own `pio run` works as its README prints it).  About a second;

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError
 from tinygen.tflite.schema import schema as _schema
 
@@ -203,12 +204,12 @@ def fc_to_conv(raw: bytes) -> tuple[bytes, int]:
     return bytes(builder.Output()), len(todo)
 
 
-def library_name(board: dict) -> str:
+def library_name(board: Board) -> str:
     deps = board.tflm.lib_deps
     return str(deps[0]) if deps else NO_LIBRARY
 
 
-def for_board(raw: bytes, board: dict) -> tuple[bytes, str | None]:
+def for_board(raw: bytes, board: Board) -> tuple[bytes, str | None]:
     """The model the board's TFLM library should run, and the build note when it was rewritten.
 
     Only boards whose library computes FULLY_CONNECTED per-tensor (``tflm.per_channel_fully_connected``

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError
 from tinygen.common.escape import terminal
 
@@ -47,8 +48,8 @@ class TwinPlan:
 
     project: Path
     manifest: dict
-    board: dict
-    twin_board: dict
+    board: Board
+    twin_board: Board
     runtime: str
     tflm_dir: str | None
     out: Path
@@ -101,7 +102,7 @@ def plan_twin(project: Path, *, runtime: str | None = None, tflm_dir: str | None
                     project / TWIN_DIR / f"twin-{tb.id}", info)
 
 
-def _runtime_note(board: dict, board_rt: str, rt: str, tflm_dir: str | None) -> str:
+def _runtime_note(board: Board, board_rt: str, rt: str, tflm_dir: str | None) -> str:
     if rt != board_rt:
         return f"the {rt} runtime, NOT the board's {board_rt}: the same model bytes on a different runtime"
     if rt == "compiled":
@@ -247,7 +248,7 @@ def _without_class_labels(lines: list[bytes]) -> list[bytes]:
     return out
 
 
-def library_differences(project: Path, twin: Path, board: dict) -> list[str]:
+def library_differences(project: Path, twin: Path, board: Board) -> list[str]:
     """The model library files (relative to lib/tinygen_model/src) whose code differs between the
     project and its twin, or that only one of them has."""
     from tinygen.common.userfiles import read_user_file
@@ -298,7 +299,7 @@ def run_twin(plan: TwinPlan, progress: Callable[[str], None], **options):
                               progress=progress, **options)
 
 
-def summary_line(board: dict, runtime: str, project: Path | None) -> str | None:
+def summary_line(board: Board, runtime: str, project: Path | None) -> str | None:
     """The build summary's "emulated twin" row of a real-board project: which twin verifies it, and
     the command (None for an emulated board, or one without a twin)."""
     import shlex

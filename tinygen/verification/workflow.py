@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from tinygen.common.boards import Board
 from tinygen.common.errors import TinygenError, VerificationFailed
 
 
@@ -85,7 +86,7 @@ def fresh_vectors(count: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
     return fresh
 
 
-def verify_project(project: Path, port: str, board: dict, *, fresh: int, tolerance: int, report_dir: Path | None,
+def verify_project(project: Path, port: str, board: Board, *, fresh: int, tolerance: int, report_dir: Path | None,
                    timeout: float, retries: int, seed: int, trace: Callable[[str], None] | None = None,
                    progress: Callable[[str], None] | None = None, layers: bool = False,
                    profile: bool = False, twin: dict | None = None, twin_md: list[str] = ()) -> Report:
@@ -181,7 +182,7 @@ def _per_op(link, raw: bytes, inputs, board_out, expected, layers: bool, profile
     return found
 
 
-def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: dict, hello) -> list[str]:
+def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: Board, hello) -> list[str]:
     """Fill report.layers / report.profile; return the Markdown sections for them."""
     from tinygen.tflite.model import parse_model
 
