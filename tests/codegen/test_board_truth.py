@@ -100,6 +100,27 @@ def test_board_validation_refuses_ranges_and_wrong_headers(edit, message):
         validate(board, "nano33ble.json")
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda b: b["serial"].update(foo=1), "unknown key 'serial.foo' (known: baud, hwids, open_delay_s, native_usb; "),
+    (lambda b: b.update(flash_size=1), "unknown key 'flash_size' (known: id, name, "),
+    (lambda b: b["serial"].update(baud="115200"), "serial.baud must be an integer"),
+    (lambda b: b.update(clock_hz=True), "clock_hz must be an integer"),  # JSON true is no number
+    (lambda b: b["tflm"].update(needs_tree="no"), "tflm.needs_tree must be true or false"),
+    (lambda b: b["platformio"].update(framework=3), "platformio.framework must be a string or null"),
+    (lambda b: b["serial"].update(open_delay_s=[1]), "serial.open_delay_s must be a number"),
+])
+def test_board_file_refuses_unknown_keys_and_wrong_json_types_in_one_line(edit, message):
+    """A misspelt key would be silently ignored and a wrong type fail later somewhere else: the board
+    file is refused when read, in one line naming the file and the key."""
+    board = all_boards()["nano33ble"].as_json()
+    parse(board, "nano33ble.json")  # the file as shipped parses: the edit alone is refused below
+    edit(board)
+    with pytest.raises(TinygenError) as exc:
+        parse(board, "nano33ble.json")
+    text = str(exc.value)
+    assert text.startswith("board file nano33ble.json: ") and message in text and "\n" not in text, text
+
+
 # ------------------------------------------------------------------ flash offline, Next hint (always)
 
 @pytest.fixture(scope="module")
