@@ -1,6 +1,7 @@
 /*
  * tg_app.c -- tinygen validation firmware: a serial protocol server that
- * answers HELLO / INFER / PING / GET_STATS / RESET_STATS / LAYERS / PROFILE requests.
+ * answers HELLO / INFER / PING / GET_STATS / RESET_STATS / LAYERS / PROFILE requests
+ * (and INFER_RAW / FE_TAPS with a front end).
  * Portable C99; static buffers only; the board is reached only through
  * tg_hal.h and the model only through tg_runtime.h.
  *
@@ -22,6 +23,8 @@
  *   TG_HAS_FRONTEND, TG_FE_RAW_SAMPLES  optional: the project has a front end (raw int16
  *                         samples -> the model's int8 input, tinygen_model_features_raw of
  *                         the tinygen_model library); INFER_RAW is answered only then
+ *   TG_FE_TAP_FRAME_LENGTH, TG_FE_TAP_FFT_SIZE, TG_FE_TAP_BANDS, TG_FE_TAP_SCRATCH_WORDS  optional,
+ *                         with a front end: FE_TAPS (one frame's stages, verify --layers) is answered
  * (tinygen.protocol.render_model_info_header() writes exactly these.)
  *
  * RAM: rx buffer of TG_FRAME_OVERHEAD + max(TG_INPUT_BYTES, TG_MIN_RX_PAYLOAD,
@@ -47,7 +50,7 @@
 /* Unions only to give the byte buffers 4-byte alignment (tensor data starts
  * at offset TG_HEADER_BYTES = 8). */
 static union {
-    uint32_t align;
+    uint64_t align; /* FE_TAPS puts u64 filter-bank sums at the payload (offset 8) */
     uint8_t b[TG_APP_RX_MAX];
 } rx;
 static union {
@@ -368,6 +371,34 @@ static void do_infer_raw(uint32_t seq, uint32_t len)
 }
 #endif
 
+#if TG_APP_FE_TAPS
+#include "tg_frontend_config.h" /* tg_fe_config: the project's front end (lib/tinygen_model) */
+/* One frame (int32 LE, as tg_fe_spectrum_frame takes it) -> its stages, for verify --layers. Computed in
+ * rx: the frame moves past the reply's words, the scratch follows it; the reply is sent from rx. */
+static void do_fe_taps(uint32_t seq, uint32_t len)
+{
+    int32_t *p = (int32_t *)(void *)(rx.b + TG_HEADER_BYTES), *frame = p + TG_APP_FE_TAPS_REPLY_WORDS;
+    tg_fe_taps_t taps;
+    int r;
+    if (len != (uint32_t)(TG_FE_TAP_FRAME_LENGTH) * 4u) {
+        stats[TG_STAT_REJECTED]++;
+        reply(TG_OP_FE_TAPS, seq, TG_STATUS_BAD_LENGTH, 0);
+        return;
+    }
+    memmove(frame, p, (size_t)len);
+    taps.filterbank = (uint64_t *)(void *)p;
+    taps.log = NULL; /* log_out below is the reply's log words */
+    taps.window = p + 3u * (TG_FE_TAP_BANDS);
+    taps.shift = taps.window + (TG_FE_TAP_FRAME_LENGTH);
+    taps.fft = taps.shift + 1;
+    r = tg_fe_spectrum_frame(&tg_fe_config, frame, p + 2u * (TG_FE_TAP_BANDS), frame + (TG_FE_TAP_FRAME_LENGTH),
+                             (size_t)(TG_FE_TAP_SCRATCH_WORDS), &taps);
+    wr32(tx.b + TG_HEADER_BYTES, (uint32_t)(int32_t)r);
+    if (r != 0) reply(TG_OP_FE_TAPS, seq, TG_STATUS_INVOKE_FAILED, 4);
+    else send_frame(rx.b, sizeof rx.b, TG_OP_FE_TAPS, seq, TG_STATUS_OK, 0, 4u * (TG_APP_FE_TAPS_REPLY_WORDS));
+}
+#endif
+
 /* ---- per-op streams (LAYERS, PROFILE) ----------------------------------------- */
 
 static void stream_send(uint32_t len)
@@ -515,6 +546,11 @@ static void handle_frame(void)
 #if defined(TG_HAS_FRONTEND) && TG_HAS_FRONTEND
     case TG_OP_INFER_RAW:
         do_infer_raw(seq, len);
+        return;
+#endif
+#if TG_APP_FE_TAPS
+    case TG_OP_FE_TAPS:
+        do_fe_taps(seq, len);
         return;
 #endif
     case TG_OP_LAYERS:

@@ -54,13 +54,31 @@
 #if TG_APP_RAW_BYTES > 65535 || TG_APP_RAW_REPLY > 65535
 #error "the front end's samples or the INFER_RAW reply do not fit one frame"
 #endif
+/* FE_TAPS (verify --layers): one frame's stages, computed inside the receive buffer: the reply's words
+ * (filterbank 2 x bands, log, window, shift, fft 2 x (N/2+1)), then the frame, then the scratch.
+ * tinygen.codegen.protocol_header.fe_taps_buffer_bytes is this size (HELLO's max_frame). */
+#if defined(TG_FE_TAP_FRAME_LENGTH)
+#define TG_APP_FE_TAPS 1
+#define TG_APP_FE_TAPS_REPLY_WORDS \
+    (3u * (TG_FE_TAP_BANDS) + (TG_FE_TAP_FRAME_LENGTH) + 1u + 2u * ((TG_FE_TAP_FFT_SIZE) / 2u + 1u))
+#define TG_APP_FE_TAPS_BYTES \
+    (4u * (TG_APP_FE_TAPS_REPLY_WORDS + (TG_FE_TAP_FRAME_LENGTH) + (TG_FE_TAP_SCRATCH_WORDS)))
+#if TG_APP_FE_TAPS_BYTES > 65535
+#error "the front end's FE_TAPS reply does not fit one frame"
+#endif
+#endif
 #else
 #define TG_APP_RAW_BYTES 0
 #define TG_APP_RAW_REPLY 0
 #endif
+#ifndef TG_APP_FE_TAPS
+#define TG_APP_FE_TAPS 0
+#define TG_APP_FE_TAPS_BYTES 0
+#endif
 
-/* Largest request payload accepted (INFER input, INFER_RAW samples; PING up to this too). */
-#define TG_APP_RX_PAYLOAD_MAX TG_APP_MAX(TG_APP_MAX((TG_INPUT_BYTES), TG_MIN_RX_PAYLOAD), TG_APP_RAW_BYTES)
+/* Largest request payload accepted (INFER input, INFER_RAW samples, FE_TAPS' work; PING up to this too). */
+#define TG_APP_RX_PAYLOAD_MAX \
+    TG_APP_MAX(TG_APP_MAX((TG_INPUT_BYTES), TG_MIN_RX_PAYLOAD), TG_APP_MAX(TG_APP_RAW_BYTES, TG_APP_FE_TAPS_BYTES))
 /* Largest decoded request frame: reported in HELLO as max_frame. */
 #define TG_APP_RX_MAX (TG_FRAME_OVERHEAD + TG_APP_RX_PAYLOAD_MAX)
 #define TG_APP_TX_PAYLOAD_MAX                                                   \

@@ -122,6 +122,7 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     target = Path(out) if out else default_out_dir(board, name_hint(model, recipe))
     check_out_dir(target, force)  # fail before minutes of training
     fe_json = _frontend_json(frontend, model)
+    raw_test = _raw_data(data, fe_json)  # --data's raw samples for the front end: checked before any work
     if not b.emulated:
         from tinygen.device.pio_build import check_third_party_path
 
@@ -157,6 +158,8 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
         src.task = task  # before compression, which fine-tunes for the task
     if fe_json is not None:
         src.frontend = fe_json  # make_plan checks it against the model's input (one line, exit 2)
+        if raw_test is not None:
+            src.raw_test = raw_test
     compression = None
     if copts.active:
         try:
@@ -181,6 +184,15 @@ def build(model: str | Path | None = None, *, board: str, recipe: str | None = N
     if compression is not None:
         _write_compression_report(compression, target)
     return Project(target, json.loads(files["tinygen.json"]), b, plan, files, compression, list(src.notes))
+
+
+def _raw_data(data, fe_json: dict | None):
+    if fe_json is None or not data:
+        return None
+    from tinygen.intake.frontend import spec_from_json
+    from tinygen.intake.raw_data import load_raw_samples
+
+    return load_raw_samples(data, spec_from_json(fe_json, "--frontend"))
 
 
 def _frontend_json(frontend, model) -> dict | None:

@@ -25,16 +25,18 @@ def register(cli: click.Group) -> None:
 @click.option("--recipe", metavar="NAME", help="A built-in recipe instead of MODEL (default: sine).")
 @click.option("--tflm-dir", envvar="TINYGEN_TFLM_DIR", metavar="DIR",
               help="TFLM source tree (Arduino-library layout): runs the TFLM runtime too.")
+@click.option("--frontend", "frontend_path", metavar="FILE.json",
+              help="MODEL's front end (raw int16 samples -> its input, docs/frontend.md): timed beside the model.")
 @click.option("--out", "out_dir", metavar="DIR", help="Where the projects go (default: a new temporary directory).")
 @click.option("--vectors", type=click.IntRange(1, 10000), default=4, show_default=True,
               help="Reference vectors each board runs (all must be bit-exact).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench_cmd(model, boards, recipe, tflm_dir, out_dir, vectors, as_json) -> None:
+def bench_cmd(model, boards, recipe, tflm_dir, frontend_path, out_dir, vectors, as_json) -> None:
     """Per emulated core: instructions per inference, flash, RAM (static + stack high-water), and the
     real boards the model fits -- "which MCU do I need?"."""
     ids = [b.strip() for b in boards.split(",") if b.strip()] if boards is not None else None
     with StatusLine(not as_json) as progress:
-        rows = api.bench(model, boards=ids, recipe=recipe, tflm_dir=tflm_dir or None,
+        rows = api.bench(model, boards=ids, recipe=recipe, tflm_dir=tflm_dir or None, frontend=frontend_path,
                          out=Path(out_dir) if out_dir else None, vectors=vectors, progress=progress)
     if as_json:
         print_json([r.to_dict() for r in rows])
@@ -49,3 +51,14 @@ def bench_cmd(model, boards, recipe, tflm_dir, out_dir, vectors, as_json) -> Non
                   f"{r.ram_bytes:,} ({r.static_ram_bytes:,} + {stack})", grouped(r.arena_bytes),
                   "yes" if r.bit_exact else "NO", ", ".join(r.fits) or "none")
     out.print(t)
+    fe_rows = [r for r in rows if r.frontend_instructions is not None]
+    if fe_rows:  # raw samples in: the front end beside the model, measured in the same INFER_RAW runs
+        t = Table(title="front end (raw samples in), per inference")
+        for col in ("board", "runtime", "front end instructions", "model instructions", "front end + model",
+                    "front end flash B", "front end RAM B"):
+            t.add_column(col)
+        for r in fe_rows:
+            f, mo = r.frontend_instructions, r.frontend_model_instructions or 0.0
+            t.add_row(r.board, r.runtime, f"{f:,.0f}", f"{mo:,.0f}", f"{f + mo:,.0f}",
+                      grouped(r.frontend_flash_bytes or 0), grouped(r.frontend_ram_bytes or 0))
+        out.print(t)

@@ -87,6 +87,8 @@ def print_build_summary(plan, cache: list[str] | None = None, project=None) -> N
     t.add_row("RAM", budget_line(b, "ram"))
     t.add_row("budget parts", "; ".join(f"{p['part']} {grouped(p['flash_bytes'])}/{grouped(p['ram_bytes'])} B "
                                         f"{p['kind']}" for p in b["parts"]) + " (flash/RAM)")
+    if b.get("frontend"):  # raw samples in: the front end's share, beside the model's (docs/frontend.md)
+        t.add_row("front end", frontend_budget_line(b))
     t.add_row(*_quality_row(plan.quality))
     if "int8_confusion_matrix" in plan.quality:
         t.add_row(*_confusion_row(plan.quality))
@@ -112,6 +114,15 @@ def budget_line(b: dict, resource: str) -> str:
     terms = [f"{grouped(sums[kind])} B {words}" for kind, words in _KIND_WORDS if sums[kind]]
     share = f"{100 * total / limit:.1f}%" if limit else "no budget"
     return f"{grouped(total)} / {grouped(limit)} B ({share}) = " + (" + ".join(terms) or "0 B")
+
+
+def frontend_budget_line(b: dict) -> str:
+    """"flash 7,520 B, RAM 13,428 B of the totals (model and the rest: flash 10,084 B, RAM 2,937 B)":
+    the front end's parts (tinygen.codegen.frontend_budget) beside everything else."""
+    fe = b["frontend"]
+    return (f"flash {grouped(fe['flash_bytes'])} B, RAM {grouped(fe['ram_bytes'])} B of the totals (model "
+            f"and the rest: flash {grouped(b['flash_bytes'] - fe['flash_bytes'])} B, RAM "
+            f"{grouped(b['ram_bytes'] - fe['ram_bytes'])} B); its instructions: see verify")
 
 
 MAX_SUMMARY_CLASSES = 12
@@ -203,6 +214,8 @@ def print_verification(report, as_json: bool) -> None:
         c = m["confusion"]
         t.add_row("confusion (board)", f"{len(c['matrix'])} x {len(c['matrix'])} over {c['vectors']} labelled "
                                        "vectors: see the Markdown report")
+    if "frontend" in m:  # raw samples in: features compared first, then outputs (docs/frontend.md)
+        t.add_row("front end (raw samples)", Text(terminal(m["frontend"]["summary"])))
     for label, text in latency_rows(m):
         t.add_row(label, text)
     t.add_row("link", f"{m['vectors_per_second']:.1f} vectors/s")

@@ -21,9 +21,17 @@ from tinygen.tflite.model import TfliteModel, parse_model
 
 
 def budgets_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak: int | None,
-                      progress: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, dict]]:
+                      progress: Callable[[str], None] = lambda s: None,
+                      frontend: dict | None = None) -> dict[str, dict[str, dict]]:
     """{board id: {runtime: budget}}.  ``compiled_peak`` is the compiled runtime's static arena
-    (None when that runtime cannot run the model); each distinct rewrite's arena is measured once."""
+    (None when that runtime cannot run the model); each distinct rewrite's arena is measured once.
+    ``frontend``: the project's front-end JSON (raw samples in): its flash and RAM join every budget."""
+    fe = None
+    if frontend is not None:
+        from tinygen.intake.frontend import for_model
+
+        t = m.input_tensor()
+        fe = for_model(frontend, t.shape, t.scale[0], t.zero_point[0])
     tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in an.analyze(m).ops)
     tflm_models = {m.raw: (m, arena)}
     # Once, not per board: each is a pass over the whole model (a 20,000-op model took minutes).
@@ -50,9 +58,9 @@ def budgets_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak
                 m2, arena2 = tflm_models[raw2]
                 if an.dense_per_channel(m2) and not b.tflm.per_channel_fully_connected:
                     continue
-                budgets[bid][rt] = budget(b, rt, m2, arena2, None)
+                budgets[bid][rt] = budget(b, rt, m2, arena2, None, None, fe)
                 if rw_note:
                     budgets[bid][rt]["rewrite"] = rw_note
             elif rt == "compiled" and compiled_peak is not None:
-                budgets[bid][rt] = budget(b, rt, m, arena, compiled_peak, const)
+                budgets[bid][rt] = budget(b, rt, m, arena, compiled_peak, const, fe)
     return budgets

@@ -64,7 +64,7 @@ def c_identifier(name: str) -> str:
 
 
 def budget_parts(board: Board, runtime: str, model: TfliteModel, arena: ArenaInfo,
-                 compiled_peak: int | None, compiled_const: int | None = None) -> list[dict]:
+                 compiled_peak: int | None, compiled_const: int | None = None, frontend=None) -> list[dict]:
     """Where the flash and RAM go, part by part, each marked exact (from the model), measured (by
     tests/codegen/test_board_truth.py against the real core and library) or estimate (what no tree here can
     link: mbed-os, ESP-IDF)."""
@@ -103,6 +103,10 @@ def budget_parts(board: Board, runtime: str, model: TfliteModel, arena: ArenaInf
         parts.append(part(est.os_name, est.os_flash, est.os_ram, est.kind("os_flash")))
     else:
         parts.append(part(est.framework_name, est.framework_flash, est.framework_ram, est.kind("framework_flash")))
+    if frontend is not None:  # (FrontendSpec, Requant): raw samples in (docs/frontend.md)
+        from tinygen.codegen.frontend_budget import frontend_parts
+
+        parts += frontend_parts(frontend[0], frontend[1], model.input_tensor().nbytes)
     return parts
 
 
@@ -114,8 +118,8 @@ def _compiled_constant_bytes(model: TfliteModel) -> int:
 
 
 def budget(board: Board, runtime: str, model: TfliteModel, arena: ArenaInfo, compiled_peak: int | None,
-           compiled_const: int | None = None) -> dict:
-    parts = budget_parts(board, runtime, model, arena, compiled_peak, compiled_const)
+           compiled_const: int | None = None, frontend=None) -> dict:
+    parts = budget_parts(board, runtime, model, arena, compiled_peak, compiled_const, frontend)
     flash = sum(p["flash_bytes"] for p in parts)
     ram = sum(p["ram_bytes"] for p in parts)
 
@@ -127,7 +131,14 @@ def budget(board: Board, runtime: str, model: TfliteModel, arena: ArenaInfo, com
             "fits": flash <= board.flash_bytes and ram <= board.ram_bytes,
             "flash_estimated_bytes": by_kind("flash_bytes", "estimate"),
             "ram_estimated_bytes": by_kind("ram_bytes", "estimate"),
-            "parts": parts}
+            "parts": parts,
+            **({"frontend": _frontend_totals(parts)} if frontend is not None else {})}
+
+
+def _frontend_totals(parts: list[dict]) -> dict:
+    from tinygen.codegen.frontend_budget import frontend_totals
+
+    return frontend_totals(parts)
 
 
 def budget_note(b: dict) -> str:
@@ -175,15 +186,25 @@ def _other_budget(plan: "Plan") -> tuple[str, dict] | None:
     try:
         if other == "compiled":
             c = compile_model(m)
-            return other, budget(board, other, m, plan.arena, c.peak_bytes, c.constant_bytes)
+            return other, budget(board, other, m, plan.arena, c.peak_bytes, c.constant_bytes, _plan_frontend(plan))
         if board.tflm.needs_tree and not plan.tflm_dir:
             return None
         if any(op not in an.TFLM_RESOLVER_METHODS for op in m.op_names) or (
                 an.dense_per_channel(m) and not board.tflm.per_channel_fully_connected):
             return None
-        return other, budget(board, other, m, plan.arena, None)
+        return other, budget(board, other, m, plan.arena, None, None, _plan_frontend(plan))
     except TinygenError:  # the compiled runtime refuses an op or its arena
         return None
+
+
+def _plan_frontend(plan: "Plan"):
+    """(FrontendSpec, Requant) of a plan with a front end, for its budget; None without one."""
+    if plan.frontend is None:
+        return None
+    from tinygen.intake.frontend import for_model
+
+    t = plan.model.input_tensor()
+    return for_model(plan.frontend, t.shape, t.scale[0], t.zero_point[0])
 
 
 def fit_advice(plan: "Plan") -> str:
@@ -387,7 +408,7 @@ def make_plan(src: Source, board: Board, runtime: str, *, int8: bytes | None = N
                                           arena_bytes=arena.recommended_bytes).astype(np.int8)
         vec.update(rv)
     plan_budget = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None,
-                         compiled.constant_bytes if compiled else None)
+                         compiled.constant_bytes if compiled else None, fe)
     description = src.description.replace(", used as is", ", layers rewritten") if rewritten else src.description
     return Plan(board, runtime, c_identifier(src.name), m, analysis, arena, description, task, note,
                 vec, qual, plan_budget, compiled, tflm_dir,

@@ -140,13 +140,34 @@ def _dtype(value) -> DType:
     return DType[name]
 
 
+def fe_taps_reply_words(frame_length: int, fft_size: int, bands: int) -> int:
+    """int32 words of an FE_TAPS reply (tinygen.common.protocol.FE_TAPS_ORDER; u64 sums count 2)."""
+    return 3 * bands + frame_length + 1 + 2 * (fft_size // 2 + 1)
+
+
+def fe_taps_scratch_words(frame_length: int, fft_size: int) -> int:
+    """The scratch tg_fe_spectrum_frame needs (tg_fe_scratch_words in firmware/frontend/tg_frontend.c); the
+    board answers FE_TAPS with INVOKE_FAILED rather than overrun it if the C ever needs more."""
+    return fft_size + fft_size // 2 + 1 + frame_length
+
+
+def fe_taps_buffer_bytes(frame_length: int, fft_size: int, bands: int) -> int:
+    """Receive-buffer payload bytes FE_TAPS works in: the reply's words, the frame, the scratch
+    (firmware/app/tg_app_config.h TG_APP_FE_TAPS_BYTES; HELLO's max_frame covers it)."""
+    return 4 * (fe_taps_reply_words(frame_length, fft_size, bands) + frame_length
+                + fe_taps_scratch_words(frame_length, fft_size))
+
+
 def render_model_info_header(*, model_sha256, input_shape, output_shape, input_scale: float,
                              input_zero_point: int, output_scale: float, output_zero_point: int,
-                             input_dtype="int8", output_dtype="int8", frontend_samples: int | None = None) -> str:
+                             input_dtype="int8", output_dtype="int8", frontend_samples: int | None = None,
+                             frontend_frame: tuple[int, int, int] | None = None) -> str:
     """The text of ``tg_model_info.h`` (the macros tg_app.c requires).
 
     ``frontend_samples``: the project has a front end taking that many int16 samples per inference
     (TG_HAS_FRONTEND 1: the firmware answers INFER_RAW); None: no front end (TG_HAS_FRONTEND undefined).
+    ``frontend_frame``: its (frame_length, fft_size, bands): the firmware also answers FE_TAPS
+    (one frame's stages, for verify --layers) in a receive buffer of :func:`fe_taps_buffer_bytes`.
 
     ``model_sha256``: the model's sha256 as 32 bytes or 64 hex characters, or
     the model bytes themselves (anything else that is ``bytes``).
@@ -180,6 +201,12 @@ def render_model_info_header(*, model_sha256, input_shape, output_shape, input_s
             raise ProtocolError(f"the front end's {n} samples per inference do not fit one frame "
                                 f"({MAX_PAYLOAD // INFER_RAW_SAMPLE_BYTES} at most)")
         L += ["", "#define TG_HAS_FRONTEND 1", f"#define TG_FE_RAW_SAMPLES {n}"]
+        if frontend_frame is not None:
+            fl, fft, bands = (int(v) for v in frontend_frame)
+            L += ["/* FE_TAPS: one frame's stages (tg_fe_spectrum_frame with taps), computed in the rx buffer */",
+                  f"#define TG_FE_TAP_FRAME_LENGTH {fl}", f"#define TG_FE_TAP_FFT_SIZE {fft}",
+                  f"#define TG_FE_TAP_BANDS {bands}",
+                  f"#define TG_FE_TAP_SCRATCH_WORDS {fe_taps_scratch_words(fl, fft)}"]
     L += ["", "#endif /* TG_MODEL_INFO_H */", ""]
     return "\n".join(L)
 

@@ -151,7 +151,8 @@ def render(plan: Plan) -> dict[str, bytes]:
         model_sha256=m.sha256, input_shape=it.shape, output_shape=ot.shape,
         input_scale=it.scale, input_zero_point=it.zero_point,
         output_scale=ot.scale, output_zero_point=ot.zero_point,
-        frontend_samples=fe_spec.n_samples if fe_spec else None).encode()
+        frontend_samples=fe_spec.n_samples if fe_spec else None,
+        frontend_frame=(fe_spec.frame_length, fe_spec.fft_size, fe_spec.bands) if fe_spec else None).encode()
     for f in ("tg_app.c", "tg_app.h", "tg_app_config.h", "tg_runtime.h", "tg_runtime_lib.c"):
         out[f"src/{f}"] = (fw / "app" / f).read_bytes()
     out["src/tg_hal.h"] = (fw / "hal" / "tg_hal.h").read_bytes()

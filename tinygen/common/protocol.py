@@ -78,6 +78,7 @@ class Opcode(enum.IntEnum):
     PROFILE = 0x07  # FLAG_MORE frames: PROFILE_RECORDs, one per op: ticks between the end of two ops
     # Projects with a front end (tinygen.intake.frontend) only; others answer UNKNOWN_OPCODE.
     INFER_RAW = 0x08  # int16 LE raw samples -> INFER_RAW_REPLY: model input + output bytes + ticks
+    FE_TAPS = 0x09  # one frame (int32 LE) -> its front-end stages (FE_TAPS_ORDER), for --layers
 
 
 class Status(enum.IntEnum):
@@ -145,6 +146,12 @@ STREAM_CHUNK_BYTES = 240  # largest tensor chunk / profile records per FLAG_MORE
 # ticks of the front end (samples -> int8 input).
 INFER_RAW_TICKS = struct.Struct("<II")
 INFER_RAW_SAMPLE_BYTES = 2  # int16 per raw sample
+
+# FE_TAPS (projects with a front end): the request is one frame of frame_length int32 LE values as
+# tg_fe_spectrum_frame takes it (audio: the samples; imu: one axis, mean removed); the reply is that
+# frame's stages, packed little-endian in this order: filterbank (bands x u64), log (bands x i32),
+# window (frame_length x i32), shift (i32), fft ((fft_size/2 + 1) x (re, im) i32).
+FE_TAPS_ORDER = ("filterbank", "log", "window", "shift", "fft")
 
 # GET_STATS reply: one u32 (little-endian) per name, in this order.
 STATS = (

@@ -75,7 +75,7 @@ def hello_mismatches(hello, man: dict) -> list[str]:
             differ("arena_bytes", arena, f"at most {limit}")
     in_bytes = int(np.prod(man["input"]["shape"], dtype=np.int64)) * np.dtype(man["input"]["dtype"]).itemsize
     fe = man.get("frontend")  # INFER_RAW's int16 samples (tinygen.intake.frontend) may be the longest request
-    raw_bytes = 2 * _frontend_samples(fe) if isinstance(fe, dict) else 0
+    raw_bytes = _frontend_rx_bytes(fe) if isinstance(fe, dict) else 0
     want_frame = FRAME_OVERHEAD + max(in_bytes, MIN_RX_PAYLOAD, raw_bytes)
     if int(hello.max_frame) != want_frame:
         differ("max_frame", hello.max_frame, want_frame)
@@ -105,10 +105,13 @@ def check_hello(hello, man: dict, port: str) -> None:
         f"or fix the board's firmware")
 
 
-def _frontend_samples(fe: dict) -> int:
+def _frontend_rx_bytes(fe: dict) -> int:
+    """What a front end adds to the receive buffer: INFER_RAW's samples, or FE_TAPS' work if larger."""
+    from tinygen.codegen.protocol_header import fe_taps_buffer_bytes
     from tinygen.intake.frontend import FrontendError, spec_from_json
 
     try:
-        return spec_from_json(fe, "tinygen.json's frontend").n_samples
+        spec = spec_from_json(fe, "tinygen.json's frontend")
     except FrontendError:
         return 0  # a broken definition: max_frame is then compared with the model's input alone
+    return max(2 * spec.n_samples, fe_taps_buffer_bytes(spec.frame_length, spec.fft_size, spec.bands))

@@ -34,7 +34,16 @@ def profile_dict(model: TfliteModel, records: list[tuple[int, int]], *, runtime:
     for o in ops:
         o["share_pct"] = round(100.0 * o["value"] / total, 2) if total else 0.0
     ops.sort(key=lambda o: (-o["value"], o["op"]))
-    return {"runtime": runtime, "unit": unit, "tick_hz": int(tick_hz), "total": round(total, 3), "ops": ops}
+    return {"runtime": runtime, "unit": unit, "tick_hz": int(tick_hz), "total": round(total, 3), "ops": ops,
+            "factor": factor}
+
+
+def add_frontend(profile: dict, frontend_ticks: float, model_ticks: float) -> None:
+    """A raw-signal project (INFER_RAW): the front end's median ticks per inference beside the model's, in the
+    profile's unit (``frontend``; ``frontend_plus_model`` from the same runs), so the table shows both."""
+    f = float(profile.get("factor", 1.0))
+    profile["frontend"] = round(frontend_ticks * f, 3)
+    profile["frontend_plus_model"] = round((frontend_ticks + model_ticks) * f, 3)
 
 
 def _rows(profiles: list[dict]) -> tuple[list[str], list[tuple[int, str, list]]]:
@@ -72,6 +81,10 @@ def table_lines(profiles: list[dict], esc=terminal, sep: str = "  ") -> list[str
             cells.append(f"{100.0 * vals[0] / total:.1f}" if total and vals[0] is not None else "-")
         body.append(cells)
     body.append(["total", ""] + [_fmt(p["total"]) for p in profiles] + ([""] if len(cols) == 1 else []))
+    if any("frontend" in p for p in profiles):  # raw samples in: the front end beside the model's ops
+        pad = [""] if len(cols) == 1 else []
+        body.append(["front end", "raw samples in"] + [_fmt(p.get("frontend")) for p in profiles] + pad)
+        body.append(["front end + model", "INFER_RAW"] + [_fmt(p.get("frontend_plus_model")) for p in profiles] + pad)
     if sep.strip() == "|":
         return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
             ["| " + " | ".join(r) + " |" for r in body]

@@ -302,7 +302,22 @@ def latency_rows(m: dict) -> list[tuple[str, str]]:
                      f"{lat['min']:.1f} / {lat['median']:.1f} / {lat['max']:.1f} µs ({m.get('latency_source', '')})"))
     elif m.get("emulated") is False and "latency_ticks" in m:  # a 0 Hz timer: say why there is no time
         rows.append(("latency", f"{m.get('latency_source', 'unknown')} ({m['latency_ticks']['median']:,.0f} ticks)"))
+    rows += frontend_rows(m.get("frontend"))
     return rows
+
+
+def frontend_rows(fe: dict | None) -> list[tuple[str, str]]:
+    """Raw samples in (INFER_RAW): the front end's cost beside the model's, per inference, same run."""
+    if not fe:
+        return []
+    if "frontend_instructions_per_inference" in fe:
+        f, mo = fe["frontend_instructions_per_inference"], fe["model_instructions_per_inference"]
+        unit = "instructions"
+    else:
+        f, mo, unit = fe["frontend_ticks_median"], fe["model_ticks_median"], "ticks"
+    share = f" ({100 * f / mo:.0f} % of the model's)" if mo else ""
+    return [("front end + model (raw samples in, median)",
+             f"{f + mo:,.0f} {unit} = front end {f:,.0f}{share} + model {mo:,.0f}")]
 
 
 def _plot(path: Path, board_out, ref_out, vectors: dict, man: dict, root: Path) -> None:

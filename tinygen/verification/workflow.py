@@ -121,6 +121,8 @@ def verify_project(project: Path, port: str, board: Board, *, fresh: int, tolera
         board_out, ticks, seconds = run_vectors(link, inputs, vector_done)
         raw_run = _run_raw(link, vectors, hello, progress) if isinstance(man.get("frontend"), dict) \
             and "raw_inputs" in vectors else None
+        if raw_run is not None and layers:  # a feature divergence: which front-end stage, on the board
+            raw_run["stages"] = _frontend_stages(link, man, vectors, raw_run, hello, progress)
         per_op = _per_op(link, raw, inputs, board_out, expected, layers, profile, progress)
         link_stats = getattr(link, "stats", None)
     instr = board.emulator.instructions_per_tick if board.emulator else None
@@ -132,7 +134,7 @@ def verify_project(project: Path, port: str, board: Board, *, fresh: int, tolera
                     fresh_vectors=int(fresh), metrics=m, inputs=inputs, outputs=board_out, expected=expected)
     if link_stats is not None:
         report.link = {k: v for k, v in vars(link_stats).items() if not k.startswith("_")}
-    extra_md = _per_op_results(report, per_op, raw, man, board, hello)
+    extra_md = _per_op_results(report, per_op, raw, man, board, hello, raw_run)
     if twin is not None:  # verify --emulate (tinygen.verification.twin): say where it ran, labelled
         report.twin = twin
         extra_md = list(twin_md) + extra_md
@@ -182,7 +184,8 @@ def _per_op(link, raw: bytes, inputs, board_out, expected, layers: bool, profile
     return found
 
 
-def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: Board, hello) -> list[str]:
+def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: Board, hello,
+                    raw_run: dict | None = None) -> list[str]:
     """Fill report.layers / report.profile; return the Markdown sections for them."""
     from tinygen.tflite.model import parse_model
 
@@ -203,6 +206,11 @@ def _per_op_results(report: Report, per_op: dict, raw: bytes, man: dict, board: 
         instr = board.emulator.instructions_per_tick if board.emulator else None
         report.profile = profile_dict(model, per_op["profile"].records, runtime=hello.runtime_name, tick_hz=hello.tick_hz,
                                       instr_per_tick=instr, clock_hz=board.clock_hz)
+        if raw_run is not None:  # the front end's rows in the per-op table (tinygen profile too)
+            from tinygen.verification.profile import add_frontend
+
+            add_frontend(report.profile, float(np.median(raw_run["frontend_ticks"])),
+                         float(np.median(raw_run["model_ticks"])))
         md += profile_md([report.profile], "profile.png")
     return md
 
@@ -238,6 +246,24 @@ def _run_raw(link, vectors: dict, hello, progress) -> dict:
             "frontend_ticks": fe_ticks}
 
 
+def _frontend_stages(link, man: dict, vectors: dict, run: dict, hello, progress) -> dict | None:
+    """The first raw vector whose features differ: its differing frame's stages from the board (FE_TAPS)
+    against the twin's (tinygen.verification.frontend_stages); None when every feature matched."""
+    from tinygen.intake.frontend import spec_from_json
+    from tinygen.verification.frontend_stages import name_stage
+
+    n = len(run["features"])
+    diff = run["features"].reshape(n, -1) != np.asarray(vectors["raw_features"]).reshape(n, -1)
+    if not diff.any():
+        return None
+    k = int(np.flatnonzero(diff.any(axis=1))[0])
+    i = int(np.flatnonzero(diff[k])[0])
+    if progress is not None:
+        progress(f"front-end stages of raw vector {k} on the board (FE_TAPS)")
+    spec = spec_from_json(man["frontend"], "tinygen.json's frontend")
+    return name_stage(link, spec, np.asarray(vectors["raw_inputs"])[k], i, int(hello.max_frame or 0))
+
+
 def _frontend_results(report: Report, run: dict, raw: bytes, man: dict, vectors: dict, instr, layers: bool) -> list[str]:
     """Features first (the board's front end vs tinygen's fixed-point twin), then the outputs (vs
     tflite_micro on the twin's features); the verdict joins report.metrics (``frontend``, ``passed``)."""
@@ -262,6 +288,14 @@ def _frontend_results(report: Report, run: dict, raw: bytes, man: dict, vectors:
             "the spectral stages (window, FFT, filter bank, log)"
         fe["divergence"] = {"vector": k, "element": i, "feature": describe_feature(spec, i), "stage": stage,
                             "board": int(got_f[k, i]), "host": int(want_f[k, i])}
+        named = run.get("stages")
+        if named is not None:  # --layers: the board's own stages for that frame (FE_TAPS) named one
+            from tinygen.verification.frontend_stages import sentence
+
+            fe["divergence"]["stages"] = named
+            if named.get("stage") is not None:
+                fe["divergence"]["stage"] = named["stage"]
+            what = sentence(named)
         fe["summary"] = (f"the front end's features differ from the host's at element {i} of raw vector {k} "
                          f"({describe_feature(spec, i)}: board {int(got_f[k, i])}, host twin {int(want_f[k, i])}; "
                          f"made by {what}), before any model op")
