@@ -111,3 +111,15 @@ def tflm_tree_from_env(subdir: str, what: str) -> Path:
     if not (tree / subdir).is_dir():
         pytest.fail(f"TINYGEN_TFLM_DIR={value} is not a TFLM source tree {what} (no {subdir})")
     return tree
+
+
+@pytest.fixture(scope="session")
+def op_cases_built(tmp_path_factory):
+    """The compiled runtime's op cases (tests/support/op_cases.py), converted, built into one ASan/UBSan
+    host program and run through tflite_micro once per session: tests/compiled/test_kernels.py and
+    every test_ops_<family>.py read it."""
+    import support.compiled_harness as H
+    from support import op_cases
+
+    H.require(H.have_python_deps(), "tensorflow / tflite_micro (Python packages)")
+    return op_cases.build(tmp_path_factory.mktemp("ops_host"))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import support.compiled_harness as H
+from support.op_cases import CASES as KERNEL_CASES, family
 from support import elementwise_cases
 from tinygen.tflite.model import parse_model
 
@@ -193,3 +194,9 @@ def test_parameters_outside_the_kernels_are_refused(built):
     refused(_with_tensor(m, op.outputs[0], scale=(1e-9,)), op, "rescale factor")
     m, op = _first(built, "PRELU")
     refused(_with_tensor(m, op.inputs[1], dtype="int16"), op, "int8 only")
+
+
+@pytest.mark.parametrize("i", family("elementwise"), ids=lambda i: KERNEL_CASES[i]["id"])
+def test_kernel_case_bit_exact(op_cases_built, i):
+    """The elementwise cases of the shared op-case build (tests/support/op_cases.py)."""
+    H.assert_case_bit_exact(op_cases_built, KERNEL_CASES, i)

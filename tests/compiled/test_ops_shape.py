@@ -2,7 +2,7 @@
 PACK, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR (all three coordinate modes) and
 TRANSPOSE_CONV, each bit-exact (0 LSB) with the tflite_micro interpreter.
 
-As in test_compiled_ops.py: seeded random Keras models per op, converted with
+As in tests/support/op_cases.py: seeded random Keras models per op, converted with
 tinygen.intake.quantize in the harness's worker processes, emitted as C, compiled together
 on the host (-Werror, ASan + UBSan) and run on random and extreme input vectors; a subset
 runs on QEMU (Cortex-M4).
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import support.compiled_harness as H
+from support.op_cases import CASES as KERNEL_CASES, family
 from support import shape_cases
 from tinygen.codegen.compiled import lower
 from support.shape_cases import OPS as SHAPE_OPS
@@ -98,3 +99,9 @@ def test_shape_ops_on_qemu_m4(built, tmp_path):
     outs = H.run_qemu_m4([built["models"][i] for i in idx], [built["inputs"][i][:8] for i in idx], tmp_path)
     for j, i in enumerate(idx):
         H.assert_identical(outs[j], built["refs"][i][:8], f"qemu {CASES[i]['id']}")
+
+
+@pytest.mark.parametrize("i", family("shape"), ids=lambda i: KERNEL_CASES[i]["id"])
+def test_kernel_case_bit_exact(op_cases_built, i):
+    """The shape cases of the shared op-case build (tests/support/op_cases.py)."""
+    H.assert_case_bit_exact(op_cases_built, KERNEL_CASES, i)

@@ -92,7 +92,7 @@ def build_host(models: list[TfliteModel], workdir: Path, extra_flags: tuple[str,
 
 
 def build_cases(cases: list[dict], model_bytes, seed: int, n_inputs: int, workdir: Path) -> dict:
-    """The op-test scaffolding every test_compiled_ops*.py module shares: each case's int8 model
+    """The op-test scaffolding every op-test module shares: each case's int8 model
     (``model_bytes(case)``), ``n_inputs`` seeded random/extreme input vectors, tflite_micro's outputs
     for them (the reference), and one ASan/UBSan host program holding every model."""
     require(have_gcc(), "gcc")

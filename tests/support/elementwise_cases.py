@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# The ops tests/compiled/test_ops_elementwise.py covers (test_compiled_ops.py covers the rest).
+# The ops tests/compiled/test_ops_elementwise.py covers (tests/support/op_cases.py holds the others).
 OPS = ("LEAKY_RELU", "PRELU", "HARD_SWISH", "ABS", "SUB", "SQUARED_DIFFERENCE", "MINIMUM", "MAXIMUM",
        "REDUCE_MAX", "REDUCE_MIN", "SUM")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# The ops tests/compiled/test_ops_shape.py covers (test_compiled_ops.py covers the rest).
+# The ops tests/compiled/test_ops_shape.py covers (tests/support/op_cases.py holds the others).
 OPS = ("TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK", "PACK",
        "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")
 

@@ -13,7 +13,7 @@ integers are identical:
 The integer kernels use the "double rounding" MultiplyByQuantizedMultiplier
 (gemmlowp SaturatingRoundingDoublingHighMul + RoundingDivideByPOT), which is
 what the tflite_micro wheel is built with (TFLITE_SINGLE_ROUNDING unset);
-tests/compiled/test_ops_kernels.py checks that against the interpreter.
+tests/compiled/test_ops_conv.py checks that against the interpreter.
 """
 
 from __future__ import annotations
