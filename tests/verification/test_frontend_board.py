@@ -75,10 +75,10 @@ def test_a_front_end_fault_is_a_feature_divergence(imu_project, tmp_path):
     fault = tmp_path / "faulty"
     shutil.copytree(imu_project.path, fault, ignore=shutil.ignore_patterns(".pio", "reports"))
     c = fault / "lib" / "tinygen_model" / "src" / "tg_frontend.c"
-    old = "return ip * (1 << TG_FE_LOG_FRAC_BITS) + frac;"
+    old = "return ip * (1 << TG_FE_LOG_FRAC_BITS) + cfg->log_lut[top];"
     text = c.read_text()
     assert text.count(old) == 1
-    c.write_text(text.replace(old, "return (ip + 1) * (1 << TG_FE_LOG_FRAC_BITS) + frac;"))
+    c.write_text(text.replace(old, "return (ip + 1) * (1 << TG_FE_LOG_FRAC_BITS) + cfg->log_lut[top];"))
     import tinygen
 
     project = tinygen.Project.load(fault)
