@@ -23,6 +23,7 @@ than wall time.  The "previous" column is the issue's own measurement of the pre
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -70,40 +71,98 @@ HAND = textwrap.dedent('''
 
 
 def measure(cmd: list[str], env: dict, cwd: Path) -> dict:
-    """Wall seconds, CPU seconds (the command and its children) and peak memory of one run."""
+    """Wall seconds, CPU seconds (the command and its children) and peak memory of one run.
+
+    stderr goes to a file, not a pipe: a pipe read only at the end fills (64 KiB) and blocks the
+    command for ever, which is how an earlier version of this script never finished."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak_sum = 0
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            procs = [root] + root.children(recursive=True)
-            peak_sum = max(peak_sum, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read()
+    with tempfile.TemporaryFile() as errf:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errf,
+                                stdin=subprocess.DEVNULL)
+        peak_sum = peak_one = 0
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                rss = [p.memory_info().rss for p in [root] + root.children(recursive=True)]
+            except psutil.Error:
+                rss = []
+            peak_sum = max(peak_sum, sum(rss))
+            peak_one = max([peak_one] + rss)
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-4000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "peak_sum_mib": peak_sum / 2**20, "peak_one_mib": after.ru_maxrss / 1024}
+            "peak_sum_mib": peak_sum / 2**20, "peak_one_mib": peak_one / 2**20}
 
 
-def median_of(runs: int, once) -> dict:
-    once()  # warm-up
-    rows = [once() for _ in range(runs)]
-    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+def median_of(runs: int, once, label: str = "") -> dict:
+    rows = []
+    for i in range(runs + 1):  # the first is a warm-up
+        r = once()
+        print(f"  {label} {'warm-up' if i == 0 else f'run {i}'}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, "
+              f"peak {r['peak_sum_mib']:.0f} MiB", flush=True)
+        if i:
+            rows.append(r)
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]} | {"runs": rows}
+
+
+ORDER = ("run cold", "build (2nd board)", "run --project", "esp32 build", "by hand")
+
+
+def table(res: dict, runs: int, before: dict | None = None) -> str:
+    """The medians beside the previous release's figures (and, with --compare, an earlier result file's)."""
+    lines = [f"whole-process medians of {runs} runs after a warm-up; wall time depends on the machine's load "
+             f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores), CPU time (user + sys of the "
+             "command and its children) much less"]
+    head = f"{'':22} {'wall s':>8} {'CPU s':>8}"
+    if before:
+        head += f" {'before wall':>12} {'before CPU':>11}"
+    lines.append(head + f" {'previous':>9} {'goal':>7}")
+    for k in ORDER:
+        if k in res:
+            row = f"{k:22} {res[k]['wall']:8.1f} {res[k]['cpu']:8.1f}"
+            if before:
+                b = before.get(k)
+                row += f" {b['wall']:12.1f} {b['cpu']:11.1f}" if b else f" {'-':>12} {'-':>11}"
+            prev = f"{PREVIOUS[k]:.1f}" if k in PREVIOUS else "-"
+            goal = f"<= {GOALS[k]:.0f}" if k in GOALS else "-"
+            lines.append(row + f" {prev:>9} {goal:>7}")
+    if "run cold" in res:
+        cold = res["run cold"]
+        line = (f"{'peak MiB (run cold)':22} {cold['peak_sum_mib']:8.0f} all processes at once, "
+                f"{cold['peak_one_mib']:.0f} the largest single process")
+        if before and "run cold" in before:
+            line += f"; before {before['run cold']['peak_sum_mib']:.0f} / {before['run cold']['peak_one_mib']:.0f}"
+        lines.append(line + f"; previous {PREVIOUS['peak MiB']:.0f}, goal <= {GOALS['peak MiB']:.0f}")
+    if "by hand" in res and "esp32 build" in res:
+        lines.append(f"esp32 build / by hand: {res['esp32 build']['wall'] / res['by hand']['wall']:.2f}x wall, "
+                     f"{res['esp32 build']['cpu'] / res['by hand']['cpu']:.2f}x CPU (goal <= 1.2x)")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-hand", action="store_true", help="Leave out the esp32 vs hand-scripted comparison.")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="Where to write the results (default benchmarks/results/loop-<git commit>.json); "
+                         "written after each measurement, so an interrupted run keeps what it measured.")
+    ap.add_argument("--compare", type=Path, default=None, help="An earlier result file, printed beside this run.")
     args = ap.parse_args()
     tg = [sys.executable, "-m", "tinygen"]
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    out_json = args.json or here / "results" / f"loop-{commit}.json"
+    before = json.loads(args.compare.read_text())["results"] if args.compare else None
     work = Path(tempfile.mkdtemp(prefix="tinygen-bench-loop-"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TINYGEN_TFLM_DIR="")
     env.setdefault("TINYGEN_HOME", str(work / "home"))
@@ -117,38 +176,41 @@ def main() -> None:
         n[0] += 1
         return str(work / f"p{n[0]}")
 
-    res = {}
-    res["run cold"] = median_of(args.runs, lambda: measure(tg + ["run", "--board", "qemu-m4", "--out", out_dir()],
-                                                           fresh_cache(), work))
-    warm = dict(env, TINYGEN_CACHE_DIR=str(work / "warm-cache"))
-    first = work / "first"
-    measure(tg + ["build", "--board", "qemu-m4", "--out", str(first)], warm, work)
-    res["build (2nd board)"] = median_of(args.runs, lambda: measure(
-        tg + ["build", "--board", "qemu-rv32", "--out", out_dir()], warm, work))
-    measure(tg + ["run", "--project", str(first)], warm, work)  # builds the firmware once
-    res["run --project"] = median_of(args.runs, lambda: measure(tg + ["run", "--project", str(first)], warm, work))
-    if not args.skip_hand:
-        res["esp32 build"] = median_of(args.runs, lambda: measure(
-            tg + ["build", "--board", "esp32", "--no-cache", "--out", out_dir()], env, work))
-        script = work / "hand.py"
-        script.write_text(HAND)
-        res["by hand"] = median_of(args.runs, lambda: measure([sys.executable, str(script), out_dir()], env, work))
+    res: dict = {}
 
-    print(f"whole-process medians of {args.runs} runs after a warm-up (load average now "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"{'':22} {'wall s':>8} {'CPU s':>8} {'previous':>9} {'goal':>7}")
-    for k in ("run cold", "build (2nd board)", "run --project", "esp32 build", "by hand"):
-        if k in res:
-            prev = f"{PREVIOUS[k]:.1f}" if k in PREVIOUS else "-"
-            goal = f"<= {GOALS[k]:.0f}" if k in GOALS else "-"
-            print(f"{k:22} {res[k]['wall']:8.1f} {res[k]['cpu']:8.1f} {prev:>9} {goal:>7}")
-    cold = res["run cold"]
-    print(f"{'peak MiB (run cold)':22} {cold['peak_sum_mib']:8.0f} (all processes at once); largest single process "
-          f"{cold['peak_one_mib']:.0f}; previous {PREVIOUS['peak MiB']:.0f}, goal <= {GOALS['peak MiB']:.0f}")
-    if "by hand" in res:
-        print(f"esp32 build / by hand: {res['esp32 build']['wall'] / res['by hand']['wall']:.2f}x wall, "
-              f"{res['esp32 build']['cpu'] / res['by hand']['cpu']:.2f}x CPU (goal <= 1.2x)")
-    shutil.rmtree(work, ignore_errors=True)
+    def save() -> None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"commit": commit, "runs": args.runs, "cores": os.cpu_count(), "load_average": os.getloadavg()[0],
+               "previous": PREVIOUS, "goals": GOALS, "results": res}
+        out_json.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+    try:
+        res["run cold"] = median_of(args.runs, lambda: measure(
+            tg + ["run", "--board", "qemu-m4", "--out", out_dir()], fresh_cache(), work), "run cold")
+        save()
+        warm = dict(env, TINYGEN_CACHE_DIR=str(work / "warm-cache"))
+        first = work / "first"
+        measure(tg + ["build", "--board", "qemu-m4", "--out", str(first)], warm, work)
+        res["build (2nd board)"] = median_of(args.runs, lambda: measure(
+            tg + ["build", "--board", "qemu-rv32", "--out", out_dir()], warm, work), "build (2nd board)")
+        save()
+        measure(tg + ["run", "--project", str(first)], warm, work)  # builds the firmware once
+        res["run --project"] = median_of(args.runs, lambda: measure(
+            tg + ["run", "--project", str(first)], warm, work), "run --project")
+        save()
+        if not args.skip_hand:
+            res["esp32 build"] = median_of(args.runs, lambda: measure(
+                tg + ["build", "--board", "esp32", "--no-cache", "--out", out_dir()], env, work), "esp32 build")
+            save()
+            script = work / "hand.py"
+            script.write_text(HAND)
+            res["by hand"] = median_of(args.runs, lambda: measure(
+                [sys.executable, str(script), out_dir()], env, work), "by hand")
+            save()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(table(res, args.runs, before))
+    print(f"results: {out_json}")
 
 
 if __name__ == "__main__":

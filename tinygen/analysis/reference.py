@@ -1,7 +1,8 @@
 """The reference: what TFLM computes, from the ``tflite_micro`` Python interpreter.
 
-The interpreter runs in a child process (``python -m tinygen.analysis.reference``)
-because it can kill its host: some models make it abort (SIGABRT) and an
+The interpreter runs in a child process (jobs ``arena``, ``invoke`` and ``tflite_check`` of this
+module, run in this command's worker by :func:`tinygen.common.child.run_child`: tflite_micro is
+imported once per worker, not once per call) because it can kill its host: some models make it abort (SIGABRT) and an
 arena that is too small can make it segfault.  A model that passed tinygen's checks
 and still makes it crash at every arena size (or on an input), or that an op's Prepare
 refuses at the largest arena probed, is reported as a model tflite_micro cannot run
@@ -22,9 +23,7 @@ figures are not used: TFLM's own "used" figure under-reports.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygen.common import child
 from tinygen.common.align import align_up
 from tinygen.common.errors import TinygenError, ToolFailure
 from tinygen.common.escape import terminal
@@ -79,16 +79,16 @@ def kernel_scratch_bound(model) -> int:
     return align_up(best)
 
 
-def _run_child(args: list[str], timeout: float, name: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        # errors="replace": TFLM logs can quote tensor names, which are the model author's bytes.
-        return subprocess.run([sys.executable, "-P", "-m", "tinygen.analysis.reference", *args], capture_output=True,
-                              text=True, errors="replace", timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise ToolFailure(f"the tflite_micro reference interpreter timed out on {name} after {timeout:.0f} s; "
-                          "the model may be too large to simulate on this host") from None
+STEPS = {"start": ("the tflite_micro reference interpreter", "starting"),
+         "arena": ("the tflite_micro reference interpreter", "measuring the arena"),
+         "invoke": ("the tflite_micro reference interpreter", "computing the reference outputs"),
+         "tflite_check": ("TFLite's interpreter", "running the model")}
+_TIMEOUT_HINT = "the model may be too large to simulate on this host"
+
+
+def _run(job: str, tmp: str, args: dict, timeout: float, name: str, log: list | None = None) -> dict:
+    return child.run_child(__name__, job, Path(tmp), args, steps=STEPS, subject=name, timeout=timeout,
+                           timeout_hint=_TIMEOUT_HINT, log=log)
 
 
 def _crash(name: str, rc: int, mpath: Path | None = None) -> TinygenError:
@@ -97,9 +97,7 @@ def _crash(name: str, rc: int, mpath: Path | None = None) -> TinygenError:
     interpreter decides (in a child, on the same file): when it runs the model, the crash is a limit
     of tflite_micro (exit 4, a tool failure: a valid MobileNetV1 96x96 aborts it); when it does not
     either, the file is corrupt in a way tinygen's own checks do not catch (exit 2)."""
-    from tinygen.common.child import signal_name
-
-    sig = signal_name(rc)
+    sig = child.signal_name(rc)
     how = "aborts (SIGABRT)" if sig == "SIGABRT" else f"crashes ({sig})" if sig else f"exits with status {rc}"
     if mpath is not None and _tflite_runs(mpath):
         return ToolFailure(f"the tflite_micro reference interpreter {how} on {name}, which TFLite's own interpreter "
@@ -114,8 +112,9 @@ def _tflite_runs(mpath: Path) -> bool:
     """Whether TFLite's interpreter (TensorFlow) allocates and invokes the model on a zero input, in
     a child process: the model is hostile input and TensorFlow's reader is native code."""
     try:
-        return _run_child(["tflite-check", str(mpath)], 300, mpath.name).returncode == 0
-    except ToolFailure:
+        _run("tflite_check", str(mpath.parent), {"model": str(mpath)}, 300, mpath.name)
+        return True
+    except TinygenError:  # a crash, a timeout, or TFLite's own refusal
         return False
 
 
@@ -172,10 +171,16 @@ def _bisect_arena(model_bytes: bytes, name: str) -> int:
         probe = max(4096, align_up(4 * len(model_bytes)))
         restarts = 0
         while True:
-            # One child probes a sequence; if it dies mid-probe, that size counts as failing.
+            # One job probes a sequence; if the worker dies mid-probe, that size counts as failing.
             probes = {"lo": lo, "hi": hi, "first": probe}
-            res = _run_child(["arena", str(mpath), json.dumps(probes)], 300, name)
-            for line in res.stdout.splitlines():
+            log: list[str] = []
+            try:
+                lines = _run("arena", tmp, {"model": str(mpath), "probes": probes}, 300, name, log)["lines"]
+                crashed = None
+            except child.ChildCrashed as exc:
+                lines, crashed, log = exc.lines, exc, [exc.log]
+            last_try = None
+            for line in lines:
                 if line.startswith("PROBE "):
                     _, size, verdict = line.split()
                     size = int(size)
@@ -185,23 +190,22 @@ def _bisect_arena(model_bytes: bytes, name: str) -> int:
                         lo = max(lo, size)
                 elif line.startswith("TRY "):
                     last_try = int(line.split()[1])
-            if res.returncode == 0:
+            if crashed is None:
                 break
-            if "last_try" not in locals():
-                raise _crash(name, res.returncode, mpath)
-            lo = max(lo, last_try)  # the child died on this size
-            del last_try
+            if last_try is None:
+                raise _crash(name, crashed.rc, mpath)
+            lo = max(lo, last_try)  # the worker died on this size
             restarts += 1
             if hi is None:
                 if lo >= _PROBE_LIMIT or restarts > 40:
-                    raise _crash(name, res.returncode, mpath)
+                    raise _crash(name, crashed.rc, mpath)
                 probe = lo * 2
             else:
                 probe = (lo + hi) // 2
             if restarts > 40:
-                raise _crash(name, res.returncode, mpath)
+                raise _crash(name, crashed.rc, mpath)
         if hi is None:
-            refused = _not_for_size(name, res.stderr)
+            refused = _not_for_size(name, "".join(log))
             if refused is not None:
                 raise refused
             raise ToolFailure(f"{name} does not allocate in a {_PROBE_LIMIT // (1 << 20)} MiB arena; "
@@ -239,17 +243,16 @@ def run_reference(model_bytes: bytes, inputs: np.ndarray, name: str = "model",
 
 def _invoke(model_bytes: bytes, inputs: np.ndarray, name: str, arena: int) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="tinygen-ref-") as tmp:
-        mpath, ipath, opath = (Path(tmp) / n for n in ("model.tflite", "in.npy", "out.npy"))
+        mpath = Path(tmp) / "model.tflite"
         mpath.write_bytes(model_bytes)
-        np.save(ipath, inputs)
-        res = _run_child(["invoke", str(mpath), str(ipath), str(opath), str(arena)],
-                         120 + 0.05 * len(inputs), name)
-        if res.returncode != 0:
-            err = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("ERROR ")]
-            if err:
-                raise ToolFailure(f"tflite_micro reference on {name}: {err[-1][6:]}")
-            raise _crash(name, res.returncode, mpath)
-        return np.load(opath)
+        try:
+            res = child.run_child(__name__, "invoke", Path(tmp),
+                                  {"model": str(mpath), "arena": int(arena), "display": name},
+                                  {"in": inputs}, steps=STEPS, subject=name, timeout=120 + 0.05 * len(inputs),
+                                  timeout_hint=_TIMEOUT_HINT)
+        except child.ChildCrashed as exc:
+            raise _crash(name, exc.rc, mpath) from None
+        return np.load(Path(tmp) / res["out"], allow_pickle=False)
 
 
 # ---------------------------------------------------------------- child side
@@ -260,13 +263,18 @@ def _interp(model_bytes: bytes, arena: int):
     return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
 
 
-def _child_arena(mpath: str, probes_json: str) -> int:
-    model_bytes = Path(mpath).read_bytes()
-    probes = json.loads(probes_json)
+def _job_arena(args: dict, work: Path, job: str) -> dict:
+    """Probe arena sizes from ``args["probes"]`` on; says ``TRY``/``PROBE`` lines (the parent reads
+    them even when a probe kills the worker) and returns them."""
+    model_bytes = Path(args["model"]).read_bytes()
+    probes = args["probes"]
     lo, hi = probes["lo"], probes["hi"]
+    lines: list[str] = []
+    child.step("arena")
 
     def works(size: int) -> bool:
-        print(f"TRY {size}", flush=True)
+        lines.append(f"TRY {size}")
+        child.say(lines[-1])
         print(f"PROBE-START {size}", file=sys.stderr, flush=True)  # splits the interpreter's log per probe
         try:
             it = _interp(model_bytes, size)
@@ -276,7 +284,8 @@ def _child_arena(mpath: str, probes_json: str) -> int:
             ok = True
         except Exception:
             ok = False
-        print(f"PROBE {size} {'ok' if ok else 'fail'}", flush=True)
+        lines.append(f"PROBE {size} {'ok' if ok else 'fail'}")
+        child.say(lines[-1])
         return ok
 
     size = probes["first"]
@@ -287,7 +296,7 @@ def _child_arena(mpath: str, probes_json: str) -> int:
             lo = size
             size *= 2
             if size > _PROBE_LIMIT:
-                return 0
+                return {"lines": lines}
     while hi - lo > 16:
         mid = align_up((lo + hi) // 2)
         if mid >= hi or mid <= lo:
@@ -296,17 +305,18 @@ def _child_arena(mpath: str, probes_json: str) -> int:
             hi = mid
         else:
             lo = mid
-    return 0
+    return {"lines": lines}
 
 
-def _child_invoke(mpath: str, ipath: str, opath: str, arena: str) -> int:
-    model_bytes = Path(mpath).read_bytes()
-    inputs = np.load(ipath)
+def _job_invoke(args: dict, work: Path, job: str) -> dict:
+    model_bytes = Path(args["model"]).read_bytes()
+    inputs = np.load(work / f"{job}.in.npy", allow_pickle=False)
+    child.step("invoke")
     try:
-        it = _interp(model_bytes, int(arena))
+        it = _interp(model_bytes, int(args["arena"]))
     except Exception as exc:
-        print(f"ERROR interpreter could not be created: {exc}", file=sys.stderr)
-        return 3
+        raise ToolFailure(f"tflite_micro reference on {args.get('display', 'the model')}: "
+                          f"interpreter could not be created: {exc}") from None
     det = it.get_input_details(0)
     shape = tuple(int(d) for d in det["shape"])
     outs = []
@@ -314,22 +324,20 @@ def _child_invoke(mpath: str, ipath: str, opath: str, arena: str) -> int:
         it.set_input(np.asarray(x, dtype=det["dtype"]).reshape(shape), 0)
         it.invoke()
         outs.append(np.array(it.get_output(0)))
-    np.save(opath, np.stack(outs) if outs else np.zeros((0,), np.int8))
-    return 0
+    np.save(work / f"{job}.out.npy", np.stack(outs) if outs else np.zeros((0,), np.int8), allow_pickle=False)
+    return {"out": f"{job}.out.npy"}
 
 
-def _child_tflite_check(mpath: str) -> int:
+def _job_tflite_check(args: dict, work: Path, job: str) -> dict:
     import tensorflow as tf
 
-    it = tf.lite.Interpreter(model_content=Path(mpath).read_bytes())
+    child.step("tflite_check")
+    it = tf.lite.Interpreter(model_content=Path(args["model"]).read_bytes())
     it.allocate_tensors()
     for det in it.get_input_details():
         it.set_tensor(det["index"], np.zeros(det["shape"], dtype=det["dtype"]))
     it.invoke()
-    return 0
+    return {}
 
 
-if __name__ == "__main__":
-    cmd, *rest = sys.argv[1:]
-    # Keep the child's stdout for our protocol lines; TFLM logs go to stderr.
-    sys.exit({"arena": _child_arena, "invoke": _child_invoke, "tflite-check": _child_tflite_check}[cmd](*rest))
+JOBS = {"arena": _job_arena, "invoke": _job_invoke, "tflite_check": _job_tflite_check}

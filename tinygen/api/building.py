@@ -66,9 +66,10 @@ def _cache_session(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tinygen.common import cache
+        from tinygen.common import cache, child
 
-        with cache.session(bool(kwargs.get("use_cache", True))) as cs:
+        # One worker for the whole build (TensorFlow and tflite_micro imported once: tinygen.common.child)
+        with cache.session(bool(kwargs.get("use_cache", True))) as cs, child.warm():
             project = fn(*args, **kwargs)
         project.cache = cs.summary()
         project.notes.extend(w for w in cs.warnings if w not in project.notes)

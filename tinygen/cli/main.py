@@ -190,8 +190,11 @@ cache_cli.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tinygen.common import child
+
     try:
-        cli.main(args=argv, prog_name="tinygen", standalone_mode=False)
+        with child.warm():  # one worker for the whole command: build, then verify's reference
+            cli.main(args=argv, prog_name="tinygen", standalone_mode=False)
     except TinygenError as exc:
         # Messages quote user text (file and tensor names): never raw control characters on the terminal.
         err.print(f"error: {terminal(exc)}", markup=False, highlight=False)

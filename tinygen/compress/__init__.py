@@ -1,7 +1,7 @@
 """Compression to fit a board: structured pruning (:mod:`.prune`), quantization-aware training
 (:mod:`.qat`), distillation into a width-scaled student (:mod:`.distill`), the shared training loop
-(:mod:`.train`), the child process all Keras training runs in (:mod:`.child`, started by
-:mod:`.runner`), and the search for the smallest compression that fits a board (:mod:`.fit`).
+(:mod:`.train`), the compression jobs all Keras training runs as, in the command's worker
+(:mod:`.jobs`), and the search for the smallest compression that fits a board (:mod:`.fit`).
 
 It sits after :mod:`tinygen.codegen` because deciding whether a candidate fits needs the plan's
 budget (:func:`tinygen.codegen.plan.budget`) and the compiled runtime's memory plan; what it

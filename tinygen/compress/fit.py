@@ -1,7 +1,7 @@
 """Compress a source's float model and measure every candidate; ``--fit``: search the smallest
 compression that fits the board.
 
-Each candidate is trained and converted in the compression child (:mod:`.child`), then measured
+Each candidate is trained and converted in this command's worker (:mod:`.jobs`), then measured
 here exactly as a build measures a model: int8 accuracy on the held-out samples from the
 ``tflite_micro`` interpreter (what the board computes), MACs and parameters from the int8 model,
 flash and RAM from the plan's budget (:func:`tinygen.codegen.plan.budget`) for the board and
@@ -36,7 +36,7 @@ from tinygen.codegen.compiled import compile_model
 from tinygen.codegen.plan import budget
 from tinygen.common.boards import Board
 from tinygen.common.errors import DoesNotFit, TinygenError
-from tinygen.compress import runner
+from tinygen.compress import jobs
 from tinygen.tflite.int8 import model_io
 from tinygen.tflite.model import parse_model
 
@@ -185,7 +185,7 @@ def _run(src, task: str, per_channel_dense: bool, candidates: list[dict], opts: 
             "task": task, "per_channel_dense": per_channel_dense, "candidates": candidates,
             "epochs": opts.epochs if epochs is None else epochs, "deadline_s": deadline,
             "batch": next(_batches)}
-    res = runner.run("candidates", Path(src.work.path), args, arrays, subject=src.name,
+    res = jobs.run("candidates", Path(src.work.path), args, arrays, subject=src.name,
                      timeout=max(600.0, 2 * opts.time_limit), progress=progress)
     return res["candidates"]
 

@@ -1,8 +1,8 @@
 """The one training loop every compression step uses (child side: TensorFlow is loaded here).
 
 Seeded (the child calls :func:`tinygen.intake.recipes.seed_everything`; batches are drawn from a
-numpy generator seeded per step), and it prints one ``PROGRESS`` line per epoch that the parent
-turns into a progress bar (:mod:`tinygen.compress.runner`).
+numpy generator seeded per step), and it says one ``PROGRESS`` line per epoch that the parent
+turns into a progress bar (:func:`tinygen.compress.jobs.run`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import numpy as np
 
 def progress_line(label: str, done: int, total: int, note: str = "") -> None:
     # Tabs separate the fields; the label is ours, never user text.
-    print(f"PROGRESS {label}\t{done}\t{total}\t{note}", flush=True)
+    from tinygen.common import child
+
+    child.say(f"PROGRESS {label}\t{done}\t{total}\t{note}")
 
 
 def is_probabilities(pred: np.ndarray) -> bool:

@@ -1,4 +1,4 @@
-"""TensorFlow on the user's model, in a child process (``python -m tinygen.intake.worker JOB DIR``).
+"""TensorFlow on the user's model, in a child process (jobs run by :func:`tinygen.common.child.run_child`).
 
 Loading a Keras/SavedModel model, the TFLite converter (with its int8
 calibration) and the float model's predictions are native code fed with user
@@ -7,8 +7,8 @@ the calibration data).  Run in tinygen's own process, that kills tinygen with
 no message.  Here each job runs in a child: the parent writes the job's
 arguments (``JOB.json``) and arrays (``.npy``) into a private temporary
 directory, the child writes ``JOB.result.json`` and its outputs there, and
-prints ``STEP <name>`` on stdout as it enters each step, so a crash is
-reported as one line naming the step and the signal.
+says ``STEP <name>`` as it enters each step, so a crash is reported as one
+line naming the step and the signal.
 
 Jobs:
 
@@ -19,13 +19,11 @@ Jobs:
 * ``train``: a built-in recipe (:mod:`tinygen.intake.recipes`) trained and saved as .keras, with its
   data split as .npy (so tinygen's own process never imports TensorFlow).
 
-One warm worker per work directory: the first job starts ``python -m tinygen.intake.worker
---serve DIR``, later jobs of the same build (describe or train, then convert) are fed to it on
-its stdin (one job name a line; it answers ``DONE <job>``), so TensorFlow is imported once per
-build, not once per step.  Each job starts from a cleared Keras session and the job's seed, so
-a job's output does not depend on what the worker ran before (the same bytes as a fresh child).
-A crash ends that worker only and is reported as one line naming the step, as before;
-:meth:`Workdir.cleanup` stops it.
+The jobs run in this command's worker (:mod:`tinygen.common.child`: started once, fed jobs, so
+TensorFlow is imported once per command, not once per step).  Each job starts from a cleared Keras
+session and the job's seed (:data:`BEFORE_JOB`), so its output does not depend on what the worker
+ran before (the same bytes as a fresh child).  A crash ends that worker only and is reported as one
+line naming the step.
 
 Successful ``convert`` jobs of Keras/SavedModel models and ``train`` jobs are kept in tinygen's
 cache (:mod:`tinygen.common.cache`), keyed by the model's bytes, the arrays and the options.
@@ -37,22 +35,17 @@ so the same command still gives byte-identical output.  Its stderr is captured
 
 from __future__ import annotations
 
-import atexit
 import io
 import json
-import os
-import selectors
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tinygen.common import child
-from tinygen.common.errors import TinygenError, ToolFailure, UnsupportedModel
+from tinygen.common.errors import UnsupportedModel
 
 # What the user reads for a crash in each step: "<tool> crashed (SIGSEGV) while <doing>".
 STEPS = {
@@ -78,37 +71,13 @@ class Workdir:
         self.path = Path(self._tmp.name)
 
     def cleanup(self) -> None:
-        w = _LIVE.pop(str(self.path), None)
-        if w is not None:
-            w.close()
         self._tmp.cleanup()
-
-
-def crash_message(step: str, rc: int, subject: str, hint: str | None) -> str:
-    """A crash of this worker in ``step``, in the one wording (tinygen.common.child)."""
-    return child.crash_message(STEPS, step, rc, subject, hint)
-
-
-def stage_job(job: str, work: Path, args: dict, arrays: dict | None) -> tuple[Path, dict]:
-    """Write ``job``'s arguments and arrays into ``work`` for a child (this worker or
-    tinygen.compress.child); returns where its result will be and the child's environment."""
-    for key, arr in (arrays or {}).items():
-        if arr is not None:
-            np.save(work / f"{job}.{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-    (work / f"{job}.json").write_text(json.dumps(args))
-    result_path = work / f"{job}.result.json"
-    result_path.unlink(missing_ok=True)
-    env = dict(os.environ)
-    if not os.environ.get("TINYGEN_DEBUG"):
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env["PYTHONHASHSEED"] = "0"
-    return result_path, env
 
 
 def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | None = None, *,
             subject: str, timeout: float, hint: str | None = None) -> dict:
-    """Run ``job`` in the work directory's warm worker (started on first use); return its result dict,
-    or raise a one-line TinygenError.
+    """Run ``job`` in this command's worker (:func:`tinygen.common.child.run_child`); return its result
+    dict, or raise a one-line TinygenError.
 
     The child's own refusals come back with their exit code (2 bad input, 3 unsupported);
     a crash or a timeout is a :class:`ToolFailure` (exit 4) naming the step.  A ``convert`` job
@@ -119,107 +88,11 @@ def run_job(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray] | No
         cached = _from_cache(job, ck, work)
         if cached is not None:
             return cached
-    result_path, env = stage_job(job, work, args, arrays)
-    w = _LIVE.get(str(work))
-    if w is None or w.proc.poll() is not None:
-        w = _LIVE[str(work)] = WarmWorker(work, env)
-    try:
-        ok, lines, rc = w.run(job, timeout)
-    except subprocess.TimeoutExpired as exc:
-        _LIVE.pop(str(work), None)
-        step = child.last_step(exc.stdout)
-        tool, doing = child.step_words(STEPS, step)
-        raise ToolFailure(f"{tool} timed out after {timeout:.0f} s while {doing} for {subject}; "
-                          "try a smaller model or fewer samples") from None
-    if not ok:
-        _LIVE.pop(str(work), None)
-    if ok and result_path.exists():
-        result = json.loads(result_path.read_text())
-        if "error" in result:
-            raise TinygenError(result["error"], exit_code=int(result.get("exit_code", 4)))
-        if ck is not None:
-            _to_cache(job, ck, work, result)
-        return result
-    raise ToolFailure(crash_message(child.last_step("\n".join(lines)), rc, subject, hint))
-
-
-_LIVE: dict[str, "WarmWorker"] = {}  # work directory -> its worker
-
-
-class WarmWorker:
-    """One ``python -m tinygen.intake.worker --serve DIR`` child, fed one job at a time."""
-
-    def __init__(self, work: Path, env: dict) -> None:
-        self._err = tempfile.TemporaryFile()  # TensorFlow's chatter; shown with TINYGEN_DEBUG=1
-        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "tinygen.intake.worker", "--serve", str(work)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, env=env)
-        self._buf = b""
-
-    def run(self, job: str, timeout: float) -> tuple[bool, list[str], int]:
-        """(finished, the job's protocol lines, exit status if the worker died); raises TimeoutExpired."""
-        lines: list[str] = []
-        try:
-            self.proc.stdin.write(f"{job}\n".encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return False, lines, self._reap()
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while True:
-                while b"\n" in self._buf:
-                    raw, self._buf = self._buf.split(b"\n", 1)
-                    line = raw.decode(errors="replace")
-                    if line == f"DONE {job}":
-                        self._debug()
-                        return True, lines, 0
-                    lines.append(line)
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    self.close()
-                    raise subprocess.TimeoutExpired("worker", timeout, output="\n".join(lines))
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    return False, lines, self._reap()
-                self._buf += chunk
-
-    def _reap(self) -> int:
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self._debug()
-        return rc
-
-    def _debug(self) -> None:
-        if os.environ.get("TINYGEN_DEBUG"):
-            self._err.seek(0)
-            sys.stderr.write(self._err.read().decode(errors="replace"))
-        self._err.seek(0)
-        self._err.truncate()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()  # the worker ends its loop at end of input
-                self.proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self._err):
-            try:
-                f.close()
-            except OSError:
-                pass
-
-
-@atexit.register
-def _stop_all() -> None:
-    for w in list(_LIVE.values()):
-        w.close()
-    _LIVE.clear()
+    result = child.run_child(__name__, job, work, args, arrays, steps=STEPS, subject=subject, timeout=timeout,
+                             hint=hint)
+    if ck is not None:
+        _to_cache(job, ck, work, result)
+    return result
 
 
 # ---------------------------------------------------------------- cache (convert jobs)
@@ -359,19 +232,10 @@ def recurrent_hint(layers: list[list[str]]) -> str | None:
 
 # ---------------------------------------------------------------- child side
 
-_current_step = ["start"]
-_proto: list = [None]  # the warm worker's protocol stream (None: stdout, as tinygen.compress.child uses)
-
-
-def _step(name: str) -> None:
-    _current_step[0] = name  # Python-level errors name the step too
-    print(f"STEP {name}", flush=True, file=_proto[0] or sys.stdout)
-
-
-def _load(args: dict):
-    """(keras model or SavedModelFn) from the private copy named in ``args``."""
+def load_model(args: dict):
+    """(keras model or SavedModelFn) from the private copy named in ``args`` (in a child)."""
     from tinygen.intake import loader
-    _step("load")
+    child.step("load")
     if args["kind"] == "savedmodel":
         return loader.load_saved_model(Path(args["model"]), args["display"])
     return loader.load_keras(Path(args["model"]), args["display"])
@@ -399,9 +263,9 @@ def _check_io(display: str, model, layers) -> None:
 def _job_describe(args: dict, work: Path, job: str) -> dict:
     if args["kind"] == "onnx":
         from tinygen.intake import onnx_model
-        return onnx_model.job_describe(args, work, _step)
-    model = _load(args)
-    _step("describe")
+        return onnx_model.job_describe(args, work, child.step)
+    model = load_model(args)
+    child.step("describe")
     if args["kind"] == "savedmodel":
         from tinygen.tflite.keras_names import check_keras_io
 
@@ -418,14 +282,14 @@ def _job_describe(args: dict, work: Path, job: str) -> dict:
 def _job_convert(args: dict, work: Path, job: str) -> dict:
     if args["kind"] == "onnx":
         from tinygen.intake import onnx_model
-        return onnx_model.job_convert(args, work, job, _step)
+        return onnx_model.job_convert(args, work, job, child.step)
     from tinygen.intake import quantize as q
-    model = _load(args)
+    model = load_model(args)
     rep = np.load(work / f"{job}.rep.npy", allow_pickle=False)
-    _step("convert")
+    child.step("convert")
 
     def on_calibrate(done: bool) -> None:
-        _step("quantize" if done else "calibrate")
+        child.step("quantize" if done else "calibrate")
 
     try:
         raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]), on_calibrate=on_calibrate,
@@ -435,7 +299,7 @@ def _job_convert(args: dict, work: Path, job: str) -> dict:
     (work / f"{job}.model.tflite").write_bytes(raw)
     test_path = work / f"{job}.test.npy"
     if test_path.exists():
-        _step("predict")
+        child.step("predict")
         x = np.load(test_path, allow_pickle=False)
         if hasattr(model, "fn"):
             y = model.predict(x)
@@ -448,7 +312,7 @@ def _job_convert(args: dict, work: Path, job: str) -> dict:
 def _job_train(args: dict, work: Path, job: str) -> dict:
     from tinygen.intake.recipes import train
 
-    _step("recipe")
+    child.step("recipe")
     tr = train(args["recipe"], seed=int(args["seed"]), epochs=args.get("epochs"))
     tr.model.save(work / f"{tr.name}.keras")
     for k in TRAIN_ARRAYS:
@@ -462,65 +326,18 @@ def _job_train(args: dict, work: Path, job: str) -> dict:
 JOBS = {"describe": _job_describe, "convert": _job_convert, "train": _job_train}
 
 
-def _child(job: str, work_dir: str, jobs: dict | None = None, steps: dict | None = None) -> int:
-    """Run one job in this process (a child). Another child module (tinygen.compress.child) passes
-    its own ``jobs`` and ``steps`` tables; nothing rewrites this module's."""
-    import faulthandler
+def before_job(job: str, args: dict) -> None:
+    """Forget what an earlier job of this worker left in Keras (layer name counters, graphs) and seed
+    the job, so its output is the bytes a fresh process would give."""
+    if job == "describe" and args.get("kind") == "onnx":  # reading an ONNX graph needs no TensorFlow
+        return
+    from tinygen.intake.recipes import seed_everything
 
-    faulthandler.enable()  # a native crash leaves the Python stack on stderr (shown with TINYGEN_DEBUG=1)
-    _step("start")
-    _one_job(job, Path(work_dir), jobs or JOBS, steps or STEPS)
-    return 0
-
-
-def _serve(work_dir: str) -> int:
-    """The warm worker: run each job named on stdin, answer ``DONE <job>`` once its result is written."""
-    import faulthandler
-
-    faulthandler.enable()
-    _proto[0] = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything else written to stdout (native code, Keras) goes with stderr
-    sys.stdout = sys.stderr
-    work = Path(work_dir)
-    _step("start")
-    for line in sys.stdin:
-        job = line.strip()
-        if job not in JOBS:
-            continue
-        _one_job(job, work, JOBS, STEPS)
-        print(f"DONE {job}", flush=True, file=_proto[0])
-    return 0
-
-
-def _fresh_session() -> None:
-    """Forget what an earlier job of this worker left in Keras (layer name counters, graphs)."""
     if "keras" in sys.modules or "tensorflow" in sys.modules:
         import tensorflow as tf
 
         tf.keras.backend.clear_session()
+    seed_everything(int(args.get("seed", 0)))
 
 
-def _one_job(job: str, work: Path, jobs: dict, steps: dict) -> None:
-    _current_step[0] = "start"
-    args = json.loads((work / f"{job}.json").read_text())
-    from tinygen.intake.recipes import seed_everything
-
-    if not (job == "describe" and args.get("kind") == "onnx"):  # reading an ONNX graph needs no TensorFlow
-        _fresh_session()
-        seed_everything(int(args.get("seed", 0)))
-    try:
-        result = jobs[job](args, work, job)
-    except TinygenError as exc:
-        result = {"error": str(exc), "exit_code": exc.exit_code}
-    except Exception as exc:  # TensorFlow raises assorted errors on models it cannot handle
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        tool, doing = child.step_words(steps, _current_step[0])
-        result = {"error": f"{tool} failed while {doing} for {args.get('display', 'the model')}: {first}",
-                  "exit_code": 4}
-    (work / f"{job}.result.json").write_text(json.dumps(result))
-
-
-if __name__ == "__main__":
-    if sys.argv[1] == "--serve":
-        sys.exit(_serve(sys.argv[2]))
-    sys.exit(_child(*sys.argv[1:3]))
+BEFORE_JOB = before_job

@@ -1,9 +1,10 @@
-"""The compression child (``python -m tinygen.compress.child JOB DIR``): loads the model, prunes,
-distils, fine-tunes with fake quantization, converts each candidate to int8 and predicts with it.
+"""The compression jobs: load the model, prune, distil, fine-tune with fake quantization, convert each
+candidate to int8 and predict with it — in this command's worker (:mod:`tinygen.common.child`, the
+same TensorFlow process that trained or converted the model), never in tinygen's own process.
 
-Same contract as :mod:`tinygen.intake.worker` (a user's model is only ever loaded in a child; the
-parent reads ``JOB.result.json``; ``STEP`` lines name the step a crash happened in), plus one
-``PROGRESS`` line per training epoch for the parent's progress bar.
+:func:`run` is the parent side: it runs a job with :func:`tinygen.common.child.run_child` and turns
+the job's ``PROGRESS`` lines (one per training epoch) into a progress bar for the ``progress(text)``
+callback; a crash or a timeout is one line naming the step (this module's :data:`STEPS`).
 
 Job ``candidates``: each candidate is a list of steps applied to the teacher in order,
 ``["prune", ratio | {layer: ratio}]``, ``["distill", width]``, ``["qat", null]``; a prefix shared
@@ -15,14 +16,22 @@ with an earlier candidate is reused, not trained again.  Outputs per candidate (
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from tinygen.common import child
 from tinygen.common.errors import TinygenError
 from tinygen.intake import worker
+
+# The compression steps beside the TensorFlow jobs' (a copy: tinygen.intake.worker's table is its own).
+STEPS = {**worker.STEPS,
+         "prune": ("TensorFlow", "pruning the model"), "distill": ("TensorFlow", "distilling a student"),
+         "qat": ("TensorFlow", "setting up quantization-aware training"),
+         "train": ("TensorFlow", "fine-tuning the compressed model")}
+BAR = 24
 
 DEFAULT_EPOCHS = {"prune": 15, "qat": 8, "distill": 40}
 LR = {"prune": 0.003, "qat": 0.0005, "distill": 0.01}
@@ -39,14 +48,14 @@ def _apply(model, step, *, x, labels, teacher_out, probs, task, epochs, seed, re
     op, value = step
     n = int(epochs.get(op, DEFAULT_EPOCHS[op]))
     if op == "prune":
-        worker._step("prune")
+        child.step("prune")
         model = prune.prune(model, value)
         label = "fine-tuning the pruned model"
     elif op == "distill":
-        worker._step("distill")
+        child.step("distill")
         return distill.distill(model, float(value), x, labels, task, epochs=n, seed=seed, lr=LR["distill"])
     elif op == "qat":
-        worker._step("qat")
+        child.step("qat")
         label = "quantization-aware training"
     else:
         raise TinygenError(f"unknown compression step {op!r}")
@@ -60,7 +69,7 @@ def _apply(model, step, *, x, labels, teacher_out, probs, task, epochs, seed, re
     forward = None
     if op == "qat":
         forward = qat.FakeQuantForward(model, rep[:64], per_channel_dense)
-    worker._step("train")
+    child.step("train")
     train.run(model, x, y, loss, epochs=n, lr=LR[op], seed=seed, label=label, forward=forward)
     return model
 
@@ -72,7 +81,7 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
     from tinygen.intake import quantize as q
 
     start = time.monotonic()
-    teacher = worker._load(args)
+    teacher = worker.load_model(args)
     if hasattr(teacher, "fn"):
         raise TinygenError(f"{args['display']} is a SavedModel; compression needs a Keras model (.keras or .h5)",
                            exit_code=3)
@@ -103,10 +112,10 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
             model.save(cache[key])
         path = work / f"{prefix}_{i}.keras"
         model.save(path)
-        worker._step("convert")
+        child.step("convert")
         raw = q.quantize(model, rep, per_channel_dense=bool(args["per_channel_dense"]))
         (work / f"{prefix}_{i}.tflite").write_bytes(raw)
-        worker._step("predict")
+        child.step("predict")
         pred = np.asarray(model.predict(test, batch_size=256, verbose=0), dtype=np.float32)
         np.save(work / f"{prefix}_{i}.pred.npy", pred, allow_pickle=False)
         results.append({"label": cand["label"], "keras": path.name, "tflite": f"{prefix}_{i}.tflite",
@@ -115,9 +124,28 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
 
 
 JOBS = {"candidates": _job_candidates}
+BEFORE_JOB = worker.before_job  # a cleared Keras session and the job's seed, as the TensorFlow jobs
 
-if __name__ == "__main__":
-    from tinygen.compress.runner import STEPS
 
-    # The worker's job loop with this module's jobs and steps (its own tables are left as they are).
-    sys.exit(worker._child(*sys.argv[1:3], jobs={**worker.JOBS, **JOBS}, steps=STEPS))
+# ---------------------------------------------------------------- parent side
+
+def bar(label: str, done: int, total: int, note: str = "") -> str:
+    filled = BAR * done // max(total, 1)
+    return f"{label} {'━' * filled}{'╌' * (BAR - filled)} {done}/{total} epochs {note}".rstrip()
+
+
+def run(job: str, work: Path, args: dict, arrays: dict[str, np.ndarray], *, subject: str, timeout: float,
+        progress: Callable[[str], None]) -> dict:
+    """Run a compression job in this command's worker, drawing its progress."""
+
+    def on_line(line: str) -> None:
+        if line.startswith("PROGRESS "):
+            parts = line[len("PROGRESS "):].split("\t")
+            if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+                progress(bar(parts[0], int(parts[1]), int(parts[2]), parts[3]))
+        elif line.startswith("STEP "):
+            tool, doing = child.step_words(STEPS, line.split()[-1])
+            progress(f"{doing} ({subject})")
+
+    return child.run_child(__name__, job, work, args, arrays, steps=STEPS, subject=subject, timeout=timeout,
+                           timeout_hint="try fewer epochs or a smaller model", on_line=on_line)
