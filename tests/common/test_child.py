@@ -21,13 +21,13 @@ def test_last_step_is_the_last_step_line():
     assert child.last_step("") == child.last_step(None) == "start"
 
 
-def test_no_runner_rewrites_another_modules_step_table():
-    from tinygen.intake import worker
+def test_no_module_rewrites_another_modules_step_table():
+    from tinygen.intake import jobs as tf_jobs
 
-    before = dict(worker.STEPS)
-    from tinygen.compress import jobs  # noqa: F401  (importing its runner once rewrote worker.STEPS)
+    before = dict(tf_jobs.STEPS)
+    from tinygen.compress import jobs  # noqa: F401  (importing the compression jobs once rewrote the TF table)
 
-    assert worker.STEPS == before and "prune" not in worker.STEPS
+    assert tf_jobs.STEPS == before and "prune" not in tf_jobs.STEPS
     assert "prune" in jobs.STEPS and "convert" in jobs.STEPS
 
 

@@ -22,7 +22,7 @@ def zoo(tmp_path_factory):
 
     from tinygen.intake.quantize import quantize
     from tinygen.intake.sources import quiet_native
-    from tinygen.intake.worker import _walk_layers
+    from tinygen.intake.jobs import _walk_layers
 
     L = tf.keras.layers
     d = tmp_path_factory.mktemp("zoo")
@@ -119,7 +119,7 @@ def test_float_only_op_names_the_keras_layer(zoo):
     from tinygen.common.errors import UnsupportedModel
     from tinygen.intake.quantize import quantize
     from tinygen.intake.sources import quiet_native
-    from tinygen.intake.worker import _walk_layers
+    from tinygen.intake.jobs import _walk_layers
 
     for runtime in ("compiled", "tflm"):
         with pytest.raises(UnsupportedModel) as exc, quiet_native():
@@ -133,7 +133,7 @@ def _describe_refusal(zoo, name: str) -> str:
     """The worker's describe job, in-process (the CLI's one-line path is the .tflite test's), on a
     saved model: the one-line refusal, exit code 3."""
     from tinygen.common.errors import UnsupportedModel
-    from tinygen.intake.worker import _job_describe
+    from tinygen.intake.jobs import _job_describe
 
     args = {"kind": "keras", "model": str(zoo["dir"] / name), "display": name}
     with pytest.raises(UnsupportedModel) as exc:

@@ -22,7 +22,7 @@ def test_degenerate_softmax_names_the_dense_and_asks_for_calibration_data():
     from tinygen.common.errors import UnsupportedModel
     from tinygen.intake.quantize import quantize
     from tinygen.intake.sources import quiet_native
-    from tinygen.intake.worker import _walk_layers
+    from tinygen.intake.jobs import _walk_layers
     from tinygen.tflite.model import parse_model
 
     tf.keras.utils.set_random_seed(0)

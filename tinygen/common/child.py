@@ -9,7 +9,7 @@ One name each:
   :func:`warm` keeps it for a scope (the CLI's command, :func:`tinygen.build`), and outside any scope
   each :func:`run_child` starts a worker for its one job and stops it;
 * a **job** is one unit of work: ``JOBS[name](args, work, job) -> result dict`` in the module that
-  owns it (:mod:`tinygen.intake.worker` for TensorFlow, :mod:`tinygen.compress.child` for
+  owns it (:mod:`tinygen.intake.jobs` for TensorFlow, :mod:`tinygen.compress.jobs` for
   compression, :mod:`tinygen.analysis.reference` for tflite_micro), with that module's **steps**
   table ``{step: (tool, what it was doing)}``.  No module rewrites another's tables.
 

@@ -24,10 +24,10 @@ import numpy as np
 
 from tinygen.common import child
 from tinygen.common.errors import TinygenError
-from tinygen.intake import worker
+from tinygen.intake import jobs as tf_jobs
 
-# The compression steps beside the TensorFlow jobs' (a copy: tinygen.intake.worker's table is its own).
-STEPS = {**worker.STEPS,
+# The compression steps beside the TensorFlow jobs' (a copy: tinygen.intake.jobs's table is its own).
+STEPS = {**tf_jobs.STEPS,
          "prune": ("TensorFlow", "pruning the model"), "distill": ("TensorFlow", "distilling a student"),
          "qat": ("TensorFlow", "setting up quantization-aware training"),
          "train": ("TensorFlow", "fine-tuning the compressed model")}
@@ -81,7 +81,7 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
     from tinygen.intake import quantize as q
 
     start = time.monotonic()
-    teacher = worker.load_model(args)
+    teacher = tf_jobs.load_model(args)
     if hasattr(teacher, "fn"):
         raise TinygenError(f"{args['display']} is a SavedModel; compression needs a Keras model (.keras or .h5)",
                            exit_code=3)
@@ -124,7 +124,7 @@ def _job_candidates(args: dict, work: Path, job: str) -> dict:
 
 
 JOBS = {"candidates": _job_candidates}
-BEFORE_JOB = worker.before_job  # a cleared Keras session and the job's seed, as the TensorFlow jobs
+BEFORE_JOB = tf_jobs.before_job  # a cleared Keras session and the job's seed, as the TensorFlow jobs
 
 
 # ---------------------------------------------------------------- parent side

@@ -4,7 +4,7 @@ Model sources: ``.keras``, ``.h5``, a SavedModel directory, or ``.tflite``.
 An int8 ``.tflite`` is used as is; a float ``.tflite`` is refused (it cannot
 be re-quantized without the graph it was converted from).  Keras and
 SavedModel models are copied into a private directory (:func:`stage_model`)
-and only ever loaded by the child process of :mod:`tinygen.intake.worker`
+and only ever loaded by the child process of :mod:`tinygen.intake.jobs`
 (:func:`load_keras`, :func:`load_saved_model` run there).
 
 ``--data`` files (samples for calibration, held-out quality and reference

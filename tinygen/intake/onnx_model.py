@@ -1,7 +1,7 @@
 """A PyTorch user's ``.onnx`` model in the worker child: checked, converted by onnx2tf, then
 tinygen's own int8 path.  (The parent side, staging and ``--data``: :mod:`tinygen.intake.onnx_source`.)
 
-:func:`job_describe` and :func:`job_convert` run in :mod:`tinygen.intake.worker`'s child, since
+:func:`job_describe` and :func:`job_convert` run in :mod:`tinygen.intake.jobs`'s child, since
 ONNX protobuf parsing, onnx2tf and onnxruntime are native code fed with user bytes:
 
 * the graph is checked first: one float input of fixed size (a dynamic batch becomes 1), opset

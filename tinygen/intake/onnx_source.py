@@ -82,7 +82,7 @@ def source_from_onnx(path: Path, data_path: str | None):
     directory; :func:`tinygen.intake.sources.convert` runs the worker's ``convert`` job on it)."""
     from tinygen.intake.loader import Dataset, load_data
     from tinygen.intake.sources import Source
-    from tinygen.intake.worker import Workdir, run_job
+    from tinygen.intake.jobs import Workdir, run_job
 
     if not data_path:
         raise TinygenError(f"--data is required with an ONNX model ({path.name}): int8 quantization needs "

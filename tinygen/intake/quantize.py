@@ -93,7 +93,7 @@ def quantize(model, representative: np.ndarray, *, per_channel_dense: bool = Fal
     to a full-integer int8 .tflite with the batch fixed to 1.
 
     This runs the TFLite converter in the calling process; tinygen itself calls it only in
-    the child of :mod:`tinygen.intake.worker`.  ``on_calibrate(done)`` is told when calibration
+    the child of :mod:`tinygen.intake.jobs`.  ``on_calibrate(done)`` is told when calibration
     starts (False) and ends (True), so a crash can be attributed to its step.  ``layers`` ([name, class]
     pairs) and ``runtime_ops`` word a refusal in Keras terms (:mod:`tinygen.tflite.keras_names`)."""
     import tensorflow as tf

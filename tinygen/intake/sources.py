@@ -1,7 +1,7 @@
 """Where a model enters: a built-in recipe (trained here) or the user's own file.
 
 ``source_from_recipe`` / ``source_from_user`` return a :class:`Source`; ``convert`` turns
-it into int8 .tflite bytes in the :mod:`tinygen.intake.worker` child (TensorFlow never
+it into int8 .tflite bytes in the :mod:`tinygen.intake.jobs` child (TensorFlow never
 loads a user's model in this process).  Nothing here writes outside a private work
 directory.
 """
@@ -35,7 +35,7 @@ class Source:
     """What the pipeline starts from, after loading/training.
 
     A float model is never held in this process: ``model_path`` is a private copy
-    (or the saved recipe model) that the :mod:`tinygen.intake.worker` child loads, and
+    (or the saved recipe model) that the :mod:`tinygen.intake.jobs` child loads, and
     ``work`` is the private directory holding it."""
     name: str
     description: str
@@ -43,7 +43,7 @@ class Source:
     tflite: bytes | None = None
     model_path: Path | None = None  # staged .keras/.h5 or SavedModel directory
     model_kind: str | None = None  # "keras" | "savedmodel"
-    work: object | None = field(default=None, repr=False)  # tinygen.intake.worker.Workdir
+    work: object | None = field(default=None, repr=False)  # tinygen.intake.jobs.Workdir
     hint: str | None = None  # what to try if the converter crashes (recurrent layers)
     x_rep: np.ndarray | None = None
     x_test: np.ndarray | None = None
@@ -65,7 +65,7 @@ class Source:
 
 
 def source_from_recipe(recipe: str, seed: int, epochs: int | None, progress: Callable[[str], None]) -> Source:
-    from tinygen.intake.worker import train_recipe
+    from tinygen.intake.jobs import train_recipe
 
     # Trained in the worker that then converts it (TensorFlow imported once), or from tinygen's cache.
     tr = train_recipe(recipe, seed, epochs)
@@ -81,7 +81,7 @@ def source_from_user(model_path: str, data_path: str | None, task: str | None = 
     labels (:func:`tinygen.intake.loader.labels_for_model`).  What was changed in the data (channels
     moved last, one-hot labels) is in ``Source.notes``."""
     from tinygen.intake.loader import Dataset, fit_to_input, labels_for_model, load_data, model_kind, stage_model
-    from tinygen.intake.worker import Workdir, recurrent_hint, run_job
+    from tinygen.intake.jobs import Workdir, recurrent_hint, run_job
 
     path = Path(model_path)
     kind = model_kind(path)
@@ -138,7 +138,7 @@ def convert(src: Source, per_channel_dense: bool, runtime_ops=None) -> bytes:
     """int8 .tflite bytes (and src.float_pred) from the worker child; the private copy is removed after.
     ``runtime_ops``: the ops the chosen runtime runs (a refusal offers only replacements made of them)."""
     from tinygen.intake.loader import CALIBRATION_SAMPLES
-    from tinygen.intake.worker import run_job
+    from tinygen.intake.jobs import run_job
 
     arrays = {"rep": np.asarray(src.x_rep[:CALIBRATION_SAMPLES], dtype=np.float32)}  # all the child uses
     if src.x_test is not None:
