@@ -28,6 +28,19 @@ class ModelInfo:
     fits: dict[str, dict[str, dict]] = field(repr=False)  # {board id: {runtime: budget}}
     compiled_memory_plan: dict | None = field(default=None, repr=False)  # {"peak_bytes", "tensors"}
     host_check: HostCheckResult | None = None  # inspect(..., check=True): the emitted C run on this host
+    # inspect(..., frontend=): the front end's definition (FrontendSpec JSON) and its budget parts
+    # (tinygen.codegen.frontend_budget; the same on every board, and counted in every budget of ``fits``)
+    frontend: dict | None = field(default=None, repr=False)
+    frontend_parts: list[dict] | None = field(default=None, repr=False)
+
+    @property
+    def frontend_budget(self) -> dict | None:
+        """{"flash_bytes", "ram_bytes"} of the front end (raw samples in); None without one."""
+        if self.frontend_parts is None:
+            return None
+        from tinygen.codegen.frontend_budget import frontend_totals
+
+        return frontend_totals(self.frontend_parts)
 
     @property
     def sha256(self) -> str:
@@ -65,6 +78,8 @@ class ModelInfo:
             data["compiled_memory_plan"] = self.compiled_memory_plan
         if self.host_check is not None:
             data["host_check"] = self.host_check.as_dict()
+        if self.frontend is not None:
+            data["frontend"] = {"definition": self.frontend, **self.frontend_budget, "parts": self.frontend_parts}
         return data
 
 
@@ -76,11 +91,15 @@ def _tensor_rows(m: TfliteModel) -> list[dict]:
 
 
 def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vectors: int = 32,
-            progress: Progress | None = None) -> ModelInfo:
+            progress: Progress | None = None, frontend: str | Path | dict | None = None) -> ModelInfo:
     """Ops, tensors, parameters, MACs, the measured TFLM arena and the fit on every board of an int8
     .tflite; with ``runtime="compiled"`` also the compiled runtime's static memory plan, and with
     ``check=True`` the emitted C compiled and run on this host (ASan/UBSan) against tflite_micro
-    on ``vectors`` inputs (:attr:`ModelInfo.host_check`; a mismatch is reported there, not raised)."""
+    on ``vectors`` inputs (:attr:`ModelInfo.host_check`; a mismatch is reported there, not raised).
+    ``frontend``: the front end that makes the model's input from raw samples (a ``--frontend``
+    FILE.json, a project's tinygen.json, or its dict; docs/frontend.md): checked against the model's
+    input (one line, exit 2), its flash and RAM are :attr:`ModelInfo.frontend_budget` and join every
+    board's fit, as in a build."""
     from tinygen.analysis import ops as an
     from tinygen.analysis.reference import measure_arena
     from tinygen.codegen import compiled as cmod
@@ -97,6 +116,7 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
     if check:
         host_check.find_compiler()  # a missing compiler is named before the slow arena bisection
     progress = progress or silent
+    fe_json = _frontend_json(frontend)  # a bad definition is refused before the model is even read
     p = Path(path)
     if p.exists() and p.suffix.lower() != ".tflite":
         raise TinygenError(f"inspect reads .tflite files; {p.name} is not one (convert it with "
@@ -105,6 +125,15 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
     check_int8(m, str(p))
     refusals.check_ops(m, {}, "tflm", name=str(p))  # the arena is measured with TFLM: its missing ops first
     an.check_tflm_ops(m, str(p))
+    fe_parts = None
+    if fe_json is not None:  # before the arena bisection: the front end must feed this model's input
+        from tinygen.codegen.frontend_budget import frontend_parts
+        from tinygen.intake.frontend import for_model
+        from tinygen.tflite.int8 import model_io
+
+        it = model_io(m).input
+        spec, rq = for_model(fe_json, it.shape, it.scale, it.zero_point)
+        fe_parts = frontend_parts(spec, rq, it.nbytes)
     analysis = an.analyze(m)
     progress("measuring the TFLM arena (tflite_micro, bisection)")
     arena = measure_arena(m.raw, m, str(p))
@@ -116,7 +145,8 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
         cmod.check_supported(program)
     # One static plan serves every board's fit check (and the memory table when runtime="compiled").
     compiled_plan = cmod.plan_memory(program) if program.supported else None
-    fits = budgets_per_board(m, arena, str(p), compiled_plan.peak_bytes if compiled_plan else None, progress)
+    fits = budgets_per_board(m, arena, str(p), compiled_plan.peak_bytes if compiled_plan else None, progress,
+                             frontend=fe_json)
     memory = None
     if runtime == "compiled":
         memory = {"peak_bytes": compiled_plan.peak_bytes, "tensors": cmod.memory_table(compiled_plan)}
@@ -124,4 +154,13 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
     if check:
         progress(f"host check: compiling the emitted C (ASan/UBSan), running {vectors} vectors vs tflite_micro")
         hc = host_check.check_model(m, vectors=vectors, name=str(p))
-    return ModelInfo(p, m, analysis, arena, _tensor_rows(m), fits, memory, hc)
+    return ModelInfo(p, m, analysis, arena, _tensor_rows(m), fits, memory, hc, fe_json, fe_parts)
+
+
+def _frontend_json(frontend) -> dict | None:
+    """The validated FrontendSpec JSON of ``frontend`` (a path or a dict); None without one."""
+    if frontend is None:
+        return None
+    from tinygen.intake.frontend import load_spec, spec_from_json
+
+    return (spec_from_json(frontend, "frontend") if isinstance(frontend, dict) else load_spec(frontend)).to_json()

@@ -115,11 +115,15 @@ def build_cmd(board, n_vectors, seed, as_json, **options) -> None:
                    "tflite_micro; exit 5 if they differ.")
 @click.option("--vectors", type=click.IntRange(1, 100_000), default=32, show_default=True,
               help="Input vectors for --check (4 extreme patterns, then seeded random).")
+@click.option("--frontend", "frontend_path", metavar="FILE.json",
+              help="MODEL's front end (raw int16 samples -> its input, docs/frontend.md; a project's tinygen.json "
+                   "names it too): its flash and RAM, counted in every board's fit.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect_cmd(model: str, runtime: str, check: bool, vectors: int, as_json: bool) -> None:
+def inspect_cmd(model: str, runtime: str, check: bool, vectors: int, frontend_path: str | None,
+                as_json: bool) -> None:
     """Ops, tensors, parameters, MACs, measured arena and board fit of an int8 .tflite."""
     with StatusLine(not as_json) as progress:
-        info = api.inspect(model, runtime, check=check, vectors=vectors, progress=progress)
+        info = api.inspect(model, runtime, check=check, vectors=vectors, progress=progress, frontend=frontend_path)
     if as_json:
         print_json(info.to_dict())
     else:
@@ -159,7 +163,14 @@ def print_model_info(info: api.ModelInfo) -> None:
         for r in rows:
             ct.add_row(*[Text(terminal(v)) for v in r.values()])
         out.print(ct)
-    ft = Table(title="fits each board? (flash / RAM estimate vs budget)")
+    fe = info.frontend_budget
+    if fe is not None:  # raw samples in: the front end's share, the same on every board (docs/frontend.md)
+        out.print(f"front end ({info.frontend['kind']}, raw samples in): flash {grouped(fe['flash_bytes'])} B, "
+                  f"RAM {grouped(fe['ram_bytes'])} B (" + "; ".join(
+                      f"{p['part']} {grouped(p['flash_bytes'])}/{grouped(p['ram_bytes'])} B {p['kind']}"
+                      for p in info.frontend_parts) + "; flash/RAM)")
+    ft = Table(title="fits each board? (flash / RAM estimate vs budget" +
+                     ("; model + front end" if fe is not None else "") + ")")
     for col in ("board", "runtime", "flash", "RAM", "fits"):
         ft.add_column(col)
     for bid, per in info.fits.items():

@@ -113,8 +113,10 @@ def print_notes(project, as_json: bool) -> None:
 def print_compression(report: dict) -> None:
     metric = report["metric"]
     timed = bool(report.get("max_instructions"))
+    fe = any("frontend" in r for r in report["candidates"])  # raw samples in: flash and RAM count the front end
     t = Table(title=Text(terminal(f"compression candidates ({report['board']}, {report['runtime']}; "
-                                  f"chosen: {report['chosen']})")))
+                                  f"chosen: {report['chosen']}" + ("; flash and RAM include the front end"
+                                                                   if fe else "") + ")")))
     for col in ("candidate", "MACs", "params", "weights B", "flash B", "RAM B",
                 *([f"instructions / {report['max_instructions']:,}"] if timed else []), f"float {metric}",
                 f"int8 {metric}", "fits"):

@@ -17,6 +17,7 @@ from tinygen.analysis.reference import ArenaInfo, measure_arena
 from tinygen.codegen.plan import budget
 from tinygen.common.boards import all_boards
 from tinygen.tflite import fc_rewrite as rewrite
+from tinygen.tflite.int8 import model_io
 from tinygen.tflite.model import TfliteModel, parse_model
 
 
@@ -30,8 +31,8 @@ def budgets_per_board(m: TfliteModel, arena: ArenaInfo, name: str, compiled_peak
     if frontend is not None:
         from tinygen.intake.frontend import for_model
 
-        t = m.input_tensor()
-        fe = for_model(frontend, t.shape, t.scale[0], t.zero_point[0])
+        t = model_io(m).input
+        fe = for_model(frontend, t.shape, t.scale, t.zero_point)
     tflm_ok = all(op in an.TFLM_RESOLVER_METHODS for op in an.analyze(m).ops)
     tflm_models = {m.raw: (m, arena)}
     # Once, not per board: each is a pass over the whole model (a 20,000-op model took minutes).

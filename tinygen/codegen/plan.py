@@ -203,8 +203,8 @@ def _plan_frontend(plan: "Plan"):
         return None
     from tinygen.intake.frontend import for_model
 
-    t = plan.model.input_tensor()
-    return for_model(plan.frontend, t.shape, t.scale[0], t.zero_point[0])
+    t = plan.io.input
+    return for_model(plan.frontend, t.shape, t.scale, t.zero_point)
 
 
 def fit_advice(plan: "Plan") -> str:

@@ -131,10 +131,25 @@ def _metric(task: str, out: np.ndarray, y) -> float | None:
     return float(np.sqrt(np.mean((out - t) ** 2))) if t.shape == out.shape else None
 
 
+def _frontend(src, m):
+    """(FrontendSpec, Requant) for the budget of a candidate whose source has a front end (raw samples in:
+    a kws/imu recipe or --frontend), so the model that --fit picks leaves the board room for it; None without."""
+    data = getattr(src, "frontend", None)
+    if data is None:
+        return None
+    from tinygen.intake.frontend import for_model
+
+    t = model_io(m).input
+    recipe = getattr(src, "recipe", None)
+    return for_model(data, t.shape, t.scale, t.zero_point,
+                     "--frontend" if recipe is None else f"recipe {recipe}'s front end")
+
+
 def measure(raw: bytes, name: str, board: Board, runtime: str, src, task: str, float_pred=None,
             budget_override: dict | None = None, fit_board: Board | None = None, accuracy: bool = True) -> dict:
     """Sizes, budget and accuracies of one int8 candidate (accuracy: tflite_micro; ``accuracy=False``:
-    sizes only, for the --fit search's models that are not fine-tuned yet)."""
+    sizes only, for the --fit search's models that are not fine-tuned yet).  The budget is the one a build
+    checks: with the source's front end (its flash and RAM) when it has one."""
     m = parse_model(raw, name)
     a = an.analyze(m)
     if fit_board is not None:
@@ -143,14 +158,15 @@ def measure(raw: bytes, name: str, board: Board, runtime: str, src, task: str, f
     compiled = compile_model(m) if runtime == "compiled" else None
     arena = measure_arena(raw, m, name) if runtime == "tflm" else None
     b = budget(board, runtime, m, arena, compiled.peak_bytes if compiled else None,
-               compiled.constant_bytes if compiled else None)
+               compiled.constant_bytes if compiled else None, _frontend(src, m))
     if budget_override:
         b["flash_budget"], b["ram_budget"] = int(budget_override["flash_bytes"]), int(budget_override["ram_bytes"])
         b["fits"] = b["flash_bytes"] <= b["flash_budget"] and b["ram_bytes"] <= b["ram_budget"]
     row = {"macs": int(a.macs), "params": int(a.params), "model_bytes": len(raw),
            "weights_bytes": int(sum(t.nbytes for t in m.tensors if t.is_constant)),
            "flash_bytes": b["flash_bytes"], "ram_bytes": b["ram_bytes"],
-           "flash_budget": b["flash_budget"], "ram_budget": b["ram_budget"]}
+           "flash_budget": b["flash_budget"], "ram_budget": b["ram_budget"],
+           **({"frontend": b["frontend"]} if "frontend" in b else {})}  # its share of flash_bytes/ram_bytes
     if src.x_test is not None and accuracy:
         io = model_io(m)
         it, ot = io.input, io.output
