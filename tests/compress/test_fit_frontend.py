@@ -80,3 +80,27 @@ def test_a_front_end_that_does_not_feed_the_candidate_is_one_line(kws_model):
                                             r"the model's input is \(49, 40, 1\)"):
         fit.measure(kws_model, "kws", get_board("nano33ble"), "compiled", _src(IMU_SPEC.to_json(), "imu"),
                     "classification", accuracy=False)
+
+
+def test_the_advice_to_switch_runtime_counts_the_front_end(kws_model):
+    """A TFLM build that does not fit with its front end is told the compiled runtime's budget with the
+    front end in it (the plan's input quantization, plan.io), not the bare model's."""
+    from tinygen.analysis import ops as an
+    from tinygen.codegen.plan import Plan, check_fits
+    from tinygen.common.errors import DoesNotFit
+
+    m = parse_model(kws_model, "kws")
+    t = m.input_tensor()
+    fe = for_model(KWS_SPEC.to_json(), t.shape, t.scale[0], t.zero_point[0])
+    arena, c = measure_arena(kws_model, m, "kws"), compile_model(m)
+    nano = get_board("nano33ble")
+    tflm = budget(nano, "tflm", m, arena, None, None, fe)
+    compiled = budget(nano, "compiled", m, None, c.peak_bytes, c.constant_bytes, fe)
+    assert compiled["ram_bytes"] < tflm["ram_bytes"]
+    small = dataclasses.replace(nano, ram_bytes=(compiled["ram_bytes"] + tflm["ram_bytes"]) // 2)
+    plan = Plan(small, "tflm", "kws", m, an.analyze(m), arena, "test", "classification", "", {}, {},
+                budget(small, "tflm", m, arena, None, None, fe), recipe="kws", frontend=KWS_SPEC.to_json())
+    with pytest.raises(DoesNotFit) as e:
+        check_fits(plan.budget, small, "tflm", plan)
+    assert (f"--runtime compiled fits (flash {compiled['flash_bytes']:,} B, RAM {compiled['ram_bytes']:,} B)"
+            in str(e.value)), str(e.value)

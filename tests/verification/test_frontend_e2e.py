@@ -249,6 +249,46 @@ def test_nano33ble_kws_fit_counts_the_front_end(raw_projects):
         check_fits(tight, small, "compiled")
 
 
+def test_nano33ble_kws_fits_with_the_tflm_runtime_too(raw_projects):
+    """`build --board nano33ble --recipe kws --runtime tflm` (the board's default runtime): the project carries
+    the front end beside the TFLM glue, and its fit check's budget is the TFLM model's (flatbuffer, the arena
+    tflite_micro measures, the library's kernels) plus the front end's; no board compile (mbed-os)."""
+    from tinygen.analysis.reference import measure_arena
+    from tinygen.codegen.plan import budget
+    from tinygen.common.boards import get_board
+    from tinygen.intake.frontend import for_model
+    from tinygen.tflite.model import parse_model
+
+    project, out = raw_projects("kws", "nano33ble", "--runtime", "tflm")
+    man = json.loads((project / "tinygen.json").read_text())
+    b = man["budget"]
+    assert man["runtime"] == "tflm" and b["fits"] and "│ front end " in out
+    src = project / "lib" / "tinygen_model" / "src"
+    for name in ("tg_frontend.c", "tg_frontend.h", "tg_frontend_config.c", "tg_frontend_config.h"):
+        assert (src / name).is_file(), name
+    header = next(p for p in project.rglob("tinygen_model.h"))
+    assert "tinygen_model_predict_raw(const int16_t *samples" in header.read_text()
+    ini = (project / "platformio.ini").read_text()
+    assert "board = nano33ble" in ini and "TF_LITE_STRIP_ERROR_STRINGS" in ini  # the TFLM release build
+    raw = (project / "model.tflite").read_bytes()
+    m = parse_model(raw)
+    t = m.input_tensor()
+    fe = for_model(man["frontend"], t.shape, t.scale[0], t.zero_point[0])
+    board = get_board("nano33ble")
+    arena = measure_arena(raw, m, "kws")  # tflite_micro's own need, as the build measured it
+    full = budget(board, "tflm", m, arena, None, None, fe)
+    bare = budget(board, "tflm", m, arena, None, None)
+    assert (full["flash_bytes"], full["ram_bytes"]) == (b["flash_bytes"], b["ram_bytes"])  # what the build checked
+    parts = {p["part"]: p for p in b["parts"]}
+    assert parts["model flatbuffer"]["flash_bytes"] == len(raw)
+    # the front end's RAM from its definition alone: 49 x 40 int32 features + 512 + 257 + 480 words of
+    # scratch, and 2 x 16,000 B of samples beyond the model's 1,960 B input
+    fe_ram = 4 * (49 * 40 + 512 + 257 + 480) + 2 * 16000 - 49 * 40
+    assert full["ram_bytes"] - bare["ram_bytes"] == b["frontend"]["ram_bytes"] == fe_ram
+    assert full["flash_bytes"] - bare["flash_bytes"] == b["frontend"]["flash_bytes"] > 3_000
+    assert b["ram_bytes"] <= board.ram_bytes and b["flash_bytes"] <= board.flash_bytes
+
+
 # ---- 5. bad input: one line, exit 2, nothing written -------------------------------------------------------
 
 def _one_line_refusal(res, out, *words):
