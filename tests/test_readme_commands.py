@@ -19,8 +19,10 @@ Three sources, each extracted from the Markdown as a parser sees it (tests/suppo
 empty $HOME (so ~/.platformio, tinygen's own PlatformIO home and every cache start empty), no
 TINYGEN_* or PLATFORMIO_* variables, and the PATH the login shell sets up, on which setup.sh put
 ``tinygen`` and ``pio``.  The long tests are marked ``slow`` (part of the default suite; .ci/run
-deselects nothing).  The other docs pages are not run (their commands need TFLM trees, labgrid farms,
-real boards or minutes of benchmarks), but every tinygen line in them is parsed by the CLI.
+deselects nothing).  The docs/ pages' commands are listed in DOCS_COMMANDS the same way: the ones that
+can run here run as printed, page by page, in one new login shell; the rest (TFLM trees, labgrid farms,
+real boards, the reader's own files, minutes of benchmarks) say why, and every tinygen line in them is
+parsed by the CLI.
 """
 
 from __future__ import annotations
@@ -65,6 +67,110 @@ README_COMMANDS = {
     "cd my-esp32 && pio run -t upload && tinygen verify --project . --port auto":
         "needs the PlatformIO registry (the espressif32 platform) and an ESP32 on USB",
 }
+
+# Every command docs/*.md prints, per page: RUN (in a new login shell, in the order listed, one reader
+# working through the pages), SYNOPSIS (a usage line with placeholders: parsed by the CLI, below), or
+# why it cannot run here.  A docs command in no list fails test_every_docs_command_is_listed.
+SYNOPSIS = "a usage synopsis with placeholders (DIR, PORT, [...]); each option is checked against the CLI"
+USER_FILES = "needs the reader's own model/data files; tests/intake/test_user_models.py builds user models this way"
+FUZZ = "a long fuzzing campaign; tests/fuzz runs each harness briefly"
+FARM = "needs a labgrid farm with a board; tests/device/test_farm.py runs a coordinator, exporter and place locally"
+DOCS_COMMANDS = {
+    "cli.md": {
+        "tinygen boards": RUN,
+        "tinygen build --board esp32": RUN,
+        "tinygen build --board nano33ble --recipe digits":
+            "trains the digits recipe for minutes; tests/device/test_device_loop.py builds it for qemu-m4 and "
+            "conftest's digits_project for nano33ble",
+        "tinygen build --board esp32 --model my.keras --data samples.npz --out my-esp32": USER_FILES,
+        "tinygen build --board esp32 --model already_int8.tflite": USER_FILES,
+        "tinygen inspect model.tflite [--runtime compiled] [--frontend FILE.json] [--json]": SYNOPSIS,
+        "tinygen inspect model.tflite --runtime compiled --check [--vectors N]": SYNOPSIS,
+        "tinygen doctor [--board ID ...] [--json]": SYNOPSIS,
+        "tinygen flash --project DIR [--port PORT]": SYNOPSIS,
+        "tinygen verify --project DIR [--port PORT|auto] [--vectors N] [--tolerance LSB] [--layers] [--profile]":
+            SYNOPSIS,
+        "tinygen verify --project DIR --place NAME [--coordinator HOST:PORT]": SYNOPSIS,
+        "tinygen verify --project DIR --emulate [--tflm-dir DIR | --emulate-runtime compiled]": SYNOPSIS,
+        "tinygen run --board qemu-m4 [--recipe digits | --model M --data D] [--runtime compiled|tflm] "
+        "[build's options: --prune, --qat, --fit, ...]": SYNOPSIS,
+        "tinygen bench MODEL [--boards qemu-m3,qemu-m4,...] [--tflm-dir DIR] [--frontend FILE.json] [--json]": SYNOPSIS,
+        "tinygen verify --project DIR --port PORT --layers": SYNOPSIS,
+        "tinygen verify --project DIR --port PORT --profile": SYNOPSIS,
+        "tinygen profile --project DIR-compiled --project DIR-tflm": SYNOPSIS,
+    },
+    "boards.md": {
+        "cd tinygen-esp32-sine && pio run -t upload && tinygen verify --project . --port auto":
+            "needs the PlatformIO registry (the espressif32 platform) and an ESP32 on USB",
+        "tinygen build --board nano33ble --runtime compiled --out tinygen-nano33ble-sine": RUN,
+        "tinygen verify --project tinygen-nano33ble-sine --emulate": RUN,
+        "tinygen run --board qemu-m4 --runtime tflm --tflm-dir /path/to/tflm-arduino":
+            "needs a TFLM source tree; tests/codegen/test_tflm_glue.py runs it with TINYGEN_TFLM_DIR",
+        "tinygen run --board qemu-rv32": RUN,
+    },
+    "cache.md": {
+        "tinygen cache info": RUN,
+        "tinygen cache info --json": RUN,
+        "tinygen cache clear": RUN,
+        "tinygen build --board qemu-m4 --no-cache": RUN,
+    },
+    "compression.md": {
+        "tinygen build --board qemu-m4 --recipe digits --prune 0.5 --qat":
+            "trains for minutes; tests/regression/test_issue_23_compress_readme_example.py runs it",
+        "tinygen build --board nano33ble --model big.keras --data d.npz --fit": USER_FILES,
+        "tinygen build --board qemu-m4 --model big.keras --data d.npz --fit --fit-board nano33ble": USER_FILES,
+        "tinygen build --board qemu-m4 --model m.keras --data d.npz --distill 0.5": USER_FILES,
+        "tinygen build --board qemu-m4 --model big.keras --data d.npz --fit --fit-board nano33ble "
+        "--fit-latency-ms 10": USER_FILES,
+    },
+    "from-pytorch.md": {
+        "tinygen run --board qemu-m4 --model m.onnx --data d.npz": README_COMMANDS[
+            "tinygen run --board qemu-m4 --model m.onnx --data d.npz"],
+        "pip install -e . && pip install --no-deps tf-keras==2.21.0": "scripts/setup.sh runs both (.ci/run runs it)",
+    },
+    "install.md": {
+        "bash scripts/setup.sh && tinygen run --board qemu-m4": CI,
+        "bash scripts/setup.sh && .venv/bin/python -m pytest -q": CI,
+    },
+    "models-and-data.md": {
+        "PYTHONPATH=$PWD python benchmarks/zoo.py": "a benchmark of minutes (its figures are in the page)",
+    },
+    "python-api.md": {
+        "pytest test_my_model.py --tinygen-project tinygen-qemu-m4-sine":
+            "the reader's own test file; tests/testing/test_pytest_plugin.py runs the plugin so on a qemu-m4 project",
+        "pytest test_my_model.py --tinygen-project fw --tinygen-port /dev/ttyACM0": "needs a board on USB",
+        "pytest test_my_model.py --tinygen-project fw --tinygen-place m4-bench-3": FARM,
+    },
+    "board-farm.md": {
+        "labgrid-coordinator --listen 0.0.0.0:20408": FARM,
+        "labgrid-exporter --coordinator coord.lab:20408 exporter.yaml": FARM,
+        "export LG_COORDINATOR=coord.lab:20408": FARM,
+        "labgrid-client -p m4-bench-3 create": FARM,
+        "labgrid-client -p m4-bench-3 add-match 'bench-host/m4-bench-3/NetworkSerialPort'": FARM,
+        "tinygen verify --project fw --place m4-bench-3": FARM,
+        "pytest tests/ --tinygen-project fw --tinygen-place m4-bench-3": FARM,
+    },
+    "architecture.md": {
+        "nice -n 19 python tests/fuzz/fuzz_build.py --model big --runs 10000000 --workdir /tmp/fz-wire": FUZZ,
+        "nice -n 19 python tests/fuzz/fuzz_build.py --model small --sealed --runs 10000000 --workdir /tmp/fz-sealed":
+            FUZZ,
+        "mkdir -p /tmp/fz-model && cp some/*.tflite /tmp/fz-model/": FUZZ,
+        "nice -n 19 python tests/fuzz/fuzz_model_reader.py -runs=10000000 -timeout=20 /tmp/fz-model": FUZZ,
+    },
+}
+# Lines of docs' code blocks that are commands (the rest are file trees, C declarations, YAML, output).
+COMMAND_WORDS = ("tinygen", "pio", "pytest", "bash", "python", "pip", "nice", "mkdir", "cd", "export",
+                 "labgrid-coordinator", "labgrid-exporter", "labgrid-client")
+
+
+def docs_commands(doc: Path) -> list[str]:
+    found = []
+    for line in shell_commands(doc.read_text(encoding="utf-8")):
+        words = [w for w in line.split() if not re.fullmatch(r"[A-Z_]+=\S*", w)]
+        if words and words[0] in COMMAND_WORDS:
+            found.append(line)
+    return found
+
 
 # The generated README's commands for sine-m4 (qemu-m4); each runs in the project as printed.
 PORT_PLACEHOLDER = "/dev/pts/N"
@@ -271,6 +377,40 @@ def test_readme_quick_commands_run_in_a_new_shell(reader, tmp_path):
         assert res.returncode == 0, f"{command!r} failed (exit {res.returncode}):\n{res.stdout}\n{res.stderr}"
         assert "Traceback" not in res.stderr
     assert not (reader.home / ".platformio").exists()  # tinygen's offline core lives elsewhere
+
+
+
+def test_every_docs_command_is_listed():
+    """Each command a docs/ page prints is in DOCS_COMMANDS (run, a synopsis, or why not), and each listed
+    command is still printed."""
+    pages = {doc.name: docs_commands(doc) for doc in sorted((REPO / "docs").glob("*.md"))}
+    for name, commands in pages.items():
+        listed = DOCS_COMMANDS.get(name, {})
+        assert not [c for c in commands if c not in listed], \
+            f"docs/{name} commands this test does not know: {[c for c in commands if c not in listed]}"
+        assert not [c for c in listed if c not in commands], \
+            f"listed but no longer in docs/{name}: {[c for c in listed if c not in commands]}"
+    assert set(DOCS_COMMANDS) <= set(pages)
+
+
+@pytest.mark.slow
+def test_docs_commands_run_in_a_new_shell(reader, tmp_path):
+    """The docs' runnable commands, as printed, page by page in one reader's directory (so later pages
+    see what earlier ones built, as a reader working through them would)."""
+    ran = {}
+    for page, commands in DOCS_COMMANDS.items():
+        for command, how in commands.items():
+            if how != RUN:
+                continue
+            res = reader.run(command, cwd=tmp_path, timeout=600)
+            assert res.returncode == 0, \
+                f"docs/{page}: {command!r} failed (exit {res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr}"
+            assert "Traceback" not in res.stderr
+            ran[command] = res.stdout
+    assert len(ran) >= 9
+    assert "PASS" in ran["tinygen verify --project tinygen-nano33ble-sine --emulate"]
+    assert "PASS" in ran["tinygen run --board qemu-rv32"]
+    assert not (reader.home / ".platformio").exists()
 
 
 # ----------------------------------------------------------------- the Python snippet and the project it makes
