@@ -134,12 +134,180 @@ static TG_NOINLINE void tg_mve_dw8(const tg_conv_params_t *p, tg_mve_dw_t t, int
     }
 }
 
+/* ---- 3x3, rq_fused, widened weights, in_c a multiple of 8 ----------------------------
+ * The widened block's first 4 words per 4 channels are 2 * (bias + input_offset * sum of
+ * the channel's 9 weights) (tg_kernels.h): with that folded bias the taps multiply the raw
+ * input bytes (no offset add) and VQDMULLB / VQDMULLT give the doubled products 2 * x * w
+ * (|x * w| <= 2^14: never saturates) straight into the doubled accumulators that rq_fused
+ * expects (its lp1 is 0). A tap outside the input multiplies the zero point instead, which
+ * takes input_offset * w back out of the folded bias: the same sum as the valid taps only. */
+
+typedef struct {
+    const int32_t *fb;      /* folded, doubled biases: the widened block */
+    const int32_t *q;       /* rq_fused */
+    int32_t qgroup;         /* rq_fused words per 8 channels: 32 or 0 */
+    int32_t c_all;
+    int32_t xc, xr;         /* input steps: one tap right, one tap down */
+    int16_t zp;             /* the input zero point */
+} tg_mve_dw3_t;
+
+/* The folded biases of channels 0, 2, 4, 6 (1, 3, 5, 7) of 8: words 0, 2, 22, 24 (1, 3, 23, 25)
+ * of their two widened blocks. (A table: GCC 12's vcreateq_u32 puts its two halves the other
+ * way round from what QEMU runs.) */
+static const uint32_t tg_mve_fb_idx[8] = {0, 2, 22, 24, 1, 3, 23, 25};
+
+#define TG_MVE_DW3_TAP(xv, wp)                                   \
+    do {                                                         \
+        const int16x8_t w_ = vldrbq_s16(wp);                     \
+        const int16x8_t x_ = (xv);                               \
+        e = vaddq_s32(e, vqdmullbq_s16(x_, w_));                 \
+        o = vaddq_s32(o, vqdmulltq_s16(x_, w_));                 \
+        __asm__ volatile("" : "+w"(e), "+w"(o) : : "memory");    \
+    } while (0)
+
+/* One filter row of tg_mve_dw3_inside: 3 taps, xt and wt walked to the next row's. */
+#define TG_MVE_DW3_ROW()                       \
+    do {                                       \
+        TG_MVE_DW3_TAP(vldrbq_s16(xt), wt);    \
+        xt += xc;                              \
+        wt += c_all;                           \
+        TG_MVE_DW3_TAP(vldrbq_s16(xt), wt);    \
+        xt += xc;                              \
+        wt += c_all;                           \
+        TG_MVE_DW3_TAP(vldrbq_s16(xt), wt);    \
+        wt += c_all;                           \
+    } while (0)
+
+/* Requantize the even (e) and odd (o) channels of 8 and write them to out. */
+TG_INLINE void tg_mve_dw3_out(int32_t qgroup, const int32_t *q, int32x4_t e, int32x4_t o, int32x4_t lo,
+                              int32x4_t hi, int8_t *out)
+{
+    const uint32x4_t qe = qgroup ? vidupq_n_u32(0, 8) : vdupq_n_u32(0);
+    const uint32x4_t qo = qgroup ? vidupq_n_u32(4, 8) : vdupq_n_u32(0);
+    tg_mve_rq_t r;
+    r.m = vldrwq_gather_shifted_offset_s32(q, qe);
+    r.c = vldrwq_gather_shifted_offset_s32(q + 2, qe);
+    r.nright = vnegq_s32(vldrwq_gather_shifted_offset_s32(q + 3, qe));
+    e = tg_mve_rq_apply(e, &r, lo, hi, 1);
+    r.m = vldrwq_gather_shifted_offset_s32(q, qo);
+    r.c = vldrwq_gather_shifted_offset_s32(q + 2, qo);
+    r.nright = vnegq_s32(vldrwq_gather_shifted_offset_s32(q + 3, qo));
+    o = tg_mve_rq_apply(o, &r, lo, hi, 1);
+    vstrbq_scatter_offset_s32(out, vidupq_n_u32(0, 2), e);
+    vstrbq_scatter_offset_s32(out, vidupq_n_u32(1, 2), o);
+}
+
+/* n consecutive output pixels whose 9 taps are all inside the input: x at the first one's
+ * top-left tap, x_px between pixels. */
+static TG_NOINLINE void tg_mve_dw3_inside(const tg_conv_params_t *p, const tg_mve_dw3_t *k, const int8_t *x,
+                                          int32_t x_px, int32_t n, int8_t *out)
+{
+    /* The empty asm after each tap (TG_MVE_DW3_TAP) keeps GCC from hoisting all 18 loads
+     * to the top of the body and spilling them. */
+    const int32_t c_all = k->c_all, xc = k->xc, xr2 = k->xr - 2 * k->xc, qgroup = k->qgroup;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const uint32x4_t fbe = vld1q_u32(tg_mve_fb_idx), fbo = vld1q_u32(tg_mve_fb_idx + 4);
+    for (; n > 0; n--, x += x_px, out += c_all) {
+        const int8_t *x0 = x, *w = p->weights;
+        const int32_t *fb = k->fb, *q = k->q;
+        int8_t *o8 = out;
+        int32_t c;
+        for (c = c_all; c > 0; c -= 8, x0 += 8, w += 8, fb += 44, q += qgroup, o8 += 8) {
+            const int8_t *xt = x0, *wt = w;
+            int32x4_t e = vldrwq_gather_shifted_offset_s32(fb, fbe);
+            int32x4_t o = vldrwq_gather_shifted_offset_s32(fb, fbo);
+            TG_MVE_DW3_ROW();
+            xt += xr2;
+            TG_MVE_DW3_ROW();
+            xt += xr2;
+            TG_MVE_DW3_ROW();
+            tg_mve_dw3_out(qgroup, q, e, o, lo, hi, o8);
+        }
+    }
+}
+
+/* One output pixel with some of its taps outside the input: x at its top-left tap (not
+ * read where outside), rows [ky0, ky1) and columns [kx0, kx1) inside. */
+static TG_NOINLINE void tg_mve_dw3_edge(const tg_conv_params_t *p, const tg_mve_dw3_t *k, const int8_t *x,
+                                        int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, int8_t *out)
+{
+    const int32_t c_all = k->c_all;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const int16x8_t zpv = vdupq_n_s16(k->zp);
+    const uint32x4_t fbe = vld1q_u32(tg_mve_fb_idx), fbo = vld1q_u32(tg_mve_fb_idx + 4);
+    const int8_t *w = p->weights;
+    const int32_t *fb = k->fb, *q = k->q;
+    int32_t c, t;
+    int32_t inside = 0; /* bit t: tap t inside */
+    for (t = 0; t < 9; t++) {
+        const int32_t ky = t / 3, kx = t - 3 * (t / 3);
+        inside |= (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) << t;
+    }
+    for (c = 0; c < c_all; c += 8, x += 8, w += 8, fb += 44, q += k->qgroup) {
+        int32x4_t e = vldrwq_gather_shifted_offset_s32(fb, fbe);
+        int32x4_t o = vldrwq_gather_shifted_offset_s32(fb, fbo);
+        for (t = 0; t < 9; t++) {
+            const int32_t ky = t / 3, kx = t - 3 * (t / 3);
+            TG_MVE_DW3_TAP((inside >> t) & 1 ? vldrbq_s16(x + ky * k->xr + kx * k->xc) : zpv, w + t * c_all);
+        }
+        tg_mve_dw3_out(k->qgroup, q, e, o, lo, hi, out + c);
+    }
+}
+
+/* The layer when it has the 3x3 fast path's form (above); 0 otherwise. */
+static int32_t tg_mve_dw3(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
+{
+    const int32_t c_all = p->in_c;
+    tg_mve_dw3_t k;
+    int32_t b, oy, ox;
+    if (p->dw3x3_widened == NULL || p->rq_fused == NULL || p->filter_h != 3 || p->filter_w != 3 ||
+        (c_all & 7) != 0 || c_all == 0) {
+        return 0;
+    }
+    k.fb = p->dw3x3_widened;
+    k.q = p->rq_fused;
+    k.qgroup = p->per_channel ? 32 : 0;
+    k.c_all = c_all;
+    k.xc = p->dilation_w * c_all;
+    k.xr = p->dilation_h * p->in_w * c_all;
+    k.zp = (int16_t)(-p->input_offset);
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * c_all);
+        for (oy = 0; oy < p->out_h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int8_t *out_row = output + (int32_t)((b * p->out_h + oy) * p->out_w * c_all);
+            int32_t ky0, ky1;
+            tg_mve_taps(y0, p->dilation_h, 3, p->in_h, &ky0, &ky1);
+            for (ox = 0; ox < p->out_w;) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                const int8_t *x = in_b + (int32_t)((y0 * p->in_w + x0) * c_all);
+                int32_t kx0, kx1;
+                tg_mve_taps(x0, p->dilation_w, 3, p->in_w, &kx0, &kx1);
+                if (ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
+                    /* the run of pixels whose taps are all inside: x0 + 2 dilation < in_w */
+                    const int32_t last = (p->in_w - 1 - 2 * p->dilation_w + p->pad_w) / p->stride_w;
+                    const int32_t n = tg_min32(last, p->out_w - 1) - ox + 1;
+                    tg_mve_dw3_inside(p, &k, x, p->stride_w * c_all, n, out_row + ox * c_all);
+                    ox += n;
+                } else {
+                    tg_mve_dw3_edge(p, &k, x, ky0, ky1, kx0, kx1, out_row + ox * c_all);
+                    ox++;
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 int32_t tg_depthwise_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t c_all = p->in_c;
     int32_t b, oy, ox;
     if (p->depth_multiplier != 1) {
         return 0;
+    }
+    if (tg_mve_dw3(p, input, output)) {
+        return 1;
     }
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * c_all);
