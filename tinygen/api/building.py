@@ -70,11 +70,26 @@ def _cache_session(fn):
 
         # One worker for the whole build (TensorFlow and tflite_micro imported once: tinygen.common.child)
         with cache.session(bool(kwargs.get("use_cache", True))) as cs, child.warm():
+            _prestart_worker(args[0] if args else kwargs.get("model"), kwargs)
             project = fn(*args, **kwargs)
         project.cache = cs.summary()
         project.notes.extend(w for w in cs.warnings if w not in project.notes)
         return project
     return wrapper
+
+
+def _prestart_worker(model, kwargs: dict) -> None:
+    """Have the command's worker start importing TensorFlow now, while this process checks the arguments,
+    the board's tools and sets up PlatformIO, when the build will train or read a float model (not for
+    an int8 .tflite, nor for a recipe tinygen's cache holds): on two cores that import is then off the
+    critical path.  Unused (arguments refused), the worker is killed at the end of the scope."""
+    from tinygen.common import child
+    from tinygen.intake.jobs import will_need_tensorflow
+
+    seed = kwargs.get("seed", 1234)
+    if will_need_tensorflow(model, kwargs.get("recipe"), seed if isinstance(seed, int) else -1,
+                            kwargs.get("epochs")):
+        child.prestart("tinygen.intake.jobs")
 
 
 @_cache_session

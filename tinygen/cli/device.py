@@ -234,8 +234,12 @@ def run_cmd(board, project, port, n_fresh, tolerance, report_dir, timeout, retri
 
     Takes `tinygen build`'s options (--model, --data, --prune, --qat, --fit, ...); --vectors and --seed
     are the fresh verify vectors here, the build keeps its defaults."""
+    from tinygen.common import child
+    from tinygen.verification.verify import warm_plotting
+
     show_step = None if as_json else step
     kwargs = build_arguments(options)
+    child.when_idle(warm_plotting)  # verify's chart, imported while the worker trains and converts
     if project is None:
         _refuse_existing_project(board, kwargs)
         with StatusLine(not as_json) as progress:

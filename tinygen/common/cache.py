@@ -180,6 +180,15 @@ def _entry_path(root: Path, kind: str, k: str) -> Path:
     return root / kind / k[:2] / f"{k}.entry"
 
 
+def exists(kind: str, k: str) -> bool:
+    """Whether this session's cache has a file for entry ``k`` (not read: :func:`get` checks it)."""
+    s = current()
+    try:
+        return s is not None and _entry_path(s.root, kind, k).is_file()
+    except OSError:  # unreadable: get() says so
+        return False
+
+
 def get(kind: str, k: str) -> dict[str, bytes] | None:
     """The parts of entry ``k``, or None (no session, no entry, or a bad entry: deleted and warned)."""
     s = current()

@@ -145,11 +145,18 @@ def stage(job: str, work: Path, args: dict, arrays: dict | None = None) -> Path:
 class Worker:
     """One ``python -P -m tinygen.common.child`` process, fed one job at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: str | None = None) -> None:
         self._log = tempfile.TemporaryFile()  # native code's output; shown with TINYGEN_DEBUG=1
         self.proc = subprocess.Popen([sys.executable, "-P", "-m", "tinygen.common.child"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=child_env())
         self._buf = b""
+        self.jobs = 0  # jobs sent; a worker that was sent none is only importing and is killed when stopped
+        if preload is not None:  # start importing what ``preload``'s jobs need now (no answer is awaited)
+            try:
+                self.proc.stdin.write((json.dumps({"preload": preload}) + "\n").encode())
+                self.proc.stdin.flush()
+            except OSError:  # died already: the first job sees it and starts a new worker
+                pass
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -159,6 +166,7 @@ class Worker:
         """(finished, the job's protocol lines, exit status if the worker died, its log);
         raises :class:`subprocess.TimeoutExpired` (the worker is stopped) with the lines as output."""
         lines: list[str] = []
+        self.jobs += 1
         try:
             self.proc.stdin.write((json.dumps({"module": module, "job": job, "work": str(work)}) + "\n").encode())
             self.proc.stdin.flush()
@@ -206,7 +214,10 @@ class Worker:
         return text
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and self.jobs == 0:  # only preloading (the cache had it all): no waiting
+            self.proc.kill()
+            self.proc.wait()
+        elif self.proc.poll() is None:
             try:
                 self.proc.stdin.close()  # the worker ends its loop at end of input
                 self.proc.wait(10)
@@ -239,6 +250,47 @@ def warm() -> Iterator[None]:
                 _shared[0] = None
 
 
+def prestart(module: str) -> None:
+    """Inside a :func:`warm` scope with no worker yet, start this command's worker now and have it
+    import what ``module``'s jobs need (its ``PRELOAD()``: TensorFlow for :mod:`tinygen.intake.jobs`)
+    while this process goes on with its own checks; on two cores the import then costs no wall time
+    before the first job.  The first job waits for the import to end.  A worker that is never sent a
+    job (everything came from the cache, or the arguments were refused) is killed when the scope ends.
+    A crash while importing is reported by the first job as the worker crashing while starting."""
+    with _lock:
+        if _shared[1] > 0 and (_shared[0] is None or not _shared[0].alive()):
+            _shared[0] = Worker(preload=module)
+
+
+_idle: list[Callable[[], None]] = []
+
+
+def when_idle(fn: Callable[[], None]) -> None:
+    """Run ``fn`` (say, importing a library this command needs later) in a thread of this process
+    while it next waits for a worker's job, so it costs no wall time on a machine with a second
+    core.  The job's result is returned only after ``fn`` ended, so this process never imports in two
+    threads at once; an exception in ``fn`` is ignored (whatever needs the library imports it again)."""
+    _idle.append(fn)
+
+
+def _run_idle() -> threading.Thread | None:
+    if not _idle:
+        return None
+    fns = list(_idle)
+    _idle.clear()
+
+    def work() -> None:
+        for fn in fns:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a head start only; the real use imports again
+                pass
+
+    t = threading.Thread(target=work, name="tinygen-idle", daemon=True)
+    t.start()
+    return t
+
+
 @atexit.register
 def _stop() -> None:
     if _shared[0] is not None:
@@ -262,6 +314,7 @@ def run_child(module: str, job: str, work: Path, args: dict, arrays: dict | None
             w = Worker()
             if shared:
                 _shared[0] = w
+        idle = _run_idle()
         try:
             ok, lines, rc, text = w.run(module, job, work, timeout, on_line)
         except subprocess.TimeoutExpired as exc:
@@ -271,6 +324,8 @@ def run_child(module: str, job: str, work: Path, args: dict, arrays: dict | None
             raise ToolFailure(f"{tool} timed out after {timeout:.0f} s while {doing} for {subject}; "
                               f"{timeout_hint}") from None
         finally:
+            if idle is not None:
+                idle.join()
             if not shared:
                 w.close()
         if not ok and shared:
@@ -315,6 +370,9 @@ def serve() -> int:
     for line in sys.stdin:
         try:
             req = json.loads(line)
+            if isinstance(req, dict) and "preload" in req:  # prestart(): import now, answer nothing
+                _preload(req["preload"])
+                continue
             module, job, work = req["module"], req["job"], Path(req["work"])
         except (ValueError, KeyError, TypeError):
             continue
@@ -327,6 +385,16 @@ def serve() -> int:
             _one_job(mod, job, work)
         say(f"DONE {job}")
     return 0
+
+
+def _preload(module) -> None:
+    """Import ``module`` and run its ``PRELOAD()`` (an import that fails is left for the first job to say)."""
+    try:
+        hook = getattr(importlib.import_module(str(module)), "PRELOAD", None)
+        if hook is not None:
+            hook()
+    except Exception:  # noqa: BLE001 - the job that needs it fails on it again, in one line
+        pass
 
 
 def _one_job(mod, job: str, work: Path) -> None:

@@ -326,6 +326,45 @@ def _job_train(args: dict, work: Path, job: str) -> dict:
 JOBS = {"describe": _job_describe, "convert": _job_convert, "train": _job_train}
 
 
+def preload() -> None:
+    """What :func:`tinygen.common.child.prestart` has the worker import before its first job: TensorFlow,
+    Keras and the modules the jobs run (4 s of CPU; the TensorFlow runtime itself is not started, so
+    :func:`~tinygen.intake.recipes.seed_everything` still sets one thread per op)."""
+    import os
+
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")  # as seed_everything sets it, before TensorFlow reads it
+    import tensorflow as tf
+
+    tf.keras.backend.clear_session  # noqa: B018 - tf.keras is imported on first use
+    import tinygen.intake.quantize  # noqa: F401
+    import tinygen.intake.recipes  # noqa: F401
+
+
+PRELOAD = preload
+
+
+def will_need_tensorflow(model, recipe: str | None, seed: int, epochs: int | None) -> bool:
+    """Whether a build of ``model`` (a path) or ``recipe`` will run a TensorFlow job: a user's float
+    model is always described; a recipe is trained unless tinygen's cache holds it (then its conversion
+    is very likely cached too).  An int8 .tflite needs none.  A guess only (it decides when the worker
+    starts importing TensorFlow), so bad arguments answer False and are refused later as usual."""
+    from tinygen.common import cache
+    from tinygen.intake.recipes import DEFAULT_RECIPE, RECIPES
+
+    if model is not None:
+        return Path(str(model)).suffix.lower() != ".tflite"
+    recipe = recipe or DEFAULT_RECIPE
+    if recipe not in RECIPES or not isinstance(seed, int) or seed < 0:
+        return False
+    if cache.current() is None:
+        return True
+    try:
+        ck = cache.key("recipe", {"recipe": recipe, "seed": int(seed), "epochs": epochs})
+    except (TypeError, ValueError):
+        return False
+    return not cache.exists("recipe", ck)
+
+
 def before_job(job: str, args: dict) -> None:
     """Forget what an earlier job of this worker left in Keras (layer name counters, graphs) and seed
     the job, so its output is the bytes a fresh process would give."""

@@ -320,6 +320,15 @@ def frontend_rows(fe: dict | None) -> list[tuple[str, str]]:
              f"{f + mo:,.0f} {unit} = front end {f:,.0f}{share} + model {mo:,.0f}")]
 
 
+def warm_plotting() -> None:
+    """Import what :func:`_plot` draws with (half a second of CPU), ahead of time: ``tinygen run``
+    has it done while this process waits for the worker (:func:`tinygen.common.child.when_idle`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
 def _plot(path: Path, board_out, ref_out, vectors: dict, man: dict, root: Path) -> None:
     import matplotlib
 
