@@ -81,11 +81,10 @@ static void tg_mve_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t pi
  * call (tg_mve_outputs_1px / _2px), so no loop tests it. */
 TG_INLINE void tg_mve_outputs_body(const tg_conv_params_t *p, const tg_channel_requant_t *r, const int8_t *col0,
                                    const int8_t *col1, int32_t two, const int8_t *w, const int32_t *bias,
-                                   int32_t n_oc, int32_t oc0, int8_t *out0, int8_t *out1)
+                                   int32_t n_oc, int32_t oc0, int8_t *out0, int8_t *out1, mve_pred16_t all)
 {
     const int32_t k4 = p->k_padded;
     const int32_t nfull = k4 >> 4, tb = (k4 & 15) >> 2;
-    const mve_pred16_t all = 0xFFFF;
     const int32_t qstep = r->per_channel ? 4 : 0;
     const int32x4_t lo = vdupq_n_s32(r->act_min), hi = vdupq_n_s32(r->act_max);
     int32_t a[8]; /* [channel i][pixel j] at 2 i + j */
@@ -123,16 +122,17 @@ TG_INLINE void tg_mve_outputs_body(const tg_conv_params_t *p, const tg_channel_r
 
 static TG_NOINLINE void tg_mve_outputs_2px(const tg_conv_params_t *p, const tg_channel_requant_t *r,
                                            const int8_t *col0, const int8_t *col1, const int8_t *w,
-                                           const int32_t *bias, int32_t n_oc, int32_t oc0, int8_t *out0, int8_t *out1)
+                                           const int32_t *bias, int32_t n_oc, int32_t oc0, int8_t *out0, int8_t *out1,
+                                           mve_pred16_t xp)
 {
-    tg_mve_outputs_body(p, r, col0, col1, 1, w, bias, n_oc, oc0, out0, out1);
+    tg_mve_outputs_body(p, r, col0, col1, 1, w, bias, n_oc, oc0, out0, out1, xp);
 }
 
 static TG_NOINLINE void tg_mve_outputs_1px(const tg_conv_params_t *p, const tg_channel_requant_t *r,
                                            const int8_t *col0, const int8_t *w, const int32_t *bias, int32_t n_oc,
-                                           int32_t oc0, int8_t *out0)
+                                           int32_t oc0, int8_t *out0, mve_pred16_t xp)
 {
-    tg_mve_outputs_body(p, r, col0, col0, 0, w, bias, n_oc, oc0, out0, out0);
+    tg_mve_outputs_body(p, r, col0, col0, 0, w, bias, n_oc, oc0, out0, out0, xp);
 }
 
 int32_t tg_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
@@ -147,6 +147,32 @@ int32_t tg_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t 
     int8_t *col0 = (int8_t *)(void *)scratch;
     int8_t *col1 = col0 + k16;
     int32_t b, pix, g;
+    /* A 1x1 layer without padding, ungrouped, in_c a multiple of 4: a pixel's column is its
+     * input pixel itself (no copy; the tail block's bytes read under a predicate). Reading
+     * the input while the pair's outputs are written is safe: the memory plan's shift keeps
+     * pixels k and k + 1's outputs off the input of every pixel >= k (overlap.py). */
+    const int32_t direct = p->filter_h == 1 && p->filter_w == 1 && p->pad_h == 0 && p->pad_w == 0 && groups == 1 &&
+                           k4 == p->in_c;
+    if (direct) {
+        const mve_pred16_t xp = vctp8q((uint32_t)(k4 & 15));
+        for (b = 0; b < p->batches; b++) {
+            const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
+            int8_t *out_b = output + (int32_t)(b * n_pix * p->out_c);
+            for (pix = 0; pix < n_pix; pix += 2) {
+                const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
+                const int8_t *x0 = in_b + (int32_t)((oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c);
+                int8_t *o0 = out_b + (int32_t)(pix * p->out_c);
+                if (pix + 1 < n_pix) {
+                    const int32_t oy1 = (pix + 1) / p->out_w, ox1 = pix + 1 - oy1 * p->out_w;
+                    const int8_t *x1 = in_b + (int32_t)((oy1 * p->stride_h * p->in_w + ox1 * p->stride_w) * p->in_c);
+                    tg_mve_outputs_2px(p, &r, x0, x1, p->weights, p->bias, p->out_c, 0, o0, o0 + p->out_c, xp);
+                } else {
+                    tg_mve_outputs_1px(p, &r, x0, p->weights, p->bias, p->out_c, 0, o0, xp);
+                }
+            }
+        }
+        return 1;
+    }
     if (k4 < 8) {
         return 0; /* two columns of 16 bytes would not fit the 4 * K4 bytes of scratch */
     }
@@ -164,10 +190,10 @@ int32_t tg_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t 
                 }
                 if (two) {
                     tg_mve_outputs_2px(p, &r, col0, col1, p->weights + (int32_t)(oc0 * k4), p->bias + oc0,
-                                       per_group, oc0, o0, o0 + p->out_c);
+                                       per_group, oc0, o0, o0 + p->out_c, 0xFFFF);
                 } else {
                     tg_mve_outputs_1px(p, &r, col0, p->weights + (int32_t)(oc0 * k4), p->bias + oc0, per_group,
-                                       oc0, o0);
+                                       oc0, o0, 0xFFFF);
                 }
             }
         }

@@ -178,6 +178,63 @@ static const uint32_t tg_mve_fb_idx[8] = {0, 2, 22, 24, 1, 3, 23, 25};
         wt += c_all;                           \
     } while (0)
 
+/* The same tap for two pixels x_px apart, one weight load for both. */
+#define TG_MVE_DW3_TAP2(xp, wp)                                                          \
+    do {                                                                                 \
+        const int16x8_t w_ = vldrbq_s16(wp);                                             \
+        int16x8_t x_ = vldrbq_s16(xp);                                                   \
+        e = vaddq_s32(e, vqdmullbq_s16(x_, w_));                                         \
+        o = vaddq_s32(o, vqdmulltq_s16(x_, w_));                                         \
+        x_ = vldrbq_s16((xp) + x_px);                                                    \
+        e1 = vaddq_s32(e1, vqdmullbq_s16(x_, w_));                                       \
+        o1 = vaddq_s32(o1, vqdmulltq_s16(x_, w_));                                       \
+        __asm__ volatile("" : "+w"(e), "+w"(o), "+w"(e1), "+w"(o1) : : "memory");        \
+    } while (0)
+
+/* (The empty asm makes xt / wt real walking pointers: GCC would otherwise address each tap
+ * from a base and an offset kept on the stack.) */
+#define TG_MVE_DW3_ROW2()                                  \
+    do {                                                   \
+        TG_MVE_DW3_TAP2(xt, wt);                           \
+        xt += xc;                                          \
+        wt += c_all;                                       \
+        __asm__ volatile("" : "+r"(xt), "+r"(wt));         \
+        TG_MVE_DW3_TAP2(xt, wt);                           \
+        xt += xc;                                          \
+        wt += c_all;                                       \
+        __asm__ volatile("" : "+r"(xt), "+r"(wt));         \
+        TG_MVE_DW3_TAP2(xt, wt);                           \
+        wt += c_all;                                       \
+    } while (0)
+
+/* Requantize the even (e) and odd (o) channels of 8 and write them to out; with two, also
+ * e1 / o1 to out1 (same channels, the next pixel). */
+TG_INLINE void tg_mve_dw3_out2(int32_t qgroup, const int32_t *q, int32x4_t e, int32x4_t o, int32x4_t e1,
+                               int32x4_t o1, int32_t two, int32x4_t lo, int32x4_t hi, int8_t *out, int8_t *out1)
+{
+    const uint32x4_t qe = qgroup ? vidupq_n_u32(0, 8) : vdupq_n_u32(0);
+    const uint32x4_t qo = qgroup ? vidupq_n_u32(4, 8) : vdupq_n_u32(0);
+    tg_mve_rq_t r;
+    r.m = vldrwq_gather_shifted_offset_s32(q, qe);
+    r.c = vldrwq_gather_shifted_offset_s32(q + 2, qe);
+    r.nright = vnegq_s32(vldrwq_gather_shifted_offset_s32(q + 3, qe));
+    e = tg_mve_rq_apply(e, &r, lo, hi, 1);
+    if (two) {
+        e1 = tg_mve_rq_apply(e1, &r, lo, hi, 1);
+    }
+    r.m = vldrwq_gather_shifted_offset_s32(q, qo);
+    r.c = vldrwq_gather_shifted_offset_s32(q + 2, qo);
+    r.nright = vnegq_s32(vldrwq_gather_shifted_offset_s32(q + 3, qo));
+    o = tg_mve_rq_apply(o, &r, lo, hi, 1);
+    vstrbq_scatter_offset_s32(out, vidupq_n_u32(0, 2), e);
+    vstrbq_scatter_offset_s32(out, vidupq_n_u32(1, 2), o);
+    if (two) {
+        o1 = tg_mve_rq_apply(o1, &r, lo, hi, 1);
+        vstrbq_scatter_offset_s32(out1, vidupq_n_u32(0, 2), e1);
+        vstrbq_scatter_offset_s32(out1, vidupq_n_u32(1, 2), o1);
+    }
+}
+
 /* Requantize the even (e) and odd (o) channels of 8 and write them to out. */
 TG_INLINE void tg_mve_dw3_out(int32_t qgroup, const int32_t *q, int32x4_t e, int32x4_t o, int32x4_t lo,
                               int32x4_t hi, int8_t *out)
@@ -207,6 +264,25 @@ static TG_NOINLINE void tg_mve_dw3_inside(const tg_conv_params_t *p, const tg_mv
     const int32_t c_all = k->c_all, xc = k->xc, xr2 = k->xr - 2 * k->xc, qgroup = k->qgroup;
     const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
     const uint32x4_t fbe = vld1q_u32(tg_mve_fb_idx), fbo = vld1q_u32(tg_mve_fb_idx + 4);
+    /* two pixels at a time (written after both are read: the write-order contract allows it) */
+    for (; n >= 2; n -= 2, x += 2 * x_px, out += 2 * c_all) {
+        const int8_t *x0 = x, *w = p->weights;
+        const int32_t *fb = k->fb, *q = k->q;
+        int8_t *o8 = out;
+        int32_t c;
+        for (c = c_all; c > 0; c -= 8, x0 += 8, w += 8, fb += 44, q += qgroup, o8 += 8) {
+            const int8_t *xt = x0, *wt = w;
+            int32x4_t e = vldrwq_gather_shifted_offset_s32(fb, fbe);
+            int32x4_t o = vldrwq_gather_shifted_offset_s32(fb, fbo);
+            int32x4_t e1 = e, o1 = o;
+            TG_MVE_DW3_ROW2();
+            xt += xr2;
+            TG_MVE_DW3_ROW2();
+            xt += xr2;
+            TG_MVE_DW3_ROW2();
+            tg_mve_dw3_out2(qgroup, q, e, o, e1, o1, 1, lo, hi, o8, o8 + c_all);
+        }
+    }
     for (; n > 0; n--, x += x_px, out += c_all) {
         const int8_t *x0 = x, *w = p->weights;
         const int32_t *fb = k->fb, *q = k->q;

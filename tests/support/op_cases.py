@@ -121,6 +121,17 @@ def _op_cases() -> list[dict]:
     add("dw", shape=[6, 7, 7], k=[3, 3], strides=[2, 2], dil=[1, 1], padding="same", dm=1, act="relu", bias=True)
     add("dw", shape=[5, 6, 20], k=[3, 3], strides=[1, 1], dil=[1, 1], padding="valid", dm=2, act="relu",
         bias=True)
+    # The Helium (M55) fast paths: depthwise 3x3 with channels a multiple of 8 (pairs of inside
+    # pixels, odd runs, stride 2, border pixels) and 1x1 convolutions read in place (channels a
+    # multiple of 4, a tail block of 4 or 8, an odd pixel count, stride 2).
+    add("dw", shape=[9, 11, 16], k=[3, 3], strides=[2, 2], dil=[1, 1], padding="same", dm=1, act="relu6",
+        bias=True)
+    add("dw", shape=[5, 9, 24], k=[3, 3], strides=[1, 1], dil=[1, 1], padding="valid", dm=1, act="linear",
+        bias=False)
+    add("conv", shape=[5, 7, 8], k=[1, 1], strides=[1, 1], dil=[1, 1], padding="valid", groups=1, filters=12,
+        act="relu", bias=True)
+    add("conv", shape=[6, 5, 20], k=[1, 1], strides=[2, 2], dil=[1, 1], padding="valid", groups=1, filters=6,
+        act="linear", bias=False)
     # AVERAGE_POOL_2D's DSP path (4 channels per load, int16 pair sums): a DS-CNN-like global window
     # with a 3-channel tail, and a window of more than 256 taps (the per-channel walk).
     add("avgpool", shape=[13, 5, 11], pool=[13, 5], strides=[1, 1], padding="valid")
