@@ -122,17 +122,32 @@ TG_INLINE void tg_mve_outputs_body(const tg_conv_params_t *p, const tg_channel_r
 
 static TG_NOINLINE void tg_mve_outputs_2px(const tg_conv_params_t *p, const tg_channel_requant_t *r,
                                            const int8_t *col0, const int8_t *col1, const int8_t *w,
-                                           const int32_t *bias, int32_t n_oc, int32_t oc0, int8_t *out0, int8_t *out1,
-                                           mve_pred16_t xp)
+                                           const int32_t *bias, int32_t n_oc, int32_t oc0, int8_t *out0, int8_t *out1)
 {
-    tg_mve_outputs_body(p, r, col0, col1, 1, w, bias, n_oc, oc0, out0, out1, xp);
+    tg_mve_outputs_body(p, r, col0, col1, 1, w, bias, n_oc, oc0, out0, out1, 0xFFFF);
 }
 
 static TG_NOINLINE void tg_mve_outputs_1px(const tg_conv_params_t *p, const tg_channel_requant_t *r,
                                            const int8_t *col0, const int8_t *w, const int32_t *bias, int32_t n_oc,
-                                           int32_t oc0, int8_t *out0, mve_pred16_t xp)
+                                           int32_t oc0, int8_t *out0)
 {
-    tg_mve_outputs_body(p, r, col0, col0, 0, w, bias, n_oc, oc0, out0, out0, xp);
+    tg_mve_outputs_body(p, r, col0, col0, 0, w, bias, n_oc, oc0, out0, out0, 0xFFFF);
+}
+
+/* The same for columns read in place, whose last partial block is read under xp (a constant
+ * 0xFFFF above keeps the column path's code as it was: GCC at -Os compiles it worse with
+ * a variable predicate). */
+static TG_NOINLINE void tg_mve_outputs_2px_xp(const tg_conv_params_t *p, const tg_channel_requant_t *r,
+                                              const int8_t *col0, const int8_t *col1, mve_pred16_t xp,
+                                              int8_t *out0, int8_t *out1)
+{
+    tg_mve_outputs_body(p, r, col0, col1, 1, p->weights, p->bias, p->out_c, 0, out0, out1, xp);
+}
+
+static TG_NOINLINE void tg_mve_outputs_1px_xp(const tg_conv_params_t *p, const tg_channel_requant_t *r,
+                                              const int8_t *col0, mve_pred16_t xp, int8_t *out0)
+{
+    tg_mve_outputs_body(p, r, col0, col0, 0, p->weights, p->bias, p->out_c, 0, out0, out0, xp);
 }
 
 int32_t tg_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
@@ -165,9 +180,9 @@ int32_t tg_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t 
                 if (pix + 1 < n_pix) {
                     const int32_t oy1 = (pix + 1) / p->out_w, ox1 = pix + 1 - oy1 * p->out_w;
                     const int8_t *x1 = in_b + (int32_t)((oy1 * p->stride_h * p->in_w + ox1 * p->stride_w) * p->in_c);
-                    tg_mve_outputs_2px(p, &r, x0, x1, p->weights, p->bias, p->out_c, 0, o0, o0 + p->out_c, xp);
+                    tg_mve_outputs_2px_xp(p, &r, x0, x1, xp, o0, o0 + p->out_c);
                 } else {
-                    tg_mve_outputs_1px(p, &r, x0, p->weights, p->bias, p->out_c, 0, o0, xp);
+                    tg_mve_outputs_1px_xp(p, &r, x0, xp, o0);
                 }
             }
         }
@@ -190,10 +205,10 @@ int32_t tg_conv2d_s8_mve(const tg_conv_params_t *p, const int8_t *input, int8_t 
                 }
                 if (two) {
                     tg_mve_outputs_2px(p, &r, col0, col1, p->weights + (int32_t)(oc0 * k4), p->bias + oc0,
-                                       per_group, oc0, o0, o0 + p->out_c, 0xFFFF);
+                                       per_group, oc0, o0, o0 + p->out_c);
                 } else {
                     tg_mve_outputs_1px(p, &r, col0, p->weights + (int32_t)(oc0 * k4), p->bias + oc0, per_group,
-                                       oc0, o0, 0xFFFF);
+                                       oc0, o0);
                 }
             }
         }
