@@ -123,7 +123,8 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
                            f"'tinygen build --model {p}')")
     m = read_model(p)
     check_int8(m, str(p))
-    refusals.check_ops(m, {}, "tflm", name=str(p))  # the arena is measured with TFLM: its missing ops first
+    # the arena is measured with TFLM: its missing ops first, and no other runtime to offer for that
+    refusals.check_ops(m, None, "tflm", name=str(p), offer_other=False)
     an.check_tflm_ops(m, str(p))
     fe_parts = None
     if fe_json is not None:  # before the arena bisection: the front end must feed this model's input
@@ -141,7 +142,7 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
     if runtime == "compiled":
         if program.refusals:
             # in Keras terms; inspect runs either runtime on any model, whatever the board
-            refusals.check_ops(m, {"runtimes": RUNTIMES}, "compiled", name=str(p))
+            refusals.check_ops(m, None, "compiled", name=str(p))
         cmod.check_supported(program)
     # One static plan serves every board's fit check (and the memory table when runtime="compiled").
     compiled_plan = cmod.plan_memory(program) if program.supported else None

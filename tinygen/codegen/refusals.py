@@ -22,13 +22,15 @@ def runtime_ops(runtime: str) -> frozenset[str]:
     return frozenset(SUPPORTED_OPS) if runtime == "compiled" else frozenset(TFLM_RESOLVER_METHODS)
 
 
-def _usable(board: Board, runtime: str, tflm_dir: str | None) -> bool:
+def _usable(board: Board | None, runtime: str, tflm_dir: str | None) -> bool:
+    if board is None:  # no board (inspect): either runtime, as any board could have it
+        return True
     if runtime not in board.runtimes:
         return False
     return not (runtime == "tflm" and board.tflm.needs_tree and not tflm_dir)
 
 
-def _other_runtime(board: Board, runtime: str, opcodes: set[str], tflm_dir: str | None) -> str:
+def _other_runtime(board: Board | None, runtime: str, opcodes: set[str], tflm_dir: str | None) -> str:
     other = "tflm" if runtime == "compiled" else "compiled"
     if not _usable(board, other, tflm_dir) or not opcodes <= runtime_ops(other):
         return ""
@@ -42,9 +44,10 @@ def refused_ops(m: TfliteModel, runtime: str) -> dict[int, str]:
     return {r.op: ("" if r.reason == _NO_KERNEL else r.reason) for r in lower(m).refusals}
 
 
-def check_ops(m: TfliteModel, board: Board, runtime: str, *, name: str, layers: list | None = None,
-              tflm_dir: str | None = None) -> None:
-    """Raise UnsupportedModel naming the Keras layers whose ops ``runtime`` cannot run, if any."""
+def check_ops(m: TfliteModel, board: Board | None, runtime: str, *, name: str, layers: list | None = None,
+              tflm_dir: str | None = None, offer_other: bool = True) -> None:
+    """Raise UnsupportedModel naming the Keras layers whose ops ``runtime`` cannot run, if any; the other
+    runtime is offered where ``board`` can use it (``board`` None: any board) and ``offer_other``."""
     refused = refused_ops(m, runtime)
     if not refused:
         return
@@ -52,6 +55,6 @@ def check_ops(m: TfliteModel, board: Board, runtime: str, *, name: str, layers: 
     opcodes = {op.opcode for op in m.operators if op.index in refused}
     who = "the compiled runtime" if runtime == "compiled" else "TFLM"
     # A quantization scale out of range fails TFLM's Prepare as well: no other runtime to offer.
-    other = "" if any("scale" in why for why in refused.values()) else \
+    other = "" if not offer_other or any("scale" in why for why in refused.values()) else \
         _other_runtime(board, runtime, opcodes, tflm_dir)
     raise UnsupportedModel(f"{name}: {who} cannot run {what}{other}")
