@@ -128,6 +128,8 @@ def _op_cases() -> list[dict]:
         bias=True)
     add("dw", shape=[5, 9, 24], k=[3, 3], strides=[1, 1], dil=[1, 1], padding="valid", dm=1, act="linear",
         bias=False)
+    add("dw", shape=[8, 9, 8], k=[3, 3], strides=[1, 1], dil=[2, 2], padding="same", dm=1, act="relu",
+        bias=True)
     add("conv", shape=[5, 7, 8], k=[1, 1], strides=[1, 1], dil=[1, 1], padding="valid", groups=1, filters=12,
         act="relu", bias=True)
     add("conv", shape=[6, 5, 20], k=[1, 1], strides=[2, 2], dil=[1, 1], padding="valid", groups=1, filters=6,
