@@ -65,10 +65,10 @@ def test_pinned_header_is_the_one_that_version_ships(board):
     if tree:  # the real library: its version and its header
         props = dict(ln.split("=", 1) for ln in (Path(tree) / "library.properties").read_text().splitlines()
                      if "=" in ln)
-        assert props["name"] == tflm["library"].split("/", 1)[1]
-        if props["version"] == tflm["version"]:
-            assert (Path(tree) / "src" / tflm["header"]).is_file()
-        assert (Path(tree) / "src" / TFLM_LIBRARY_HEADERS[tflm["library"]][props["version"]]).is_file()
+        assert props["name"] == tflm.library.split("/", 1)[1]
+        if props["version"] == tflm.version:
+            assert (Path(tree) / "src" / tflm.header).is_file()
+        assert (Path(tree) / "src" / TFLM_LIBRARY_HEADERS[tflm.library][props["version"]]).is_file()
 
 
 def test_the_glue_includes_the_pinned_header(sine_project):
@@ -452,7 +452,10 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         # TFLM: since the release flags (issue 28) the interpreter base is ~11 KB, so the kernel code the ops
         # share (CMSIS-NN and kernel_util helpers), counted once per op, is a larger share: digits' seven ops
         # are 1.48x the linked firmware.
-        loose = 1.55 if runtime == "tflm" else 1.8
+        # Compiled: issue 25's conv fast paths (1x1 column, first-layer window copy, zero-weight channel
+        # constants) added ~2 KB that only conv models link, so compiled_flash (digits) grew 16,529 ->
+        # 18,567 B and sine's bound went from ~1.7x to ~1.82x of its linked firmware.
+        loose = 1.55 if runtime == "tflm" else 1.9
         assert 0.97 * actual <= predicted <= loose * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
         ram = sum(x["ram_bytes"] for x in parts if x["part"] != est.os_name)
         assert 0.9 * b["size"]["ram"] <= ram <= 1.2 * b["size"]["ram"], f"{model}-{runtime} RAM: {ram:,} B vs {b['size']}"
