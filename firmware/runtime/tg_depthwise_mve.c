@@ -235,23 +235,11 @@ TG_INLINE void tg_mve_dw3_out2(int32_t qgroup, const int32_t *q, int32x4_t e, in
     }
 }
 
-/* Requantize the even (e) and odd (o) channels of 8 and write them to out. */
+/* Requantize the even (e) and odd (o) channels of 8 and write them to out (one pixel). */
 TG_INLINE void tg_mve_dw3_out(int32_t qgroup, const int32_t *q, int32x4_t e, int32x4_t o, int32x4_t lo,
                               int32x4_t hi, int8_t *out)
 {
-    const uint32x4_t qe = qgroup ? vidupq_n_u32(0, 8) : vdupq_n_u32(0);
-    const uint32x4_t qo = qgroup ? vidupq_n_u32(4, 8) : vdupq_n_u32(0);
-    tg_mve_rq_t r;
-    r.m = vldrwq_gather_shifted_offset_s32(q, qe);
-    r.c = vldrwq_gather_shifted_offset_s32(q + 2, qe);
-    r.nright = vnegq_s32(vldrwq_gather_shifted_offset_s32(q + 3, qe));
-    e = tg_mve_rq_apply(e, &r, lo, hi, 1);
-    r.m = vldrwq_gather_shifted_offset_s32(q, qo);
-    r.c = vldrwq_gather_shifted_offset_s32(q + 2, qo);
-    r.nright = vnegq_s32(vldrwq_gather_shifted_offset_s32(q + 3, qo));
-    o = tg_mve_rq_apply(o, &r, lo, hi, 1);
-    vstrbq_scatter_offset_s32(out, vidupq_n_u32(0, 2), e);
-    vstrbq_scatter_offset_s32(out, vidupq_n_u32(1, 2), o);
+    tg_mve_dw3_out2(qgroup, q, e, o, e, o, 0, lo, hi, out, out);
 }
 
 /* n consecutive output pixels whose 9 taps are all inside the input: x at the first one's
