@@ -40,22 +40,10 @@ def model():
     return parse_model(_model(), name="fast")
 
 
-def _reference(m, x):
-    from tflite_micro.python.tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(m.raw, arena_size=1 << 20)
-    outs = []
-    for v in x:
-        it.set_input(v, 0)
-        it.invoke()
-        outs.append(np.array(it.get_output(0), dtype=np.int8, copy=True))
-    return np.stack(outs)
-
-
 def test_fast_paths_bit_exact(model, tmp_path):
     m = model
     x = H.input_vectors(m.input_tensor().shape, 16, np.random.default_rng(2526))
-    want = _reference(m, x)
+    want = H.tflm_outputs(m.raw, x)
     H.assert_identical(H.build_host([m], tmp_path / "host").run(0, x), want, "host portable")
     H.assert_identical(H.build_host([m], tmp_path / "dsp", ("-DTG_DSP_EMULATE",)).run(0, x), want, "host DSP")
     if H.have_arm_gcc() and H.have_qemu():

@@ -14,13 +14,11 @@ The reference below is written from the TFLM / gemmlowp definitions, not from ti
 from __future__ import annotations
 
 import random
-import subprocess
 
 from conftest import require
-from support.compiled_harness import have_gcc
+from support.compiled_harness import have_gcc, run_fixedpoint_program
 
-from tinygen.codegen.compiled import kernel_sources, quant
-from tinygen.verification import host_check
+from tinygen.codegen.compiled import quant
 
 _REF = r"""
 #include <stdint.h>
@@ -144,14 +142,8 @@ def test_fused_requantization_equals_tflm_reference(tmp_path):
     rnd = random.Random(10)
     cases = _cases(rnd)
     assert len(cases) > 300
-    sources = kernel_sources()
-    for name in ("tg_fixedpoint.h", "tg_dsp.h", "tg_kernels.h", "tg_fixedpoint.c"):
-        (tmp_path / name).write_text(sources[name])
-    (tmp_path / "ref.c").write_text(_REF)
-    cc = host_check.find_compiler()
-    subprocess.run([cc, *host_check.HOST_CFLAGS, "ref.c", "tg_fixedpoint.c", "-o", "ref"], cwd=tmp_path, check=True)
     stdin = "".join(f"{m} {s} {off} {b} {' '.join(map(str, q))}\n" for m, s, off, b, q in cases)
-    p = subprocess.run([str(tmp_path / "ref")], input=stdin, capture_output=True, text=True, timeout=120)
+    p = run_fixedpoint_program(tmp_path, _REF, stdin)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "0 mismatches" in p.stdout
 

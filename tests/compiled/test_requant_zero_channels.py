@@ -15,16 +15,14 @@ lowering.common.constant_channel_rq gives that one value its own constants.
 from __future__ import annotations
 
 import random
-import subprocess
 
 import numpy as np
 import pytest
 
 import support.compiled_harness as H
-from tinygen.codegen.compiled import compile_model, kernel_sources
+from tinygen.codegen.compiled import compile_model
 from tinygen.codegen.compiled.lowering.common import constant_channel_rq
 from tinygen.tflite.model import parse_model
-from tinygen.verification import host_check
 
 _REF = r"""
 #include <stdint.h>
@@ -96,13 +94,7 @@ def test_constant_channel_constants_equal_tflm_reference(tmp_path):
     # the refusals: the doubled accumulator, or TFLM's own left shift, would leave int32
     assert constant_channel_rq(1 << 30, 1 << 30 | 1, -26, -128, True) is None
     assert constant_channel_rq(1 << 29, 1 << 30 | 1, 3, 0, False) is None
-    sources = kernel_sources()
-    for name in ("tg_fixedpoint.h", "tg_dsp.h", "tg_kernels.h", "tg_fixedpoint.c"):
-        (tmp_path / name).write_text(sources[name])
-    (tmp_path / "ref.c").write_text(_REF)
-    cc = host_check.find_compiler()
-    subprocess.run([cc, *host_check.HOST_CFLAGS, "ref.c", "tg_fixedpoint.c", "-o", "ref"], cwd=tmp_path, check=True)
-    p = subprocess.run([str(tmp_path / "ref")], input="".join(lines), capture_output=True, text=True, timeout=120)
+    p = H.run_fixedpoint_program(tmp_path, _REF, "".join(lines))
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert " 0 mismatches" in p.stdout
 

@@ -114,6 +114,31 @@ def assert_case_bit_exact(built: dict, cases: list[dict], i: int) -> None:
     assert_identical(got, built["refs"][i], f"{cases[i]['id']} {m.op_names} {cases[i]}")
 
 
+def split_outputs(raw: bytes, models: list[TfliteModel], inputs: list[np.ndarray], who: str) -> list[np.ndarray]:
+    """A harness program's printed outputs, model after model, each (len(x), *output shape) int8."""
+    data = np.frombuffer(raw, dtype=np.int8)
+    outs, pos = [], 0
+    for m, x in zip(models, inputs):
+        n = len(x) * m.output_tensor().nbytes
+        if pos + n > len(data):
+            raise AssertionError(f"{who}: {len(data)} output bytes, expected more")
+        outs.append(data[pos:pos + n].reshape((len(x),) + tuple(m.output_tensor().shape)))
+        pos += n
+    return outs
+
+
+def run_fixedpoint_program(workdir: Path, source: str, stdin: str) -> subprocess.CompletedProcess:
+    """``source`` (a C reference reading stdin) built on the host against the runtime's fixed-point
+    files with the host check's flags, then run on ``stdin``."""
+    sources = kernel_sources()
+    for name in ("tg_fixedpoint.h", "tg_dsp.h", "tg_kernels.h", "tg_fixedpoint.c"):
+        (workdir / name).write_text(sources[name])
+    (workdir / "ref.c").write_text(source)
+    cc = host_check.find_compiler()
+    subprocess.run([cc, *host_check.HOST_CFLAGS, "ref.c", "tg_fixedpoint.c", "-o", "ref"], cwd=workdir, check=True)
+    return subprocess.run([str(workdir / "ref")], input=stdin, capture_output=True, text=True, timeout=120)
+
+
 def assert_identical(got: np.ndarray, want: np.ndarray, label: str = "") -> None:
     if got.shape != want.shape:
         raise AssertionError(f"{label}: shape {got.shape} != {want.shape}")
@@ -339,15 +364,7 @@ def run_qemu_m4(models: list[TfliteModel], inputs: list[np.ndarray], workdir: Pa
         for word, x in zip(words, inputs):
             t = int.from_bytes(bytes.fromhex(word), "little")
             instructions.append(t * 40 / max(len(x), 1))
-    raw = np.frombuffer(bytes.fromhex(hexdigits), dtype=np.int8)
-    outs, pos = [], 0
-    for m, x in zip(models, inputs):
-        n = len(x) * m.output_tensor().nbytes
-        if pos + n > len(raw):
-            raise AssertionError(f"QEMU produced {len(raw)} output bytes, expected more; output: {text[:500]}")
-        outs.append(raw[pos:pos + n].reshape((len(x),) + tuple(m.output_tensor().shape)))
-        pos += n
-    return outs
+    return split_outputs(bytes.fromhex(hexdigits), models, inputs, f"QEMU; output: {text[:500]}")
 
 
 
@@ -460,15 +477,7 @@ def run_qemu_rv32(models: list[TfliteModel], inputs: list[np.ndarray], workdir: 
     if instructions is not None:
         for word, x in zip(found.group(2).split(), inputs):
             instructions.append(int.from_bytes(bytes.fromhex(word), "little") / max(len(x), 1))
-    raw = np.frombuffer(bytes.fromhex(found.group(1)), dtype=np.int8)
-    outs, pos = [], 0
-    for m, x in zip(models, inputs):
-        n = len(x) * m.output_tensor().nbytes
-        if pos + n > len(raw):
-            raise AssertionError(f"QEMU rv32 produced {len(raw)} output bytes, expected more")
-        outs.append(raw[pos:pos + n].reshape((len(x),) + tuple(m.output_tensor().shape)))
-        pos += n
-    return outs
+    return split_outputs(bytes.fromhex(found.group(1)), models, inputs, "QEMU rv32")
 
 
 # ---- Keras model cases (built and converted in worker processes) -------------------------
