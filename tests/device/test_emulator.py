@@ -249,3 +249,35 @@ def test_cortex_m7_board(pio_core, tmp_path):
         assert read_exact(port, 1) == b"\x80"
         assert ask_u32(port, b"F") == 4750
         assert loop_ticks(port, 100_000) in (5_000, 5_001)
+
+
+def test_each_client_is_answered_at_once(m4_elf):
+    """QEMU reads the board's terminal from its start (tinygen opens the pty and hands QEMU its master
+    side).  With QEMU's own ``-serial pty`` it looked for a client once a second and read nothing
+    before: the first request of every run, and the first after a client closed the port, waited up
+    to a second (issue 29).  After the first answer (QEMU booted), each new client is answered in well
+    under the second that polling took; the old way fails this at the second client."""
+    import serial
+
+    with booted(m4_elf) as (board, first):
+        first.close()
+        for probe in range(2, 5):
+            time.sleep(0.2)  # the old way noticed the client leave, and looked for the next a second later
+            with serial.Serial(board.port, 115200, timeout=0.05) as port:
+                start = time.monotonic()
+                port.write(bytes([ord("E"), probe]))
+                got = b""
+                while time.monotonic() - start < 0.6 and bytes([probe + 1]) not in got:
+                    got += port.read(1)
+                assert bytes([probe + 1]) in got, f"no echo within 0.6 s of opening {board.port}: {got!r}"
+
+
+def test_qemu_exiting_is_said_in_its_own_words(m4_elf):
+    """A QEMU that exits (here: a machine it does not know) ends the block talking to the board with
+    QEMU's own line, not the link's "lost the serial connection"."""
+    from tinygen.device.serial_link import DeviceLink
+
+    with pytest.raises(ToolFailure, match=r"qemu-system-arm -M no-such-machine exited with code 1: .*machine"):
+        with QemuBoard(m4_elf, {"machine": "no-such-machine"}) as board:
+            with DeviceLink(board.port, 115200, timeout=5, retries=0) as link:
+                link.hello()
