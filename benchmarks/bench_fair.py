@@ -21,10 +21,23 @@ RAM = .data + .bss (which hold the arena and I/O buffers) + the stack high-water
 paints the stack; tinygen reads it through QEMU's monitor). Flash = every allocated section with
 contents in the ELF (code, constants, the .data image). Every run must be bit-exact with tflite_micro.
 
-Needs a TFLM tree in Arduino-library layout: TINYGEN_TFLM_DIR or --tflm-dir (never committed; e.g. the
-Chirale_TensorFlowLite v2.0.0 sources). Without one it prints the compiled columns only and says why.
+Needs a TFLM tree: TINYGEN_TFLM_DIR or --tflm-dir (never committed; e.g. the Chirale_TensorFlowLite
+v2.0.0 sources, Arduino-library layout, or a tree made by tflite-micro's create_tflm_tree.py). Without
+one it prints the compiled columns only and says why.
 
     TINYGEN_TFLM_DIR=/path/to/tree python benchmarks/bench_fair.py [--only sine digits ds_cnn_kws ...]
+
+* **TFLM newest release**: with ``--tflm-newest-dir`` (or TINYGEN_TFLM_NEWEST_DIR), a second tree -- meant
+  for tflite-micro main with CMSIS-NN main, as create_tflm_tree.py writes it with
+  OPTIMIZED_KERNEL_DIR=cmsis_nn (tensorflow/ and third_party/ at its top) -- measured exactly as the TFLM
+  release row (release build, bisected minimum arena, bit-exact), beside it. ``--no-common`` skips both
+  TFLMs' "common -O2" rebuilds (a full -O2 compile of the tree per model) when only the release rows are
+  wanted.
+
+On a Helium core (qemu-m55) every run also counts the MVE instructions in its ELF (objdump: VMLADAV,
+VLDRB/VLDRW, VPST, ...; ``mve_instructions`` / ``vmladav`` in --json), so a TFLM row that claims
+CMSIS-NN's MVE kernels is checked to contain them: CMSIS-NN picks them where ``__ARM_FEATURE_MVE`` is set
+(Include/arm_nn_math_types.h -> ARM_MATH_MVEI), which -mcpu=cortex-m55 with a hard-float ABI does.
 
 The official MLPerf Tiny int8 models (mlperf_kws, mlperf_vww, mlperf_ic, mlperf_ad) are read from
 --mlperf-dir (or TINYGEN_MLPERF_DIR): a directory holding the .tflite files of the mlcommons/tiny
@@ -42,6 +55,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -94,6 +108,22 @@ def _set_arena(project: Path, size: int) -> None:
         path.write_text(re.sub(pattern, repl, path.read_text(), count=1))
 
 
+# MVE-only mnemonics (an M-profile FPU has VLDR/VSTR without a size suffix and no vector integer ops)
+_MVE_INSN = re.compile(r"\tv(?:mladava?x?|mlava?|mlsdava?x?|rmlaldavha?|mlaldava?|ldr[bhw]|str[bhw]|ld[24][0-3]|"
+                       r"st[24][0-3]|pst|pt|psel|ctp|addva?|addlva?|maxa?v|mina?v|qrdmulh|qdmulh|rmulh|mulh|"
+                       r"qdmull[bt]|shr[bt]|movn[bt]|qmovn[bt]|qrshrn[bt]|dup)[bt]?\.?[a-z0-9]*\t")
+
+
+def mve_instructions(elf: Path) -> dict[str, int]:
+    """How many MVE (Helium) instructions the ELF's code holds, and how many of them are VMLADAV*."""
+    # -m armv8.1-m.main: without it objdump 2.40 prints most MVE encodings as LDC/CDP; it writes VMLADAV
+    # (no exchange) as its alias VMLAV
+    out = subprocess.run(["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", "-m", "armv8.1-m.main", str(elf)],
+                         capture_output=True, text=True, check=True).stdout
+    lines = [ln for ln in out.splitlines() if _MVE_INSN.search(ln)]
+    return {"mve_instructions": len(lines), "vmladav": sum(bool(re.search(r"\tvml(?:ad)?av", ln)) for ln in lines)}
+
+
 def run(project: tinygen.Project, flags: list[str], release: bool | str = False, arena: int | None = None
         ) -> dict | None:
     """Build with ``flags``, boot QEMU, verify; the measurements, or None when the firmware does not
@@ -117,9 +147,12 @@ def run(project: tinygen.Project, flags: list[str], release: bool | str = False,
                 used = link.hello().arena_bytes
     if not report.passed:
         return None
-    return {"instructions": report.metrics["instructions_per_inference"]["median"], "flash": foot["flash_bytes"],
-            "static": foot["static_ram_bytes"], "stack": stack or 0, "ram": foot["static_ram_bytes"] + (stack or 0),
-            "arena_used": used}
+    res = {"instructions": report.metrics["instructions_per_inference"]["median"], "flash": foot["flash_bytes"],
+           "static": foot["static_ram_bytes"], "stack": stack or 0, "ram": foot["static_ram_bytes"] + (stack or 0),
+           "arena_used": used}
+    if get_board(project.board.id).cpu == "cortex-m55":
+        res.update(mve_instructions(elf))
+    return res
 
 
 def tflm_min_arena(project: tinygen.Project, start: int, used: int) -> tuple[int, dict]:
@@ -152,13 +185,37 @@ def tflm_min_arena(project: tinygen.Project, start: int, used: int) -> tuple[int
 
 
 def reference_kernels_available(tree: str) -> bool:
-    kernels = Path(tree) / "src" / "tensorflow" / "lite" / "micro" / "kernels"
+    root = Path(tree) / "src" if (Path(tree) / "src" / "tensorflow").is_dir() else Path(tree)
+    kernels = root / "tensorflow" / "lite" / "micro" / "kernels"
     return all((kernels / f"{op}.cpp").exists() or (kernels / f"{op}.cc").exists()
                for op in ("conv", "depthwise_conv", "fully_connected"))
 
 
+# The TFLM rows measured per tree, by key prefix: --tflm-dir's ("tflm_release", ...) and --tflm-newest-dir's.
+TFLM_ROWS = ("release", "min_arena", "padded_arena", "O2", "error", "tree")
+
+
+def bench_tflm(row: dict, prefix: str, name: str, board: str, work: Path, model: Path, tree: str,
+               common: bool = True) -> None:
+    """TFLM from ``tree``: the release build at its bisected minimum arena (and the common -O2 build at that
+    arena), into ``row`` as <prefix>_release, <prefix>_min_arena, ..."""
+    tflm = tinygen.build(model, board=board, runtime="tflm", out=work / f"{name}-{prefix.replace('_', '-')}",
+                         force=True, vectors=8, tflm_dir=tree)
+    row[f"{prefix}_tree"] = str(Path(tree).resolve())
+    padded = tflm.plan.arena.recommended_bytes
+    first = run(tflm, [], release=True)
+    if first is None:
+        row[f"{prefix}_error"] = "TFLM release build did not run bit-exact at tinygen's padded arena"
+        return
+    arena, res = tflm_min_arena(tflm, padded, first["arena_used"])
+    row.update({f"{prefix}_padded_arena": padded, f"{prefix}_min_arena": arena, f"{prefix}_release": res})
+    if common:
+        row[f"{prefix}_O2"] = run(tflm, ["-O2"], release="defines", arena=arena)
+
+
 def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: dict | None = None,
-                ref_tree: str | None = None, model_bytes: bytes | None = None) -> dict:
+                ref_tree: str | None = None, model_bytes: bytes | None = None, newest_tree: str | None = None,
+                common: bool = True) -> dict:
     """One model's rows; ``model_bytes`` (an MLPerf model read from --mlperf-dir) or the zoo's recipe."""
     if model_bytes is None:
         from bench_compiled import _model_bytes  # the model zoo (trained recipes, MLPerf-Tiny-shaped nets)
@@ -175,21 +232,15 @@ def bench_model(name: str, board: str, work: Path, tree: str | None, earlier: di
     # TFLM's rows depend only on the model bytes, the tree and the flags: an earlier run's rows for the
     # very same bytes (sha256) are reused, so re-measuring the compiled runtime after a change does not
     # rebuild and re-bisect TFLM. Anything else about the model -> measured again.
+    # (The newest tree's rows also need the same tree path.)
     same = bool(earlier) and earlier.get("model_sha256") == digest
-    if same and "tflm_release" in earlier:
-        row.update({k: v for k, v in earlier.items() if k.startswith("tflm_") and not k.startswith("tflm_ref")})
-        row["tflm_reused"] = True
-    elif tree:
-        tflm = tinygen.build(model, board=board, runtime="tflm", out=work / f"{name}-tflm", force=True, vectors=8,
-                             tflm_dir=tree)
-        padded = tflm.plan.arena.recommended_bytes
-        first = run(tflm, [], release=True)
-        if first is None:
-            row["tflm_error"] = "TFLM release build did not run bit-exact at tinygen's padded arena"
-        else:
-            arena, res = tflm_min_arena(tflm, padded, first["arena_used"])
-            row.update(tflm_padded_arena=padded, tflm_min_arena=arena, tflm_release=res)
-            row["tflm_O2"] = run(tflm, ["-O2"], release="defines", arena=arena)
+    for prefix, t in (("tflm_newest", newest_tree), ("tflm", tree)):
+        if same and f"{prefix}_release" in earlier and (
+                prefix == "tflm" or not t or earlier.get(f"{prefix}_tree") == str(Path(t).resolve())):
+            row.update({f"{prefix}_{k}": earlier[f"{prefix}_{k}"] for k in TFLM_ROWS if f"{prefix}_{k}" in earlier})
+            row[f"{prefix}_reused"] = True
+        elif t:
+            bench_tflm(row, prefix, name, board, work, model, t, common)
     if same and "tflm_ref" in earlier:
         row.update({k: v for k, v in earlier.items() if k.startswith("tflm_ref")})
     elif ref_tree:
@@ -216,6 +267,7 @@ def table(rows: list[dict], tree: str | None) -> str:
                        default=None)
         best = r.get(best_key) if best_key else None
         t_rel, t_o2 = r.get("tflm_release"), r.get("tflm_O2")
+        t_new, t_new_o2 = r.get("tflm_newest_release"), r.get("tflm_newest_O2")
 
         def line(label, m, ref=None):
             if m is None:
@@ -232,9 +284,20 @@ def table(rows: list[dict], tree: str | None) -> str:
                             f"{reused}", t_rel))
         elif tree:
             out.append(f"| {r['model']} | TFLM | {r.get('tflm_error', 'failed')} | | | | | |")
-        out.append(line("compiled, common -O2", c_o2, t_o2))
+        if t_new:
+            reused = " (reused: same model bytes)" if r.get("tflm_newest_reused") else ""
+            out.append(line(f"TFLM newest release, arena {r['tflm_newest_min_arena']:,} "
+                            f"(padded {r['tflm_newest_padded_arena']:,}){reused}", t_new))
+            out.append(line("compiled, best / TFLM newest", best, t_new))
+        elif r.get("tflm_newest_error"):
+            out.append(f"| {r['model']} | TFLM newest | {r['tflm_newest_error']} | | | | | |")
+        if t_o2 or not t_new_o2:
+            out.append(line("compiled, common -O2", c_o2, t_o2))
         if t_o2:
             out.append(line("TFLM, common -O2", t_o2))
+        if t_new_o2:
+            out.append(line("compiled, common -O2 / TFLM newest", c_o2, t_new_o2))
+            out.append(line("TFLM newest, common -O2", t_new_o2))
         if r.get("tflm_ref"):
             out.append(line(f"TFLM reference kernels, release, arena {r['tflm_ref_min_arena']:,}", r["tflm_ref"]))
         if c_os and best_key != "compiled_Os":
@@ -244,20 +307,24 @@ def table(rows: list[dict], tree: str | None) -> str:
 
 def mlperf_table(rows: list[dict], board: str) -> str:
     """Instructions per MAC of the MLPerf rows beside MLPerf Tiny v1.3's best engines (cycles per MAC)."""
-    out = [f"| MLPerf model (MACs) | compiled instr ({board}) | instr / MAC | X-CUBE-AI 10.2 cyc/MAC | "
-           "Plumerai cyc/MAC | goal (0.8 x X-CUBE-AI) | met |", "|---|---|---|---|---|---|---|"]
+    out = [f"| MLPerf model (MACs) | compiled instr ({board}) | instr / MAC | TFLM newest instr / MAC | "
+           "TFLM instr / MAC | X-CUBE-AI 10.2 cyc/MAC | Plumerai cyc/MAC | goal (0.8 x X-CUBE-AI) | met |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["model"] not in MLPERF:
             continue
         best = min((r[k] for k in ("compiled_Os", "compiled_O2") if r.get(k)), key=lambda m: m["instructions"],
                    default=None)
         _, xcube, plumerai = MLPERF[r["model"]]
+        tflm = [f"{r[k]['instructions'] / r['macs']:.2f}" if r.get(k) else "—"
+                for k in ("tflm_newest_release", "tflm_release")]
         if best is None:
-            out.append(f"| {r['model']} ({r['macs']:,}) | failed | | {xcube} | {plumerai} | {0.8 * xcube:.2f} | |")
+            out.append(f"| {r['model']} ({r['macs']:,}) | failed | | {tflm[0]} | {tflm[1]} | {xcube} | {plumerai} | "
+                       f"{0.8 * xcube:.2f} | |")
             continue
         ipm = best["instructions"] / r["macs"]
-        out.append(f"| {r['model']} ({r['macs']:,}) | {_fmt(best['instructions'])} | {ipm:.2f} | {xcube} | "
-                   f"{plumerai} | {0.8 * xcube:.2f} | {'yes' if ipm <= 0.8 * xcube else 'no'} |")
+        out.append(f"| {r['model']} ({r['macs']:,}) | {_fmt(best['instructions'])} | {ipm:.2f} | {tflm[0]} | "
+                   f"{tflm[1]} | {xcube} | {plumerai} | {0.8 * xcube:.2f} | {'yes' if ipm <= 0.8 * xcube else 'no'} |")
     return "\n".join(out)
 
 
@@ -271,7 +338,13 @@ def main(argv=None) -> int:
                     help="directory with MLPerf Tiny's int8 .tflite files (" + ", ".join(
                         f for f, _, _ in MLPERF.values()) + ")")
     ap.add_argument("--board", default="qemu-m4", help="an emulated board (default qemu-m4)")
-    ap.add_argument("--tflm-dir", default=os.environ.get("TINYGEN_TFLM_DIR") or None)
+    ap.add_argument("--tflm-dir", default=os.environ.get("TINYGEN_TFLM_DIR") or None,
+                    help="a TFLM source tree (Arduino-library layout, or create_tflm_tree.py's on the mps2 boards)")
+    ap.add_argument("--tflm-newest-dir", default=os.environ.get("TINYGEN_TFLM_NEWEST_DIR") or None,
+                    help="a second TFLM tree (e.g. tflite-micro main + CMSIS-NN main from create_tflm_tree.py): "
+                         "adds 'TFLM newest release' rows, measured the same way")
+    ap.add_argument("--no-common", action="store_true",
+                    help="skip the TFLM 'common -O2' rebuilds (release rows only)")
     ap.add_argument("--work", default=None, help="where the projects go (default: a temporary directory)")
     ap.add_argument("--tflm-ref-dir", default=os.environ.get("TINYGEN_TFLM_REF_DIR") or None,
                     help="a TFLM tree (Arduino layout) whose CONV_2D/DEPTHWISE/FC/... are TFLM's portable reference "
@@ -285,7 +358,12 @@ def main(argv=None) -> int:
         earlier = {r["model"]: r for r in json.loads(Path(args.reuse_tflm).read_text())}
     get_board(args.board)
     tree = args.tflm_dir
-    if not tree:
+    for flag, value in (("--tflm-dir", tree), ("--tflm-newest-dir", args.tflm_newest_dir)):
+        if value and not any(Path(value, sub, "tensorflow", "lite", "micro").is_dir() for sub in ("src", ".")):
+            print(f"error: {flag} {value} is not a TFLM source tree (no src/tensorflow/lite/micro nor "
+                  "tensorflow/lite/micro)", file=sys.stderr)
+            return 2
+    if not tree and not args.tflm_newest_dir:
         print("note: no TFLM tree (TINYGEN_TFLM_DIR / --tflm-dir): TFLM columns skipped; TFLM is in no registry "
               "reachable here, point it at a TFLM source tree in Arduino-library layout", file=sys.stderr)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="tg-fair-"))
@@ -305,7 +383,7 @@ def main(argv=None) -> int:
     for name in names:
         _say(f"{name} ...")
         rows.append(bench_model(name, args.board, work, tree, earlier.get(name), args.tflm_ref_dir,
-                                mlperf_bytes.get(name)))
+                                mlperf_bytes.get(name), args.tflm_newest_dir, not args.no_common))
         _say(f"{name}: {rows[-1]}")
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")

@@ -47,8 +47,11 @@ def _check_build_arguments(b: Board, board: str, runtime: str, model, recipe, da
     if data and not model:
         raise TinygenError("--data goes with --model (recipes bring their own data)")
     if tflm_dir and not Path(tflm_dir, "src", "tensorflow", "lite", "micro").is_dir():
-        raise TinygenError(f"--tflm-dir {tflm_dir} is not a TFLM tree in Arduino-library layout "
-                           "(expected src/tensorflow/lite/micro/ inside it)")
+        # the tinygen-mps2 platform also compiles a create_tflm_tree.py tree (tensorflow/ at its top)
+        if not (b.hal == "mps2" and Path(tflm_dir, "tensorflow", "lite", "micro").is_dir()):
+            raise TinygenError(f"--tflm-dir {tflm_dir} is not a TFLM tree in Arduino-library layout "
+                               "(expected src/tensorflow/lite/micro/ inside it; the emulated mps2 boards "
+                               "also take a create_tflm_tree.py tree, tensorflow/lite/micro/ at its top)")
     if tflm_dir and runtime != "tflm":
         tflm_dir = None
     if tflm_dir:

@@ -119,7 +119,11 @@ env.Append(
 # ---------------------------------------------------------------------------
 # TFLM from a source tree: `custom_tinygen_tflm_dir = /abs/path` names a
 # TensorFlow Lite for Microcontrollers tree in Arduino-library layout
-# (src/tensorflow/lite/micro/..., src/third_party/...). The tree is compiled
+# (src/tensorflow/lite/micro/..., src/third_party/...) or in the layout of
+# tflite-micro's create_tflm_tree.py (tensorflow/lite/micro/..., third_party/...
+# at the tree's top; with OPTIMIZED_KERNEL_DIR=cmsis_nn its kernels/cmsis_nn/
+# files replace the same-named reference kernels). Either way the directory that
+# holds tensorflow/ is the tree's source root. The tree is compiled
 # here into a static library ($BUILD_DIR/libtflm.a); PlatformIO's library
 # finder is not involved. The tree's Arduino-only files are left out, and the
 # project supplies the platform functions they would have defined (tinygen copies
@@ -132,12 +136,12 @@ env.Append(
 # _tflm_cache_dir): a TFLM source file compiled once with the same flags is
 # not compiled again for the next project.
 
-# Directories of the tree (relative to its src/) that are compiled.
+# Directories of the tree (relative to its source root) that are compiled.
 TFLM_SOURCE_DIRS = ("tensorflow", "third_party")
 TFLM_KERNELS = "tensorflow/lite/micro/kernels"
 _SOURCE_EXTS = (".c", ".cc", ".cpp")
 
-# Left out, relative to src/:
+# Left out, relative to the source root:
 #   Arduino glue and examples; the microfrontend + kissfft audio feature code
 #   of the micro_speech example (not part of the interpreter);
 #   test-only helpers;
@@ -178,19 +182,23 @@ _TFLM_KERNEL_INCLUDE = re.compile(
     r'^[ \t]*#[ \t]*include[ \t]*"tensorflow/lite/micro/kernels/([\w/]+)\.h"', re.M
 )
 
-# Include directories (relative to the tree) added when present. The Arduino
-# layout writes includes from src/ ("third_party/flatbuffers/include/..."); the
-# others serve trees that include "flatbuffers/...", "fixedpoint/...", etc.
+# Include directories (relative to the source root; "" is the root itself)
+# added when present. The Arduino layout writes includes from src/
+# ("third_party/flatbuffers/include/..."); the others serve trees that include
+# "flatbuffers/...", "fixedpoint/...", "Include/arm_nnfunctions.h", etc.
 TFLM_INCLUDE_DIRS = (
-    "src",
-    "src/third_party/flatbuffers/include",
-    "src/third_party/gemmlowp",
-    "src/third_party/ruy",
-    "src/third_party/cmsis",
-    "src/third_party/cmsis/CMSIS/Core/Include",
-    "src/third_party/cmsis_nn",
-    "src/third_party/cmsis_nn/Include",
+    "",
+    "third_party/flatbuffers/include",
+    "third_party/gemmlowp",
+    "third_party/ruy",
+    "third_party/cmsis",
+    "third_party/cmsis/CMSIS/Core/Include",
+    "third_party/cmsis_nn",
+    "third_party/cmsis_nn/Include",
 )
+
+# Where a tree keeps tensorflow/: src/ (Arduino library) or its top (create_tflm_tree.py).
+TFLM_LAYOUTS = ("src", "")
 
 
 def _read_text(path):
@@ -202,6 +210,7 @@ def _read_text(path):
 
 
 def _tflm_tree_dir():
+    """The TFLM tree's source root (the directory holding tensorflow/), or None."""
     value = (env.GetProjectOption("custom_tinygen_tflm_dir", "") or "").strip()
     if not value:
         return None
@@ -209,12 +218,16 @@ def _tflm_tree_dir():
     if not os.path.isabs(path):
         path = os.path.join(env.subst("$PROJECT_DIR"), path)
     path = os.path.realpath(path)
-    if not os.path.isdir(os.path.join(path, "src", "tensorflow", "lite", "micro")):
-        _fail(
-            "custom_tinygen_tflm_dir = %s is not a TFLM tree in Arduino-library "
-            "layout (no src/tensorflow/lite/micro)" % value
-        )
-    return path
+    for sub in TFLM_LAYOUTS:
+        root = os.path.join(path, sub) if sub else path
+        if os.path.isdir(os.path.join(root, "tensorflow", "lite", "micro")):
+            return root
+    _fail(
+        "custom_tinygen_tflm_dir = %s is not a TFLM tree (no src/tensorflow/lite/micro "
+        "as in an Arduino library, nor tensorflow/lite/micro as create_tflm_tree.py "
+        "writes it)" % value
+    )
+    return None
 
 
 def _tflm_sources(src_dir):
@@ -289,10 +302,10 @@ def _tflm_kernel_selection(src_dir, sources, ops):
     return sorted(p for p in kernels if p not in keep)
 
 
-def _tflm_defines(tree):
+def _tflm_defines(src_dir):
     """Macros the tree's headers need; they change declarations and struct
     layouts, so the whole program (glue included) is built with them."""
-    micro = os.path.join(tree, "src", "tensorflow", "lite", "micro")
+    micro = os.path.join(src_dir, "tensorflow", "lite", "micro")
     defines = [
         # TfLiteTensor without the desktop-only fields, as every TFLM build
         # (and the tflite_micro Python interpreter) has it
@@ -358,19 +371,19 @@ def _tflm_release():
     return _tflm_release_mode() == "yes"
 
 
-def _build_tflm(tree):
-    src_dir = os.path.join(tree, "src")
+def _build_tflm(src_dir):
+    """Compile the tree whose source root (the directory holding tensorflow/) is src_dir."""
     includes = [
-        os.path.join(tree, d)
+        os.path.join(src_dir, d) if d else src_dir
         for d in TFLM_INCLUDE_DIRS
-        if os.path.isdir(os.path.join(tree, d))
+        if os.path.isdir(os.path.join(src_dir, d) if d else src_dir)
     ]
     # CPPPATH lets SCons track the headers; -isystem (which wins over -I for the
     # same directory) keeps the tree's own warnings out of the project's build.
     env.Append(
         CPPPATH=includes,
         CCFLAGS=[tinygen_argv.word("-isystem" + d) for d in includes],
-        CPPDEFINES=_tflm_defines(tree) + (["TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"] if _tflm_release_mode() else []),
+        CPPDEFINES=_tflm_defines(src_dir) + (["TF_LITE_STRIP_ERROR_STRINGS", "NDEBUG"] if _tflm_release_mode() else []),
     )
 
     sources = _tflm_sources(src_dir)
@@ -423,7 +436,7 @@ def _build_tflm(tree):
         env.Prepend(LIBS=[lib])
     print(
         "TFLM: %s (%s)%s"
-        % (tree, "ops " + " ".join(ops) if ops else "all kernels",
+        % (src_dir, "ops " + " ".join(ops) if ops else "all kernels",
            "; object cache " + cache if cache else "")
     )
 
