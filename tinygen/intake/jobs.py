@@ -328,16 +328,12 @@ JOBS = {"describe": _job_describe, "convert": _job_convert, "train": _job_train}
 
 def preload() -> None:
     """What :func:`tinygen.common.child.prestart` has the worker import before its first job: TensorFlow,
-    Keras and the modules the jobs run (4 s of CPU; the TensorFlow runtime itself is not started, so
+    Keras and the modules the jobs run (3.5 s of CPU; the TensorFlow runtime itself is not started, so
     :func:`~tinygen.intake.recipes.seed_everything` still sets one thread per op)."""
-    import os
+    from tinygen.intake.recipes import import_tensorflow
 
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")  # as seed_everything sets it, before TensorFlow reads it
-    import tensorflow as tf
-
-    tf.keras.backend.clear_session  # noqa: B018 - tf.keras is imported on first use
+    import_tensorflow()  # as the first job would (seed_everything), without Keras's optional extras
     import tinygen.intake.quantize  # noqa: F401
-    import tinygen.intake.recipes  # noqa: F401
 
 
 PRELOAD = preload
@@ -370,12 +366,10 @@ def before_job(job: str, args: dict) -> None:
     the job, so its output is the bytes a fresh process would give."""
     if job == "describe" and args.get("kind") == "onnx":  # reading an ONNX graph needs no TensorFlow
         return
-    from tinygen.intake.recipes import seed_everything
+    from tinygen.intake.recipes import import_tensorflow, seed_everything
 
     if "keras" in sys.modules or "tensorflow" in sys.modules:
-        import tensorflow as tf
-
-        tf.keras.backend.clear_session()
+        import_tensorflow().keras.backend.clear_session()
     seed_everything(int(args.get("seed", 0)))
 
 
