@@ -41,7 +41,8 @@
  * tg_pool.c (AVERAGE_POOL_2D, MAX_POOL_2D), tg_reduce.c (MEAN, SUM,
  * REDUCE_MAX, REDUCE_MIN), tg_resize.c (RESIZE_NEAREST_NEIGHBOR,
  * RESIZE_BILINEAR), tg_shape.c (PAD, CONCATENATION, PACK, copy),
- * tg_transpose_conv.c (TRANSPOSE_CONV); internal headers tg_fixedpoint.h
+ * tg_transpose_conv.c (TRANSPOSE_CONV), tg_band.c (a band: a chain of convolutions run
+ * row by row); internal headers tg_fixedpoint.h
  * (fixed-point arithmetic), tg_dsp.h (DSP instructions), tg_mve.h (the MVE
  * paths' shared parts), tg_index.h.
  */
@@ -54,7 +55,7 @@
  * parameter structs, weight layouts). Emitted code refuses to compile against
  * a different version; KERNELS_ABI_VERSION in tinygen/codegen/compiled/
  * printer.py is the same number, and any change to that convention bumps both. */
-#define TG_KERNELS_ABI_VERSION 5
+#define TG_KERNELS_ABI_VERSION 6
 
 #ifdef __cplusplus
 extern "C" {
@@ -414,6 +415,40 @@ typedef struct {
 
 void tg_minimum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void tg_maximum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* ---- band: a chain of CONV_2D / DEPTHWISE_CONV_2D run row by row ------------ */
+
+/* One stage of a band (tinygen/codegen/compiled/band.py): its op's own params
+ * (whole-tensor geometry; the band calls the kernel on one output row at a time
+ * with a copy whose in_h, out_h and pad_h cover that row), and, except for the
+ * last stage, a window holding its last window_rows output rows, oldest first,
+ * which is what the next stage reads. */
+typedef struct {
+    const tg_conv_params_t *conv;
+    int32_t depthwise;   /* 1: tg_depthwise_conv2d_s8, 0: tg_conv2d_s8 */
+    int8_t *window;      /* NULL for the last stage */
+    int32_t window_rows; /* the next stage's filter height */
+} tg_band_stage_t;
+
+#define TG_BAND_MAX_STAGES 16
+
+/* A band: stage 0 reads `input` (in_h rows); the last stage writes `output`
+ * row by row, or, with `add`, into `row` and then ADD(input row, row) (or
+ * ADD(row, input row) when add_input_first is 0) into `output` -- a residual
+ * block whose intermediate tensors never exist whole. Every output pixel is
+ * computed by the same kernel code as the unbanded op, so results are
+ * identical. When the plan puts output over input (a residual band), input
+ * row r is read for the last time while output row r is written. */
+typedef struct {
+    int32_t stages;
+    const tg_band_stage_t *stage;
+    const tg_add_params_t *add; /* NULL: no residual ADD */
+    int32_t add_input_first;
+    int8_t *row;                /* last stage's output row when add != NULL */
+    int16_t *scratch;           /* the conv stages' im2col scratch (shared) */
+} tg_band_params_t;
+
+void tg_band_s8(const tg_band_params_t *p, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@ import pytest
 
 import support.compiled_harness as H
 from conftest import require
+import tinygen.codegen.compiled as compiled
 from tinygen.codegen.compiled import compile_model, memory, op_table
 from tinygen.codegen.compiled.overlap import window_shift
 from tinygen.codegen.compiled.placement import Buffer, place_buffers
@@ -227,8 +228,11 @@ def graph():
     x = H.input_vectors(m.input_tensor().shape, 24, np.random.default_rng(3))
     ref = H.tflm_outputs(m.raw, x)
     with pytest.MonkeyPatch.context() as mp:
-        # while this module runs, every build of the graph (host, QEMU) has tight overlaps
+        # while this module runs, every build of the graph (host, QEMU) has tight overlaps, in the
+        # model's order and with no bands (band.py would run the convolutions row by row instead;
+        # tests/compiled/test_band.py checks those)
         mp.setattr(memory, "place_buffers", _tight)
+        mp.setattr(compiled, "schedule", lambda program: program)
         yield m, compile_model(m), x, ref, default
 
 

@@ -9,6 +9,7 @@ The way through, each step reading the previous one's value only::
 
     lower(model) -> Program                   # lowering/ -> ir.py: numbers, no C; once per build
                                               # (packing.py: the kernels' weight layouts)
+    schedule(program) -> Program              # band.py: op order and bands for the smallest arena
     plan_memory(program) -> MemoryPlan        # memory.py: the static arena
     print_c(program, plan, prefix) -> {"<prefix>_model.h": text, "<prefix>_model.c": text}
                                               # printer.py: the only place C is written
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinygen.codegen.compiled.band import schedule
 from tinygen.codegen.compiled.ir import OpIR, Program
 from tinygen.codegen.compiled.lowering import SUPPORTED_OPS, lower
 from tinygen.codegen.compiled.memory import MemoryPlan, TensorPlacement, memory_table, plan_memory
@@ -82,6 +84,7 @@ def compile_model(model: TfliteModel) -> CompiledBuild:
     """Lower the model once, refuse it (UnsupportedModel) if it cannot be compiled, plan its memory."""
     program = lower(model)
     program.check()
+    program = schedule(program)
     return CompiledBuild(program, plan_memory(program))
 
 
@@ -94,12 +97,19 @@ def op_table(build: CompiledBuild) -> list[dict]:
     """One row per operator for ``tinygen inspect --runtime compiled``: the kernel that
     runs it, its output tensor, MACs, and how its output is placed ("view" for a RESHAPE
     that costs nothing, "in-place" when it overwrites its input, "overlaps input" when it
-    starts below its input and writes over it behind the kernel's reads)."""
+    starts below its input and writes over it behind the kernel's reads, "rows in a band" /
+    "band output" for the ops band.py runs row by row), in the order the ops run."""
     program, plan = build.program, build.memory
     buf = {t.index: t.buffer for t in plan.tensors}
+    band_of = {p: band for band in program.bands for p in band.positions}
     rows = []
-    for op in program.ops:
-        if op.index in plan.views:
+    for pos, op in enumerate(program.ops):
+        band = band_of.get(pos)
+        if band is not None and pos < band.stop - 1:
+            how = "rows in a band"
+        elif band is not None:
+            how = "band output" + (", over its input" if band.output_over_input else "")
+        elif op.index in plan.views:
             how = "view"
         elif any(buf.get(x) == buf.get(op.output) for x in op.reads):
             how = "in-place"

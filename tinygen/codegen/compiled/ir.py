@@ -84,6 +84,32 @@ class Refusal:
     reason: str
 
 
+@dataclass(frozen=True)
+class Band:
+    """Ops ``start .. stop - 1`` (positions in ``Program.ops``) run as one band, row by row
+    (band.py, firmware/runtime/tg_band.c): convolution stages, then a residual ADD when
+    ``row_bytes`` is not 0.  Their intermediate tensors get no arena bytes; the band's
+    scratch (one arena buffer while it runs) holds the stages' windows, the last stage's
+    output row and the convolutions' im2col scratch, in that order."""
+    start: int
+    stop: int
+    input: int  # tensor stage 0 reads (and the ADD's shortcut)
+    output: int  # tensor the band writes (the last stage's, or the ADD's)
+    windows: tuple[int, ...]  # bytes of each stage's window but the last's (16-byte multiples)
+    row_bytes: int  # the last stage's output row before the ADD (0: no ADD)
+    conv_scratch: int  # the CONV_2D stages' im2col scratch
+    add_input_first: bool  # the ADD's first operand is the band's input
+    output_over_input: bool  # the output may take the input's bytes (row r after its last read)
+
+    @property
+    def scratch_bytes(self) -> int:
+        return sum(self.windows) + self.row_bytes + self.conv_scratch
+
+    @property
+    def positions(self) -> range:
+        return range(self.start, self.stop)
+
+
 @dataclass(frozen=True, eq=False)
 class Program:
     """A model as the compiled runtime sees it: tensors, lowered ops, I/O, and what it refused."""
@@ -94,6 +120,7 @@ class Program:
     ops: tuple[OpIR, ...]  # every op that lowered (all of them when supported)
     problems: tuple[str, ...] = ()  # whole-model reasons it cannot be compiled
     refusals: tuple[Refusal, ...] = ()  # per-op reasons, model order
+    bands: tuple[Band, ...] = ()  # ops run row by row (band.py), in op order, disjoint
 
     @property
     def input(self) -> int:

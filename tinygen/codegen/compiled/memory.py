@@ -22,7 +22,10 @@ Independently of the placer, the plan is checked: two buffers alive at once shar
 bytes only as a declared overlap allows.
 
 A kernel's scratch buffer (``OpIR.scratch_bytes``, e.g. the im2col columns of
-CONV_2D) is one more arena buffer, alive only while its op runs.
+CONV_2D) is one more arena buffer, alive only while its op runs.  A band's
+(``Program.bands``, band.py) is alive while its ops run and holds their
+intermediate tensors' rows; those tensors get no arena bytes of their own
+(location ``"band"``), and a residual band's output may take its input's bytes.
 
 Works on the lowered :class:`~tinygen.codegen.compiled.ir.Program` alone.
 """
@@ -46,7 +49,7 @@ class TensorPlacement:
     size: int  # bytes
     first_op: int  # op that writes it (0 for the model input)
     last_op: int  # last op that reads it (the last op for the model output)
-    location: str  # "arena" | "input" | "output"
+    location: str  # "arena" | "input" | "output" | "band" (rows inside a band's scratch only)
     buffer: int  # tensors with the same buffer id share bytes
 
 
@@ -117,8 +120,17 @@ class _Buffers:
         return self.last[root]
 
 
-def plan_memory(program: Program) -> MemoryPlan:
-    """Static arena plan (offsets, sizes, lifetimes) for a supported Program."""
+def first_band_input(program: Program, add_position: int) -> int | None:
+    """The input of the residual band whose ADD is at ``add_position``."""
+    for band in program.bands:
+        if band.row_bytes and band.stop - 1 == add_position:
+            return band.input
+    return None
+
+
+def plan_memory(program: Program, *, quick: bool = False) -> MemoryPlan:
+    """Static arena plan (offsets, sizes, lifetimes) for a supported Program.  ``quick``: the
+    placer's greedy orders only, no search (band.py compares schedules with it)."""
     program.check()
     steps = program.ops
     n_ops = len(steps)
@@ -131,6 +143,17 @@ def plan_memory(program: Program) -> MemoryPlan:
         for t in st.reads:
             last[t] = max(last.get(t, i), i)
     last[out_t] = n_ops - 1
+    # A band (band.py) runs all its ops at its first position: its input lives to its end, its
+    # output from its start, and its intermediate tensors are rows in the band's scratch.
+    internal: set[int] = set()
+    band_add: dict[int, bool] = {}  # position of a residual band's ADD -> output may take the input
+    for band in program.bands:
+        members = {steps[p].output for p in band.positions}
+        internal |= members - {band.output}
+        last[band.input] = max(last[band.input], band.stop - 1)
+        first[band.output] = min(first[band.output], band.start)
+        if band.row_bytes:
+            band_add[band.stop - 1] = band.output_over_input
     size = {t: program.tensors[t].nbytes for t in first}
 
     bufs = _Buffers()
@@ -139,6 +162,8 @@ def plan_memory(program: Program) -> MemoryPlan:
     loc = {t: "arena" for t in first}
     loc[in_t] = "input"
     loc[out_t] = "output"
+    for t in internal:
+        loc[t] = "band"
 
     views: set[int] = set()
     for i, st in enumerate(steps):
@@ -155,6 +180,8 @@ def plan_memory(program: Program) -> MemoryPlan:
         if y == out_t:
             continue
         for x in st.inplace:
+            if i in band_add and not (band_add[i] and x == first_band_input(program, i)):
+                continue
             r = bufs.find(x)
             if loc[r] != "arena" or size[x] != size[y]:
                 continue
@@ -175,11 +202,16 @@ def plan_memory(program: Program) -> MemoryPlan:
     # Scratch buffers: keys after every tensor index, alive during their op only.
     scratch_key: dict[int, int] = {}
     base = max(first, default=0) + 1
+    banded = {p for band in program.bands for p in band.positions}
     for i, st in enumerate(steps):
-        if st.scratch_bytes > 0:
+        if st.scratch_bytes > 0 and i not in banded:
             key = base + i
             scratch_key[key] = st.index
             info[key] = (int(st.scratch_bytes), i, i)
+    for band in program.bands:
+        key = base + band.start
+        scratch_key[key] = steps[band.start].index
+        info[key] = (band.scratch_bytes, band.start, band.stop - 1)
 
     # Declared overlaps (overlap.py): op i's output below the input that dies at op i.
     overlaps: dict[tuple[int, int], int] = {}
@@ -196,7 +228,7 @@ def plan_memory(program: Program) -> MemoryPlan:
 
     arena_roots = [r for r in groups if loc[r] == "arena"] + list(scratch_key)
     buffers = [Buffer(r, *info[r]) for r in sorted(arena_roots)]
-    offsets, peak = place_buffers(buffers, overlaps, ARENA_ALIGN)
+    offsets, peak = place_buffers(buffers, overlaps, ARENA_ALIGN, **({"search_nodes": 0} if quick else {}))
     if peak > 2**31 - 1:
         # Arena offsets are int32 arithmetic in the emitted C; no microcontroller has this much.
         raise DoesNotFit(f"the compiled runtime's arena would be {peak} bytes; the model is far too large")

@@ -68,7 +68,7 @@ STRUCTS.update({
 
 # TG_KERNELS_ABI_VERSION in firmware/runtime/tg_kernels.h: the emitted model code checks it at
 # compile time, so a model emitted for other kernels fails to build instead of misbehaving.
-KERNELS_ABI_VERSION = 5
+KERNELS_ABI_VERSION = 6
 
 # Values per line of a constant array: int8 data 16, int32 data 8, except these roles.
 _PER_LINE = {"shift": 16, "inner": 16}
@@ -231,6 +231,55 @@ def _op_decls(op: OpIR, n: _Names) -> list[str]:
     return decls
 
 
+# ---- bands (band.py): a chain of convolutions run row by row ------------------------------
+
+def _hook(n: _Names, index: int, tensor: str, nbytes: int) -> str:
+    p = n.prefix
+    return f"    if ({p}_hook != NULL) {{\n        {p}_hook({p}_hook_ctx, {index}u, {tensor}, {nbytes}u);\n    }}"
+
+
+def _band_decls(band, program: Program, n: _Names) -> list[str]:
+    ops = program.ops
+    name = f"{n.prefix}_band{ops[band.start].index}"
+    sp = n.memory.scratch_for(ops[band.start].index)
+    at = sp.offset
+    stages = [ops[p] for p in band.positions][:len(band.windows) + 1]
+    lines = []
+    for j, op in enumerate(stages):
+        if j < len(band.windows):
+            window, rows = f"{n.arena} + {at}", stages[j + 1].param("filter_h")
+            at += band.windows[j]
+        else:
+            window, rows = "NULL", 0
+        dw = int(op.kernel == "tg_depthwise_conv2d_s8")
+        lines.append(f"    {{&{n.params(op)}, {dw}, {window}, {rows}}},")
+    row = f"{n.arena} + {at}" if band.row_bytes else "NULL"
+    at += band.row_bytes
+    add = f"&{n.params(ops[band.stop - 1])}" if band.row_bytes else "NULL"
+    return [
+        f"static const tg_band_stage_t {name}_stages[{len(stages)}] = {{\n" + "\n".join(lines) + "\n};",
+        f"static const tg_band_params_t {name} = {{\n    .stages = {len(stages)},\n    .stage = {name}_stages,\n"
+        f"    .add = {add},\n    .add_input_first = {int(band.add_input_first)},\n    .row = {row},\n"
+        f"    .scratch = (int16_t *)(void *)({n.arena} + {at}),\n}};",
+    ]
+
+
+def _band_body(band, program: Program, n: _Names) -> list[str]:
+    """The band's call; before it, the op hook for each op whose output exists only as rows (no
+    bytes: LAYERS says it was not compared, PROFILE counts the band on its last op)."""
+    ops, tensors = program.ops, program.tensors
+    members = [ops[p] for p in band.positions]
+    body = [f"    /* ops {', '.join(str(op.index) for op in members)}: a band ("
+            f"{', '.join(c_comment(op.opcode) for op in members)}) run row by row -> tensor {band.output} "
+            f"{list(tensors[band.output].shape)} */"]
+    for op in members[:-1]:
+        body.append(_hook(n, op.index, "NULL", 0))
+    body.append(f"    tg_band_s8(&{n.prefix}_band{members[0].index}, {n.tensor(band.input)}, "
+                f"{n.tensor(band.output)});")
+    body.append(_hook(n, members[-1].index, n.tensor(band.output), tensors[band.output].nbytes))
+    return body
+
+
 # ---- the two files ----------------------------------------------------------------------
 
 def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[str, str]:
@@ -264,10 +313,18 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
     first_output = {}
     for op in program.ops:
         first_output.setdefault(op.index, op.output)
+    band_at = {band.start: band for band in program.bands}
+    banded = {p: band for band in program.bands for p in band.positions}
+    band_decls: list[str] = []
     for k, op in enumerate(program.ops):
         decls.append(f"/* op {op.index}: {c_comment(op.opcode)} */")
         decls.extend(_op_decls(op, n))
         weights_bytes += sum(arr.nbytes for arr in op.arrays)
+        if k in band_at:
+            band_decls.extend(_band_decls(band_at[k], program, n))
+            body.extend(_band_body(band_at[k], program, n))
+        if k in banded:
+            continue
         body.append(f"    /* op {op.index}: {c_comment(op.opcode)} -> tensor {op.output} "
                     f"{list(tensors[op.output].shape)} */")
         if op.index in memory.views:
@@ -276,8 +333,7 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
             body.append("    " + CALLS.get(op.kernel, _call_struct)(op, n))
         if last_call[op.index] == k:
             hooked = first_output[op.index]
-            body.append(f"    if ({prefix}_hook != NULL) {{\n        {prefix}_hook({prefix}_hook_ctx, {op.index}u, "
-                        f"{n.tensor(hooked)}, {tensors[hooked].nbytes}u);\n    }}")
+            body.append(_hook(n, op.index, n.tensor(hooked), tensors[hooked].nbytes))
 
     arena_bytes = memory.peak_bytes
     banner = (
@@ -322,7 +378,8 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
         f"{_abi_check(prefix)}\n"
         + "\n\n".join(decls) + "\n\n"
         + arena_decl + "\n"
-        f"static {prefix}_op_hook_t {prefix}_hook;\nstatic void *{prefix}_hook_ctx;\n\n"
+        + ("\n\n".join(band_decls) + "\n\n" if band_decls else "")
+        + f"static {prefix}_op_hook_t {prefix}_hook;\nstatic void *{prefix}_hook_ctx;\n\n"
         f"void {prefix}_set_op_hook({prefix}_op_hook_t hook, void *ctx)\n{{\n"
         f"    {prefix}_hook = hook;\n    {prefix}_hook_ctx = ctx;\n}}\n\n"
         f"int {prefix}_invoke(const int8_t *input, int8_t *output)\n{{\n"
