@@ -145,7 +145,8 @@ def inspect(path: str | Path, runtime: str = "tflm", *, check: bool = False, vec
             refusals.check_ops(m, None, "compiled", name=str(p))
         cmod.check_supported(program)
     # One static plan serves every board's fit check (and the memory table when runtime="compiled").
-    compiled_plan = cmod.plan_memory(program) if program.supported else None
+    # (in the order, and with the bands, a build uses: band.py's schedule)
+    compiled_plan = cmod.plan_memory(cmod.schedule(program)) if program.supported else None
     fits = budgets_per_board(m, arena, str(p), compiled_plan.peak_bytes if compiled_plan else None, progress,
                              frontend=fe_json)
     memory = None

@@ -34,7 +34,7 @@ from tinygen.tflite.model import TfliteModel
 __all__ = [
     "KERNELS_ABI_VERSION", "SUPPORTED_OPS", "CompiledBuild", "MemoryPlan", "OpIR", "Program", "TensorPlacement",
     "check_supported", "compile_model", "emit", "kernel_sources", "lower", "memory_table", "op_table",
-    "plan_memory", "print_c", "unsupported_ops",
+    "plan_memory", "print_c", "schedule", "unsupported_ops",
 ]
 
 # firmware/runtime/ files that are not kernels: the runtime glue render.py copies itself.
