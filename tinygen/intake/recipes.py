@@ -115,15 +115,58 @@ def _sine(seed: int, epochs: int | None, progress: Callable[[str], None]) -> Tra
         tf.keras.layers.Dense(16, activation="relu"),
         tf.keras.layers.Dense(1),
     ], name="sine")
-    # `epochs` passes over the 1,600 samples in batches of 64, reshuffled each pass, as one tf.data
-    # pipeline fed in one fit() (Keras makes a new data iterator per epoch, about 20 ms each) and 25
-    # steps per call into TensorFlow: half the CPU of 40 fit() epochs, the same test error (MSE 0.001).
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse", steps_per_execution=25)
     progress("training sine (regression)")
-    batches = tf.data.Dataset.from_tensor_slices((x_train, y_train)) \
-        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True).batch(64, drop_remainder=True).repeat()
-    model.fit(batches, epochs=1, steps_per_epoch=(len(x_train) // 64) * (epochs or 40), verbose=0)
+    # Keras's seeded initial weights, trained in numpy (_fit_dense_relu_mse: 0.2 s of CPU where
+    # model.fit spent 1.4 s, 1 s of it tracing its train function): 80 passes over the 1,600
+    # samples in batches of 64, Adam with a cosine-decayed rate.  Over 12 seeds (1234, 1-11) its
+    # held-out int8 RMSE is 0.039 on average (median 0.037, worst 0.065) where 40 passes of
+    # model.fit with a constant rate gave 0.049 (median 0.039, worst 0.141); seed 1234: 0.032 (was 0.033).
+    model.set_weights(_fit_dense_relu_mse(model.get_weights(), x_train, y_train, rng, epochs or 80))
     return Trained("sine", "regression", model, x[1600:1800], x_test, y_test, x_train=x_train, y_train=y_train)
+
+
+def _fit_dense_relu_mse(weights: list, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, epochs: int,
+                        batch: int = 64, lr: float = 0.01) -> list[np.ndarray]:
+    """Train a stack of Dense layers (ReLU between them, none after the last) for mean squared error
+    with Adam (Keras's update and defaults: beta 0.9 / 0.999, epsilon 1e-7) in float32 numpy, the
+    rate ``lr`` decayed to 0 along a half cosine: ``epochs`` passes over ``x`` in batches of
+    ``batch``, reshuffled by ``rng`` each pass (the last partial batch dropped).  ``weights``: [kernel,
+    bias] per layer, as Keras's get_weights() gives them; returns them trained.
+
+    For the sine recipe's 321 parameters TensorFlow's per-step machinery costs far more than the
+    arithmetic; this is the same computation without it, and the same bytes on every run."""
+    w = [np.array(a, dtype=np.float32) for a in weights]
+    m = [np.zeros_like(a) for a in w]
+    v = [np.zeros_like(a) for a in w]
+    b1, b2, eps, one = np.float32(0.9), np.float32(0.999), np.float32(1e-7), np.float32(1)
+    n_layers, steps_per_pass = len(w) // 2, len(x) // batch
+    total = epochs * steps_per_pass
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for b in range(steps_per_pass):
+            idx = order[b * batch:(b + 1) * batch]
+            acts, pre = [x[idx]], []
+            for i in range(n_layers):
+                z = acts[-1] @ w[2 * i] + w[2 * i + 1]
+                pre.append(z)
+                acts.append(np.maximum(z, np.float32(0)) if i < n_layers - 1 else z)
+            d = np.float32(2.0 / (batch * y.shape[1])) * (acts[-1] - y[idx])  # d(mean squared error)/d(out)
+            grads = [None] * len(w)
+            for i in reversed(range(n_layers)):
+                if i < n_layers - 1:
+                    d = d * (pre[i] > 0)
+                grads[2 * i], grads[2 * i + 1] = acts[i].T @ d, d.sum(axis=0)
+                if i:
+                    d = d @ w[2 * i].T
+            rate = np.float32(lr * 0.5 * (1.0 + np.cos(np.pi * step / total)))
+            step += 1
+            rate = rate * np.sqrt(one - b2 ** step) / (one - b1 ** step)  # Adam's bias correction
+            for i, g in enumerate(grads):
+                m[i] = b1 * m[i] + (one - b1) * g
+                v[i] = b2 * v[i] + (one - b2) * g * g
+                w[i] = w[i] - rate * m[i] / (np.sqrt(v[i]) + eps)
+    return w
 
 
 def _digits(seed: int, epochs: int | None, progress: Callable[[str], None]) -> Trained:
