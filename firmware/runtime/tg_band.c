@@ -61,6 +61,12 @@ static void tg_band_shift(int8_t *dst, const int8_t *src, int32_t n)
     }
 }
 
+void tg_band_depthwise(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
+{
+    (void)scratch;
+    tg_depthwise_conv2d_s8(p, input, output);
+}
+
 /* Row bytes of stage j's output. */
 static int32_t tg_band_row_bytes(const tg_conv_params_t *c)
 {
@@ -76,11 +82,7 @@ static void tg_band_row(const tg_band_params_t *p, int32_t j, int32_t n, const i
     c.pad_h = lo - (n * s->conv->stride_h - s->conv->pad_h);
     c.in_h = hi - lo + 1;
     c.out_h = 1;
-    if (s->depthwise) {
-        tg_depthwise_conv2d_s8(&c, in, out);
-    } else {
-        tg_conv2d_s8(&c, in, out, p->scratch);
-    }
+    s->kernel(&c, in, out, p->scratch);
 }
 
 /* The input rows stage j's output row n reads, clipped: [*lo, *hi]. */

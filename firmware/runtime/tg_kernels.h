@@ -423,12 +423,19 @@ void tg_maximum_s8(const tg_minmax_params_t *p, const int8_t *input1, const int8
  * with a copy whose in_h, out_h and pad_h cover that row), and, except for the
  * last stage, a window holding its last window_rows output rows, oldest first,
  * which is what the next stage reads. */
+typedef void (*tg_band_kernel_t)(const tg_conv_params_t *p, const int8_t *input, int8_t *output,
+                                 int16_t *scratch);
+
 typedef struct {
     const tg_conv_params_t *conv;
-    int32_t depthwise;   /* 1: tg_depthwise_conv2d_s8, 0: tg_conv2d_s8 */
-    int8_t *window;      /* NULL for the last stage */
-    int32_t window_rows; /* the next stage's filter height */
+    tg_band_kernel_t kernel; /* tg_conv2d_s8 or tg_band_depthwise: a pointer, so a model
+                              * links only the kernels it uses */
+    int8_t *window;          /* NULL for the last stage */
+    int32_t window_rows;     /* the next stage's filter height */
 } tg_band_stage_t;
+
+/* tg_depthwise_conv2d_s8 with tg_band_kernel_t's signature (scratch unused). */
+void tg_band_depthwise(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch);
 
 #define TG_BAND_MAX_STAGES 16
 

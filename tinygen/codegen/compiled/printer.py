@@ -251,8 +251,8 @@ def _band_decls(band, program: Program, n: _Names) -> list[str]:
             at += band.windows[j]
         else:
             window, rows = "NULL", 0
-        dw = int(op.kernel == "tg_depthwise_conv2d_s8")
-        lines.append(f"    {{&{n.params(op)}, {dw}, {window}, {rows}}},")
+        kernel = "tg_band_depthwise" if op.kernel == "tg_depthwise_conv2d_s8" else "tg_conv2d_s8"
+        lines.append(f"    {{&{n.params(op)}, {kernel}, {window}, {rows}}},")
     row = f"{n.arena} + {at}" if band.row_bytes else "NULL"
     at += band.row_bytes
     add = f"&{n.params(ops[band.stop - 1])}" if band.row_bytes else "NULL"
