@@ -147,13 +147,11 @@ void tg_band_s8(const tg_band_params_t *p, const int8_t *input, int8_t *output)
         }
         tg_band_row(p, last, r, in, lo, hi, out);
         if (p->add != NULL) {
-            tg_add_params_t a = *p->add;
             const int8_t *x = input + r * bytes;
-            a.size = bytes;
             if (p->add_input_first) {
-                tg_add_s8(&a, x, p->row, output + r * bytes);
+                tg_add_s8(p->add, x, p->row, output + r * bytes);
             } else {
-                tg_add_s8(&a, p->row, x, output + r * bytes);
+                tg_add_s8(p->add, p->row, x, output + r * bytes);
             }
         }
     }

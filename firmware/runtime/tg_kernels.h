@@ -449,7 +449,7 @@ void tg_band_depthwise(const tg_conv_params_t *p, const int8_t *input, int8_t *o
 typedef struct {
     int32_t stages;
     const tg_band_stage_t *stage;
-    const tg_add_params_t *add; /* NULL: no residual ADD */
+    const tg_add_params_t *add; /* NULL: no residual ADD; else its params for one row */
     int32_t add_input_first;
     int8_t *row;                /* last stage's output row when add != NULL */
     int16_t *scratch;           /* the conv stages' im2col scratch (shared) */

@@ -222,10 +222,10 @@ def _array_decl(op: OpIR, arr: ConstArray, n: _Names) -> str:
     return c_int_array(_ctype(arr.values), n.array(op, arr.role), arr.values, per_line, align=arr.align)
 
 
-def _op_decls(op: OpIR, n: _Names) -> list[str]:
+def _op_decls(op: OpIR, n: _Names, struct: bool = True) -> list[str]:
     decls = [_array_decl(op, arr, n) for arr in op.arrays]
     ctype = STRUCTS[op.kernel]
-    if ctype is not None:
+    if ctype is not None and struct:
         fields = "\n".join(f"    .{key} = {n.field(op, value)}," for key, value in op.params)
         decls.append(f"static const {ctype} {n.params(op)} = {{\n{fields}\n}};")
     return decls
@@ -255,8 +255,15 @@ def _band_decls(band, program: Program, n: _Names) -> list[str]:
         lines.append(f"    {{&{n.params(op)}, {kernel}, {window}, {rows}}},")
     row = f"{n.arena} + {at}" if band.row_bytes else "NULL"
     at += band.row_bytes
-    add = f"&{n.params(ops[band.stop - 1])}" if band.row_bytes else "NULL"
-    return [
+    add, add_decl = "NULL", []
+    if band.row_bytes:  # the ADD's params for one row (size = the row's bytes): no copy at run time
+        op = ops[band.stop - 1]
+        row_len = stages[-1].param("out_w") * stages[-1].param("out_c")
+        fields = "\n".join(f"    .{key} = {row_len if key == 'size' else n.field(op, value)},"
+                           for key, value in op.params)
+        add_decl = [f"static const {STRUCTS[op.kernel]} {n.params(op)} = {{\n{fields}\n}};"]
+        add = f"&{n.params(op)}"
+    return add_decl + [
         f"static const tg_band_stage_t {name}_stages[{len(stages)}] = {{\n" + "\n".join(lines) + "\n};",
         f"static const tg_band_params_t {name} = {{\n    .stages = {len(stages)},\n    .stage = {name}_stages,\n"
         f"    .add = {add},\n    .add_input_first = {int(band.add_input_first)},\n    .row = {row},\n"
@@ -318,7 +325,8 @@ def print_c(program: Program, memory: MemoryPlan, prefix: str = "tg") -> dict[st
     band_decls: list[str] = []
     for k, op in enumerate(program.ops):
         decls.append(f"/* op {op.index}: {c_comment(op.opcode)} */")
-        decls.extend(_op_decls(op, n))
+        # a residual band's ADD: its params are printed for one row with the band (_band_decls)
+        decls.extend(_op_decls(op, n, struct=not (k in banded and banded[k].row_bytes and k == banded[k].stop - 1)))
         weights_bytes += sum(arr.nbytes for arr in op.arrays)
         if k in band_at:
             band_decls.extend(_band_decls(band_at[k], program, n))
