@@ -10,7 +10,9 @@
  * may place an op's output over its input where the kernel writes behind what it
  * still has to read): CONV_2D (like DEPTHWISE_CONV_2D) writes its output pixels in
  * row-major order (batch, y, x), computing at most 2 output pixels together before
- * they are written; within those pixels the channel order is free. Keep it.
+ * they are written (4 on the tg_conv_dot.h 4-pixel paths, which read all 4 before
+ * writing any: overlap.py explains why the same shift covers that); within those
+ * pixels the channel order is free. Keep it.
  */
 #include <string.h>
 
@@ -227,148 +229,7 @@ static TG_NOINLINE void tg_dot_1ch_2px(const int16_t *x, const int8_t *w, int32_
 
 #if TG_USE_DSP && !defined(TG_SINGLE_ROUNDING)
 #define TG_CONV_FUSED 1
-/* The output stage of tg_conv_outputs with the requantization fused in (rq_fused):
- * one channel pair (w: its interleaved rows, bias: its two folded biases) for the
- * pixel in slot 0 (out0) and, if two, the one in slot 1 (out1); the accumulators are
- * requantized from registers as soon as the dot product ends, each channel's 4
- * constants (q0, q1) loaded once for both pixels. full: the activation range is all
- * of int8 (SSAT alone clamps). two and full are constants at every call, so each
- * variant is its own function. One pair per call: the loop then has the registers
- * to itself (a loop over pairs inside spilled at -Os); the arguments it does not
- * need until the end (q0, q1, out0, out1) arrive on the stack. */
-/* The state of tg_conv_pairs_rq between channel pairs: kept in memory so that the
- * dot-product loop has every register but one (the pointer to it). */
-typedef struct {
-    const uint32_t *col;  /* the column scratch (both pixel slots) */
-    const int32_t *bias;  /* the next pair's two folded biases */
-    const int32_t *q;     /* the next pair's rq_fused constants */
-    int8_t *out0, *out1;  /* the next pair's outputs, slot 0 and slot 1 */
-    int32_t qstep;        /* words of constants per channel: 4, or 0 for one set */
-    int32_t nblk, npairs; /* blocks per channel (>= 1), pairs left (>= 1) */
-    int32_t lo, hi;
-} tg_conv_pairs_t;
-
-/* The output stage of tg_conv_outputs with the requantization fused in (rq_fused):
- * npairs channel pairs (w: their interleaved rows, consecutive) for the pixel in
- * slot 0 and, if two, the one in slot 1; each pair's accumulators are requantized
- * from registers as soon as its dot product ends, each channel's constants loaded
- * once for both pixels. full: the activation range is all of int8 (SSAT alone
- * clamps). two and full are constants at every call, so each variant is its own
- * function. */
-#if TG_HW_DSP && defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(__clang__)
-/* The 2-pixel dot product as one asm block: 13 registers (4 accumulators, 2
- * pointers, the count, 6 values), which GCC's allocator does not find by itself
- * around this loop (it spilled the weight pointer: 21 instructions per block of
- * 16 MACs). Two blocks per pass after an odd first one: 17 per block. The same
- * sums, in the same order, as the C loop below (its host/emulated twin). */
-#define TG_CONV_BLK_ASM                                                                                      \
-    "ldrd %[x0], %[x1], [%[x]], #8\n\t"                                                                      \
-    "ldrd %[y0], %[y1], [%[x]], #8\n\t"                                                                      \
-    "ldr %[v], [%[w]], #4\n\t"                                                                               \
-    "sxtb16 %[wl], %[v]\n\t"                                                                                 \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                                          \
-    "smlad %[a00], %[x0], %[wl], %[a00]\n\t"                                                                 \
-    "smlad %[a01], %[y0], %[wl], %[a01]\n\t"                                                                 \
-    "smlad %[a00], %[x1], %[v], %[a00]\n\t"                                                                  \
-    "smlad %[a01], %[y1], %[v], %[a01]\n\t"                                                                  \
-    "ldr %[v], [%[w]], #4\n\t"                                                                               \
-    "sxtb16 %[wl], %[v]\n\t"                                                                                 \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                                          \
-    "smlad %[a10], %[x0], %[wl], %[a10]\n\t"                                                                 \
-    "smlad %[a11], %[y0], %[wl], %[a11]\n\t"                                                                 \
-    "smlad %[a10], %[x1], %[v], %[a10]\n\t"                                                                  \
-    "smlad %[a11], %[y1], %[v], %[a11]\n\t"
-#define TG_CONV_ASM_2PX 1
-#else
-#define TG_CONV_ASM_2PX 0
-#endif
-
-TG_INLINE void tg_conv_pairs_rq_body(const uint32_t *w, tg_conv_pairs_t *c, int32_t two, int32_t full)
-{
-    do {
-        const uint32_t *x = c->col;
-        int32_t nblk = c->nblk;
-        int32_t a00 = c->bias[0], a01 = c->bias[0], a10 = c->bias[1], a11 = c->bias[1];
-#if TG_CONV_ASM_2PX
-        if (two) {
-            uint32_t x0, x1, y0, y1, v, wl;
-            __asm__ volatile(
-                "tst %[n], #1\n\t"
-                "beq 2f\n\t"
-                TG_CONV_BLK_ASM
-                "subs %[n], %[n], #1\n\t"
-                "beq 3f\n"
-                "2:\n\t"
-                TG_CONV_BLK_ASM
-                TG_CONV_BLK_ASM
-                "subs %[n], %[n], #2\n\t"
-                "bne 2b\n"
-                "3:\n\t"
-                : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [x] "+r"(x), [w] "+r"(w),
-                  [n] "+r"(nblk), [x0] "=&r"(x0), [x1] "=&r"(x1), [y0] "=&r"(y0), [y1] "=&r"(y1), [v] "=&r"(v),
-                  [wl] "=&r"(wl)
-                :
-                : "cc", "memory");
-        } else
-#endif
-        do {
-            uint32_t x0, x1, y0, y1, v, wl;
-            TG_LDRD_INC(x0, x1, x);
-            if (two) {
-                TG_LDRD_INC(y0, y1, x);
-            } else {
-                x += 2;
-                y0 = y1 = 0;
-            }
-            TG_LDR_INC(v, w);
-            wl = tg_sxtb16(v);
-            v = tg_sxtb16_ror8(v);
-            a00 = tg_smlad(x0, wl, a00);
-            a00 = tg_smlad(x1, v, a00);
-            if (two) {
-                a01 = tg_smlad(y0, wl, a01);
-                a01 = tg_smlad(y1, v, a01);
-            }
-            TG_LDR_INC(v, w);
-            wl = tg_sxtb16(v);
-            v = tg_sxtb16_ror8(v);
-            a10 = tg_smlad(x0, wl, a10);
-            a10 = tg_smlad(x1, v, a10);
-            if (two) {
-                a11 = tg_smlad(y0, wl, a11);
-                a11 = tg_smlad(y1, v, a11);
-            }
-        } while (--nblk != 0);
-        {
-            /* every load before the first byte store (which may alias anything) */
-            const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
-            const int32_t qstep = c->qstep;
-            const int32_t *q = c->q;
-            int8_t *out0 = c->out0, *out1 = c->out1;
-            int8_t v00, v01 = 0, v10, v11 = 0;
-            tg_rq_t k = tg_rq_load(q);
-            v00 = tg_rq_clamp(tg_rq_apply(a00, k), lo, hi, full);
-            if (two) {
-                v01 = tg_rq_clamp(tg_rq_apply(a01, k), lo, hi, full);
-            }
-            k = tg_rq_load(q + qstep);
-            v10 = tg_rq_clamp(tg_rq_apply(a10, k), lo, hi, full);
-            if (two) {
-                v11 = tg_rq_clamp(tg_rq_apply(a11, k), lo, hi, full);
-            }
-            c->q = q + 2 * qstep;
-            c->bias += 2;
-            c->out0 = out0 + 2;
-            c->out1 = out1 + 2;
-            out0[0] = v00;
-            out0[1] = v10;
-            if (two) {
-                out1[0] = v01;
-                out1[1] = v11;
-            }
-        }
-    } while (--c->npairs != 0);
-}
+#include "tg_conv_dot.h" /* tg_conv_pairs_rq_body, tg_conv_4px_body */
 
 #define TG_CONV_PAIRS_RQ(name, two, full)                                                                   \
     static TG_NOINLINE void name(const uint32_t *w, tg_conv_pairs_t *c) { tg_conv_pairs_rq_body(w, c, two, full); }
@@ -377,6 +238,46 @@ TG_CONV_PAIRS_RQ(tg_conv_pairs_rq_1px_full, 0, 1)
 TG_CONV_PAIRS_RQ(tg_conv_pairs_rq_2px, 1, 0)
 TG_CONV_PAIRS_RQ(tg_conv_pairs_rq_1px, 0, 0)
 #undef TG_CONV_PAIRS_RQ
+
+static TG_NOINLINE void tg_conv_4px_full(const uint32_t *w, tg_conv_4px_t *c) { tg_conv_4px_body(w, c, 1); }
+static TG_NOINLINE void tg_conv_4px_act(const uint32_t *w, tg_conv_4px_t *c) { tg_conv_4px_body(w, c, 0); }
+
+/* The outputs of the 4 pixels whose columns are in col0 (slots 0, 1) and col1 (slots
+ * 0, 1) into o (pixel 0's first channel; out_c bytes per pixel). */
+static void tg_conv_4px_outputs(const tg_conv_params_t *p, const tg_channel_requant_t *r, const int16_t *col0,
+                                const int16_t *col1, int8_t *o)
+{
+    tg_conv_4px_t c;
+    c.col0 = TG_WORDS(col0);
+    c.col1 = TG_WORDS(col1);
+    c.bias = p->bias;
+    c.q = r->rq_fused;
+    c.out = o;
+    c.ostride = p->out_c;
+    c.qstep = r->per_channel ? 4 : 0;
+    c.nblk = p->k_padded >> 2;
+    c.npairs = p->out_c >> 1;
+    c.lo = r->act_min;
+    c.hi = r->act_max;
+    (r->act_min == -128 && r->act_max == 127 ? tg_conv_4px_full : tg_conv_4px_act)(TG_WORDS(p->weights), &c);
+}
+
+/* The 4-pixel passes of a pointwise layer: nquad groups of 4 pixels from x (K4 = in_c
+ * bytes each) into o (out_c each); the column of pixels 2 and 3 on the stack. */
+static TG_NOINLINE void tg_conv_pointwise_4px(const tg_conv_params_t *p, const tg_channel_requant_t *r,
+                                              const int8_t *x, int8_t *o, int16_t *scratch, int32_t nquad)
+{
+    const int32_t k4 = p->k_padded;
+    uint32_t colb[k4]; /* 4 * K4 bytes: two pixel slots of K4 int16 values */
+    int16_t *col1 = (int16_t *)(void *)colb;
+    for (; nquad > 0; nquad--, x += 4 * k4, o += 4 * p->out_c) {
+        tg_col_put_run(scratch, 0, 0, x, k4);
+        tg_col_put_run(scratch, 0, 1, x + k4, k4);
+        tg_col_put_run(col1, 0, 0, x + 2 * k4, k4);
+        tg_col_put_run(col1, 0, 1, x + 3 * k4, k4);
+        tg_conv_4px_outputs(p, r, scratch, col1, o);
+    }
+}
 
 /* npairs >= 1 channel pairs (nblk >= 1 blocks each) of the pixels in slot 0 (out0)
  * and, if out1 != NULL, slot 1 (out1), requantized with rq_fused constants q
@@ -620,6 +521,55 @@ static void tg_conv_col(const tg_conv_params_t *p, const int8_t *in_b, int32_t p
     tg_col_zero_tail(col, k, p->k_padded, slot);
 }
 
+#if TG_CONV_FUSED
+/* Any other ungrouped layer with K4 <= TG_CONV_4PX_MAX_K (first layers: DS-CNN's 10x4
+ * convolution, ResNet-8's 3x3 on 3 channels): the same 4-pixel passes over
+ * tg_conv_col's columns, nquad of them from output pixel 0. */
+static TG_NOINLINE void tg_conv_window_4px(const tg_conv_params_t *p, const tg_channel_requant_t *r,
+                                           const int8_t *in_b, int8_t *out_b, int16_t *scratch, int32_t nquad)
+{
+    const int32_t k4 = p->k_padded;
+    uint32_t colb[k4]; /* 4 * K4 bytes: two pixel slots of K4 int16 values */
+    int16_t *col1 = (int16_t *)(void *)colb;
+    int32_t pix;
+    for (pix = 0; nquad > 0; nquad--, pix += 4) {
+        tg_conv_col(p, in_b, pix, 0, scratch, 0);
+        tg_conv_col(p, in_b, pix + 1, 0, scratch, 1);
+        tg_conv_col(p, in_b, pix + 2, 0, col1, 0);
+        tg_conv_col(p, in_b, pix + 3, 0, col1, 1);
+        tg_conv_4px_outputs(p, r, scratch, col1, out_b + (int32_t)(pix * p->out_c));
+    }
+}
+#endif
+
+/* A pointwise layer (1x1, stride 1, no padding, ungrouped, in_c a multiple of 4): output
+ * pixel i's column is input pixel i widened, with none of tg_conv_col's geometry; 4 pixels
+ * per pass where tg_conv_pointwise_4px can, then 2. (Its own function: inside
+ * tg_conv2d_s8 it cost the other layers' loop registers, ResNet-8 +8 K instructions.) */
+static TG_NOINLINE void tg_conv_pointwise(const tg_conv_params_t *p, const tg_channel_requant_t *r,
+                                          const int8_t *x, int8_t *o0, int16_t *scratch, int32_t n_pix)
+{
+    const int32_t k4 = p->k_padded;
+    int32_t pix = 0;
+#if TG_CONV_FUSED
+    if (r->rq_fused != NULL && (p->out_c & 1) == 0 && k4 <= TG_CONV_4PX_MAX_K && n_pix >= 4) {
+        const int32_t nquad = n_pix >> 2;
+        tg_conv_pointwise_4px(p, r, x, o0, scratch, nquad);
+        pix = 4 * nquad;
+        x += pix * k4;
+        o0 += pix * p->out_c;
+    }
+#endif
+    for (; pix < n_pix; pix += 2, x += 2 * k4, o0 += 2 * p->out_c) {
+        const int32_t two = pix + 1 < n_pix;
+        tg_col_put_run(scratch, 0, 0, x, k4);
+        if (two) {
+            tg_col_put_run(scratch, 0, 1, x + k4, k4);
+        }
+        tg_conv_outputs(scratch, p->weights, p->bias, k4 >> 2, p->out_c, 0, r, o0, two ? o0 + p->out_c : NULL);
+    }
+}
+
 void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output, int16_t *scratch)
 {
     const int32_t groups = p->in_c / p->filter_in_c;
@@ -643,20 +593,18 @@ void tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8_t *output
         const int8_t *in_b = input + (int32_t)(b * p->in_h * p->in_w * p->in_c);
         int8_t *out_b = output + (int32_t)(b * n_pix * p->out_c);
         if (pointwise) {
-            const int8_t *x = in_b;
-            int8_t *o0 = out_b;
-            for (pix = 0; pix < n_pix; pix += 2, x += 2 * k4, o0 += 2 * p->out_c) {
-                const int32_t two = pix + 1 < n_pix;
-                tg_col_put_run(scratch, 0, 0, x, k4);
-                if (two) {
-                    tg_col_put_run(scratch, 0, 1, x + k4, k4);
-                }
-                tg_conv_outputs(scratch, p->weights, p->bias, k4 >> 2, p->out_c, 0, &r, o0,
-                                two ? o0 + p->out_c : NULL);
-            }
+            tg_conv_pointwise(p, &r, in_b, out_b, scratch, n_pix);
             continue;
         }
-        for (pix = 0; pix < n_pix; pix += 2) {
+        pix = 0;
+#if TG_CONV_FUSED
+        /* 4 pixels per pass (tg_conv_window_4px), the rest 2 at a time */
+        if (groups == 1 && r.rq_fused != NULL && (p->out_c & 1) == 0 && k4 <= TG_CONV_4PX_MAX_K && n_pix >= 4) {
+            tg_conv_window_4px(p, &r, in_b, out_b, scratch, n_pix >> 2);
+            pix = n_pix & ~3;
+        }
+#endif
+        for (; pix < n_pix; pix += 2) {
             const int32_t two = pix + 1 < n_pix;
             for (g = 0; g < groups; g++) {
                 const int32_t oc0 = g * per_group;

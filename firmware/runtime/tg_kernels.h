@@ -43,8 +43,8 @@
  * RESIZE_BILINEAR), tg_shape.c (PAD, CONCATENATION, PACK, copy),
  * tg_transpose_conv.c (TRANSPOSE_CONV), tg_band.c (a band: a chain of convolutions run
  * row by row); internal headers tg_fixedpoint.h
- * (fixed-point arithmetic), tg_dsp.h (DSP instructions), tg_mve.h (the MVE
- * paths' shared parts), tg_index.h.
+ * (fixed-point arithmetic), tg_dsp.h (DSP instructions), tg_conv_dot.h (CONV_2D's
+ * fused dot products, tg_conv.c's), tg_mve.h (the MVE paths' shared parts), tg_index.h.
  */
 #ifndef TG_KERNELS_H
 #define TG_KERNELS_H

@@ -134,6 +134,10 @@ def _op_cases() -> list[dict]:
         act="relu", bias=True)
     add("conv", shape=[6, 5, 20], k=[1, 1], strides=[2, 2], dil=[1, 1], padding="valid", groups=1, filters=6,
         act="linear", bias=False)
+    # The M4's 4-pixel 1x1 path (tg_conv_pointwise_4px): an odd block count (K = 12), relu6 (the
+    # clamped variant), 21 pixels (5 passes of 4, then one pixel alone).
+    add("conv", shape=[3, 7, 12], k=[1, 1], strides=[1, 1], dil=[1, 1], padding="valid", groups=1, filters=10,
+        act="relu6", bias=True)
     # AVERAGE_POOL_2D's DSP path (4 channels per load, int16 pair sums): a DS-CNN-like global window
     # with a 3-channel tail, and a window of more than 256 taps (the per-channel walk).
     add("avgpool", shape=[13, 5, 11], pool=[13, 5], strides=[1, 1], padding="valid")

@@ -17,6 +17,13 @@ tg_depthwise_conv2d_s8; tg_pool.c: tg_avg_pool_s8, tg_max_pool_s8; read
   columns of 2 pixels, per channel group, then writes those 2 pixels' channels
   of that group; depthwise and pooling go pixel by pixel, channel chunk by
   channel chunk);
+  CONV_2D's 4-pixel paths (tg_conv_pointwise_4px, tg_conv_window_4px) build the
+  columns of 4 pixels b..b+3, then write their channels in any order: it breaks the first half of
+  the rule above but not the shift, since when it writes up to pixel b + 3 all
+  its reads are done and the input still needed starts at need(b + 4) >=
+  need(b + 2), which the condition below at k = b + 2 already keeps clear (the
+  condition for 2 pixels read then written covers any block read whole before
+  it is written); tests/compiled/test_overlap_lookahead.py replays it;
 * pixel k reads only input pixels of its receptive field: rows from
   oy * stride_h - pad_h, columns from ox * stride_w - pad_w (both clipped at 0)
   on, never below; padding taps read zero-point bytes from the stack or the
