@@ -89,8 +89,25 @@ TG_INLINE uint32_t tg_pack_lo16(uint32_t a, uint32_t b) { return (a & 0xFFFFu) |
 TG_INLINE uint32_t tg_pack_hi16(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
 #endif
 
+/* k = tg_rq_load(q + 4 * i) (the 4 constants of channel i of a group) with the
+ * offset in the two LDRDs: no address add per channel. */
+#if TG_HW_DSP && defined(__GNUC__)
+#define TG_DW_RQ_LOAD_AT(k, q, i)                                                                            \
+    do {                                                                                                   \
+        __asm__("ldrd %0, %1, [%2, #%c3]" : "=r"((k).m), "=r"((k).lp1)                                      \
+                : "r"(q), "i"(16 * (i)), "m"(*(const int32_t(*)[2])((q) + 4 * (i))));                      \
+        __asm__("ldrd %0, %1, [%2, #%c3]" : "=r"((k).c), "=r"((k).right)                                    \
+                : "r"(q), "i"(16 * (i) + 8), "m"(*(const int32_t(*)[2])((q) + 4 * (i) + 2)));              \
+    } while (0)
+#else
+#define TG_DW_RQ_LOAD_AT(k, q, i) ((k) = tg_rq_load((q) + 4 * (i)))
+#endif
+
 /* Output values per chunk of the 3x3 path (accumulators on the stack). */
 #define TG_DW_CHUNK 32
+/* Zero-point bytes for the taps outside the input (>= TG_DW_CHUNK): channels per
+ * call of the multiplier-1 border loop (tg_dw_border_m1). */
+#define TG_DW_PAD 64
 
 /* Where a fused depthwise loop requantizes to: rq_fused constants of the first
  * channel (qstep words per channel), activation range, output of that channel. */
@@ -257,6 +274,25 @@ TG_DW_3X3_RQ(tg_dw_3x3_rq, dm, 0)
 #undef TG_DW_3X3_RQ
 #endif
 
+/* One tap pair (input words at pa, pb) of 4 channels: the multiplier-1 loops' step
+ * (a0..a3, xa and w16 are the loop's). */
+#define TG_DW_PAIR2(pa, pb)                                             \
+    do {                                                               \
+        const uint32_t xb = tg_load_u32(pb);                           \
+        uint32_t u, v, wa, wb;                                         \
+        xa = tg_load_u32(pa);                                          \
+        u = tg_sxtb16(xa);                               \
+        v = tg_sxtb16(xb);                               \
+        TG_LDRD_INC(wa, wb, w16);                                      \
+        a0 = tg_smlad(tg_pack_lo16(u, v), wa, a0);                     \
+        a2 = tg_smlad(tg_pack_hi16(u, v), wb, a2);                     \
+        u = tg_sxtb16_ror8(xa);                          \
+        v = tg_sxtb16_ror8(xb);                          \
+        TG_LDRD_INC(wa, wb, w16);                                      \
+        a1 = tg_smlad(tg_pack_lo16(u, v), wa, a1);                     \
+        a3 = tg_smlad(tg_pack_hi16(u, v), wb, a3);                     \
+    } while (0)
+
 /* Depth multiplier 1, all 9 taps inside the input: the same sums as
  * tg_dw_dot_3x3 with the taps as offsets from one pointer (fewer loads than
  * 9 pointers, and no multiplier indexing) -- the common MobileNet/DS-CNN case.
@@ -267,6 +303,7 @@ typedef struct {
     int32_t row, col; /* input offsets of the next filter row, of the next tap in a row */
     const int32_t *q;
     int32_t qstep, lo, hi;
+    int32_t npix, xstep, ostep; /* the fused calls: npix pixels of a row, xstep / ostep bytes apart */
 } tg_dw_m1_t;
 
 TG_INLINE void tg_dw_3x3_m1_body(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
@@ -283,27 +320,10 @@ TG_INLINE void tg_dw_3x3_m1_body(const int8_t *x, const uint32_t *w16, int32_t n
         TG_LDRD_INC(a0, a1, w16);
         TG_LDRD_INC(a2, a3, w16);
         /* weights two words per LDRD, post-incremented (22 words per group) */
-#define TG_DW_PAIR(pa, pb)                                             \
-    do {                                                               \
-        const uint32_t xb = tg_load_u32(pb);                           \
-        uint32_t u, v, wa, wb;                                         \
-        xa = tg_load_u32(pa);                                          \
-        u = tg_sxtb16(xa);                               \
-        v = tg_sxtb16(xb);                               \
-        TG_LDRD_INC(wa, wb, w16);                                      \
-        a0 = tg_smlad(tg_pack_lo16(u, v), wa, a0);                     \
-        a2 = tg_smlad(tg_pack_hi16(u, v), wb, a2);                     \
-        u = tg_sxtb16_ror8(xa);                          \
-        v = tg_sxtb16_ror8(xb);                          \
-        TG_LDRD_INC(wa, wb, w16);                                      \
-        a1 = tg_smlad(tg_pack_lo16(u, v), wa, a1);                     \
-        a3 = tg_smlad(tg_pack_hi16(u, v), wb, a3);                     \
-    } while (0)
-        TG_DW_PAIR(x, x + col);
-        TG_DW_PAIR(x + col2, x1);
-        TG_DW_PAIR(x1 + col, x1 + col2);
-        TG_DW_PAIR(x2, x2 + col);
-#undef TG_DW_PAIR
+        TG_DW_PAIR2(x, x + col);
+        TG_DW_PAIR2(x + col2, x1);
+        TG_DW_PAIR2(x1 + col, x1 + col2);
+        TG_DW_PAIR2(x2, x2 + col);
         xa = tg_load_u32(x2 + col2);
         a02 = tg_sxtb16(xa);
         a13 = tg_sxtb16_ror8(xa);
@@ -317,17 +337,18 @@ TG_INLINE void tg_dw_3x3_m1_body(const int8_t *x, const uint32_t *w16, int32_t n
         }
         if (rq) {
             const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
-            const int32_t qs = 4; /* per-channel constants only (the caller checks) */
+            /* per-channel constants only (the caller checks): 4 words per channel */
             int8_t v0, v1, v2, v3;
-            tg_rq_t k = tg_rq_load(q);
+            tg_rq_t k;
+            TG_DW_RQ_LOAD_AT(k, q, 0);
             v0 = tg_rq_clamp(tg_rq_apply_x2(a0, k), lo, hi, full);
-            k = tg_rq_load(q + qs);
+            TG_DW_RQ_LOAD_AT(k, q, 1);
             v1 = tg_rq_clamp(tg_rq_apply_x2(a1, k), lo, hi, full);
-            k = tg_rq_load(q + 2 * qs);
+            TG_DW_RQ_LOAD_AT(k, q, 2);
             v2 = tg_rq_clamp(tg_rq_apply_x2(a2, k), lo, hi, full);
-            k = tg_rq_load(q + 3 * qs);
+            TG_DW_RQ_LOAD_AT(k, q, 3);
             v3 = tg_rq_clamp(tg_rq_apply_x2(a3, k), lo, hi, full);
-            q += 4 * qs;
+            q += 16;
             out[0] = v0;
             out[1] = v1;
             out[2] = v2;
@@ -350,16 +371,141 @@ static TG_NOINLINE void tg_dw_dot_3x3_m1(const int8_t *x, const uint32_t *w16, i
 }
 
 #if TG_DW_FUSED
+/* A run of c->npix inside pixels of one output row in one call (a call and the
+ * setup per pixel cost about 150 instructions, 7 % of a 64-channel pixel). */
 static TG_NOINLINE void tg_dw_3x3_m1_rq_full(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
                                              int8_t *out)
 {
-    tg_dw_3x3_m1_body(x, w16, ngrp, c, NULL, out, 1, 1);
+    int32_t n = c->npix;
+    do {
+        tg_dw_3x3_m1_body(x, w16, ngrp, c, NULL, out, 1, 1);
+        x += c->xstep;
+        out += c->ostep;
+    } while (--n != 0);
 }
 
 static TG_NOINLINE void tg_dw_3x3_m1_rq(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1_t *c,
                                         int8_t *out)
 {
-    tg_dw_3x3_m1_body(x, w16, ngrp, c, NULL, out, 1, 0);
+    int32_t n = c->npix;
+    do {
+        tg_dw_3x3_m1_body(x, w16, ngrp, c, NULL, out, 1, 0);
+        x += c->xstep;
+        out += c->ostep;
+    } while (--n != 0);
+}
+#endif
+
+#if TG_DW_FUSED
+/* Border pixels of the multiplier-1 fused case: the same sums and requantization
+ * as tg_dw_3x3_m1_body, each tap at x + off[t], where a tap outside the input has
+ * the offset of a run of zero-point bytes (tg_dw_pad_offset) -- so a border pixel
+ * costs about what an inside one does, instead of going through the 9-pointer
+ * loop in chunks. (Inside pixels keep the row / column form: GCC allocates it
+ * better, -Os 155.6 K against 179.8 K instructions on DS-CNN's inside pixels.) */
+typedef struct {
+    intptr_t off[9]; /* each tap's byte offset from the group's input pointer */
+    const int32_t *q;
+    int32_t lo, hi;
+} tg_dw_m1t_t;
+
+/* x + o as an address (o may lead from the input to the zero-point pad: integer arithmetic). */
+TG_INLINE const int8_t *tg_dw_at(const int8_t *x, intptr_t o) { return (const int8_t *)((uintptr_t)x + (uintptr_t)o); }
+
+/* The offset from x to pad (a tap outside the input). */
+TG_INLINE intptr_t tg_dw_pad_offset(const int8_t *pad, const int8_t *x) { return (intptr_t)((uintptr_t)pad - (uintptr_t)x); }
+
+TG_INLINE void tg_dw_3x3_m1t_body(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1t_t *c,
+                                  int8_t *out, int32_t full)
+{
+    /* a local copy: each tap's offset is then one SP-relative load in the loop */
+    intptr_t off[9];
+    const int32_t *q = c->q;
+    memcpy(off, c->off, sizeof off);
+    for (; ngrp > 0; ngrp--, x += 4) {
+        int32_t a0, a1, a2, a3;
+        uint32_t xa, a02, a13;
+        TG_LDRD_INC(a0, a1, w16);
+        TG_LDRD_INC(a2, a3, w16);
+        TG_DW_PAIR2(tg_dw_at(x, off[0]), tg_dw_at(x, off[1]));
+        TG_DW_PAIR2(tg_dw_at(x, off[2]), tg_dw_at(x, off[3]));
+        TG_DW_PAIR2(tg_dw_at(x, off[4]), tg_dw_at(x, off[5]));
+        TG_DW_PAIR2(tg_dw_at(x, off[6]), tg_dw_at(x, off[7]));
+        xa = tg_load_u32(tg_dw_at(x, off[8]));
+        a02 = tg_sxtb16(xa);
+        a13 = tg_sxtb16_ror8(xa);
+        {
+            uint32_t wa, wb;
+            TG_LDRD_INC(wa, wb, w16);
+            a0 = tg_smlabb(a02, wa, a0);
+            a2 = tg_smlatt(a02, wa, a2);
+            a1 = tg_smlabb(a13, wb, a1);
+            a3 = tg_smlatt(a13, wb, a3);
+        }
+        {
+            const int32_t lo = full ? -128 : c->lo, hi = full ? 127 : c->hi;
+            int8_t v0, v1, v2, v3;
+            tg_rq_t k;
+            TG_DW_RQ_LOAD_AT(k, q, 0);
+            v0 = tg_rq_clamp(tg_rq_apply_x2(a0, k), lo, hi, full);
+            TG_DW_RQ_LOAD_AT(k, q, 1);
+            v1 = tg_rq_clamp(tg_rq_apply_x2(a1, k), lo, hi, full);
+            TG_DW_RQ_LOAD_AT(k, q, 2);
+            v2 = tg_rq_clamp(tg_rq_apply_x2(a2, k), lo, hi, full);
+            TG_DW_RQ_LOAD_AT(k, q, 3);
+            v3 = tg_rq_clamp(tg_rq_apply_x2(a3, k), lo, hi, full);
+            q += 16;
+            out[0] = v0;
+            out[1] = v1;
+            out[2] = v2;
+            out[3] = v3;
+            out += 4;
+        }
+    }
+}
+
+static TG_NOINLINE void tg_dw_3x3_m1t_rq_full(const int8_t *x, const uint32_t *w16, int32_t ngrp,
+                                              const tg_dw_m1t_t *c, int8_t *out)
+{
+    tg_dw_3x3_m1t_body(x, w16, ngrp, c, out, 1);
+}
+
+static TG_NOINLINE void tg_dw_3x3_m1t_rq(const int8_t *x, const uint32_t *w16, int32_t ngrp, const tg_dw_m1t_t *c,
+                                         int8_t *out)
+{
+    tg_dw_3x3_m1t_body(x, w16, ngrp, c, out, 0);
+}
+#undef TG_DW_PAIR2
+
+/* A border pixel of a multiplier-1 layer with fused per-channel requantization:
+ * channels [0, in_c & ~3), TG_DW_PAD per call, its outside taps pointed at pad. */
+static void tg_dw_border_m1(const tg_conv_params_t *p, const tg_channel_requant_t *r, const int8_t *in_b,
+                            int32_t y0, int32_t x0, int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1,
+                            const int8_t *pad, int8_t *out)
+{
+    const int32_t n4 = p->in_c & ~3;
+    const int32_t full = r->act_min == -128 && r->act_max == 127;
+    int32_t inside[9];
+    int32_t ic, t;
+    tg_dw_m1t_t c;
+    c.lo = r->act_min;
+    c.hi = r->act_max;
+    for (t = 0; t < 9; t++) {
+        const int32_t ky = t / 3, kx = t % 3;
+        inside[t] = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1;
+        c.off[t] = inside[t] ? ((y0 + p->dilation_h * ky) * p->in_w + x0 + p->dilation_w * kx) * p->in_c : 0;
+    }
+    for (ic = 0; ic < n4; ic += TG_DW_PAD) {
+        const int8_t *x = in_b + ic;
+        for (t = 0; t < 9; t++) {
+            if (!inside[t]) {
+                c.off[t] = tg_dw_pad_offset(pad, x);
+            }
+        }
+        c.q = r->rq_fused + 4 * ic;
+        (full ? tg_dw_3x3_m1t_rq_full : tg_dw_3x3_m1t_rq)(x, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 22,
+                                                        tg_min32(TG_DW_PAD, n4 - ic) / 4, &c, out + ic);
+    }
 }
 #endif
 
@@ -425,7 +571,7 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                               p->filter_w * p->out_c, p->out_c};
     const int32_t use_3x3 = p->dw3x3_widened != NULL && p->filter_h == 3 && p->filter_w == 3 && dm >= 1 &&
                             dm <= 8 && p->in_c >= 4;
-    int8_t pad[TG_DW_CHUNK];
+    int8_t pad[TG_DW_PAD];
     int32_t tap_offsets[9];
     for (ky = 0; ky < 9; ky++) {
         tap_offsets[ky] = (ky / 3) * steps[0] + (ky % 3) * steps[1];
@@ -450,8 +596,13 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                     const int32_t n4 = p->in_c & ~3;
 #if TG_DW_FUSED
                     if (dm == 1 && r.rq_fused != NULL && r.per_channel) {
+                        /* this pixel and the inside ones after it in the row (x0 + 2 dilation_w < in_w),
+                         * unless a channel tail (in_c % 4, below) must follow each pixel */
+                        const int32_t last = (p->in_c & 3) != 0 ? ox :
+                            tg_min32(p->out_w - 1, (p->in_w - 1 - 2 * p->dilation_w + p->pad_w) / p->stride_w);
                         const tg_dw_m1_t c = {steps[0], steps[1], r.rq_fused, r.per_channel ? 4 : 0,
-                                              r.act_min, r.act_max};
+                                              r.act_min, r.act_max, last - ox + 1, p->stride_w * p->in_c, p->out_c};
+                        ox = last;
                         if (r.act_min == -128 && r.act_max == 127) {
                             tg_dw_3x3_m1_rq_full(xb, TG_WORDS(p->dw3x3_widened), n4 / 4, &c, out);
                         } else {
@@ -463,7 +614,7 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                     for (; dm == 1 && ic < n4; ic += TG_DW_CHUNK) {
                         const int32_t nch = tg_min32(TG_DW_CHUNK, n4 - ic);
                         int32_t acc[TG_DW_CHUNK];
-                        const tg_dw_m1_t c = {steps[0], steps[1], NULL, 0, 0, 0};
+                        const tg_dw_m1_t c = {steps[0], steps[1], NULL, 0, 0, 0, 1, 0, 0};
                         tg_dw_dot_3x3_m1(xb + ic, TG_WORDS(p->dw3x3_widened) + (ic / 4) * 22, nch / 4, &c, acc);
                         tg_dw_requant(&r, acc, nch, ic, out + ic);
                     }
@@ -476,7 +627,14 @@ void tg_depthwise_conv2d_s8(const tg_conv_params_t *p, const int8_t *input, int8
                         tg_dw_pixel_3x3(p, &r, in_b, tap_off, pad, out);
                     }
                     ic = n4;
-                } else if (use_3x3) {
+                }
+#if TG_DW_FUSED
+                else if (use_3x3 && dm == 1 && r.rq_fused != NULL && r.per_channel) {
+                    tg_dw_border_m1(p, &r, in_b, y0, x0, ky0, ky1, kx0, kx1, pad, out);
+                    ic = p->in_c & ~3;
+                }
+#endif
+                else if (use_3x3) {
                     int32_t tap_off[9];
                     for (ky = 0; ky < 3; ky++) {
                         for (kx = 0; kx < 3; kx++) {
