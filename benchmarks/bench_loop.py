@@ -97,7 +97,8 @@ def measure(cmd: list[str], env: dict, cwd: Path) -> dict:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-4000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "peak_sum_mib": peak_sum / 2**20, "peak_one_mib": peak_one / 2**20}
+            "peak_sum_mib": peak_sum / 2**20, "peak_one_mib": peak_one / 2**20,
+            "load": os.getloadavg()[0]}  # the machine's 1-minute load average as the run ended
 
 
 def median_of(runs: int, once, label: str = "") -> dict:
@@ -105,7 +106,7 @@ def median_of(runs: int, once, label: str = "") -> dict:
     for i in range(runs + 1):  # the first is a warm-up
         r = once()
         print(f"  {label} {'warm-up' if i == 0 else f'run {i}'}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, "
-              f"peak {r['peak_sum_mib']:.0f} MiB", flush=True)
+              f"peak {r['peak_sum_mib']:.0f} MiB, load {r['load']:.1f}", flush=True)
         if i:
             rows.append(r)
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]} | {"runs": rows}
