@@ -9,9 +9,11 @@ src/) beside the Arduino-library layout (issue 25): the tinygen-mps2 builder com
   a tree for a board PlatformIO would take it as an Arduino library for (esp32), before any work.
 * With TINYGEN_TFLM_NEWEST_DIR (a real tree: tflite-micro main + CMSIS-NN main, as create_tflm_tree.py
   writes it with OPTIMIZED_KERNEL_DIR=cmsis_nn; benchmarks/bench_fair.py --tflm-newest-dir takes the
-  same tree): the digits model runs on qemu-m4 and qemu-m55 through `tinygen run`, bit-exact with
-  tflite_micro, and the Cortex-M55 firmware holds CMSIS-NN's Helium (MVE) kernels (VMLADAV in the
-  ELF). Unset: those tests skip and say why.
+  same tree): the committed sine model (tests/fixtures/models, FULLY_CONNECTED; nothing trained) runs
+  on qemu-m4 and qemu-m55 through `tinygen run`, bit-exact with tflite_micro, through CMSIS-NN's
+  kernel, and the Cortex-M55 firmware holds CMSIS-NN's Helium (MVE) code (VMLADAV in the ELF; the
+  MLPerf models' CONV_2D/DEPTHWISE paths are exercised by bench_fair.py). Unset: those tests skip and
+  say why.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, build_ok, require_tool, run_cli
+from conftest import REPO, assert_one_line_error, build_ok, require_tool, run_cli
 from tinygen.common.escape import ini_value
 
 # A directory name the builder must treat as data (no '$', ' ;' or ' #': see tests/regression/test_issue_22_paths.py)
@@ -119,7 +121,7 @@ def _newest_tree() -> Path:
 @pytest.mark.tflm
 @pytest.mark.slow
 @pytest.mark.parametrize("board", ["qemu-m4", "qemu-m55"])
-def test_newest_tree_runs_bit_exact(board, digits_project, tmp_path_factory, tmp_path):
+def test_newest_tree_runs_bit_exact(board, tmp_path_factory, tmp_path):
     from tinygen.device import pio_offline
 
     tree = _newest_tree()
@@ -128,9 +130,9 @@ def test_newest_tree_runs_bit_exact(board, digits_project, tmp_path_factory, tmp
     core = tmp_path_factory.getbasetemp() / "pio-core-tflm-newest"  # shared by both boards
     core.mkdir(exist_ok=True)
     pio_offline.ensure_offline_core(core)
-    project = tmp_path / "digits-newest"
+    project = tmp_path / "sine-newest"
     build_ok("--board", board, "--runtime", "tflm", "--tflm-dir", str(tree), "--model",
-             str(digits_project / "model.tflite"), "--out", str(project))
+             str(REPO / "tests" / "fixtures" / "models" / "sine_int8.tflite"), "--out", str(project))
     assert f"custom_tinygen_tflm_dir = {ini_value(tree.as_posix())}" in (project / "platformio.ini").read_text()
     res = run_cli("run", "--project", str(project), "--json", "--vectors", "8",
                   env={"PLATFORMIO_CORE_DIR": str(core)}, timeout=1200)
@@ -141,7 +143,7 @@ def test_newest_tree_runs_bit_exact(board, digits_project, tmp_path_factory, tmp
     elf = project / ".pio" / "build" / board / "firmware.elf"
     nm = subprocess.run(["arm-none-eabi-nm", "-C", str(elf)], capture_output=True, text=True, check=True).stdout
     assert "tflite::MicroInterpreter::Invoke" in nm
-    assert "arm_convolve_wrapper_s8" in nm or "arm_convolve_s8" in nm  # CMSIS-NN's kernels, not the reference
+    assert "arm_fully_connected_s8" in nm  # CMSIS-NN's kernel, not TFLM's reference one
     # without -m armv8.1-m.main objdump 2.40 shows MVE encodings as LDC/CDP; VMLADAV prints as its alias VMLAV
     asm = subprocess.run(["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", "-m", "armv8.1-m.main", str(elf)],
                          capture_output=True, text=True, check=True).stdout
