@@ -454,8 +454,10 @@ def test_measured_budget_agrees_with_the_board_file(mbed_kit, built, nano_projec
         # are 1.48x the linked firmware.
         # Compiled: issue 25's conv fast paths (1x1 column, first-layer window copy, zero-weight channel
         # constants) added ~2 KB that only conv models link, so compiled_flash (digits) grew 16,529 ->
-        # 18,567 B and sine's bound went from ~1.7x to ~1.82x of its linked firmware.
-        loose = 1.55 if runtime == "tflm" else 1.9
+        # 18,567 B and sine's bound went from ~1.7x to ~1.82x of its linked firmware; issue 25's third round
+        # (4-pixel 1x1 and first-layer blocks, the depthwise border twin, tg_conv_dot.h) 18,567 -> 22,467 B
+        # and sine's bound to ~2.04x: still an upper bound, by 18 KB of the Nano's 983 KB.
+        loose = 1.55 if runtime == "tflm" else 2.1
         assert 0.97 * actual <= predicted <= loose * actual, f"{model}-{runtime}: budget {predicted:,} B, linked {actual:,} B"
         ram = sum(x["ram_bytes"] for x in parts if x["part"] != est.os_name)
         assert 0.9 * b["size"]["ram"] <= ram <= 1.2 * b["size"]["ram"], f"{model}-{runtime} RAM: {ram:,} B vs {b['size']}"
