@@ -58,6 +58,17 @@ class _Net:
         self.scale, self.zp = out_scale, zp
         return y, [n, oh, ow, cout]
 
+    def add_relu(self, a: int, b: int, a_scale: float, shape) -> int:
+        """ADD(a, b) with a fused RELU, b being the last op's output (``self.scale``); the result is the
+        model's current tensor."""
+        y_scale = (a_scale + self.scale) * 0.8
+        y = self.fm.tensor(shape, I8, [y_scale], [-128])
+        ao = S.AddOptionsT()
+        ao.fusedActivationFunction = S.ActivationFunctionType.RELU
+        self.fm.op(B.ADD, [a, b], [y], O.AddOptions, ao)
+        self.scale, self.zp = y_scale, -128
+        return y
+
     def head(self, t: int, shape, classes: int = 5) -> bytes:
         """AVERAGE_POOL over the whole map -> RESHAPE -> FULLY_CONNECTED -> the model."""
         n, h, w, c = shape
@@ -83,17 +94,11 @@ def residual_block(seed: int = 5, h: int = 14, w: int = 10, c: int = 8, stages: 
     block's tensors are the largest, so the scheduler bands it."""
     net = _Net(seed, [1, h, w, 3])
     x, shape = net.conv(net.x, [1, h, w, 3], c, 3)
-    x_scale, x_zp = net.scale, net.zp
+    x_scale = net.scale
     t = x
     for j in range(stages):
         t, shape = net.conv(t, shape, c, 3, relu=j + 1 < stages)
-    y_scale = (x_scale + net.scale) * 0.8
-    y = net.fm.tensor(shape, I8, [y_scale], [-128])
-    ao = S.AddOptionsT()
-    ao.fusedActivationFunction = S.ActivationFunctionType.RELU
-    net.fm.op(B.ADD, [x, t], [y], O.AddOptions, ao)
-    net.scale, net.zp = y_scale, -128
-    return net.head(y, shape)
+    return net.head(net.add_relu(x, t, x_scale, shape), shape)
 
 
 def plain_chain(seed: int = 9, h: int = 23, w: int = 11) -> bytes:
@@ -123,10 +128,4 @@ def projection_block(seed: int = 13, h: int = 16, w: int = 12, c: int = 8) -> by
     b_scale = net.scale
     net.scale, net.zp = x_scale, x_zp
     s, _ = net.conv(x, x_shape, 2 * c, 1, stride=2, relu=False)
-    y_scale = (b_scale + net.scale) * 0.8
-    y = net.fm.tensor(shape, I8, [y_scale], [-128])
-    ao = S.AddOptionsT()
-    ao.fusedActivationFunction = S.ActivationFunctionType.RELU
-    net.fm.op(B.ADD, [b, s], [y], O.AddOptions, ao)
-    net.scale, net.zp = y_scale, -128
-    return net.head(y, shape)
+    return net.head(net.add_relu(b, s, b_scale, shape), shape)
